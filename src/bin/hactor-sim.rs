@@ -1,0 +1,106 @@
+//! `hactor-sim`: runs HA scenarios on virtual time.
+//!
+//! - `hactor-sim run <scenario-dir> [--log <file>]`: run one scenario and
+//!   write its log (to stdout without `--log`).
+//! - `hactor-sim bench <suite-dir> [--repeat N]`: run every scenario below a
+//!   folder in this process and print the wall time.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hactor-sim", version, about = "Run HA scenarios in upstream's regression-test format on virtual time")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario directory.
+    Run {
+        /// Folder with cmdlist, hardware_status, service_config, ...
+        scenario: PathBuf,
+        /// Write the log here (atomically); stdout when absent.
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+    /// Run every scenario below a folder and print the wall time.
+    Bench {
+        /// Folder holding scenario folders (those with a cmdlist).
+        suite: PathBuf,
+        /// Run the whole suite this many times.
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+    },
+}
+
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn run(scenario: &Path, log: Option<&Path>) -> Result<(), String> {
+    let lines = hactor::sim::run_scenario(scenario).map_err(|e| e.to_string())?;
+    let mut text = lines.join("\n");
+    text.push('\n');
+    match log {
+        Some(path) => write_atomically(path, &text).map_err(|e| format!("{}: {e}", path.display())),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(suite)
+        .map_err(|e| format!("{}: {e}", suite.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("cmdlist").is_file())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        return Err(format!("{}: no scenario folders (with a cmdlist) found", suite.display()));
+    }
+    let started = Instant::now();
+    let mut failed = 0;
+    for _ in 0..repeat {
+        for dir in &dirs {
+            if let Err(err) = hactor::sim::run_scenario(dir) {
+                failed += 1;
+                eprintln!("{}: {err}", dir.display());
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let runs = dirs.len() as u32 * repeat;
+    println!(
+        "{runs} scenario runs ({} scenarios x {repeat}) in {:.3} s, {:.2} ms per scenario, {failed} failed",
+        dirs.len(),
+        elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0 / f64::from(runs)
+    );
+    if failed > 0 { Err(format!("{failed} scenario runs failed")) } else { Ok(()) }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run { scenario, log } => run(&scenario, log.as_deref()),
+        Command::Bench { suite, repeat } => bench(&suite, repeat),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hactor-sim: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,902 @@
+//! One master round (upstream `Manager.pm`): read node and LRM state, add and
+//! remove services, process CRM commands, run every service's state machine
+//! to a fix point, fence and recover, then write `manager_status`.
+//!
+//! Glossary of upstream abbreviations: `ss` = `services` (service status by
+//! sid), `sd` = one service's status, `cd` = one service's configuration,
+//! `ns` = `nodes` (node status), `ms` = manager status.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::env::{Env, EnvError, NodeInfo};
+use super::event::Event;
+use super::node_status::{FENCE_DELAY_SECS, NodeStatus};
+use super::select::{CompiledRules, Preference, Usage, select_service_node};
+use super::status::{
+    Disarm, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig,
+    ServiceStatus,
+};
+use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
+
+/// Guest locks that are safe to drop once the guest's node was fenced.
+const REMOVABLE_LOCKS_AFTER_FENCE: [&str; 9] = [
+    "backup",
+    "mounted",
+    "migrate",
+    "clone",
+    "rollback",
+    "snapshot",
+    "snapshot-delete",
+    "suspending",
+    "suspended",
+];
+
+/// The master's working state, created when a CRM becomes master.
+#[derive(Debug)]
+pub struct Manager {
+    /// Node table (persisted part plus runtime `last_online`).
+    pub nodes: NodeStatus,
+    /// Service status by sid.
+    pub services: BTreeMap<String, ServiceStatus>,
+    /// Maintenance requests by node.
+    pub node_request: BTreeMap<NodeName, NodeRequest>,
+    /// Disarm progress, if the stack is (being) disarmed.
+    pub disarm: Option<Disarm>,
+    /// This node: the master.
+    master_node: NodeName,
+    /// Usage of online nodes, kept current by every state change.
+    usage: Usage,
+    /// Placement rules compiled this round.
+    rules: CompiledRules,
+    /// Uid sequence of this manager; combined with node and time it makes
+    /// every uid unique, which is all the LRM protocol needs.
+    uid_seq: u64,
+}
+
+/// LRM inputs of one round: results keyed by uid and each node's mode.
+struct LrmView {
+    results: BTreeMap<String, LrmResult>,
+    modes: BTreeMap<NodeName, LrmMode>,
+}
+
+/// What `handle_disarm` decided for this round.
+enum DisarmOutcome {
+    /// The round is over (status already written).
+    Handled,
+    /// Only these services may run through the state machine.
+    Deferred(BTreeSet<String>),
+    /// Proceed normally.
+    NotApplicable,
+}
+
+impl Manager {
+    /// Takes over from the status on disk; runtime data starts empty.
+    pub fn new(master_node: &str, ms: ManagerStatus) -> Manager {
+        Manager {
+            nodes: NodeStatus::new(ms.node_status),
+            services: ms.service_status,
+            node_request: ms.node_request,
+            disarm: ms.disarm,
+            master_node: master_node.to_string(),
+            usage: Usage::default(),
+            rules: CompiledRules::default(),
+            uid_seq: 0,
+        }
+    }
+
+    /// True once every online LRM released its lock for a disarm.
+    pub fn is_fully_disarmed(&self) -> bool {
+        self.disarm.as_ref().is_some_and(Disarm::is_disarmed)
+    }
+
+    fn new_uid(&mut self, now: Time) -> String {
+        self.uid_seq += 1;
+        format!("{}-{}-{}", self.master_node, now, self.uid_seq)
+    }
+
+    fn status(&self, now: Time) -> ManagerStatus {
+        ManagerStatus {
+            master_node: Some(self.master_node.clone()),
+            timestamp: Some(now),
+            node_status: self.nodes.status.clone(),
+            service_status: self.services.clone(),
+            node_request: self.node_request.clone(),
+            disarm: self.disarm.clone(),
+        }
+    }
+
+    fn flush(&self, env: &mut dyn Env) -> Result<(), EnvError> {
+        env.write_manager_status(&self.status(env.now()))
+    }
+
+    /// Upstream's `change_service_state`: wipes runtime keys (but node,
+    /// failed_nodes and maintenance_node), sets the new state and params,
+    /// assigns a new uid and logs the change.
+    fn change_state(&mut self, env: &mut dyn Env, sid: &str, to: ServiceState, params: StateParams) {
+        let now = env.now();
+        let uid = self.new_uid(now);
+        let sd = self.services.get_mut(sid).expect("state change of an unknown service");
+        let from = sd.state;
+        assert_ne!(from, to, "service '{sid}': state change to the same state '{to}'");
+        let mut next = ServiceStatus::new(to, &sd.node, uid);
+        next.failed_nodes = sd.failed_nodes.take();
+        next.maintenance_node = sd.maintenance_node.take();
+        let mut logged = Vec::new();
+        if let Some(node) = params.node {
+            logged.push(("node", node.clone()));
+            next.node = node;
+        }
+        if let Some(target) = params.target {
+            logged.push(("target", target.clone()));
+            next.target = Some(target);
+        }
+        if let Some(timeout) = params.timeout {
+            logged.push(("timeout", timeout.to_string()));
+            next.timeout = Some(timeout);
+        }
+        *sd = next;
+        self.usage.set_service(sid, sd);
+        env.log(Event::ServiceStateChanged { sid: sid.to_string(), from, to, params: logged });
+    }
+
+    fn recompute_usage(&mut self) {
+        self.usage = Usage::new(&self.nodes.list_online_nodes());
+        for (sid, sd) in &self.services {
+            self.usage.set_service(sid, sd);
+        }
+    }
+
+    /// Reads every cluster node's LRM status. A node that never wrote one
+    /// counts as `active` (what upstream's simulator reports).
+    fn read_lrm_view(&mut self, env: &mut dyn Env, info: &NodeInfo) -> Result<LrmView, EnvError> {
+        let mut view = LrmView { results: BTreeMap::new(), modes: BTreeMap::new() };
+        for node in info.online.keys() {
+            let mode = match env.read_lrm_status(node)? {
+                Some(lrm) => {
+                    for (uid, result) in lrm.results {
+                        view.results.entry(uid).or_insert(result);
+                    }
+                    lrm.mode
+                }
+                None => LrmMode::Active,
+            };
+            view.modes.insert(node.clone(), mode);
+        }
+        Ok(view)
+    }
+
+    /// One master round. An `Err` aborts the round (upstream dies and the
+    /// CRM logs `got unexpected error`); nothing was written then.
+    pub fn manage(&mut self, env: &mut dyn Env) -> Result<(), EnvError> {
+        let info = env.node_info();
+        let lrm = self.read_lrm_view(env, &info)?;
+        self.nodes.update(env, &info, &lrm.modes);
+        if !self.nodes.is_operational(&self.master_node.clone()) {
+            env.log(Event::MasterSeemsOffline);
+            return Ok(());
+        }
+
+        let mut config = env.read_service_config()?;
+        let groups = env.read_groups()?;
+
+        if self.disarm.is_none() {
+            self.add_new_services(env, &config);
+            self.remove_stale_services(env, &config);
+        }
+        self.recompute_usage();
+
+        // Groups give their members node affinity and override failback.
+        for cd in config.values_mut() {
+            if let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) {
+                cd.failback = !group.nofailback;
+            }
+        }
+        self.rules = CompiledRules::from_groups(&groups, &config, &self.nodes.list_nodes());
+
+        self.process_crm_commands(env, &config)?;
+
+        let only = match self.handle_disarm(env, &lrm.modes)? {
+            DisarmOutcome::Handled => return Ok(()),
+            DisarmOutcome::Deferred(sids) => Some(sids),
+            DisarmOutcome::NotApplicable => None,
+        };
+
+        self.run_state_machine(env, &mut config, &lrm, only.as_ref())?;
+        self.flush(env)
+    }
+
+    fn add_new_services(&mut self, env: &mut dyn Env, config: &ServiceConfig) {
+        for (sid, cd) in config {
+            if self.services.contains_key(sid) || cd.state == RequestState::Ignored {
+                continue;
+            }
+            let Some(node) = cd.node.clone() else { continue };
+            env.log(Event::AddingService { sid: sid.clone(), node: node.clone() });
+            let state = if cd.state == RequestState::Started {
+                ServiceState::RequestStart
+            } else {
+                ServiceState::RequestStop
+            };
+            let uid = self.new_uid(env.now());
+            self.services.insert(sid.clone(), ServiceStatus::new(state, &node, uid));
+        }
+    }
+
+    fn remove_stale_services(&mut self, env: &mut dyn Env, config: &ServiceConfig) {
+        let stale: Vec<(String, bool)> = self
+            .services
+            .keys()
+            .filter_map(|sid| match config.get(sid) {
+                None => Some((sid.clone(), false)),
+                Some(cd) if cd.state == RequestState::Ignored => Some((sid.clone(), true)),
+                Some(_) => None,
+            })
+            .collect();
+        for (sid, ignored) in stale {
+            env.log(Event::RemovingStaleService { sid: sid.clone(), ignored });
+            self.services.remove(&sid);
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // CRM commands
+    // ------------------------------------------------------------------
+
+    fn process_crm_commands(&mut self, env: &mut dyn Env, config: &ServiceConfig) -> Result<(), EnvError> {
+        for line in env.read_crm_commands()? {
+            let line = line.trim().to_string();
+            if line.is_empty() {
+                continue;
+            }
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [task @ ("migrate" | "relocate"), sid, node] => {
+                    let task = if *task == "migrate" { "migrate" } else { "relocate" };
+                    self.command_move(env, &line, task, sid, node);
+                }
+                ["stop", sid, timeout] => {
+                    let timeout = timeout.parse::<i64>().ok();
+                    match (self.services.get_mut(*sid), timeout) {
+                        (Some(sd), Some(timeout)) => {
+                            env.log(Event::CrmCommandReceived { line: line.clone() });
+                            sd.cmd = Some(ServiceCommand::Stop(timeout));
+                        }
+                        (None, _) => env.log(Event::CrmCommandNoSuchService { line: line.clone() }),
+                        (Some(_), None) => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
+                    }
+                }
+                ["enable-node-maintenance", node] => {
+                    let node = node.to_string();
+                    if self.disarm.is_some() {
+                        env.log(Event::MaintenanceWhileDisarmed { node });
+                    } else {
+                        match self.nodes.state(&node) {
+                            super::types::NodeState::Online => {
+                                self.node_request.entry(node).or_default().maintenance = true;
+                            }
+                            super::types::NodeState::Maintenance => {
+                                env.log(Event::AlreadyInMaintenance { node })
+                            }
+                            _ => env.log(Event::CrmCommandNodeNotOnline { line: line.clone() }),
+                        }
+                    }
+                }
+                ["disable-node-maintenance", node] => {
+                    let node = node.to_string();
+                    let state = self.nodes.state(&node);
+                    if state != super::types::NodeState::Maintenance {
+                        env.log(Event::ClearingMaintenanceWrongState { node: node.clone(), state });
+                    }
+                    if let Some(request) = self.node_request.get_mut(&node) {
+                        request.maintenance = false;
+                    }
+                    self.node_request.retain(|_, r| r.maintenance);
+                }
+                ["disarm-ha", mode @ ("freeze" | "ignore")] => self.command_disarm(env, &line, mode),
+                ["arm-ha"] => self.command_arm(env, config),
+                _ => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
+            }
+        }
+        Ok(())
+    }
+
+    fn command_move(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
+        let Some(sd) = self.services.get(sid) else {
+            env.log(Event::CrmCommandNoSuchService { line: line.to_string() });
+            return;
+        };
+        let current = sd.node.clone();
+        if !self.nodes.is_online(target) {
+            env.log(Event::CrmCommandNodeNotOnline { line: line.to_string() });
+        } else if current == target {
+            env.log(Event::CrmCommandAlreadyOnTarget { line: line.to_string() });
+        } else {
+            self.queue_resource_motion(env, line, task, sid, target);
+        }
+    }
+
+    /// Attaches a move command to `sid` and its positive-affinity partners,
+    /// unless a negative-affinity partner already occupies the target.
+    fn queue_resource_motion(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
+        let negative: Vec<String> = self.rules.negative.get(sid).into_iter().flatten().cloned().collect();
+        for partner in negative {
+            let Some(psd) = self.services.get(&partner) else { continue };
+            let targets_there = psd.target.as_deref().is_none_or(|t| t == target);
+            if psd.node == target && targets_there {
+                env.log(Event::NegativeAffinityBlocksCommand {
+                    line: line.to_string(),
+                    partner,
+                    target: target.to_string(),
+                    sid: sid.to_string(),
+                });
+                return;
+            }
+        }
+        env.log(Event::CrmCommandReceived { line: line.to_string() });
+        let cmd = if task == "migrate" {
+            ServiceCommand::Migrate(target.to_string())
+        } else {
+            ServiceCommand::Relocate(target.to_string())
+        };
+        if let Some(sd) = self.services.get_mut(sid) {
+            sd.cmd = Some(cmd.clone());
+        }
+        let positive: Vec<String> = self.rules.positive.get(sid).into_iter().flatten().cloned().collect();
+        for partner in positive {
+            let Some(psd) = self.services.get_mut(&partner) else { continue };
+            if psd.node == target || psd.target.as_deref() == Some(target) {
+                continue;
+            }
+            env.log(Event::PositiveAffinityComigrate {
+                line: line.to_string(),
+                cmd: task,
+                partner: partner.clone(),
+                target: target.to_string(),
+                sid: sid.to_string(),
+            });
+            psd.cmd = Some(cmd.clone());
+        }
+    }
+
+    fn command_disarm(&mut self, env: &mut dyn Env, line: &str, mode: &str) {
+        if let Some(disarm) = &self.disarm {
+            env.log(Event::DisarmIgnoredAlreadyDisarmed { state: disarm.state.clone() });
+            return;
+        }
+        env.log(Event::CrmCommandReceived { line: line.to_string() });
+        if mode == "ignore" {
+            for sid in self.services.keys() {
+                env.log(Event::DisarmSuspendingService { sid: sid.clone() });
+            }
+        }
+        self.disarm = Some(Disarm { mode: mode.to_string(), state: Disarm::DISARMING.to_string() });
+    }
+
+    fn command_arm(&mut self, env: &mut dyn Env, config: &ServiceConfig) {
+        let Some(disarm) = self.disarm.take() else {
+            env.log(Event::ArmIgnoredNotDisarmed);
+            return;
+        };
+        env.log(Event::CrmCommandReceived { line: "arm-ha".to_string() });
+        if disarm.mode == "ignore" {
+            for (sid, sd) in self.services.iter_mut() {
+                let Some(node) = config.get(sid).and_then(|cd| cd.node.clone()) else { continue };
+                if node != sd.node {
+                    env.log(Event::ArmUpdatingNode { sid: sid.clone(), from: sd.node.clone(), to: node.clone() });
+                    sd.node = node;
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------
+    // Disarm
+    // ------------------------------------------------------------------
+
+    fn handle_disarm(&mut self, env: &mut dyn Env, modes: &BTreeMap<NodeName, LrmMode>) -> Result<DisarmOutcome, EnvError> {
+        let Some(disarm) = self.disarm.clone() else {
+            return Ok(DisarmOutcome::NotApplicable);
+        };
+        if disarm.mode != "freeze" && disarm.mode != "ignore" {
+            env.log(Event::UnknownDisarmMode { mode: disarm.mode });
+            return Ok(DisarmOutcome::NotApplicable);
+        }
+        let mut deferred = BTreeSet::new();
+        for (sid, sd) in &self.services {
+            if matches!(
+                sd.state,
+                ServiceState::Fence | ServiceState::Recovery | ServiceState::Migrate | ServiceState::Relocate
+            ) {
+                env.log(Event::DeferringDisarm { sid: sid.clone(), state: sd.state });
+                deferred.insert(sid.clone());
+            }
+        }
+        if !deferred.is_empty() {
+            return Ok(DisarmOutcome::Deferred(deferred));
+        }
+        let now = env.now();
+        let sids: Vec<String> = self.services.keys().cloned().collect();
+        for sid in sids {
+            let uid = self.new_uid(now);
+            let sd = self.services.get_mut(&sid).expect("listed above");
+            let mut pruned = ServiceStatus::new(sd.state, &sd.node, sd.uid.clone());
+            pruned.maintenance_node = sd.maintenance_node.take();
+            let freeze = disarm.mode == "freeze"
+                && matches!(
+                    sd.state,
+                    ServiceState::Started
+                        | ServiceState::Stopped
+                        | ServiceState::RequestStop
+                        | ServiceState::RequestStart
+                        | ServiceState::RequestStartBalance
+                );
+            if freeze {
+                env.log(Event::DisarmFreezingService { sid: sid.clone(), was: sd.state });
+                pruned.state = ServiceState::Freeze;
+                pruned.uid = uid;
+            } else if disarm.mode == "freeze" {
+                // frozen and erroneous services keep what they have
+                continue;
+            }
+            *sd = pruned;
+        }
+        if !disarm.is_disarmed() {
+            let online = self.nodes.list_online_nodes();
+            let all_disarmed = online.iter().all(|n| modes.get(n) == Some(&LrmMode::Disarm));
+            if all_disarmed {
+                env.log(Event::AllLrmsDisarmed);
+                if let Some(d) = self.disarm.as_mut() {
+                    d.state = Disarm::DISARMED.to_string();
+                }
+            }
+        }
+        self.flush(env)?;
+        Ok(DisarmOutcome::Handled)
+    }
+
+    // ------------------------------------------------------------------
+    // The service state machine
+    // ------------------------------------------------------------------
+
+    fn run_state_machine(
+        &mut self,
+        env: &mut dyn Env,
+        config: &mut ServiceConfig,
+        lrm: &LrmView,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<(), EnvError> {
+        let disabled = ResourceConfig {
+            node: None,
+            state: RequestState::Disabled,
+            max_restart: 1,
+            max_relocate: 1,
+            failback: true,
+            group: None,
+            lock: None,
+            comment: None,
+        };
+        loop {
+            let mut repeat = false;
+            let sids: Vec<String> = self.services.keys().cloned().collect();
+            for sid in &sids {
+                if only.is_some_and(|set| !set.contains(sid)) {
+                    continue;
+                }
+                let Some(sd) = self.services.get(sid) else { continue };
+                let last = sd.state;
+                let result = lrm.results.get(&sd.uid).cloned();
+                let mut cd = config.get(sid).cloned().unwrap_or_else(|| disabled.clone());
+                match last {
+                    ServiceState::Stopped => self.next_state_stopped(env, sid, &cd),
+                    ServiceState::Started => self.next_state_started(env, sid, &cd, result.as_ref()),
+                    ServiceState::RequestStart => self.next_state_request_start(env, sid, &cd),
+                    ServiceState::Migrate | ServiceState::Relocate | ServiceState::RequestStartBalance => {
+                        self.next_state_migrate_relocate(env, sid, &cd, result.as_ref())
+                    }
+                    ServiceState::Fence => {}
+                    ServiceState::Recovery => {
+                        self.next_state_recovery(env, sid, &mut cd);
+                        if let Some(entry) = config.get_mut(sid) {
+                            entry.node = cd.node.clone();
+                        }
+                    }
+                    ServiceState::RequestStop => self.next_state_request_stop(env, sid, result.as_ref()),
+                    ServiceState::Freeze => self.next_state_freeze(env, sid, &cd, &lrm.modes),
+                    ServiceState::Error => self.next_state_error(env, sid, &cd),
+                }
+                if let Some(sd) = self.services.get(sid) {
+                    let frozen_node = lrm.modes.get(&sd.node) == Some(&LrmMode::Restart);
+                    let freezable = matches!(
+                        sd.state,
+                        ServiceState::Started | ServiceState::Stopped | ServiceState::RequestStop
+                    );
+                    if frozen_node && freezable {
+                        self.change_state(env, sid, ServiceState::Freeze, StateParams::default());
+                    }
+                    if self.services[sid].state != last {
+                        repeat = true;
+                    }
+                }
+            }
+            if self.fencing_pass(env) {
+                repeat = true;
+            }
+            if !repeat {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Fences the nodes of `fence` services (at most once per node per pass)
+    /// and moves their services to `recovery`. Returns whether anything
+    /// changed.
+    fn fencing_pass(&mut self, env: &mut dyn Env) -> bool {
+        let mut changed = false;
+        let mut fenced: BTreeMap<NodeName, bool> = BTreeMap::new();
+        let sids: Vec<String> = self.services.keys().cloned().collect();
+        for sid in sids {
+            let sd = &self.services[&sid];
+            if sd.state != ServiceState::Fence {
+                continue;
+            }
+            let node = sd.node.clone();
+            let ok = match fenced.get(&node) {
+                Some(ok) => *ok,
+                None => {
+                    let ok = self.nodes.fence_node(env, &node);
+                    fenced.insert(node, ok);
+                    ok
+                }
+            };
+            if ok {
+                self.change_state(env, &sid, ServiceState::Recovery, StateParams::default());
+                changed = true;
+            }
+        }
+        for node in self.nodes.list_nodes() {
+            if fenced.contains_key(&node) || self.nodes.state(&node) != super::types::NodeState::Fence {
+                continue;
+            }
+            env.log(Event::FenceNodeWithoutServices { node: node.clone() });
+            if self.nodes.fence_node(env, &node) {
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn offline_delayed(&mut self, env: &mut dyn Env, node: &str) -> bool {
+        self.nodes.is_offline_delayed(node, env.now(), FENCE_DELAY_SECS)
+    }
+
+    fn select(&self, sid: &str, cd: &ResourceConfig, preference: Preference) -> Option<NodeName> {
+        select_service_node(&self.rules, &self.usage, sid, cd.failback, &self.services, preference)
+    }
+
+    fn next_state_request_start(&mut self, env: &mut dyn Env, sid: &str, _cd: &ResourceConfig) {
+        let node = self.services[sid].node.clone();
+        self.change_state(env, sid, ServiceState::Started, StateParams::node(&node));
+    }
+
+    fn next_state_stopped(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig) {
+        if let Some(cd_node) = &cd.node {
+            let sd = self.services.get_mut(sid).expect("known");
+            if &sd.node != cd_node {
+                env.log(Event::FixupLocation { sid: sid.to_string(), from: sd.node.clone(), to: cd_node.clone() });
+                sd.node = cd_node.clone();
+            }
+        }
+        if let Some(cmd) = self.services.get_mut(sid).and_then(|sd| sd.cmd.take()) {
+            match &cmd {
+                ServiceCommand::Migrate(target) | ServiceCommand::Relocate(target) => {
+                    let target = target.clone();
+                    let (task, state) = move_task(&cmd);
+                    if self.move_allowed(env, sid, task, &target) {
+                        let node = self.services[sid].node.clone();
+                        self.change_state(env, sid, state, StateParams::moving(&node, &target));
+                        return;
+                    }
+                }
+                ServiceCommand::Stop(_) => {
+                    env.log(Event::IgnoreStopAlreadyStopped { sid: sid.to_string() });
+                }
+            }
+        }
+        if cd.state == RequestState::Disabled {
+            // The LRM keeps enforcing "stopped"; never fenced nor recovered.
+            return;
+        }
+        let node = self.services[sid].node.clone();
+        if self.offline_delayed(env, &node) && !self.nodes.is_maintenance(&node) {
+            self.change_state(env, sid, ServiceState::Fence, StateParams::default());
+            return;
+        }
+        match cd.state {
+            RequestState::Stopped => {}
+            RequestState::Started => {
+                self.change_state(env, sid, ServiceState::RequestStart, StateParams::node(&node));
+            }
+            other => env.log(Event::UnknownConfigState { sid: sid.to_string(), state: other.as_str().into() }),
+        }
+    }
+
+    /// Checks a move command's target; logs why it is ignored otherwise.
+    fn move_allowed(&mut self, env: &mut dyn Env, sid: &str, task: &'static str, target: &str) -> bool {
+        if !self.nodes.is_online(target) {
+            env.log(Event::IgnoreMoveTargetOffline { sid: sid.to_string(), cmd: task, target: target.to_string() });
+            false
+        } else if self.services[sid].node == target {
+            env.log(Event::IgnoreMoveAlreadyThere { sid: sid.to_string(), cmd: task, target: target.to_string() });
+            false
+        } else {
+            true
+        }
+    }
+
+    fn next_state_started(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
+        let node = self.services[sid].node.clone();
+        if !self.nodes.is_online(&node) {
+            if self.offline_delayed(env, &node) {
+                self.change_state(env, sid, ServiceState::Fence, StateParams::default());
+            }
+            if !self.nodes.is_maintenance(&node) {
+                return;
+            }
+            // Remember where to come back to after the maintenance.
+            self.services.get_mut(sid).expect("known").maintenance_node = Some(node.clone());
+        }
+        match cd.state {
+            RequestState::Disabled | RequestState::Stopped => {
+                self.change_state(env, sid, ServiceState::RequestStop, StateParams::default());
+            }
+            RequestState::Started => {
+                let cmd = self.services.get_mut(sid).and_then(|sd| sd.cmd.take());
+                match cmd {
+                    Some(cmd) => self.started_command(env, sid, cmd),
+                    None => self.started_supervise(env, sid, cd, result),
+                }
+            }
+            RequestState::Ignored => {
+                env.log(Event::UnknownConfigState { sid: sid.to_string(), state: cd.state.as_str().into() })
+            }
+        }
+    }
+
+    fn started_command(&mut self, env: &mut dyn Env, sid: &str, cmd: ServiceCommand) {
+        match &cmd {
+            ServiceCommand::Migrate(target) | ServiceCommand::Relocate(target) => {
+                let target = target.clone();
+                let (task, state) = move_task(&cmd);
+                if self.move_allowed(env, sid, task, &target) {
+                    env.log(Event::MoveService { sid: sid.to_string(), cmd: task, target: target.clone() });
+                    let node = self.services[sid].node.clone();
+                    self.change_state(env, sid, state, StateParams::moving(&node, &target));
+                }
+            }
+            &ServiceCommand::Stop(timeout) => {
+                if timeout == 0 {
+                    env.log(Event::HardStopRequested { sid: sid.to_string() });
+                } else {
+                    env.log(Event::GracefulStopRequested { sid: sid.to_string(), timeout });
+                }
+                let params = StateParams { timeout: Some(timeout), ..StateParams::default() };
+                self.change_state(env, sid, ServiceState::RequestStop, params);
+                if let Err(err) = env.set_service_request_state(sid, RequestState::Stopped) {
+                    env.log(Event::UnexpectedError { error: err.to_string() });
+                }
+            }
+        }
+    }
+
+    /// Normal supervision of a started service: apply the LRM result, the
+    /// relocate policy, and move the service where selection wants it.
+    fn started_supervise(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
+        let mut preference = Preference::None;
+        if let Some(result) = result {
+            let sd = self.services.get_mut(sid).expect("known");
+            match result.exit_code {
+                ExitCode::Success => {
+                    if let Some(failed) = sd.failed_nodes.take() {
+                        env.log(Event::RelocationPolicySuccessful {
+                            sid: sid.to_string(),
+                            node: sd.node.clone(),
+                            failed,
+                        });
+                    }
+                    sd.running = true;
+                }
+                ExitCode::Error | ExitCode::WrongNode => {
+                    sd.running = false;
+                    let node = sd.node.clone();
+                    let failed = sd.failed_nodes.get_or_insert_with(Vec::new);
+                    failed.push(node.clone());
+                    if failed.len() <= cd.max_relocate as usize {
+                        preference = Preference::TryNext;
+                        env.log(Event::StartFailedRelocating { sid: sid.to_string(), node });
+                    } else {
+                        let failed = failed.clone();
+                        env.log(Event::RecoveryPolicyFailed { sid: sid.to_string(), failed });
+                        self.change_state(env, sid, ServiceState::Error, StateParams::default());
+                        return;
+                    }
+                }
+                code => {
+                    let node = sd.node.clone();
+                    sd.failed_nodes.get_or_insert_with(Vec::new).push(node);
+                    env.log(Event::UnrecoverableError { sid: sid.to_string(), code });
+                    self.change_state(env, sid, ServiceState::Error, StateParams::default());
+                    return;
+                }
+            }
+        }
+
+        let selected = self.select(sid, cd, preference);
+        let current = self.services[sid].node.clone();
+        match selected {
+            Some(node) if node != current => {
+                let sd = self.services.get_mut(sid).expect("known");
+                if let Some(fallback) = sd.maintenance_node.clone() {
+                    if node == fallback {
+                        env.log(Event::MovingBackFromMaintenance { sid: sid.to_string(), node: fallback });
+                        sd.maintenance_node = None;
+                    } else if current != fallback {
+                        env.log(Event::DroppingMaintenanceFallback { sid: sid.to_string(), node: fallback });
+                        sd.maintenance_node = None;
+                    }
+                }
+                if sid_type(sid) == "vm" {
+                    env.log(Event::MigrateRunning { sid: sid.to_string(), target: node.clone() });
+                    self.change_state(env, sid, ServiceState::Migrate, StateParams::moving(&current, &node));
+                } else {
+                    env.log(Event::RelocateService { sid: sid.to_string(), target: node.clone() });
+                    self.change_state(env, sid, ServiceState::Relocate, StateParams::moving(&current, &node));
+                }
+            }
+            _ => {
+                if preference == Preference::TryNext && selected.is_none() {
+                    let tried = self.services[sid].failed_nodes.clone().unwrap_or_default();
+                    env.log(Event::TriedAllNodes { sid: sid.to_string(), tried });
+                }
+                let stale_fallback = self.services[sid].maintenance_node.as_deref() == Some(current.as_str());
+                if stale_fallback && self.nodes.is_online(&current) {
+                    env.log(Event::ClearingStaleMaintenanceNode { sid: sid.to_string(), node: current.clone() });
+                    self.services.get_mut(sid).expect("known").maintenance_node = None;
+                }
+                // A consumed result re-arms the "is it still running?" check.
+                if result.is_some() {
+                    let uid = self.new_uid(env.now());
+                    self.services.get_mut(sid).expect("known").uid = uid;
+                }
+            }
+        }
+    }
+
+    fn next_state_request_stop(&mut self, env: &mut dyn Env, sid: &str, result: Option<&LrmResult>) {
+        if let Some(result) = result {
+            if result.exit_code == ExitCode::Success {
+                self.change_state(env, sid, ServiceState::Stopped, StateParams::default());
+            } else {
+                env.log(Event::StopFailed { sid: sid.to_string(), code: result.exit_code });
+                self.change_state(env, sid, ServiceState::Error, StateParams::default());
+            }
+            return;
+        }
+        let node = self.services[sid].node.clone();
+        if self.offline_delayed(env, &node) {
+            self.change_state(env, sid, ServiceState::Fence, StateParams::default());
+        }
+    }
+
+    fn next_state_migrate_relocate(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
+        let requested = if cd.state == RequestState::Started {
+            ServiceState::Started
+        } else {
+            ServiceState::RequestStop
+        };
+        if let Some(result) = result {
+            let sd = &self.services[sid];
+            let (node, target) = (sd.node.clone(), sd.target.clone().unwrap_or_default());
+            match result.exit_code {
+                ExitCode::Success => {
+                    self.change_state(env, sid, requested, StateParams::node(&target));
+                    return;
+                }
+                ExitCode::WrongNode => {
+                    env.log(Event::MigrationWrongNode { sid: sid.to_string() });
+                    self.change_state(env, sid, ServiceState::Error, StateParams::default());
+                }
+                ExitCode::Ignored => {
+                    env.log(Event::RebalanceIgnoredAlreadyRunning { sid: sid.to_string() });
+                    self.change_state(env, sid, requested, StateParams::node(&node));
+                }
+                code => {
+                    env.log(Event::MigrationFailed { sid: sid.to_string(), code });
+                    self.change_state(env, sid, requested, StateParams::node(&node));
+                    return;
+                }
+            }
+        }
+        let node = self.services[sid].node.clone();
+        if self.offline_delayed(env, &node) && self.services[sid].state != ServiceState::Fence {
+            self.change_state(env, sid, ServiceState::Fence, StateParams::default());
+        }
+    }
+
+    fn next_state_recovery(&mut self, env: &mut dyn Env, sid: &str, cd: &mut ResourceConfig) {
+        self.recompute_usage();
+        let fenced = self.services[sid].node.clone();
+        match self.select(sid, cd, Preference::BestScore) {
+            Some(node) => {
+                if node == fenced {
+                    env.log(Event::RecoverToSameNode { sid: sid.to_string(), node: node.clone() });
+                } else {
+                    env.log(Event::RecoverService { sid: sid.to_string(), from: fenced.clone(), to: node.clone() });
+                }
+                if let Some(lock) = env.remove_locks(sid, &REMOVABLE_LOCKS_AFTER_FENCE) {
+                    env.log(Event::RemovedLeftoverLock { sid: sid.to_string(), lock });
+                }
+                env.steal_service(sid, &fenced, &node);
+                cd.node = Some(node.clone());
+                self.services.get_mut(sid).expect("known").node = node.clone();
+                let state = if cd.state == RequestState::Started {
+                    ServiceState::Started
+                } else {
+                    ServiceState::RequestStop
+                };
+                self.change_state(env, sid, state, StateParams::node(&node));
+            }
+            None => {
+                env.log(Event::RecoveryFailed { sid: sid.to_string(), from: fenced });
+                if cd.state == RequestState::Disabled {
+                    self.services.get_mut(sid).expect("known").failed_nodes = None;
+                    self.change_state(env, sid, ServiceState::Stopped, StateParams::default());
+                }
+            }
+        }
+    }
+
+    fn next_state_freeze(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, modes: &BTreeMap<NodeName, LrmMode>) {
+        let node = &self.services[sid].node;
+        if modes.get(node) == Some(&LrmMode::Active) {
+            let state = if cd.state == RequestState::Started {
+                ServiceState::Started
+            } else {
+                ServiceState::RequestStop
+            };
+            self.change_state(env, sid, state, StateParams::default());
+        }
+    }
+
+    fn next_state_error(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig) {
+        if cd.state == RequestState::Disabled {
+            self.services.get_mut(sid).expect("known").failed_nodes = None;
+            self.change_state(env, sid, ServiceState::Stopped, StateParams::default());
+        }
+    }
+}
+
+/// Parameters logged with a state change (upstream's `%params`).
+#[derive(Debug, Default)]
+struct StateParams {
+    node: Option<NodeName>,
+    target: Option<NodeName>,
+    timeout: Option<i64>,
+}
+
+impl StateParams {
+    fn node(node: &str) -> StateParams {
+        StateParams { node: Some(node.to_string()), ..StateParams::default() }
+    }
+
+    fn moving(node: &str, target: &str) -> StateParams {
+        StateParams { node: Some(node.to_string()), target: Some(target.to_string()), timeout: None }
+    }
+}
+
+/// The task name and target state of a move command.
+fn move_task(cmd: &ServiceCommand) -> (&'static str, ServiceState) {
+    match cmd {
+        ServiceCommand::Relocate(_) => ("relocate", ServiceState::Relocate),
+        _ => ("migrate", ServiceState::Migrate),
+    }
+}

@@ -1,0 +1,25 @@
+//! The pure HA decision core: no I/O, no clock, no async runtime.
+//!
+//! ```text
+//!            ┌──────────── Env (trait) ────────────┐
+//!  shell ──► │ now, quorum, locks, status, config, │ ◄── sim::World / node daemon
+//!            │ watchdog, agents, log(Event)        │
+//!            └─────────────────────────────────────┘
+//!                  ▲                     ▲
+//!         Crm::iterate ── Manager   Lrm::iterate
+//! ```
+//!
+//! Every round the shell calls [`crm::Crm::iterate`] and
+//! [`lrm::Lrm::iterate`]; the core asks the world only through [`env::Env`]
+//! and reports what it decided as typed [`event::Event`]s. The same code runs
+//! in the simulator (virtual time) and in the daemon.
+
+pub mod crm;
+pub mod env;
+pub mod event;
+pub mod lrm;
+pub mod manager;
+pub mod node_status;
+pub mod select;
+pub mod status;
+pub mod types;

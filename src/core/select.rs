@@ -1,0 +1,310 @@
+//! Node selection for a service (upstream `select_service_node`) and the
+//! usage model it scores with.
+//!
+//! Pure: takes the compiled placement rules, the usage of online nodes and
+//! the service's status, returns a node or `None`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::status::{GroupConfig, Groups, ServiceConfig, ServiceStatus};
+use super::types::{NodeName, ServiceState};
+
+/// How hard `select_service_node` should try to keep the current node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preference {
+    /// Stay on the current node if it is allowed.
+    None,
+    /// The best-scored allowed node.
+    BestScore,
+    /// The best-scored node not yet tried (after a failed start).
+    TryNext,
+}
+
+/// Compiled node-affinity rule of one service: allowed nodes with priority.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeAffinity {
+    pub nodes: BTreeMap<NodeName, i64>,
+}
+
+/// Placement rules compiled for fast lookup per service.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CompiledRules {
+    pub node_affinity: BTreeMap<String, NodeAffinity>,
+    /// Services that must run together with the key service.
+    pub positive: BTreeMap<String, BTreeSet<String>>,
+    /// Services that must not share a node with the key service.
+    pub negative: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl CompiledRules {
+    /// Translates legacy HA groups into node-affinity rules, as upstream does
+    /// in memory every round: a restricted group is strict; a non-strict one
+    /// also allows every other known node at priority -1.
+    pub fn from_groups(groups: &Groups, services: &ServiceConfig, all_nodes: &[NodeName]) -> CompiledRules {
+        let mut rules = CompiledRules::default();
+        for (sid, cd) in services {
+            let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) else {
+                continue;
+            };
+            rules.node_affinity.insert(sid.clone(), group_affinity(group, all_nodes));
+        }
+        rules
+    }
+}
+
+fn group_affinity(group: &GroupConfig, all_nodes: &[NodeName]) -> NodeAffinity {
+    let mut nodes = group.nodes.clone();
+    if !group.restricted {
+        for node in all_nodes {
+            nodes.entry(node.clone()).or_insert(-1);
+        }
+    }
+    NodeAffinity { nodes }
+}
+
+/// Service counts per online node (upstream's `basic` usage model).
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    nodes: BTreeMap<NodeName, i64>,
+    by_service: BTreeMap<String, Vec<NodeName>>,
+}
+
+impl Usage {
+    pub fn new(online_nodes: &[NodeName]) -> Usage {
+        Usage {
+            nodes: online_nodes.iter().map(|n| (n.clone(), 0)).collect(),
+            by_service: BTreeMap::new(),
+        }
+    }
+
+    pub fn contains(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
+    pub fn online_nodes(&self) -> BTreeSet<NodeName> {
+        self.nodes.keys().cloned().collect()
+    }
+
+    /// Re-accounts one service from its current status.
+    pub fn set_service(&mut self, sid: &str, sd: &ServiceStatus) {
+        self.remove_service(sid);
+        let (current, target) = used_service_nodes(&self.online_nodes(), sd);
+        let used: Vec<NodeName> = current.into_iter().chain(target).collect();
+        for node in &used {
+            *self.nodes.entry(node.clone()).or_default() += 1;
+        }
+        self.by_service.insert(sid.to_string(), used);
+    }
+
+    pub fn remove_service(&mut self, sid: &str) {
+        for node in self.by_service.remove(sid).unwrap_or_default() {
+            if let Some(count) = self.nodes.get_mut(&node) {
+                *count -= 1;
+            }
+        }
+    }
+
+    /// Lower is better.
+    pub fn score(&self, node: &str) -> i64 {
+        self.nodes.get(node).copied().unwrap_or(0)
+    }
+}
+
+/// The nodes a service occupies: `(current, target)`, each only if online.
+pub fn used_service_nodes(online: &BTreeSet<NodeName>, sd: &ServiceStatus) -> (Option<NodeName>, Option<NodeName>) {
+    use ServiceState::*;
+    let current = match sd.state {
+        Started | RequestStop | Fence | Freeze | Error | Recovery | Migrate | Relocate => {
+            online.contains(&sd.node).then(|| sd.node.clone())
+        }
+        _ => None,
+    };
+    let target = match sd.state {
+        Migrate | Relocate | RequestStartBalance => sd.target.clone().filter(|t| online.contains(t)),
+        _ => None,
+    };
+    (current, target)
+}
+
+/// Allowed nodes and the highest-priority subset of them among `online`.
+fn node_affinity(rules: &CompiledRules, sid: &str, online: &BTreeSet<NodeName>) -> (BTreeSet<NodeName>, BTreeSet<NodeName>) {
+    let Some(rule) = rules.node_affinity.get(sid) else {
+        return (online.clone(), online.clone());
+    };
+    let allowed: BTreeSet<NodeName> = rule.nodes.keys().filter(|n| online.contains(*n)).cloned().collect();
+    let best = allowed.iter().map(|n| rule.nodes[n]).max();
+    let preferred = allowed.iter().filter(|n| Some(rule.nodes[*n]) == best).cloned().collect();
+    (allowed, preferred)
+}
+
+/// `(together, separate)`: node counts of positive partners and the nodes
+/// of negative partners.
+fn resource_affinity(
+    rules: &CompiledRules,
+    sid: &str,
+    services: &BTreeMap<String, ServiceStatus>,
+    online: &BTreeSet<NodeName>,
+) -> (BTreeMap<NodeName, usize>, BTreeSet<NodeName>) {
+    let mut together = BTreeMap::new();
+    let mut separate = BTreeSet::new();
+    for partner in rules.positive.get(sid).into_iter().flatten() {
+        let Some(sd) = services.get(partner) else { continue };
+        let (current, target) = used_service_nodes(online, sd);
+        if let Some(node) = target.or(current) {
+            *together.entry(node).or_insert(0) += 1;
+        }
+    }
+    for partner in rules.negative.get(sid).into_iter().flatten() {
+        let Some(sd) = services.get(partner) else { continue };
+        let (current, target) = used_service_nodes(online, sd);
+        separate.extend(current);
+        separate.extend(target);
+    }
+    (together, separate)
+}
+
+/// Picks the node `sid` should run on, or `None` when no allowed node is
+/// online. `failback` is the service's (or its group's) failback setting.
+pub fn select_service_node(
+    rules: &CompiledRules,
+    usage: &Usage,
+    sid: &str,
+    failback: bool,
+    services: &BTreeMap<String, ServiceStatus>,
+    preference: Preference,
+) -> Option<NodeName> {
+    let sd = services.get(sid)?;
+    let current = sd.node.as_str();
+    let online = usage.online_nodes();
+    let (allowed, mut preferred) = node_affinity(rules, sid, &online);
+    if preferred.is_empty() {
+        return None;
+    }
+    let (together, separate) = resource_affinity(rules, sid, services, &online);
+    let allowed_here = together.contains_key(current) || !separate.contains(current);
+    if preference == Preference::None && !failback && allowed.contains(current) && allowed_here {
+        return Some(current.to_string());
+    }
+    if preference == Preference::TryNext {
+        for tried in sd.failed_nodes.iter().flatten() {
+            preferred.remove(tried);
+        }
+    }
+    preferred.retain(|n| !separate.contains(n));
+    let mut best_together: Option<(&NodeName, usize)> = None;
+    for (node, count) in together.iter().filter(|(n, _)| preferred.contains(*n)) {
+        if best_together.is_none_or(|(_, c)| *count > c) {
+            best_together = Some((node, *count));
+        }
+    }
+    if let Some((node, _)) = best_together {
+        preferred = BTreeSet::from([node.clone()]);
+    }
+    if let Some(fallback) = &sd.maintenance_node {
+        if preferred.contains(fallback) {
+            return Some(fallback.clone());
+        }
+    }
+    if preference == Preference::None && preferred.contains(current) {
+        return Some(current.to_string());
+    }
+    let mut nodes: Vec<&NodeName> = preferred.iter().collect();
+    nodes.sort_by_key(|n| usage.score(n));
+    if preference == Preference::TryNext {
+        if let Some(pos) = nodes.iter().position(|n| *n == current) {
+            if pos + 1 < nodes.len() {
+                return Some(nodes[pos + 1].clone());
+            }
+        }
+    }
+    nodes.first().map(|n| (*n).clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: ServiceState, node: &str) -> ServiceStatus {
+        ServiceStatus::new(state, node, "uid".into())
+    }
+
+    fn nodes(names: &[&str]) -> Vec<NodeName> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn recovery_prefers_the_least_loaded_node_then_the_name() {
+        let online = nodes(&["node1", "node2"]);
+        let mut services = BTreeMap::new();
+        services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
+        services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
+        let mut usage = Usage::new(&online);
+        for (sid, sd) in &services {
+            usage.set_service(sid, sd);
+        }
+        let rules = CompiledRules::default();
+        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore);
+        assert_eq!(pick.as_deref(), Some("node2"));
+    }
+
+    #[test]
+    fn try_next_skips_failed_nodes_and_none_stays_put() {
+        let online = nodes(&["node1", "node2", "node3"]);
+        let mut services = BTreeMap::new();
+        let mut sd = status(ServiceState::Started, "node1");
+        sd.failed_nodes = Some(nodes(&["node1"]));
+        services.insert("fa:120".to_string(), sd);
+        let usage = Usage::new(&online);
+        let rules = CompiledRules::default();
+        let next = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::TryNext);
+        assert_eq!(next.as_deref(), Some("node2"));
+        let stay = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::None);
+        assert_eq!(stay.as_deref(), Some("node1"));
+    }
+
+    #[test]
+    fn restricted_groups_return_nothing_when_no_member_is_online() {
+        let mut groups = Groups::new();
+        groups.insert(
+            "only3".into(),
+            GroupConfig { nodes: BTreeMap::from([("node3".into(), 0)]), restricted: true, nofailback: false, comment: None },
+        );
+        let mut config = ServiceConfig::new();
+        let mut cd = super::super::status::ResourceConfig::new("node3", super::super::types::RequestState::Started);
+        cd.group = Some("only3".into());
+        config.insert("vm:103".into(), cd);
+        let rules = CompiledRules::from_groups(&groups, &config, &nodes(&["node1", "node2", "node3"]));
+        let mut services = BTreeMap::new();
+        services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
+        let usage = Usage::new(&nodes(&["node1", "node2"]));
+        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore);
+        assert_eq!(pick, None);
+    }
+
+    #[test]
+    fn failback_moves_to_the_highest_priority_member() {
+        let mut groups = Groups::new();
+        groups.insert(
+            "prefer2".into(),
+            GroupConfig {
+                nodes: BTreeMap::from([("node2".into(), 2), ("node1".into(), 1)]),
+                restricted: false,
+                nofailback: false,
+                comment: None,
+            },
+        );
+        let mut config = ServiceConfig::new();
+        let mut cd = super::super::status::ResourceConfig::new("node1", super::super::types::RequestState::Started);
+        cd.group = Some("prefer2".into());
+        config.insert("vm:101".into(), cd);
+        let all = nodes(&["node1", "node2", "node3"]);
+        let rules = CompiledRules::from_groups(&groups, &config, &all);
+        let mut services = BTreeMap::new();
+        services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
+        let usage = Usage::new(&all);
+        let with_failback = select_service_node(&rules, &usage, "vm:101", true, &services, Preference::None);
+        assert_eq!(with_failback.as_deref(), Some("node2"));
+        let without = select_service_node(&rules, &usage, "vm:101", false, &services, Preference::None);
+        assert_eq!(without.as_deref(), Some("node1"));
+    }
+}

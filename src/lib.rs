@@ -1,0 +1,17 @@
+//! hactor: a high-availability cluster resource manager compatible with the
+//! Proxmox VE HA stack.
+//!
+//! # Layout
+//! - [`core`]: the pure decision core (CRM, LRM, manager round, node
+//!   selection). No I/O, no clock: everything comes in through `core::env::Env`.
+//! - [`sim`]: the scenario simulator driving the core on virtual time, in
+//!   upstream's regression-test format.
+//! - [`config`]: configuration text parsers.
+//! - `actors`, `net`: the node daemon's actor tree and QUIC transport (see
+//!   their module docs for status).
+
+pub mod actors;
+pub mod config;
+pub mod core;
+pub mod net;
+pub mod sim;

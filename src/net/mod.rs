@@ -1,0 +1,3 @@
+//! QUIC transport and the replicated cluster store.
+//!
+//! Not built yet: this module is the place for it (issue "Cluster layer").

@@ -1,0 +1,27 @@
+//! The scenario simulator: drives the same CRM/LRM core as the daemon, on
+//! virtual time, with simulated hardware (spec §8).
+//!
+//! ```text
+//!  scenario dir ──► Scenario ──► Simulator::run ──► log lines (upstream format)
+//!                                  │  rounds: crm, lrm per node, +1 s each
+//!                                  ▼
+//!                      World (hardware, store, locks, watchdogs)
+//!                      SimEnv = one daemon's core::Env on that world
+//! ```
+
+pub mod run;
+pub mod scenario;
+pub mod world;
+
+use std::path::Path;
+
+pub use run::{SimError, Simulator};
+pub use scenario::{Scenario, ScenarioError};
+
+/// Loads and runs one scenario directory, returning its log lines.
+pub fn run_scenario(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let scenario = Scenario::load(dir)?;
+    let mut sim = Simulator::new(scenario);
+    sim.run()?;
+    Ok(sim.log().to_vec())
+}

@@ -1,0 +1,413 @@
+//! The virtual-time run loop (upstream `TestHardware::run`, spec §8.4) and
+//! the simulated hardware commands (§8.3).
+//!
+//! Each round runs every node's CRM then LRM, in node order; every daemon
+//! iteration takes exactly one virtual second; a round lasts
+//! `max(20, 2 × nodes)` seconds; command batches apply every fifth round.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+
+use crate::core::crm::Crm;
+use crate::core::env::Env;
+use crate::core::lrm::Lrm;
+use crate::core::status::ResourceConfig;
+use crate::core::types::{NodeName, Time};
+
+use super::scenario::{CfsPart, CmdEntry, Daemon, HwCommand, Scenario};
+use super::world::{SimEnv, World};
+
+/// Hard limit of simulated time.
+pub const MAX_SIM_TIME_SECS: Time = 10_000;
+/// The run ends this long after the last command.
+const QUIET_END_SECS: Time = 500;
+/// Command batches apply every this many rounds.
+const ROUNDS_PER_BATCH: u64 = 5;
+
+/// Why a simulation stopped early (upstream dies with these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimError(pub String);
+
+impl fmt::Display for SimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// The daemons of one node and the harness's flags about them.
+#[derive(Debug, Default)]
+struct NodeDaemons {
+    crm: Option<Crm>,
+    lrm: Option<Lrm>,
+    /// The CRM was asked to stop (`crm <node> stop`): its exit is expected.
+    crm_stop: bool,
+    /// The LRM is restarting (`restart-lrm`): recreate it when it exits.
+    lrm_restart: bool,
+}
+
+/// A scenario being simulated.
+pub struct Simulator {
+    world: World,
+    daemons: BTreeMap<NodeName, NodeDaemons>,
+    cmdlist: VecDeque<Vec<CmdEntry>>,
+    skip_rounds: BTreeMap<Daemon, u32>,
+}
+
+impl Simulator {
+    pub fn new(scenario: Scenario) -> Simulator {
+        let world = World::new(&scenario);
+        let daemons = scenario.hardware.keys().map(|n| (n.clone(), NodeDaemons::default())).collect();
+        let mut sim = Simulator {
+            world,
+            daemons,
+            cmdlist: scenario.cmdlist.into_iter().collect(),
+            skip_rounds: BTreeMap::new(),
+        };
+        // Nodes that start powered on get their daemons right away.
+        let powered: Vec<NodeName> =
+            sim.world.nodes.iter().filter(|(_, n)| n.hw.power).map(|(n, _)| n.clone()).collect();
+        for node in powered {
+            sim.start_daemons(&node);
+        }
+        sim
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> &[String] {
+        &self.world.log
+    }
+
+    pub fn world(&self) -> &World {
+        &self.world
+    }
+
+    fn env(&mut self, node: &str, daemon: Daemon) -> SimEnv<'_> {
+        SimEnv { world: &mut self.world, node: node.to_string(), daemon }
+    }
+
+    fn start_daemons(&mut self, node: &str) {
+        if self.daemons[node].crm.is_none() {
+            let crm = Crm::new(&mut self.env(node, Daemon::Crm));
+            self.daemons.get_mut(node).expect("known node").crm = Some(crm);
+        }
+        if self.daemons[node].lrm.is_none() {
+            let lrm = Lrm::new(&mut self.env(node, Daemon::Lrm));
+            let d = self.daemons.get_mut(node).expect("known node");
+            d.lrm = Some(lrm);
+            d.lrm_restart = false;
+        }
+    }
+
+    /// Runs the scenario to its end.
+    pub fn run(&mut self) -> Result<(), SimError> {
+        self.world.log_hw("hardware", "starting simulation");
+        let mut last_command_time: Time = 0;
+        let mut next_command_at: Time = 0;
+        let mut loop_count: u64 = 0;
+        loop {
+            let start = self.world.now;
+            let nodes: Vec<NodeName> = self.world.nodes.keys().cloned().collect();
+            let loop_time = (2 * nodes.len() as Time).max(20);
+            if loop_time >= 60 {
+                return Err(SimError("unable to simulate so many nodes".into()));
+            }
+            let skip_crm = self.take_skip(Daemon::Crm);
+            let skip_lrm = self.take_skip(Daemon::Lrm);
+            for node in &nodes {
+                if !skip_crm {
+                    self.iterate_crm(node)?;
+                }
+                if !skip_lrm {
+                    self.iterate_lrm(node)?;
+                }
+                for n in &nodes {
+                    if !self.world.watchdog_ok(n) {
+                        self.hardware_command(&format!("power {n} off"), "watchdog", &power(n, false))?;
+                        self.world.log_hw("hardware", &format!("server '{n}' stopped by poweroff (watchdog)"));
+                        let d = self.daemons.get_mut(n).expect("known node");
+                        d.crm = None;
+                        d.lrm = None;
+                    }
+                }
+            }
+            if self.world.now - start < loop_time {
+                self.world.now = start + loop_time;
+            }
+            if self.world.now > MAX_SIM_TIME_SECS {
+                return Err(SimError("simulation exceeded maximum time".into()));
+            }
+            let now = self.world.now;
+            for clock in self.world.clocks.values_mut() {
+                clock.time = now;
+                clock.loop_delay = 0;
+            }
+            if now < next_command_at {
+                continue;
+            }
+            if loop_count % ROUNDS_PER_BATCH == 0 {
+                match self.cmdlist.pop_front() {
+                    None => {
+                        if now - last_command_time > QUIET_END_SECS {
+                            self.world.log_hw("hardware", "exit simulation - done");
+                            return Ok(());
+                        }
+                    }
+                    Some(batch) => {
+                        for entry in batch {
+                            last_command_time = now;
+                            if let HwCommand::Delay { secs } = entry.command {
+                                next_command_at = now + secs;
+                            }
+                            self.hardware_command(&entry.text, "cmdlist", &entry.command)?;
+                        }
+                    }
+                }
+            }
+            loop_count += 1;
+        }
+    }
+
+    fn take_skip(&mut self, daemon: Daemon) -> bool {
+        let Some(count) = self.skip_rounds.get_mut(&daemon).filter(|c| **c > 0) else {
+            return false;
+        };
+        *count -= 1;
+        let what = match daemon {
+            Daemon::Crm => "skipping CRM round",
+            Daemon::Lrm => "skipping LRM round",
+        };
+        self.world.log_hw("run-loop", what);
+        true
+    }
+
+    /// Starts a daemon iteration at the hardware time; returns its end time.
+    fn begin(&mut self, node: &str, daemon: Daemon) {
+        let now = self.world.now;
+        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
+        clock.time = now;
+        clock.loop_delay = 0;
+    }
+
+    fn end(&mut self, node: &str, daemon: Daemon) -> Result<(), SimError> {
+        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
+        if clock.loop_delay > 300 {
+            return Err(SimError(format!("loop take too long ({} seconds)", clock.loop_delay)));
+        }
+        clock.loop_delay = 0;
+        clock.time += 1;
+        let time = clock.time;
+        self.world.now = self.world.now.max(time);
+        Ok(())
+    }
+
+    fn iterate_crm(&mut self, node: &str) -> Result<(), SimError> {
+        let Some(mut crm) = self.daemons.get_mut(node).and_then(|d| d.crm.take()) else {
+            return Ok(());
+        };
+        self.begin(node, Daemon::Crm);
+        let alive = crm.iterate(&mut self.env(node, Daemon::Crm));
+        self.end(node, Daemon::Crm)?;
+        if alive {
+            self.daemons.get_mut(node).expect("known node").crm = Some(crm);
+            return Ok(());
+        }
+        self.daemon_log(node, Daemon::Crm, "exit (loop end)");
+        let stop_expected = std::mem::take(&mut self.daemons.get_mut(node).expect("known node").crm_stop);
+        match self.world.nodes[node].shutdown {
+            Some("reboot") => {
+                self.hardware_command(&format!("power {node} off"), "reboot", &power(node, false))?;
+                self.hardware_command(&format!("power {node} on"), "reboot", &power(node, true))?;
+            }
+            Some(_) => {
+                self.hardware_command(&format!("power {node} off"), "shutdown", &power(node, false))?;
+            }
+            None if stop_expected => {}
+            None => return Err(SimError("unexpected CRM exit - not implemented".into())),
+        }
+        Ok(())
+    }
+
+    fn iterate_lrm(&mut self, node: &str) -> Result<(), SimError> {
+        let Some(mut lrm) = self.daemons.get_mut(node).and_then(|d| d.lrm.take()) else {
+            return Ok(());
+        };
+        self.begin(node, Daemon::Lrm);
+        let alive = lrm.iterate(&mut self.env(node, Daemon::Lrm));
+        self.end(node, Daemon::Lrm)?;
+        if alive {
+            self.daemons.get_mut(node).expect("known node").lrm = Some(lrm);
+            return Ok(());
+        }
+        self.daemon_log(node, Daemon::Lrm, "exit (loop end)");
+        let shutdown = self.world.nodes[node].shutdown;
+        let d = self.daemons.get_mut(node).expect("known node");
+        if d.lrm_restart {
+            if shutdown.is_some() {
+                return Err(SimError("lrm restart during shutdown - not implemented".into()));
+            }
+            d.lrm_restart = false;
+            let lrm = Lrm::new(&mut self.env(node, Daemon::Lrm));
+            self.daemons.get_mut(node).expect("known node").lrm = Some(lrm);
+        } else if let Some(kind) = shutdown {
+            let cmd = HwCommand::CrmStop { node: node.to_string() };
+            self.hardware_command(&format!("crm {node} stop"), kind, &cmd)?;
+        } else {
+            return Err(SimError("unexpected LRM exit - not implemented".into()));
+        }
+        Ok(())
+    }
+
+    /// A line of a daemon's own (not an HA event): exits and power kills.
+    fn daemon_log(&mut self, node: &str, daemon: Daemon, message: &str) {
+        let env = self.env(node, daemon);
+        let line = super::world::render_line("info", env.now(), &format!("{node}/{}", daemon.as_str()), message);
+        self.world.log.push(line);
+    }
+
+    /// Executes one hardware command, logged as `execute <text>` under `source`.
+    fn hardware_command(&mut self, text: &str, source: &str, command: &HwCommand) -> Result<(), SimError> {
+        self.world.log_hw(source, &format!("execute {text}"));
+        match command {
+            HwCommand::Power { node, on } => {
+                if *on {
+                    self.start_daemons(node);
+                    let n = self.world.nodes.get_mut(node).expect("validated node");
+                    n.cfs_rw = true;
+                    n.cfs_update = true;
+                } else {
+                    let d = self.daemons.get_mut(node).expect("validated node");
+                    let (had_crm, had_lrm) = (d.crm.take().is_some(), d.lrm.take().is_some());
+                    if had_crm {
+                        self.daemon_log(node, Daemon::Crm, "killed by poweroff");
+                    }
+                    if had_lrm {
+                        self.daemon_log(node, Daemon::Lrm, "killed by poweroff");
+                    }
+                    self.world.drop_watchdogs(node);
+                    self.world.running.insert(node.clone(), BTreeMap::new());
+                }
+                let n = self.world.nodes.get_mut(node).expect("validated node");
+                n.hw.power = *on;
+                n.hw.network = *on;
+                n.shutdown = None;
+            }
+            HwCommand::Network { node, on } => {
+                self.world.nodes.get_mut(node).expect("validated node").hw.network = *on;
+            }
+            HwCommand::Reboot { node } | HwCommand::Shutdown { node } => {
+                let kind = if matches!(command, HwCommand::Reboot { .. }) { "reboot" } else { "shutdown" };
+                self.world.nodes.get_mut(node).expect("validated node").shutdown = Some(kind);
+                self.lrm_shutdown_request(node);
+            }
+            HwCommand::RestartLrm { node } => {
+                if self.daemons[node].lrm.is_some() {
+                    self.daemons.get_mut(node).expect("validated node").lrm_restart = true;
+                    self.lrm_shutdown_request(node);
+                }
+            }
+            HwCommand::CrmStop { node } => {
+                if let Some(mut crm) = self.daemons.get_mut(node).and_then(|d| d.crm.take()) {
+                    crm.shutdown_request(&mut self.env(node, Daemon::Crm));
+                    let d = self.daemons.get_mut(node).expect("validated node");
+                    d.crm = Some(crm);
+                    d.crm_stop = true;
+                }
+            }
+            HwCommand::CrmStart { node } => {
+                if self.daemons[node].crm.is_none() {
+                    let crm = Crm::new(&mut self.env(node, Daemon::Crm));
+                    self.daemons.get_mut(node).expect("validated node").crm = Some(crm);
+                }
+            }
+            HwCommand::CrmQueue { line, .. } | HwCommand::ServiceQueue { line, .. } => {
+                self.world.crm_commands.push_back(line.clone());
+            }
+            HwCommand::Cfs { node, what, works } => {
+                let n = self.world.nodes.get_mut(node).expect("validated node");
+                match what {
+                    CfsPart::Rw => n.cfs_rw = *works,
+                    CfsPart::Update => n.cfs_update = *works,
+                }
+            }
+            HwCommand::Version { node, version } => {
+                self.world.nodes.get_mut(node).expect("validated node").hw.version = Some(version.clone());
+            }
+            HwCommand::ServiceState { sid, state } => {
+                if let Some(cd) = self.world.services.get_mut(sid) {
+                    cd.state = *state;
+                }
+            }
+            HwCommand::ServiceAdd { sid, node, state, running } => {
+                self.world.services.insert(sid.clone(), ResourceConfig::new(node, *state));
+                self.world.running.entry(node.clone()).or_default().insert(sid.clone(), *running);
+            }
+            HwCommand::ServiceDelete { sid } => {
+                self.world.services.remove(sid);
+                self.world.static_stats.remove(sid);
+            }
+            HwCommand::ServiceLock { sid, lock } => {
+                if let Some(cd) = self.world.services.get_mut(sid) {
+                    cd.lock = Some(lock.clone());
+                }
+            }
+            HwCommand::ServiceUnlock { sid, lock } => {
+                if let Some(cd) = self.world.services.get_mut(sid) {
+                    if lock.is_none() || cd.lock == *lock {
+                        cd.lock = None;
+                    }
+                }
+            }
+            HwCommand::ServiceStaticStats { sid, maxcpu, maxmem_mib } => {
+                let entry = self.world.static_stats.entry(sid.clone()).or_insert_with(|| serde_json::json!({}));
+                if let Some(cpu) = maxcpu {
+                    entry["maxcpu"] = serde_json::json!(cpu);
+                }
+                if let Some(mem) = maxmem_mib {
+                    entry["maxmem"] = serde_json::json!(mem * 1024.0 * 1024.0);
+                }
+            }
+            HwCommand::ServiceDynamicStats { sid, cpu, mem_mib } => {
+                let entry = self.world.dynamic_stats.entry(sid.clone()).or_insert_with(|| serde_json::json!({}));
+                if let Some(cpu) = cpu {
+                    entry["cpu"] = serde_json::json!(cpu);
+                }
+                if let Some(mem) = mem_mib {
+                    entry["mem"] = serde_json::json!(mem * 1024.0 * 1024.0);
+                }
+            }
+            HwCommand::ServiceManualMigrate { sid, node } => {
+                let ignored = self
+                    .world
+                    .services
+                    .get(sid)
+                    .is_some_and(|cd| cd.state == crate::core::types::RequestState::Ignored);
+                let disarmed_ignore =
+                    self.world.manager_status.disarm.as_ref().is_some_and(|d| d.mode == "ignore");
+                if !(ignored || disarmed_ignore) {
+                    return Err(SimError(format!(
+                        "manual-migrate of '{sid}' is only allowed for ignored services or in disarm ignore mode"
+                    )));
+                }
+                self.world.change_service_location(sid, node);
+            }
+            HwCommand::Delay { .. } => {}
+            HwCommand::SkipRound { daemon, rounds } => {
+                self.skip_rounds.insert(*daemon, *rounds);
+            }
+        }
+        Ok(())
+    }
+
+    fn lrm_shutdown_request(&mut self, node: &str) {
+        if let Some(mut lrm) = self.daemons.get_mut(node).and_then(|d| d.lrm.take()) {
+            lrm.shutdown_request(&mut self.env(node, Daemon::Lrm));
+            self.daemons.get_mut(node).expect("validated node").lrm = Some(lrm);
+        }
+    }
+}
+
+fn power(node: &str, on: bool) -> HwCommand {
+    HwCommand::Power { node: node.to_string(), on }
+}

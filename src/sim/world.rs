@@ -1,0 +1,493 @@
+//! The simulated cluster: hardware (power, network, cfs faults), the shared
+//! store (manager status, LRM status, configuration, command queue, locks),
+//! watchdogs, guests, and the log. [`SimEnv`] is one daemon's view of it,
+//! implementing the core's [`Env`] on virtual time.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde_json::Value;
+
+use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
+use crate::core::event::Event;
+use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
+
+use super::scenario::{Daemon, NodeHardware, Scenario};
+
+/// Lock lifetime of the simulated cluster filesystem.
+pub const LOCK_TIMEOUT_SECS: Time = 120;
+/// A watchdog not updated for longer than this fences its node.
+pub const WATCHDOG_TIMEOUT_SECS: Time = 60;
+
+const CFS_ERROR: &str = "cfs connection refused - not mounted?";
+
+/// Runtime hardware state of one node.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    pub hw: NodeHardware,
+    /// `shutdown` or `reboot` while the node goes down.
+    pub shutdown: Option<&'static str>,
+    pub cfs_rw: bool,
+    pub cfs_update: bool,
+}
+
+/// A daemon's own clock (upstream's per-env time plus accumulated sleeps).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DaemonClock {
+    pub time: Time,
+    pub loop_delay: Time,
+}
+
+#[derive(Debug, Clone)]
+struct LockEntry {
+    node: NodeName,
+    time: Time,
+}
+
+#[derive(Debug, Clone)]
+struct Watchdog {
+    node: NodeName,
+    update_time: Time,
+}
+
+/// Everything outside the daemons.
+#[derive(Debug)]
+pub struct World {
+    /// The hardware clock.
+    pub now: Time,
+    pub nodes: BTreeMap<NodeName, NodeState>,
+    pub clocks: BTreeMap<(NodeName, Daemon), DaemonClock>,
+    pub manager_status: ManagerStatus,
+    pub lrm_status: BTreeMap<NodeName, LrmStatus>,
+    pub services: ServiceConfig,
+    pub groups: Groups,
+    pub datacenter: Value,
+    pub static_stats: BTreeMap<String, Value>,
+    pub dynamic_stats: BTreeMap<String, Value>,
+    pub crm_commands: VecDeque<String>,
+    /// Which guests run where.
+    pub running: BTreeMap<NodeName, BTreeMap<String, bool>>,
+    locks: BTreeMap<String, LockEntry>,
+    watchdogs: BTreeMap<WatchdogHandle, Watchdog>,
+    watchdog_seq: WatchdogHandle,
+    /// Failure-injection counters of `fa:` guests (global, as upstream's).
+    fa_start_tries: BTreeMap<String, u32>,
+    fa_migrate_tries: BTreeMap<String, u32>,
+    /// Rendered log lines, in execution order.
+    pub log: Vec<String>,
+}
+
+/// Renders one log line in upstream's simulator format.
+pub fn render_line(level: &str, time: Time, source: &str, message: &str) -> String {
+    format!("{level:<5} {time:>5} {source:>12}: {message}")
+}
+
+impl World {
+    pub fn new(scenario: &Scenario) -> World {
+        let nodes = scenario
+            .hardware
+            .iter()
+            .map(|(n, hw)| (n.clone(), NodeState { hw: hw.clone(), shutdown: None, cfs_rw: true, cfs_update: true }))
+            .collect();
+        let mut clocks = BTreeMap::new();
+        for node in scenario.hardware.keys() {
+            clocks.insert((node.clone(), Daemon::Crm), DaemonClock::default());
+            clocks.insert((node.clone(), Daemon::Lrm), DaemonClock::default());
+        }
+        World {
+            now: 0,
+            nodes,
+            clocks,
+            manager_status: scenario.manager_status.clone(),
+            lrm_status: BTreeMap::new(),
+            services: scenario.services.clone(),
+            groups: scenario.groups.clone(),
+            datacenter: scenario.datacenter.clone(),
+            static_stats: scenario.static_stats.clone(),
+            dynamic_stats: scenario.dynamic_stats.clone(),
+            crm_commands: VecDeque::new(),
+            running: scenario.running.clone(),
+            locks: BTreeMap::new(),
+            watchdogs: BTreeMap::new(),
+            watchdog_seq: 0,
+            fa_start_tries: BTreeMap::new(),
+            fa_migrate_tries: BTreeMap::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// A hardware-level line (`hardware`, `cmdlist`, `watchdog`, ...).
+    pub fn log_hw(&mut self, source: &str, message: &str) {
+        let line = render_line("info", self.now, source, message);
+        self.log.push(line);
+    }
+
+    pub fn node_info(&self) -> NodeInfo {
+        let online: BTreeMap<NodeName, bool> =
+            self.nodes.iter().map(|(n, s)| (n.clone(), s.hw.power && s.hw.network)).collect();
+        let count = online.values().filter(|o| **o).count();
+        let quorate = count > self.nodes.len() / 2;
+        if quorate {
+            NodeInfo { online, quorate }
+        } else {
+            NodeInfo { online: online.into_keys().map(|n| (n, false)).collect(), quorate }
+        }
+    }
+
+    /// Whether every watchdog of `node` is fresh.
+    pub fn watchdog_ok(&self, node: &str) -> bool {
+        self.watchdogs
+            .values()
+            .filter(|wd| wd.node == node)
+            .all(|wd| self.now - wd.update_time <= WATCHDOG_TIMEOUT_SECS)
+    }
+
+    pub fn drop_watchdogs(&mut self, node: &str) {
+        self.watchdogs.retain(|_, wd| wd.node != node);
+    }
+
+    /// Changes a guest's configured node, as a migration does.
+    pub fn change_service_location(&mut self, sid: &str, to: &str) {
+        if let Some(cd) = self.services.get_mut(sid) {
+            cd.node = Some(to.to_string());
+        }
+    }
+
+    fn service_lock(&self, sid: &str) -> Option<String> {
+        self.services.get(sid).and_then(|cd| cd.lock.clone())
+    }
+
+    fn set_running(&mut self, node: &str, sid: &str, running: bool) {
+        self.running.entry(node.to_string()).or_default().insert(sid.to_string(), running);
+    }
+}
+
+/// The digits of an `fa:` id: `(start failures, migrate failures, stop
+/// fails, limit-to-node)`; see spec §8.3.
+fn fa_behaviour(sid: &str) -> (u32, u32, bool, u32) {
+    let digits: Vec<u32> = split_sid(sid)
+        .map(|(_, name)| name.chars().filter_map(|c| c.to_digit(10)).collect())
+        .unwrap_or_default();
+    let at = |i: usize| digits.get(i).copied();
+    (at(1).unwrap_or(0), at(2).unwrap_or(0), at(3).unwrap_or(0) != 0, at(5).unwrap_or(0))
+}
+
+/// One daemon's window onto the world.
+pub struct SimEnv<'a> {
+    pub world: &'a mut World,
+    pub node: NodeName,
+    pub daemon: Daemon,
+}
+
+impl SimEnv<'_> {
+    fn clock(&mut self) -> &mut DaemonClock {
+        self.world.clocks.entry((self.node.clone(), self.daemon)).or_default()
+    }
+
+    fn cfs_rw(&self) -> Result<(), EnvError> {
+        if self.world.nodes.get(&self.node).is_some_and(|n| n.cfs_rw) {
+            Ok(())
+        } else {
+            Err(EnvError(CFS_ERROR.to_string()))
+        }
+    }
+
+    /// Upstream's `sim_get_lock`: take, renew or (with `unlock`) release.
+    fn sim_lock(&mut self, name: &str, unlock: bool) -> bool {
+        if !self.quorate() {
+            return false;
+        }
+        let now = self.now();
+        let me = self.node.clone();
+        if unlock {
+            return match self.world.locks.get(name) {
+                Some(entry) if now - entry.time > LOCK_TIMEOUT_SECS => true,
+                Some(entry) if entry.node == me => {
+                    self.world.locks.remove(name);
+                    true
+                }
+                _ => false,
+            };
+        }
+        match self.world.locks.get_mut(name) {
+            Some(entry) if now - entry.time <= LOCK_TIMEOUT_SECS => {
+                if entry.node == me {
+                    entry.time = now;
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => {
+                self.world.locks.insert(name.to_string(), LockEntry { node: me, time: now });
+                self.log(Event::GotLock { lock: name.to_string() });
+                true
+            }
+        }
+    }
+
+    fn running_here(&self, sid: &str) -> bool {
+        self.world.running.get(&self.node).and_then(|m| m.get(sid)).copied().unwrap_or(false)
+    }
+
+    /// Whether an `fa:` guest's injected failure applies to this attempt.
+    fn fa_fails(&mut self, sid: &str, migrate: bool) -> bool {
+        let (start_fails, migrate_fails, _, limit) = fa_behaviour(sid);
+        if migrate {
+            let tries = self.world.fa_migrate_tries.entry(sid.to_string()).or_insert(0);
+            *tries += 1;
+            if migrate_fails >= *tries {
+                return true;
+            }
+            *tries = 0;
+            return false;
+        }
+        let applies = limit == 0 || self.node == format!("node{limit}");
+        let tries = self.world.fa_start_tries.entry(sid.to_string()).or_insert(0);
+        if applies {
+            *tries += 1;
+            if start_fails >= *tries {
+                return true;
+            }
+        }
+        *tries = 0;
+        false
+    }
+}
+
+impl Env for SimEnv<'_> {
+    fn nodename(&self) -> &str {
+        &self.node
+    }
+
+    fn now(&self) -> Time {
+        self.world.clocks.get(&(self.node.clone(), self.daemon)).map(|c| c.time).unwrap_or(0)
+    }
+
+    fn log(&mut self, event: Event) {
+        let level = event.level();
+        let level: String = level.as_str().chars().take(4).collect();
+        let source = format!("{}/{}", self.node, self.daemon.as_str());
+        let line = render_line(&level, self.now(), &source, &event.to_string());
+        self.world.log.push(line);
+    }
+
+    fn quorate(&mut self) -> bool {
+        let info = self.world.node_info();
+        info.quorate && info.online.get(&self.node).copied().unwrap_or(false)
+    }
+
+    fn node_info(&mut self) -> NodeInfo {
+        self.world.node_info()
+    }
+
+    fn cluster_state_update(&mut self) -> bool {
+        self.world.nodes.get(&self.node).is_some_and(|n| n.cfs_update)
+    }
+
+    fn read_manager_status(&mut self) -> Result<ManagerStatus, EnvError> {
+        self.cfs_rw()?;
+        Ok(self.world.manager_status.clone())
+    }
+
+    fn write_manager_status(&mut self, status: &ManagerStatus) -> Result<(), EnvError> {
+        self.cfs_rw()?;
+        self.world.manager_status = status.clone();
+        Ok(())
+    }
+
+    fn read_lrm_status(&mut self, node: &str) -> Result<Option<LrmStatus>, EnvError> {
+        self.cfs_rw()?;
+        Ok(self.world.lrm_status.get(node).cloned())
+    }
+
+    fn write_lrm_status(&mut self, status: &LrmStatus) -> Result<(), EnvError> {
+        self.cfs_rw()?;
+        self.world.lrm_status.insert(self.node.clone(), status.clone());
+        Ok(())
+    }
+
+    fn read_service_config(&mut self) -> Result<ServiceConfig, EnvError> {
+        self.cfs_rw()?;
+        Ok(self.world.services.clone())
+    }
+
+    fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
+        self.cfs_rw()?;
+        if let Some(cd) = self.world.services.get_mut(sid) {
+            cd.state = state;
+        }
+        Ok(())
+    }
+
+    fn steal_service(&mut self, sid: &str, _from: &str, to: &str) {
+        self.world.change_service_location(sid, to);
+    }
+
+    fn remove_locks(&mut self, sid: &str, locks: &[&str]) -> Option<String> {
+        let cd = self.world.services.get_mut(sid)?;
+        let lock = cd.lock.clone()?;
+        if locks.contains(&lock.as_str()) {
+            cd.lock = None;
+            return Some(lock);
+        }
+        None
+    }
+
+    fn read_groups(&mut self) -> Result<Groups, EnvError> {
+        self.cfs_rw()?;
+        Ok(self.world.groups.clone())
+    }
+
+    fn datacenter_settings(&mut self) -> DatacenterSettings {
+        let mut settings = DatacenterSettings::default();
+        let dc = &self.world.datacenter;
+        if let Some(policy) = dc.pointer("/ha/shutdown_policy").and_then(Value::as_str) {
+            settings.shutdown_policy = policy.to_string();
+        }
+        if let Some(mode) = dc.pointer("/crs/ha").and_then(Value::as_str) {
+            settings.crs_mode = mode.to_string();
+        }
+        settings.rebalance_on_start = dc
+            .pointer("/crs/ha-rebalance-on-start")
+            .is_some_and(|v| v.as_i64().unwrap_or(0) != 0 || v.as_bool().unwrap_or(false));
+        settings
+    }
+
+    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError> {
+        self.cfs_rw()?;
+        Ok(self.world.crm_commands.drain(..).collect())
+    }
+
+    fn any_pending_crm_command(&mut self) -> bool {
+        !self.world.crm_commands.is_empty()
+    }
+
+    fn get_ha_manager_lock(&mut self) -> bool {
+        self.clock().loop_delay += 1;
+        self.sim_lock("ha_manager_lock", false)
+    }
+
+    fn release_ha_manager_lock(&mut self) -> bool {
+        self.sim_lock("ha_manager_lock", true)
+    }
+
+    fn get_ha_agent_lock(&mut self, node: Option<&str>) -> bool {
+        self.clock().loop_delay += 1;
+        let node = node.unwrap_or(&self.node).to_string();
+        self.sim_lock(&format!("ha_agent_{node}_lock"), false)
+    }
+
+    fn release_ha_agent_lock(&mut self) -> bool {
+        let name = format!("ha_agent_{}_lock", self.node);
+        self.sim_lock(&name, true)
+    }
+
+    fn watchdog_open(&mut self) -> WatchdogHandle {
+        self.world.watchdog_seq += 1;
+        let id = self.world.watchdog_seq;
+        let wd = Watchdog { node: self.node.clone(), update_time: self.world.now };
+        self.world.watchdogs.insert(id, wd);
+        id
+    }
+
+    fn watchdog_update(&mut self, handle: WatchdogHandle) {
+        let now = self.world.now;
+        if let Some(wd) = self.world.watchdogs.get_mut(&handle) {
+            wd.update_time = now;
+        }
+    }
+
+    fn watchdog_close(&mut self, handle: WatchdogHandle) {
+        self.world.watchdogs.remove(&handle);
+    }
+
+    fn is_node_shutdown(&mut self) -> (bool, bool) {
+        match self.world.nodes.get(&self.node).and_then(|n| n.shutdown) {
+            Some("reboot") => (true, true),
+            Some(_) => (true, false),
+            None => (false, false),
+        }
+    }
+
+    fn max_workers(&self) -> usize {
+        0
+    }
+
+    fn sleep(&mut self, secs: Time) {
+        self.clock().loop_delay += secs;
+    }
+
+    fn sleep_until(&mut self, until: Time) {
+        let clock = self.clock();
+        let current = clock.time + clock.loop_delay;
+        if current < until {
+            clock.loop_delay += until - current;
+        }
+    }
+
+    fn agent_known(&self, kind: &str) -> bool {
+        matches!(kind, "vm" | "ct" | "fa")
+    }
+
+    fn agent_running(&mut self, sid: &str) -> bool {
+        self.running_here(sid)
+    }
+
+    fn agent_start(&mut self, sid: &str) {
+        if sid_type(sid) == "fa" && self.fa_fails(sid, false) {
+            return;
+        }
+        if let Some(lock) = self.world.service_lock(sid) {
+            self.log(Event::GuestLocked { sid: sid.to_string(), lock, action: "start" });
+            return;
+        }
+        self.sleep(2);
+        let node = self.node.clone();
+        self.world.set_running(&node, sid, true);
+    }
+
+    fn agent_shutdown(&mut self, sid: &str, _timeout: Option<i64>) {
+        if sid_type(sid) == "fa" && fa_behaviour(sid).2 {
+            return;
+        }
+        if let Some(lock) = self.world.service_lock(sid) {
+            self.log(Event::GuestLocked { sid: sid.to_string(), lock, action: "shutdown" });
+            return;
+        }
+        self.sleep(2);
+        let node = self.node.clone();
+        self.world.set_running(&node, sid, false);
+    }
+
+    fn agent_migrate(&mut self, sid: &str, target: &str, mut online: bool) -> bool {
+        if sid_type(sid) == "fa" && self.fa_fails(sid, true) {
+            return false;
+        }
+        if sid_type(sid) == "ct" && online && self.running_here(sid) {
+            self.log(Event::LiveMigrateFallback);
+            online = false;
+        }
+        let task = if online { "migrate" } else { "relocate" };
+        let target_name = target.to_string();
+        self.log(Event::MigrateStart { sid: sid.to_string(), task, target: target_name.clone() });
+        if let Some(lock) = self.world.service_lock(sid) {
+            self.log(Event::GuestLocked { sid: sid.to_string(), lock, action: task });
+            return false;
+        }
+        if !online && self.running_here(sid) {
+            self.log(Event::StoppingForRelocate { sid: sid.to_string() });
+            self.agent_shutdown(sid, None);
+            self.log(Event::ServiceStopped { sid: sid.to_string() });
+        } else {
+            self.sleep(2);
+        }
+        self.world.change_service_location(sid, target);
+        self.log(Event::MigrateEnd { sid: sid.to_string(), task, target: target_name });
+        let node = self.node.clone();
+        if let Some(map) = self.world.running.get_mut(&node) {
+            map.remove(sid);
+        }
+        true
+    }
+}
