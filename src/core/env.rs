@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::event::Event;
+use super::rules::Rule;
 use super::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use super::types::{NodeName, RequestState, Time};
 
@@ -84,6 +85,8 @@ pub trait Env {
     /// Removes the first of `locks` that the guest holds; returns its name.
     fn remove_locks(&mut self, sid: &str, locks: &[&str]) -> Option<String>;
     fn read_groups(&mut self) -> Result<Groups, EnvError>;
+    /// Placement rules as configured (rules.cfg), parsed.
+    fn read_rules(&mut self) -> Result<Vec<Rule>, EnvError>;
     fn datacenter_settings(&mut self) -> DatacenterSettings;
 
     /// Reads and empties the CRM command queue (one command per entry).

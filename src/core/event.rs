@@ -100,6 +100,8 @@ pub enum Event {
     RemovedLeftoverLock { sid: String, lock: String },
     RecoveryFailed { sid: String, from: NodeName },
     RebalanceSelected { sid: String, node: NodeName, new: bool },
+    /// A placement rule failed its checks (`Drop rule '<id>', because ...`).
+    RuleDropped { message: String },
 
     // ---- CRM commands ----
     CrmCommandNoSuchService { line: String },
@@ -389,6 +391,7 @@ impl fmt::Display for Event {
                 if *new { "new" } else { "current" }
             ),
 
+            RuleDropped { message } => f.write_str(message),
             CrmCommandNoSuchService { line } => write!(f, "crm command error - no such service: {line}"),
             CrmCommandNodeNotOnline { line } => write!(f, "crm command error - node not online: {line}"),
             CrmCommandAlreadyOnTarget { line } => {

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::env::{Env, EnvError, NodeInfo};
 use super::event::Event;
 use super::node_status::{FENCE_DELAY_SECS, NodeStatus};
+use super::rules::{Rule, compile, rules_from_groups, transform};
 use super::select::{CompiledRules, Preference, Usage, select_service_node};
 use super::status::{
-    Disarm, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig,
+    Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig,
     ServiceStatus,
 };
 use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
@@ -46,8 +47,11 @@ pub struct Manager {
     master_node: NodeName,
     /// Usage of online nodes, kept current by every state change.
     usage: Usage,
-    /// Placement rules compiled this round.
+    /// Placement rules, compiled when their inputs change.
     rules: CompiledRules,
+    /// The inputs `rules` was compiled from; a change recompiles (and logs
+    /// the dropped rules again, as upstream does).
+    rules_inputs: Option<(Vec<Rule>, Groups, ServiceConfig)>,
     /// Uid sequence of this manager; combined with node and time it makes
     /// every uid unique, which is all the LRM protocol needs.
     uid_seq: u64,
@@ -80,6 +84,7 @@ impl Manager {
             master_node: master_node.to_string(),
             usage: Usage::default(),
             rules: CompiledRules::default(),
+            rules_inputs: None,
             uid_seq: 0,
         }
     }
@@ -169,6 +174,8 @@ impl Manager {
     /// CRM logs `got unexpected error`); nothing was written then.
     pub fn manage(&mut self, env: &mut dyn Env) -> Result<(), EnvError> {
         let info = env.node_info();
+        let known: BTreeSet<&NodeName> = self.nodes.status.keys().collect();
+        let node_list_changed = info.online.keys().collect::<BTreeSet<_>>() != known;
         let lrm = self.read_lrm_view(env, &info)?;
         self.nodes.update(env, &info, &lrm.modes);
         if !self.nodes.is_operational(&self.master_node.clone()) {
@@ -191,7 +198,20 @@ impl Manager {
                 cd.failback = !group.nofailback;
             }
         }
-        self.rules = CompiledRules::from_groups(&groups, &config, &self.nodes.list_nodes());
+        let rules = env.read_rules()?;
+        let inputs = (rules, groups, config.clone());
+        if node_list_changed || self.rules_inputs.as_ref() != Some(&inputs) {
+            let (rules, groups, config) = &inputs;
+            let mut all = rules.clone();
+            all.extend(rules_from_groups(groups, config, rules.len() + 1));
+            let nodes = self.nodes.list_nodes();
+            let (kept, messages) = transform(&all, &nodes);
+            for message in messages {
+                env.log(Event::RuleDropped { message });
+            }
+            self.rules = compile(&kept, &nodes);
+            self.rules_inputs = Some(inputs);
+        }
 
         self.process_crm_commands(env, &config)?;
 

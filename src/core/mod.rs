@@ -20,6 +20,7 @@ pub mod event;
 pub mod lrm;
 pub mod manager;
 pub mod node_status;
+pub mod rules;
 pub mod select;
 pub mod status;
 pub mod types;

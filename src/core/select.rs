@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::status::{GroupConfig, Groups, ServiceConfig, ServiceStatus};
+use super::status::ServiceStatus;
 use super::types::{NodeName, ServiceState};
 
 /// How hard `select_service_node` should try to keep the current node.
@@ -34,32 +34,6 @@ pub struct CompiledRules {
     pub positive: BTreeMap<String, BTreeSet<String>>,
     /// Services that must not share a node with the key service.
     pub negative: BTreeMap<String, BTreeSet<String>>,
-}
-
-impl CompiledRules {
-    /// Translates legacy HA groups into node-affinity rules, as upstream does
-    /// in memory every round: a restricted group is strict; a non-strict one
-    /// also allows every other known node at priority -1.
-    pub fn from_groups(groups: &Groups, services: &ServiceConfig, all_nodes: &[NodeName]) -> CompiledRules {
-        let mut rules = CompiledRules::default();
-        for (sid, cd) in services {
-            let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) else {
-                continue;
-            };
-            rules.node_affinity.insert(sid.clone(), group_affinity(group, all_nodes));
-        }
-        rules
-    }
-}
-
-fn group_affinity(group: &GroupConfig, all_nodes: &[NodeName]) -> NodeAffinity {
-    let mut nodes = group.nodes.clone();
-    if !group.restricted {
-        for node in all_nodes {
-            nodes.entry(node.clone()).or_insert(-1);
-        }
-    }
-    NodeAffinity { nodes }
 }
 
 /// Service counts per online node (upstream's `basic` usage model).
@@ -223,6 +197,8 @@ pub fn select_service_node(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::rules::{compile, rules_from_groups};
+    use crate::core::status::{GroupConfig, Groups, ServiceConfig};
 
     fn status(state: ServiceState, node: &str) -> ServiceStatus {
         ServiceStatus::new(state, node, "uid".into())
@@ -273,7 +249,8 @@ mod tests {
         let mut cd = super::super::status::ResourceConfig::new("node3", super::super::types::RequestState::Started);
         cd.group = Some("only3".into());
         config.insert("vm:103".into(), cd);
-        let rules = CompiledRules::from_groups(&groups, &config, &nodes(&["node1", "node2", "node3"]));
+        let all = nodes(&["node1", "node2", "node3"]);
+        let rules = compile(&rules_from_groups(&groups, &config, 1), &all);
         let mut services = BTreeMap::new();
         services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
         let usage = Usage::new(&nodes(&["node1", "node2"]));
@@ -298,7 +275,7 @@ mod tests {
         cd.group = Some("prefer2".into());
         config.insert("vm:101".into(), cd);
         let all = nodes(&["node1", "node2", "node3"]);
-        let rules = CompiledRules::from_groups(&groups, &config, &all);
+        let rules = compile(&rules_from_groups(&groups, &config, 1), &all);
         let mut services = BTreeMap::new();
         services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
         let usage = Usage::new(&all);

@@ -59,19 +59,9 @@ impl Simulator {
     pub fn new(scenario: Scenario) -> Simulator {
         let world = World::new(&scenario);
         let daemons = scenario.hardware.keys().map(|n| (n.clone(), NodeDaemons::default())).collect();
-        let mut sim = Simulator {
-            world,
-            daemons,
-            cmdlist: scenario.cmdlist.into_iter().collect(),
-            skip_rounds: BTreeMap::new(),
-        };
-        // Nodes that start powered on get their daemons right away.
-        let powered: Vec<NodeName> =
-            sim.world.nodes.iter().filter(|(_, n)| n.hw.power).map(|(n, _)| n.clone()).collect();
-        for node in powered {
-            sim.start_daemons(&node);
-        }
-        sim
+        // Daemons start only with a `power on` command, even on nodes whose
+        // hardware starts powered (they count for quorum, as upstream's).
+        Simulator { world, daemons, cmdlist: scenario.cmdlist.into_iter().collect(), skip_rounds: BTreeMap::new() }
     }
 
     /// The log so far.

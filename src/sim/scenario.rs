@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::config::section;
+use crate::core::rules::{Rule, parse_rules};
 use crate::core::status::{GroupConfig, Groups, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, split_sid};
 
@@ -109,8 +110,8 @@ pub struct Scenario {
     pub manager_status: ManagerStatus,
     pub services: ServiceConfig,
     pub groups: Groups,
-    /// Raw `rules_config` text (placement rules).
-    pub rules_text: Option<String>,
+    /// Placement rules (`rules_config`).
+    pub rules: Vec<Rule>,
     pub datacenter: Value,
     pub static_stats: BTreeMap<String, Value>,
     pub dynamic_stats: BTreeMap<String, Value>,
@@ -180,7 +181,10 @@ impl Scenario {
             Some(text) => parse_groups(&reader, &text)?,
             None => Groups::new(),
         };
-        let rules_text = reader.text("rules_config")?;
+        let rules = match reader.text("rules_config")? {
+            Some(text) => parse_rules(&text).map_err(|e| reader.error("rules_config", Some(e.line), e.message))?,
+            None => Vec::new(),
+        };
         let datacenter = reader.json("datacenter.cfg")?.map(|(_, v)| v).unwrap_or(Value::Null);
         if !(datacenter.is_null() || datacenter.is_object()) {
             return Err(reader.error("datacenter.cfg", None, "expected a JSON object"));
@@ -202,7 +206,7 @@ impl Scenario {
             manager_status,
             services,
             groups,
-            rules_text,
+            rules,
             datacenter,
             static_stats,
             dynamic_stats,

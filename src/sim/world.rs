@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
 use crate::core::event::Event;
+use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
 
@@ -61,6 +62,7 @@ pub struct World {
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
     pub services: ServiceConfig,
     pub groups: Groups,
+    pub rules: Vec<Rule>,
     pub datacenter: Value,
     pub static_stats: BTreeMap<String, Value>,
     pub dynamic_stats: BTreeMap<String, Value>,
@@ -102,6 +104,7 @@ impl World {
             lrm_status: BTreeMap::new(),
             services: scenario.services.clone(),
             groups: scenario.groups.clone(),
+            rules: scenario.rules.clone(),
             datacenter: scenario.datacenter.clone(),
             static_stats: scenario.static_stats.clone(),
             dynamic_stats: scenario.dynamic_stats.clone(),
@@ -337,6 +340,11 @@ impl Env for SimEnv<'_> {
     fn read_groups(&mut self) -> Result<Groups, EnvError> {
         self.cfs_rw()?;
         Ok(self.world.groups.clone())
+    }
+
+    fn read_rules(&mut self) -> Result<Vec<Rule>, EnvError> {
+        self.cfs_rw()?;
+        Ok(self.world.rules.clone())
     }
 
     fn datacenter_settings(&mut self) -> DatacenterSettings {
