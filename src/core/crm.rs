@@ -104,7 +104,7 @@ impl Crm {
         if state == CrmState::Master {
             // A new master starts from what is on disk; runtime data is fresh.
             let ms = env.read_manager_status().unwrap_or_default();
-            self.manager = Some(Manager::new(env.nodename(), ms));
+            self.manager = Some(Manager::new(env, ms));
         }
     }
 

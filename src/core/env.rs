@@ -14,6 +14,7 @@ use super::event::Event;
 use super::rules::Rule;
 use super::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use super::types::{NodeName, RequestState, Time};
+use super::usage::{NodeStats, ResourceStats};
 
 /// A failure of the shared store as the daemon sees it (upstream dies with a
 /// message; we return it). The text is shown to operators verbatim.
@@ -41,6 +42,16 @@ pub struct DatacenterSettings {
     pub crs_mode: String,
     /// `crs: ha-rebalance-on-start=1`.
     pub rebalance_on_start: bool,
+    /// `crs: ha-auto-rebalance=1`.
+    pub auto_rebalance: bool,
+    /// Imbalance (coefficient of variation) above which to rebalance.
+    pub rebalance_threshold: f64,
+    /// `bruteforce` or `topsis`.
+    pub rebalance_method: String,
+    /// Rounds the imbalance must persist before a move.
+    pub rebalance_hold_rounds: f64,
+    /// Minimum relative improvement a move must bring.
+    pub rebalance_margin: f64,
 }
 
 impl Default for DatacenterSettings {
@@ -49,6 +60,11 @@ impl Default for DatacenterSettings {
             shutdown_policy: "conditional".to_string(),
             crs_mode: "basic".to_string(),
             rebalance_on_start: false,
+            auto_rebalance: false,
+            rebalance_threshold: 0.3,
+            rebalance_method: "bruteforce".to_string(),
+            rebalance_hold_rounds: 3.0,
+            rebalance_margin: 0.1,
         }
     }
 }
@@ -88,6 +104,12 @@ pub trait Env {
     /// Placement rules as configured (rules.cfg), parsed.
     fn read_rules(&mut self) -> Result<Vec<Rule>, EnvError>;
     fn datacenter_settings(&mut self) -> DatacenterSettings;
+    /// Node capacities for the `static` model (cpu/mem usage zero).
+    fn static_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError>;
+    /// Measured node usage and capacity for the `dynamic` model.
+    fn dynamic_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError>;
+    /// Per-service usage: maxima always, measured values when `dynamic`.
+    fn service_stats(&mut self, dynamic: bool) -> BTreeMap<String, ResourceStats>;
 
     /// Reads and empties the CRM command queue (one command per entry).
     fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError>;

@@ -102,6 +102,12 @@ pub enum Event {
     RebalanceSelected { sid: String, node: NodeName, new: bool },
     /// A placement rule failed its checks (`Drop rule '<id>', because ...`).
     RuleDropped { message: String },
+    UsingSchedulerMode { mode: &'static str },
+    SwitchingSchedulerMode { from: &'static str, to: &'static str },
+    UnknownSchedulerMode { mode: String },
+    SchedulerFallback { mode: &'static str, error: String },
+    ScoringFailed { sid: String, mode: &'static str, error: String },
+    AutoRebalance { task: &'static str, sid: String, target: NodeName, from: f64, to: f64 },
 
     // ---- CRM commands ----
     CrmCommandNoSuchService { line: String },
@@ -185,6 +191,7 @@ impl Event {
             StartFailedRelocating { .. }
             | TriedAllNodes { .. }
             | RemovedLeftoverLock { .. }
+            | SchedulerFallback { .. }
             | ClearingMaintenanceWrongState { .. }
             | MaintenanceWhileDisarmed { .. }
             | RestartPolicyRetry { .. }
@@ -206,6 +213,7 @@ impl Event {
             | MigrationWrongNode { .. }
             | MigrationFailed { .. }
             | RecoveryFailed { .. }
+            | ScoringFailed { .. }
             | CrmCommandNoSuchService { .. }
             | CrmCommandNodeNotOnline { .. }
             | CrmCommandUnparsable { .. }
@@ -392,6 +400,22 @@ impl fmt::Display for Event {
             ),
 
             RuleDropped { message } => f.write_str(message),
+            UsingSchedulerMode { mode } => write!(f, "using scheduler mode '{mode}'"),
+            SwitchingSchedulerMode { from, to } => {
+                write!(f, "switching scheduler mode from '{from}' to '{to}'")
+            }
+            UnknownSchedulerMode { mode } => write!(f, "got unknown scheduler mode '{mode}', using 'basic'"),
+            SchedulerFallback { mode, error } => {
+                write!(f, "fallback to 'basic' scheduler mode, init for '{mode}' failed - {error}")
+            }
+            ScoringFailed { sid, mode, error } => write!(
+                f,
+                "unable to score nodes according to {mode} usage for service '{sid}' - {error}"
+            ),
+            AutoRebalance { task, sid, target, from, to } => write!(
+                f,
+                "auto rebalance - {task} {sid} to {target} (expected change for imbalance from {from:.2} to {to:.2})"
+            ),
             CrmCommandNoSuchService { line } => write!(f, "crm command error - no such service: {line}"),
             CrmCommandNodeNotOnline { line } => write!(f, "crm command error - node not online: {line}"),
             CrmCommandAlreadyOnTarget { line } => {

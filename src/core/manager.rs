@@ -8,11 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::env::{Env, EnvError, NodeInfo};
+use super::env::{DatacenterSettings, Env, EnvError, NodeInfo};
 use super::event::Event;
 use super::node_status::{FENCE_DELAY_SECS, NodeStatus};
 use super::rules::{Rule, compile, rules_from_groups, transform};
-use super::select::{CompiledRules, Preference, Usage, select_service_node};
+use super::select::{CompiledRules, Preference, node_affinity, select_service_node};
+use super::usage::{
+    CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage, used_service_nodes,
+};
 use super::status::{
     Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig,
     ServiceStatus,
@@ -52,6 +55,12 @@ pub struct Manager {
     /// The inputs `rules` was compiled from; a change recompiles (and logs
     /// the dropped rules again, as upstream does).
     rules_inputs: Option<(Vec<Rule>, Groups, ServiceConfig)>,
+    /// The scheduler mode in use (re-read every round).
+    crs_mode: CrsMode,
+    /// Datacenter settings of this round.
+    settings: DatacenterSettings,
+    /// Consecutive rounds above the rebalance threshold (runtime only).
+    sustained_imbalance_rounds: u32,
     /// Uid sequence of this manager; combined with node and time it makes
     /// every uid unique, which is all the LRM protocol needs.
     uid_seq: u64,
@@ -75,18 +84,41 @@ enum DisarmOutcome {
 
 impl Manager {
     /// Takes over from the status on disk; runtime data starts empty.
-    pub fn new(master_node: &str, ms: ManagerStatus) -> Manager {
-        Manager {
+    pub fn new(env: &mut dyn Env, ms: ManagerStatus) -> Manager {
+        let mut manager = Manager {
             nodes: NodeStatus::new(ms.node_status),
             services: ms.service_status,
             node_request: ms.node_request,
             disarm: ms.disarm,
-            master_node: master_node.to_string(),
+            master_node: env.nodename().to_string(),
             usage: Usage::default(),
             rules: CompiledRules::default(),
             rules_inputs: None,
+            crs_mode: CrsMode::Basic,
+            settings: DatacenterSettings::default(),
+            sustained_imbalance_rounds: 0,
             uid_seq: 0,
+        };
+        manager.update_crs_mode(env, true);
+        manager
+    }
+
+    /// Re-reads the datacenter settings and logs a scheduler mode change
+    /// (or, for a new master, a mode other than basic).
+    fn update_crs_mode(&mut self, env: &mut dyn Env, first: bool) {
+        self.settings = env.datacenter_settings();
+        let mode = CrsMode::parse(&self.settings.crs_mode).unwrap_or_else(|| {
+            env.log(Event::UnknownSchedulerMode { mode: self.settings.crs_mode.clone() });
+            CrsMode::Basic
+        });
+        if first {
+            if mode != CrsMode::Basic {
+                env.log(Event::UsingSchedulerMode { mode: mode.as_str() });
+            }
+        } else if mode != self.crs_mode {
+            env.log(Event::SwitchingSchedulerMode { from: self.crs_mode.as_str(), to: mode.as_str() });
         }
+        self.crs_mode = mode;
     }
 
     /// True once every online LRM released its lock for a disarm.
@@ -144,11 +176,43 @@ impl Manager {
         env.log(Event::ServiceStateChanged { sid: sid.to_string(), from, to, params: logged });
     }
 
-    fn recompute_usage(&mut self) {
-        self.usage = Usage::new(&self.nodes.list_online_nodes());
+    /// Rebuilds the usage of the online nodes for the current scheduler
+    /// mode; falls back to `basic` when node statistics are missing.
+    fn recompute_usage(&mut self, env: &mut dyn Env) {
+        let online = self.nodes.list_online_nodes();
+        self.usage = match self.scheduled_usage(env, &online) {
+            Ok(usage) => usage,
+            Err(error) => {
+                env.log(Event::SchedulerFallback { mode: self.crs_mode.as_str(), error });
+                Usage::basic(&online)
+            }
+        };
         for (sid, sd) in &self.services {
             self.usage.set_service(sid, sd);
         }
+    }
+
+    fn scheduled_usage(&self, env: &mut dyn Env, online: &[NodeName]) -> Result<Usage, String> {
+        let dynamic = match self.crs_mode {
+            CrsMode::Basic => return Ok(Usage::basic(online)),
+            CrsMode::Static => false,
+            CrsMode::Dynamic => true,
+        };
+        let kind = self.crs_mode.as_str();
+        let all = if dynamic { env.dynamic_node_stats() } else { env.static_node_stats() }
+            .map_err(|e| format!("did not get {kind} node usage information - {e}"))?;
+        let mut nodes = BTreeMap::new();
+        for node in online {
+            let stats = all.get(node).ok_or_else(|| format!("did not get {kind} node usage information for '{node}'"))?;
+            if stats.maxcpu <= 0.0 {
+                return Err(format!("{kind} node usage information for '{node}' missing cpu count"));
+            }
+            if stats.maxmem <= 0.0 {
+                return Err(format!("{kind} node usage information for '{node}' missing memory"));
+            }
+            nodes.insert(node.clone(), *stats);
+        }
+        Ok(Usage::scheduled(self.crs_mode, nodes, env.service_stats(dynamic)))
     }
 
     /// Reads every cluster node's LRM status. A node that never wrote one
@@ -182,6 +246,7 @@ impl Manager {
             env.log(Event::MasterSeemsOffline);
             return Ok(());
         }
+        self.update_crs_mode(env, false);
 
         let mut config = env.read_service_config()?;
         let groups = env.read_groups()?;
@@ -190,7 +255,7 @@ impl Manager {
             self.add_new_services(env, &config);
             self.remove_stale_services(env, &config);
         }
-        self.recompute_usage();
+        self.recompute_usage(env);
 
         // Groups give their members node affinity and override failback.
         for cd in config.values_mut() {
@@ -218,7 +283,10 @@ impl Manager {
         let only = match self.handle_disarm(env, &lrm.modes)? {
             DisarmOutcome::Handled => return Ok(()),
             DisarmOutcome::Deferred(sids) => Some(sids),
-            DisarmOutcome::NotApplicable => None,
+            DisarmOutcome::NotApplicable => {
+                self.load_balance(env);
+                None
+            }
         };
 
         self.run_state_machine(env, &mut config, &lrm, only.as_ref())?;
@@ -475,6 +543,112 @@ impl Manager {
     }
 
     // ------------------------------------------------------------------
+    // Auto-rebalance
+    // ------------------------------------------------------------------
+
+    /// Moves one bundle of services when the load imbalance stayed above
+    /// the threshold for the hold duration (spec §5.7).
+    fn load_balance(&mut self, env: &mut dyn Env) {
+        if !self.settings.auto_rebalance || self.usage.mode() == CrsMode::Basic || self.disarm.is_some() {
+            return;
+        }
+        let moving = self.services.values().any(|sd| {
+            matches!(sd.state, ServiceState::Migrate | ServiceState::Relocate)
+                || matches!(sd.cmd, Some(ServiceCommand::Migrate(_) | ServiceCommand::Relocate(_)))
+        });
+        if moving {
+            return;
+        }
+        let imbalance = self.usage.imbalance();
+        if imbalance <= self.settings.rebalance_threshold {
+            self.sustained_imbalance_rounds = 0;
+            return;
+        }
+        self.sustained_imbalance_rounds += 1;
+        if f64::from(self.sustained_imbalance_rounds) < self.settings.rebalance_hold_rounds {
+            return;
+        }
+        self.sustained_imbalance_rounds = 0;
+        let method = if self.settings.rebalance_method == "topsis" {
+            RebalanceMethod::Topsis
+        } else {
+            RebalanceMethod::Bruteforce
+        };
+        let candidates = self.migration_candidates();
+        let best = match self.usage.best_migration(&candidates, method) {
+            Ok(Some(best)) => best,
+            Ok(None) => return,
+            Err(error) => {
+                env.log(Event::UnexpectedError { error });
+                return;
+            }
+        };
+        let (migration, expected) = best;
+        if (imbalance - expected) / imbalance < self.settings.rebalance_margin {
+            return;
+        }
+        let task = if sid_type(&migration.sid) == "vm" { "migrate" } else { "relocate" };
+        env.log(Event::AutoRebalance {
+            task,
+            sid: migration.sid.clone(),
+            target: migration.target.clone(),
+            from: imbalance,
+            to: expected,
+        });
+        let line = format!("{task} {} {}", migration.sid, migration.target);
+        self.queue_resource_motion(env, &line, task, &migration.sid, &migration.target);
+    }
+
+    /// Bundles of started services kept together by positive affinity (on
+    /// one node), each with the nodes it could move to.
+    fn migration_candidates(&self) -> Vec<MigrationCandidate> {
+        let online = self.usage.online_nodes();
+        let mut seen = BTreeSet::new();
+        let mut candidates = Vec::new();
+        for (sid, sd) in &self.services {
+            if sd.state != ServiceState::Started || seen.contains(sid) {
+                continue;
+            }
+            let mut bundle: Vec<&String> = vec![sid];
+            for partner in self.rules.positive.get(sid).into_iter().flatten() {
+                if self.services.get(partner).is_some_and(|p| p.state == ServiceState::Started) {
+                    bundle.push(partner);
+                }
+            }
+            bundle.sort();
+            bundle.dedup();
+            seen.extend(bundle.iter().map(|s| (*s).clone()));
+            let partners_moving = self.rules.positive.get(sid).into_iter().flatten().any(|p| {
+                self.services.get(p).is_some_and(|p| matches!(p.state, ServiceState::Migrate | ServiceState::Relocate))
+            });
+            let source = &sd.node;
+            if partners_moving || bundle.iter().any(|m| &self.services[*m].node != source) {
+                continue;
+            }
+            let leader = bundle[0];
+            let (_, preferred) = node_affinity(&self.rules, leader, &online);
+            let mut separate = BTreeSet::new();
+            for member in &bundle {
+                for partner in self.rules.negative.get(*member).into_iter().flatten() {
+                    if let Some(psd) = self.services.get(partner) {
+                        let (current, target) = used_service_nodes(&online, psd);
+                        separate.extend(current);
+                        separate.extend(target);
+                    }
+                }
+            }
+            let stats = bundle.iter().map(|m| self.usage.running_stats(m)).fold(ResourceStats::default(), |a, b| a + b);
+            for target in preferred.iter().filter(|n| *n != source && !separate.contains(*n)) {
+                candidates.push(MigrationCandidate {
+                    migration: Migration { sid: leader.clone(), source: source.clone(), target: target.clone() },
+                    stats,
+                });
+            }
+        }
+        candidates
+    }
+
+    // ------------------------------------------------------------------
     // The service state machine
     // ------------------------------------------------------------------
 
@@ -589,12 +763,24 @@ impl Manager {
         self.nodes.is_offline_delayed(node, env.now(), FENCE_DELAY_SECS)
     }
 
-    fn select(&self, sid: &str, cd: &ResourceConfig, preference: Preference) -> Option<NodeName> {
-        select_service_node(&self.rules, &self.usage, sid, cd.failback, &self.services, preference)
+    fn select(&self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, preference: Preference) -> Option<NodeName> {
+        let mode = self.usage.mode().as_str();
+        let mut on_error = |error: String| env.log(Event::ScoringFailed { sid: sid.to_string(), mode, error });
+        select_service_node(&self.rules, &self.usage, sid, cd.failback, &self.services, preference, &mut on_error)
     }
 
-    fn next_state_request_start(&mut self, env: &mut dyn Env, sid: &str, _cd: &ResourceConfig) {
+    fn next_state_request_start(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig) {
         let node = self.services[sid].node.clone();
+        if self.settings.rebalance_on_start {
+            let selected = self.select(env, sid, cd, Preference::BestScore).unwrap_or_else(|| node.clone());
+            let new = selected != node;
+            env.log(Event::RebalanceSelected { sid: sid.to_string(), node: selected.clone(), new });
+            if new {
+                let params = StateParams::moving(&node, &selected);
+                self.change_state(env, sid, ServiceState::RequestStartBalance, params);
+                return;
+            }
+        }
         self.change_state(env, sid, ServiceState::Started, StateParams::node(&node));
     }
 
@@ -750,7 +936,7 @@ impl Manager {
             }
         }
 
-        let selected = self.select(sid, cd, preference);
+        let selected = self.select(env, sid, cd, preference);
         let current = self.services[sid].node.clone();
         match selected {
             Some(node) if node != current => {
@@ -843,9 +1029,9 @@ impl Manager {
     }
 
     fn next_state_recovery(&mut self, env: &mut dyn Env, sid: &str, cd: &mut ResourceConfig) {
-        self.recompute_usage();
+        self.recompute_usage(env);
         let fenced = self.services[sid].node.clone();
-        match self.select(sid, cd, Preference::BestScore) {
+        match self.select(env, sid, cd, Preference::BestScore) {
             Some(node) => {
                 if node == fenced {
                     env.log(Event::RecoverToSameNode { sid: sid.to_string(), node: node.clone() });

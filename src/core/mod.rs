@@ -24,3 +24,4 @@ pub mod rules;
 pub mod select;
 pub mod status;
 pub mod types;
+pub mod usage;

@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::status::ServiceStatus;
-use super::types::{NodeName, ServiceState};
+use super::types::NodeName;
+use super::usage::{Usage, used_service_nodes};
 
 /// How hard `select_service_node` should try to keep the current node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,72 +37,8 @@ pub struct CompiledRules {
     pub negative: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Service counts per online node (upstream's `basic` usage model).
-#[derive(Debug, Clone, Default)]
-pub struct Usage {
-    nodes: BTreeMap<NodeName, i64>,
-    by_service: BTreeMap<String, Vec<NodeName>>,
-}
-
-impl Usage {
-    pub fn new(online_nodes: &[NodeName]) -> Usage {
-        Usage {
-            nodes: online_nodes.iter().map(|n| (n.clone(), 0)).collect(),
-            by_service: BTreeMap::new(),
-        }
-    }
-
-    pub fn contains(&self, node: &str) -> bool {
-        self.nodes.contains_key(node)
-    }
-
-    pub fn online_nodes(&self) -> BTreeSet<NodeName> {
-        self.nodes.keys().cloned().collect()
-    }
-
-    /// Re-accounts one service from its current status.
-    pub fn set_service(&mut self, sid: &str, sd: &ServiceStatus) {
-        self.remove_service(sid);
-        let (current, target) = used_service_nodes(&self.online_nodes(), sd);
-        let used: Vec<NodeName> = current.into_iter().chain(target).collect();
-        for node in &used {
-            *self.nodes.entry(node.clone()).or_default() += 1;
-        }
-        self.by_service.insert(sid.to_string(), used);
-    }
-
-    pub fn remove_service(&mut self, sid: &str) {
-        for node in self.by_service.remove(sid).unwrap_or_default() {
-            if let Some(count) = self.nodes.get_mut(&node) {
-                *count -= 1;
-            }
-        }
-    }
-
-    /// Lower is better.
-    pub fn score(&self, node: &str) -> i64 {
-        self.nodes.get(node).copied().unwrap_or(0)
-    }
-}
-
-/// The nodes a service occupies: `(current, target)`, each only if online.
-pub fn used_service_nodes(online: &BTreeSet<NodeName>, sd: &ServiceStatus) -> (Option<NodeName>, Option<NodeName>) {
-    use ServiceState::*;
-    let current = match sd.state {
-        Started | RequestStop | Fence | Freeze | Error | Recovery | Migrate | Relocate => {
-            online.contains(&sd.node).then(|| sd.node.clone())
-        }
-        _ => None,
-    };
-    let target = match sd.state {
-        Migrate | Relocate | RequestStartBalance => sd.target.clone().filter(|t| online.contains(t)),
-        _ => None,
-    };
-    (current, target)
-}
-
 /// Allowed nodes and the highest-priority subset of them among `online`.
-fn node_affinity(rules: &CompiledRules, sid: &str, online: &BTreeSet<NodeName>) -> (BTreeSet<NodeName>, BTreeSet<NodeName>) {
+pub fn node_affinity(rules: &CompiledRules, sid: &str, online: &BTreeSet<NodeName>) -> (BTreeSet<NodeName>, BTreeSet<NodeName>) {
     let Some(rule) = rules.node_affinity.get(sid) else {
         return (online.clone(), online.clone());
     };
@@ -139,6 +76,8 @@ fn resource_affinity(
 
 /// Picks the node `sid` should run on, or `None` when no allowed node is
 /// online. `failback` is the service's (or its group's) failback setting.
+/// A failure of resource scoring is reported to `on_score_error`, and
+/// selection falls back to service counts.
 pub fn select_service_node(
     rules: &CompiledRules,
     usage: &Usage,
@@ -146,6 +85,7 @@ pub fn select_service_node(
     failback: bool,
     services: &BTreeMap<String, ServiceStatus>,
     preference: Preference,
+    on_score_error: &mut dyn FnMut(String),
 ) -> Option<NodeName> {
     let sd = services.get(sid)?;
     let current = sd.node.as_str();
@@ -182,8 +122,13 @@ pub fn select_service_node(
     if preference == Preference::None && preferred.contains(current) {
         return Some(current.to_string());
     }
+    let scores = usage.score_nodes_to_start(sid).unwrap_or_else(|err| {
+        on_score_error(err);
+        usage.counts()
+    });
+    let score = |n: &NodeName| scores.get(n).copied().unwrap_or(0.0);
     let mut nodes: Vec<&NodeName> = preferred.iter().collect();
-    nodes.sort_by_key(|n| usage.score(n));
+    nodes.sort_by(|a, b| score(a).total_cmp(&score(b)));
     if preference == Preference::TryNext {
         if let Some(pos) = nodes.iter().position(|n| *n == current) {
             if pos + 1 < nodes.len() {
@@ -214,12 +159,12 @@ mod tests {
         let mut services = BTreeMap::new();
         services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
         services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
-        let mut usage = Usage::new(&online);
+        let mut usage = Usage::basic(&online);
         for (sid, sd) in &services {
             usage.set_service(sid, sd);
         }
         let rules = CompiledRules::default();
-        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore);
+        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore, &mut |_| {});
         assert_eq!(pick.as_deref(), Some("node2"));
     }
 
@@ -230,11 +175,11 @@ mod tests {
         let mut sd = status(ServiceState::Started, "node1");
         sd.failed_nodes = Some(nodes(&["node1"]));
         services.insert("fa:120".to_string(), sd);
-        let usage = Usage::new(&online);
+        let usage = Usage::basic(&online);
         let rules = CompiledRules::default();
-        let next = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::TryNext);
+        let next = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::TryNext, &mut |_| {});
         assert_eq!(next.as_deref(), Some("node2"));
-        let stay = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::None);
+        let stay = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::None, &mut |_| {});
         assert_eq!(stay.as_deref(), Some("node1"));
     }
 
@@ -253,8 +198,8 @@ mod tests {
         let rules = compile(&rules_from_groups(&groups, &config, 1), &all);
         let mut services = BTreeMap::new();
         services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
-        let usage = Usage::new(&nodes(&["node1", "node2"]));
-        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore);
+        let usage = Usage::basic(&nodes(&["node1", "node2"]));
+        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore, &mut |_| {});
         assert_eq!(pick, None);
     }
 
@@ -278,10 +223,10 @@ mod tests {
         let rules = compile(&rules_from_groups(&groups, &config, 1), &all);
         let mut services = BTreeMap::new();
         services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
-        let usage = Usage::new(&all);
-        let with_failback = select_service_node(&rules, &usage, "vm:101", true, &services, Preference::None);
+        let usage = Usage::basic(&all);
+        let with_failback = select_service_node(&rules, &usage, "vm:101", true, &services, Preference::None, &mut |_| {});
         assert_eq!(with_failback.as_deref(), Some("node2"));
-        let without = select_service_node(&rules, &usage, "vm:101", false, &services, Preference::None);
+        let without = select_service_node(&rules, &usage, "vm:101", false, &services, Preference::None, &mut |_| {});
         assert_eq!(without.as_deref(), Some("node1"));
     }
 }

@@ -226,7 +226,13 @@ fn object_map(reader: &Reader<'_>, name: &str) -> Result<BTreeMap<String, Value>
 fn default_hardware() -> BTreeMap<NodeName, NodeHardware> {
     (1..=3)
         .map(|i| {
-            let hw = NodeHardware { power: false, network: false, maxcpu: Some(24.0), maxmem: None, version: None };
+            let hw = NodeHardware {
+                power: false,
+                network: false,
+                maxcpu: Some(24.0),
+                maxmem: Some(128.0 * 1024.0 * 1024.0 * 1024.0),
+                version: None,
+            };
             (format!("node{i}"), hw)
         })
         .collect()

@@ -11,6 +11,7 @@ use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHand
 use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use crate::core::usage::{NodeStats, ResourceStats};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
 
 use super::scenario::{Daemon, NodeHardware, Scenario};
@@ -19,6 +20,16 @@ use super::scenario::{Daemon, NodeHardware, Scenario};
 pub const LOCK_TIMEOUT_SECS: Time = 120;
 /// A watchdog not updated for longer than this fences its node.
 pub const WATCHDOG_TIMEOUT_SECS: Time = 60;
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// Node capacity assumed by the dynamic model when the hardware omits it.
+const DYNAMIC_DEFAULT_MAXCPU: f64 = 24.0;
+const DYNAMIC_DEFAULT_MAXMEM: f64 = 128.0 * 1024.0 * MIB;
+/// Service figures assumed when a scenario gives none.
+const DEFAULT_SERVICE_MAXCPU: f64 = 4.0;
+const DEFAULT_SERVICE_MAXMEM: f64 = 4096.0 * MIB;
+const DEFAULT_SERVICE_CPU: f64 = 2.0;
+const DEFAULT_SERVICE_MEM: f64 = 2048.0 * MIB;
 
 const CFS_ERROR: &str = "cfs connection refused - not mounted?";
 
@@ -233,23 +244,21 @@ impl SimEnv<'_> {
         self.world.running.get(&self.node).and_then(|m| m.get(sid)).copied().unwrap_or(false)
     }
 
-    /// Whether an `fa:` guest's injected failure applies to this attempt.
+    /// Whether an `fa:` guest's injected failure applies to this attempt:
+    /// the first `n` starts (or migrations) fail, on every node or only on
+    /// the node the last digit names.
     fn fa_fails(&mut self, sid: &str, migrate: bool) -> bool {
         let (start_fails, migrate_fails, _, limit) = fa_behaviour(sid);
-        if migrate {
-            let tries = self.world.fa_migrate_tries.entry(sid.to_string()).or_insert(0);
-            *tries += 1;
-            if migrate_fails >= *tries {
-                return true;
-            }
-            *tries = 0;
-            return false;
-        }
         let applies = limit == 0 || self.node == format!("node{limit}");
-        let tries = self.world.fa_start_tries.entry(sid.to_string()).or_insert(0);
+        let (fails, counters) = if migrate {
+            (migrate_fails, &mut self.world.fa_migrate_tries)
+        } else {
+            (start_fails, &mut self.world.fa_start_tries)
+        };
+        let tries = counters.entry(sid.to_string()).or_insert(0);
         if applies {
             *tries += 1;
-            if start_fails >= *tries {
+            if fails >= *tries {
                 return true;
             }
         }
@@ -356,10 +365,90 @@ impl Env for SimEnv<'_> {
         if let Some(mode) = dc.pointer("/crs/ha").and_then(Value::as_str) {
             settings.crs_mode = mode.to_string();
         }
-        settings.rebalance_on_start = dc
-            .pointer("/crs/ha-rebalance-on-start")
-            .is_some_and(|v| v.as_i64().unwrap_or(0) != 0 || v.as_bool().unwrap_or(false));
+        let flag = |key: &str| dc.pointer(key).is_some_and(|v| v.as_f64().unwrap_or(0.0) != 0.0 || v.as_bool() == Some(true));
+        let number = |key: &str| dc.pointer(key).and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
+        settings.rebalance_on_start = flag("/crs/ha-rebalance-on-start");
+        settings.auto_rebalance = flag("/crs/ha-auto-rebalance");
+        if let Some(v) = number("/crs/ha-auto-rebalance-threshold") {
+            settings.rebalance_threshold = v;
+        }
+        if let Some(v) = number("/crs/ha-auto-rebalance-hold-duration") {
+            settings.rebalance_hold_rounds = v;
+        }
+        if let Some(v) = number("/crs/ha-auto-rebalance-margin") {
+            settings.rebalance_margin = v;
+        }
+        if let Some(v) = dc.pointer("/crs/ha-auto-rebalance-method").and_then(Value::as_str) {
+            settings.rebalance_method = v.to_string();
+        }
         settings
+    }
+
+    fn static_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
+        Ok(self
+            .world
+            .nodes
+            .iter()
+            .map(|(name, n)| {
+                let stats = NodeStats {
+                    cpu: 0.0,
+                    maxcpu: n.hw.maxcpu.unwrap_or(0.0).trunc(),
+                    mem: 0.0,
+                    maxmem: n.hw.maxmem.unwrap_or(0.0).trunc(),
+                };
+                (name.clone(), stats)
+            })
+            .collect())
+    }
+
+    fn dynamic_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
+        let services = self.service_stats(true);
+        Ok(self
+            .world
+            .nodes
+            .iter()
+            .map(|(name, n)| {
+                let mut stats = NodeStats {
+                    cpu: 0.0,
+                    maxcpu: n.hw.maxcpu.unwrap_or(DYNAMIC_DEFAULT_MAXCPU).trunc(),
+                    mem: 0.0,
+                    maxmem: n.hw.maxmem.unwrap_or(DYNAMIC_DEFAULT_MAXMEM).trunc(),
+                };
+                let running = self.world.running.get(name).into_iter().flatten();
+                for (sid, _) in running.filter(|(_, on)| **on) {
+                    if let Some(s) = services.get(sid) {
+                        stats.cpu += s.cpu;
+                        stats.mem += s.mem;
+                    }
+                }
+                (name.clone(), stats)
+            })
+            .collect())
+    }
+
+    fn service_stats(&mut self, dynamic: bool) -> BTreeMap<String, ResourceStats> {
+        let number = |v: Option<&Value>, key: &str| v.and_then(|v| v.get(key)).and_then(Value::as_f64);
+        self.world
+            .services
+            .keys()
+            .map(|sid| {
+                let fixed = self.world.static_stats.get(sid);
+                let measured = self.world.dynamic_stats.get(sid);
+                let maxcpu = number(fixed, "maxcpu").unwrap_or(DEFAULT_SERVICE_MAXCPU);
+                let maxmem = number(fixed, "maxmem").unwrap_or(DEFAULT_SERVICE_MAXMEM).trunc();
+                let stats = if dynamic {
+                    ResourceStats {
+                        cpu: number(measured, "cpu").unwrap_or(DEFAULT_SERVICE_CPU),
+                        maxcpu,
+                        mem: number(measured, "mem").unwrap_or(DEFAULT_SERVICE_MEM).trunc(),
+                        maxmem,
+                    }
+                } else {
+                    ResourceStats { cpu: maxcpu, maxcpu, mem: maxmem, maxmem }
+                };
+                (sid.clone(), stats)
+            })
+            .collect()
     }
 
     fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError> {
