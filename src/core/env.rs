@@ -103,6 +103,14 @@ pub trait Env {
     fn read_groups(&mut self) -> Result<Groups, EnvError>;
     /// Placement rules as configured (rules.cfg), parsed.
     fn read_rules(&mut self) -> Result<Vec<Rule>, EnvError>;
+    /// Replaces the placement rules (groups → rules migration).
+    fn write_rules(&mut self, rules: &[Rule]) -> Result<(), EnvError>;
+    /// Removes the group of each listed resource and stores its failback.
+    fn drop_resource_groups(&mut self, failback: &BTreeMap<String, bool>) -> Result<(), EnvError>;
+    /// Deletes the legacy group configuration.
+    fn delete_groups(&mut self) -> Result<(), EnvError>;
+    /// The software version a node reports (pve-manager version upstream).
+    fn node_version(&mut self, node: &str) -> Option<String>;
     fn datacenter_settings(&mut self) -> DatacenterSettings;
     /// Node capacities for the `static` model (cpu/mem usage zero).
     fn static_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError>;

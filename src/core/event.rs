@@ -108,6 +108,10 @@ pub enum Event {
     SchedulerFallback { mode: &'static str, error: String },
     ScoringFailed { sid: String, mode: &'static str, error: String },
     AutoRebalance { task: &'static str, sid: String, target: NodeName, from: f64, to: f64 },
+    /// A step of the groups → rules migration (notice).
+    GroupMigration { step: String },
+    GroupMigrationAborted { reason: String },
+    GroupMigrationFailed,
 
     // ---- CRM commands ----
     CrmCommandNoSuchService { line: String },
@@ -187,7 +191,8 @@ impl Event {
             | DeletingGoneNode { .. }
             | FenceNodeWithoutServices { .. }
             | DisarmIgnoredAlreadyDisarmed { .. }
-            | ArmIgnoredNotDisarmed => Level::Notice,
+            | ArmIgnoredNotDisarmed
+            | GroupMigration { .. } => Level::Notice,
             StartFailedRelocating { .. }
             | TriedAllNodes { .. }
             | RemovedLeftoverLock { .. }
@@ -214,6 +219,8 @@ impl Event {
             | MigrationFailed { .. }
             | RecoveryFailed { .. }
             | ScoringFailed { .. }
+            | GroupMigrationAborted { .. }
+            | GroupMigrationFailed
             | CrmCommandNoSuchService { .. }
             | CrmCommandNodeNotOnline { .. }
             | CrmCommandUnparsable { .. }
@@ -400,6 +407,9 @@ impl fmt::Display for Event {
             ),
 
             RuleDropped { message } => f.write_str(message),
+            GroupMigration { step } => f.write_str(step),
+            GroupMigrationAborted { reason } => write!(f, "abort ha groups migration: {reason}"),
+            GroupMigrationFailed => write!(f, "ha groups migration failed"),
             UsingSchedulerMode { mode } => write!(f, "using scheduler mode '{mode}'"),
             SwitchingSchedulerMode { from, to } => {
                 write!(f, "switching scheduler mode from '{from}' to '{to}'")

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::env::{DatacenterSettings, Env, EnvError, NodeInfo};
 use super::event::Event;
+use super::group_migration::{GroupMigration, LrmFacts};
 use super::node_status::{FENCE_DELAY_SECS, NodeStatus};
 use super::rules::{Rule, compile, rules_from_groups, transform};
 use super::select::{CompiledRules, Preference, node_affinity, select_service_node};
@@ -52,15 +53,17 @@ pub struct Manager {
     usage: Usage,
     /// Placement rules, compiled when their inputs change.
     rules: CompiledRules,
-    /// The inputs `rules` was compiled from; a change recompiles (and logs
-    /// the dropped rules again, as upstream does).
-    rules_inputs: Option<(Vec<Rule>, Groups, ServiceConfig)>,
+    /// The inputs `rules` was compiled from: rules, groups and which
+    /// services use which group. A change recompiles.
+    rules_inputs: Option<(Vec<Rule>, Groups, BTreeMap<String, Option<String>>)>,
     /// The scheduler mode in use (re-read every round).
     crs_mode: CrsMode,
     /// Datacenter settings of this round.
     settings: DatacenterSettings,
     /// Consecutive rounds above the rebalance threshold (runtime only).
     sustained_imbalance_rounds: u32,
+    /// Countdown of the groups → rules migration (runtime only).
+    group_migration: GroupMigration,
     /// Uid sequence of this manager; combined with node and time it makes
     /// every uid unique, which is all the LRM protocol needs.
     uid_seq: u64,
@@ -70,6 +73,7 @@ pub struct Manager {
 struct LrmView {
     results: BTreeMap<String, LrmResult>,
     modes: BTreeMap<NodeName, LrmMode>,
+    states: BTreeMap<NodeName, String>,
 }
 
 /// What `handle_disarm` decided for this round.
@@ -97,6 +101,7 @@ impl Manager {
             crs_mode: CrsMode::Basic,
             settings: DatacenterSettings::default(),
             sustained_imbalance_rounds: 0,
+            group_migration: GroupMigration::default(),
             uid_seq: 0,
         };
         manager.update_crs_mode(env, true);
@@ -218,13 +223,14 @@ impl Manager {
     /// Reads every cluster node's LRM status. A node that never wrote one
     /// counts as `active` (what upstream's simulator reports).
     fn read_lrm_view(&mut self, env: &mut dyn Env, info: &NodeInfo) -> Result<LrmView, EnvError> {
-        let mut view = LrmView { results: BTreeMap::new(), modes: BTreeMap::new() };
+        let mut view = LrmView { results: BTreeMap::new(), modes: BTreeMap::new(), states: BTreeMap::new() };
         for node in info.online.keys() {
             let mode = match env.read_lrm_status(node)? {
                 Some(lrm) => {
                     for (uid, result) in lrm.results {
                         view.results.entry(uid).or_insert(result);
                     }
+                    view.states.insert(node.clone(), lrm.state);
                     lrm.mode
                 }
                 None => LrmMode::Active,
@@ -247,6 +253,8 @@ impl Manager {
             return Ok(());
         }
         self.update_crs_mode(env, false);
+        let facts = LrmFacts { states: &lrm.states, modes: &lrm.modes, services: &self.services };
+        self.group_migration.round(env, &mut self.nodes, &facts)?;
 
         let mut config = env.read_service_config()?;
         let groups = env.read_groups()?;
@@ -264,19 +272,7 @@ impl Manager {
             }
         }
         let rules = env.read_rules()?;
-        let inputs = (rules, groups, config.clone());
-        if node_list_changed || self.rules_inputs.as_ref() != Some(&inputs) {
-            let (rules, groups, config) = &inputs;
-            let mut all = rules.clone();
-            all.extend(rules_from_groups(groups, config, rules.len() + 1));
-            let nodes = self.nodes.list_nodes();
-            let (kept, messages) = transform(&all, &nodes);
-            for message in messages {
-                env.log(Event::RuleDropped { message });
-            }
-            self.rules = compile(&kept, &nodes);
-            self.rules_inputs = Some(inputs);
-        }
+        self.compile_rules(env, rules, groups, &config, node_list_changed);
 
         self.process_crm_commands(env, &config)?;
 
@@ -291,6 +287,34 @@ impl Manager {
 
         self.run_state_machine(env, &mut config, &lrm, only.as_ref())?;
         self.flush(env)
+    }
+
+    /// Recompiles the placement rules when their inputs changed. Dropped
+    /// rules are logged when the rules, the groups or the node list changed
+    /// (upstream's trigger), not on every service edit.
+    fn compile_rules(&mut self, env: &mut dyn Env, rules: Vec<Rule>, groups: Groups, config: &ServiceConfig, node_list_changed: bool) {
+        let membership: BTreeMap<String, Option<String>> =
+            config.iter().map(|(sid, cd)| (sid.clone(), cd.group.clone())).collect();
+        let log_drops = match &self.rules_inputs {
+            None => true,
+            Some((old_rules, old_groups, _)) => node_list_changed || *old_rules != rules || *old_groups != groups,
+        };
+        let inputs = (rules, groups, membership);
+        if !log_drops && self.rules_inputs.as_ref() == Some(&inputs) {
+            return;
+        }
+        let (rules, groups, _) = &inputs;
+        let mut all = rules.clone();
+        all.extend(rules_from_groups(groups, config, rules.len() + 1));
+        let nodes = self.nodes.list_nodes();
+        let (kept, messages) = transform(&all, &nodes);
+        if log_drops {
+            for message in messages {
+                env.log(Event::RuleDropped { message });
+            }
+        }
+        self.rules = compile(&kept, &nodes);
+        self.rules_inputs = Some(inputs);
     }
 
     fn add_new_services(&mut self, env: &mut dyn Env, config: &ServiceConfig) {

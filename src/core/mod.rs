@@ -17,6 +17,7 @@
 pub mod crm;
 pub mod env;
 pub mod event;
+pub mod group_migration;
 pub mod lrm;
 pub mod manager;
 pub mod node_status;

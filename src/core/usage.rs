@@ -83,12 +83,20 @@ pub struct ResourceStats {
     pub maxcpu: f64,
     pub mem: f64,
     pub maxmem: f64,
+    /// The node measurements already include this service's usage.
+    pub measured_running: bool,
 }
 
 impl std::ops::Add for ResourceStats {
     type Output = ResourceStats;
     fn add(self, o: ResourceStats) -> ResourceStats {
-        ResourceStats { cpu: self.cpu + o.cpu, maxcpu: self.maxcpu + o.maxcpu, mem: self.mem + o.mem, maxmem: self.maxmem + o.maxmem }
+        ResourceStats {
+            cpu: self.cpu + o.cpu,
+            maxcpu: self.maxcpu + o.maxcpu,
+            mem: self.mem + o.mem,
+            maxmem: self.maxmem + o.maxmem,
+            measured_running: self.measured_running && o.measured_running,
+        }
     }
 }
 
@@ -184,7 +192,11 @@ impl Usage {
         for node in current.iter().chain(target.iter()) {
             *self.counts.entry(node.clone()).or_default() += 1;
         }
-        let running = if sd.state == ServiceState::Started { sd.running } else { current.is_some() };
+        // A service counts as running when the master saw it confirmed, or
+        // when the measurements already include it; otherwise (dynamic
+        // model) it is still starting and counts at its maximum.
+        let measured = self.stats.get(sid).is_some_and(|s| s.measured_running);
+        let running = if sd.state == ServiceState::Started { sd.running || measured } else { current.is_some() };
         self.services.insert(sid.to_string(), Placement { current, target, running });
     }
 
@@ -435,7 +447,10 @@ mod tests {
             .into_iter()
             .map(|(n, mem)| (n.to_string(), node(0.0, 32.0, 0.0, mem)))
             .collect();
-        let stats = BTreeMap::from([("vm:102".to_string(), ResourceStats { cpu: 2.0, maxcpu: 2.0, mem: 4e9, maxmem: 4e9 })]);
+        let stats = BTreeMap::from([(
+            "vm:102".to_string(),
+            ResourceStats { cpu: 2.0, maxcpu: 2.0, mem: 4e9, maxmem: 4e9, measured_running: false },
+        )]);
         let usage = Usage::scheduled(CrsMode::Static, nodes, stats);
         let scores = usage.score_nodes_to_start("vm:102").unwrap();
         assert!(scores["node3"] < scores["node2"] && scores["node2"] < scores["node1"], "{scores:?}");

@@ -31,6 +31,9 @@ const DEFAULT_SERVICE_MAXMEM: f64 = 4096.0 * MIB;
 const DEFAULT_SERVICE_CPU: f64 = 2.0;
 const DEFAULT_SERVICE_MEM: f64 = 2048.0 * MIB;
 
+/// The version a simulated node reports unless the scenario sets one.
+const DEFAULT_NODE_VERSION: &str = "9.0.0~2";
+
 const CFS_ERROR: &str = "cfs connection refused - not mounted?";
 
 /// Runtime hardware state of one node.
@@ -356,6 +359,34 @@ impl Env for SimEnv<'_> {
         Ok(self.world.rules.clone())
     }
 
+    fn write_rules(&mut self, rules: &[Rule]) -> Result<(), EnvError> {
+        self.cfs_rw()?;
+        self.world.rules = rules.to_vec();
+        Ok(())
+    }
+
+    fn drop_resource_groups(&mut self, failback: &BTreeMap<String, bool>) -> Result<(), EnvError> {
+        self.cfs_rw()?;
+        for (sid, value) in failback {
+            if let Some(cd) = self.world.services.get_mut(sid) {
+                cd.group = None;
+                cd.failback = *value;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_groups(&mut self) -> Result<(), EnvError> {
+        self.cfs_rw()?;
+        self.world.groups.clear();
+        Ok(())
+    }
+
+    fn node_version(&mut self, node: &str) -> Option<String> {
+        let version = self.world.nodes.get(node)?.hw.version.clone();
+        Some(version.unwrap_or_else(|| DEFAULT_NODE_VERSION.to_string()))
+    }
+
     fn datacenter_settings(&mut self) -> DatacenterSettings {
         let mut settings = DatacenterSettings::default();
         let dc = &self.world.datacenter;
@@ -437,14 +468,21 @@ impl Env for SimEnv<'_> {
                 let maxcpu = number(fixed, "maxcpu").unwrap_or(DEFAULT_SERVICE_MAXCPU);
                 let maxmem = number(fixed, "maxmem").unwrap_or(DEFAULT_SERVICE_MAXMEM).trunc();
                 let stats = if dynamic {
+                    let node = self.world.services.get(sid).and_then(|cd| cd.node.as_ref());
+                    let measured_running = node
+                        .and_then(|n| self.world.running.get(n))
+                        .and_then(|m| m.get(sid))
+                        .copied()
+                        .unwrap_or(false);
                     ResourceStats {
                         cpu: number(measured, "cpu").unwrap_or(DEFAULT_SERVICE_CPU),
                         maxcpu,
                         mem: number(measured, "mem").unwrap_or(DEFAULT_SERVICE_MEM).trunc(),
                         maxmem,
+                        measured_running,
                     }
                 } else {
-                    ResourceStats { cpu: maxcpu, maxcpu, mem: maxmem, maxmem }
+                    ResourceStats { cpu: maxcpu, maxcpu, mem: maxmem, maxmem, measured_running: false }
                 };
                 (sid.clone(), stats)
             })
