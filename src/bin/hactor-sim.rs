@@ -12,7 +12,11 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "hactor-sim", version, about = "Run HA scenarios in upstream's regression-test format on virtual time")]
+#[command(
+    name = "hactor-sim",
+    version,
+    about = "Run HA scenarios in upstream's regression-test format on virtual time"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,7 +71,10 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
         .collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(format!("{}: no scenario folders (with a cmdlist) found", suite.display()));
+        return Err(format!(
+            "{}: no scenario folders (with a cmdlist) found",
+            suite.display()
+        ));
     }
     let started = Instant::now();
     let mut failed = 0;
@@ -87,7 +94,11 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
         elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1000.0 / f64::from(runs)
     );
-    if failed > 0 { Err(format!("{failed} scenario runs failed")) } else { Ok(()) }
+    if failed > 0 {
+        Err(format!("{failed} scenario runs failed"))
+    } else {
+        Ok(())
+    }
 }
 
 fn main() -> ExitCode {

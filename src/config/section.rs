@@ -24,7 +24,10 @@ pub struct Section {
 impl Section {
     /// The value of `key`; a bare flag reads as `"1"`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.properties.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.properties
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -57,7 +60,10 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SectionError> {
         let indented = raw.starts_with(|c: char| c.is_whitespace());
         if indented {
             let Some(section) = sections.last_mut().filter(|_| in_section) else {
-                return Err(SectionError { line, message: "property outside of a section".into() });
+                return Err(SectionError {
+                    line,
+                    message: "property outside of a section".into(),
+                });
             };
             let body = raw.trim();
             let (key, value) = match body.split_once(char::is_whitespace) {
@@ -65,19 +71,39 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SectionError> {
                 None => (body, "1"),
             };
             if section.properties.iter().any(|(k, _)| k == key) {
-                return Err(SectionError { line, message: format!("duplicate key '{key}'") });
+                return Err(SectionError {
+                    line,
+                    message: format!("duplicate key '{key}'"),
+                });
             }
-            section.properties.push((key.to_string(), value.to_string()));
+            section
+                .properties
+                .push((key.to_string(), value.to_string()));
             continue;
         }
         let Some((kind, id)) = raw.split_once(':') else {
-            return Err(SectionError { line, message: format!("expected '<type>: <id>', got '{}'", raw.trim()) });
+            return Err(SectionError {
+                line,
+                message: format!("expected '<type>: <id>', got '{}'", raw.trim()),
+            });
         };
         let (kind, id) = (kind.trim(), id.trim());
-        if kind.is_empty() || id.is_empty() || kind.contains(char::is_whitespace) || id.contains(char::is_whitespace) {
-            return Err(SectionError { line, message: format!("invalid section header '{}'", raw.trim()) });
+        if kind.is_empty()
+            || id.is_empty()
+            || kind.contains(char::is_whitespace)
+            || id.contains(char::is_whitespace)
+        {
+            return Err(SectionError {
+                line,
+                message: format!("invalid section header '{}'", raw.trim()),
+            });
         }
-        sections.push(Section { kind: kind.into(), id: id.into(), line, properties: Vec::new() });
+        sections.push(Section {
+            kind: kind.into(),
+            id: id.into(),
+            line,
+            properties: Vec::new(),
+        });
         in_section = true;
     }
     Ok(sections)

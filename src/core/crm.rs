@@ -98,7 +98,10 @@ impl Crm {
         if self.state == state {
             return;
         }
-        env.log(Event::StatusChange { from: self.state.as_str(), to: state.as_str() });
+        env.log(Event::StatusChange {
+            from: self.state.as_str(),
+            to: state.as_str(),
+        });
         self.state = state;
         self.manager = None;
         if state == CrmState::Master {
@@ -117,7 +120,9 @@ impl Crm {
         let ms = match env.read_manager_status() {
             Ok(ms) => ms,
             Err(err) => {
-                env.log(Event::CouldNotReadManagerStatus { error: err.to_string() });
+                env.log(Event::CouldNotReadManagerStatus {
+                    error: err.to_string(),
+                });
                 return None;
             }
         };
@@ -136,7 +141,9 @@ impl Crm {
         let config = match env.read_service_config() {
             Ok(config) => config,
             Err(err) => {
-                env.log(Event::CouldNotReadServiceConfig { error: err.to_string() });
+                env.log(Event::CouldNotReadServiceConfig {
+                    error: err.to_string(),
+                });
                 return false;
             }
         };
@@ -153,11 +160,13 @@ impl Crm {
         if !master_free {
             return false;
         }
-        let stale_maintenance = ms
-            .node_status
-            .iter()
-            .any(|(node, state)| *state == NodeState::Maintenance && !ms.maintenance_requested(node));
-        stale_maintenance || env.any_pending_crm_command() || !ms.service_status.is_empty() || ms.disarm.is_some()
+        let stale_maintenance = ms.node_status.iter().any(|(node, state)| {
+            *state == NodeState::Maintenance && !ms.maintenance_requested(node)
+        });
+        stale_maintenance
+            || env.any_pending_crm_command()
+            || !ms.service_status.is_empty()
+            || ms.disarm.is_some()
     }
 
     fn allowed_to_get_idle(&mut self, env: &mut dyn Env) -> bool {
@@ -167,7 +176,8 @@ impl Crm {
         if ms.disarm.is_some() || !ms.service_status.is_empty() {
             return false;
         }
-        env.read_service_config().is_ok_and(|config| config.is_empty())
+        env.read_service_config()
+            .is_ok_and(|config| config.is_empty())
     }
 
     /// Takes or renews the manager lock (up to 6 attempts within 5 s), and
@@ -215,7 +225,11 @@ impl Crm {
         match self.state {
             CrmState::WaitForQuorum => {
                 if self.can_get_active(env, false) {
-                    let next = if self.get_protected_manager_lock(env) { CrmState::Master } else { CrmState::Slave };
+                    let next = if self.get_protected_manager_lock(env) {
+                        CrmState::Master
+                    } else {
+                        CrmState::Slave
+                    };
                     self.set_state(env, next);
                 }
             }
@@ -241,7 +255,9 @@ impl Crm {
                 } else {
                     self.active_idle_rounds += 1;
                     if self.active_idle_rounds > CRM_MAX_ACTIVE_IDLE_ROUNDS {
-                        env.log(Event::CrmGoingIdle { rounds: CRM_MAX_ACTIVE_IDLE_ROUNDS });
+                        env.log(Event::CrmGoingIdle {
+                            rounds: CRM_MAX_ACTIVE_IDLE_ROUNDS,
+                        });
                         env.release_ha_manager_lock();
                         self.close_watchdog(env);
                         self.active_idle_rounds = 0;
@@ -298,7 +314,9 @@ impl Crm {
             return;
         };
         if let Err(err) = manager.manage(env) {
-            env.log(Event::UnexpectedError { error: err.to_string() });
+            env.log(Event::UnexpectedError {
+                error: err.to_string(),
+            });
         }
         let fully_disarmed = manager.is_fully_disarmed();
         let stack_disarmed = manager.disarm.is_some();

@@ -45,139 +45,409 @@ pub type DaemonState = &'static str;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     // ---- locks and daemon lifecycle (CRM and LRM) ----
-    GotLock { lock: String },
-    StatusChange { from: DaemonState, to: DaemonState },
+    GotLock {
+        lock: String,
+    },
+    StatusChange {
+        from: DaemonState,
+        to: DaemonState,
+    },
     ShutdownRequestReceived,
     TemporaryInconsistentState,
-    UnexpectedError { error: String },
+    UnexpectedError {
+        error: String,
+    },
 
     // ---- CRM ----
-    CouldNotReadManagerStatus { error: String },
-    CouldNotReadServiceConfig { error: String },
+    CouldNotReadManagerStatus {
+        error: String,
+    },
+    CouldNotReadServiceConfig {
+        error: String,
+    },
     VoluntaryReleaseCrmLock,
     CrmLockReleaseFailed,
-    CrmGoingIdle { rounds: u32 },
+    CrmGoingIdle {
+        rounds: u32,
+    },
     TakingOverDisarmed,
     FullyDisarmedReleasingWatchdog,
     ReArming,
 
     // ---- manager round ----
     MasterSeemsOffline,
-    AddingService { sid: String, node: NodeName },
-    RemovingStaleService { sid: String, ignored: bool },
-    ServiceStateChanged { sid: String, from: ServiceState, to: ServiceState, params: Vec<(&'static str, String)> },
-    NodeStateChanged { node: NodeName, from: NodeState, to: NodeState },
-    DeletingGoneNode { node: NodeName },
-    FenceRequest { node: NodeName },
-    FenceAcknowledged { node: NodeName },
-    FenceSucceededNotice { node: NodeName },
-    FenceNodeWithoutServices { node: NodeName },
-    FixupLocation { sid: String, from: NodeName, to: NodeName },
-    IgnoreMoveTargetOffline { sid: String, cmd: &'static str, target: NodeName },
-    IgnoreMoveAlreadyThere { sid: String, cmd: &'static str, target: NodeName },
-    IgnoreStopAlreadyStopped { sid: String },
-    UnknownCommand { sid: String, cmd: String },
-    UnknownConfigState { sid: String, state: String },
-    MoveService { sid: String, cmd: &'static str, target: NodeName },
-    HardStopRequested { sid: String },
-    GracefulStopRequested { sid: String, timeout: i64 },
-    RelocationPolicySuccessful { sid: String, node: NodeName, failed: Vec<NodeName> },
-    StartFailedRelocating { sid: String, node: NodeName },
-    RecoveryPolicyFailed { sid: String, failed: Vec<NodeName> },
-    UnrecoverableError { sid: String, code: ExitCode },
-    MovingBackFromMaintenance { sid: String, node: NodeName },
-    DroppingMaintenanceFallback { sid: String, node: NodeName },
-    MigrateRunning { sid: String, target: NodeName },
-    RelocateService { sid: String, target: NodeName },
-    TriedAllNodes { sid: String, tried: Vec<NodeName> },
-    ClearingStaleMaintenanceNode { sid: String, node: NodeName },
-    StopFailed { sid: String, code: ExitCode },
-    MigrationWrongNode { sid: String },
-    RebalanceIgnoredAlreadyRunning { sid: String },
-    MigrationFailed { sid: String, code: ExitCode },
-    RecoverService { sid: String, from: NodeName, to: NodeName },
-    RecoverToSameNode { sid: String, node: NodeName },
-    RemovedLeftoverLock { sid: String, lock: String },
-    RecoveryFailed { sid: String, from: NodeName },
-    RebalanceSelected { sid: String, node: NodeName, new: bool },
+    AddingService {
+        sid: String,
+        node: NodeName,
+    },
+    RemovingStaleService {
+        sid: String,
+        ignored: bool,
+    },
+    ServiceStateChanged {
+        sid: String,
+        from: ServiceState,
+        to: ServiceState,
+        params: Vec<(&'static str, String)>,
+    },
+    NodeStateChanged {
+        node: NodeName,
+        from: NodeState,
+        to: NodeState,
+    },
+    DeletingGoneNode {
+        node: NodeName,
+    },
+    FenceRequest {
+        node: NodeName,
+    },
+    FenceAcknowledged {
+        node: NodeName,
+    },
+    FenceSucceededNotice {
+        node: NodeName,
+    },
+    FenceNodeWithoutServices {
+        node: NodeName,
+    },
+    FixupLocation {
+        sid: String,
+        from: NodeName,
+        to: NodeName,
+    },
+    IgnoreMoveTargetOffline {
+        sid: String,
+        cmd: &'static str,
+        target: NodeName,
+    },
+    IgnoreMoveAlreadyThere {
+        sid: String,
+        cmd: &'static str,
+        target: NodeName,
+    },
+    IgnoreStopAlreadyStopped {
+        sid: String,
+    },
+    UnknownCommand {
+        sid: String,
+        cmd: String,
+    },
+    UnknownConfigState {
+        sid: String,
+        state: String,
+    },
+    MoveService {
+        sid: String,
+        cmd: &'static str,
+        target: NodeName,
+    },
+    HardStopRequested {
+        sid: String,
+    },
+    GracefulStopRequested {
+        sid: String,
+        timeout: i64,
+    },
+    RelocationPolicySuccessful {
+        sid: String,
+        node: NodeName,
+        failed: Vec<NodeName>,
+    },
+    StartFailedRelocating {
+        sid: String,
+        node: NodeName,
+    },
+    RecoveryPolicyFailed {
+        sid: String,
+        failed: Vec<NodeName>,
+    },
+    UnrecoverableError {
+        sid: String,
+        code: ExitCode,
+    },
+    MovingBackFromMaintenance {
+        sid: String,
+        node: NodeName,
+    },
+    DroppingMaintenanceFallback {
+        sid: String,
+        node: NodeName,
+    },
+    MigrateRunning {
+        sid: String,
+        target: NodeName,
+    },
+    RelocateService {
+        sid: String,
+        target: NodeName,
+    },
+    TriedAllNodes {
+        sid: String,
+        tried: Vec<NodeName>,
+    },
+    ClearingStaleMaintenanceNode {
+        sid: String,
+        node: NodeName,
+    },
+    StopFailed {
+        sid: String,
+        code: ExitCode,
+    },
+    MigrationWrongNode {
+        sid: String,
+    },
+    RebalanceIgnoredAlreadyRunning {
+        sid: String,
+    },
+    MigrationFailed {
+        sid: String,
+        code: ExitCode,
+    },
+    RecoverService {
+        sid: String,
+        from: NodeName,
+        to: NodeName,
+    },
+    RecoverToSameNode {
+        sid: String,
+        node: NodeName,
+    },
+    RemovedLeftoverLock {
+        sid: String,
+        lock: String,
+    },
+    RecoveryFailed {
+        sid: String,
+        from: NodeName,
+    },
+    RebalanceSelected {
+        sid: String,
+        node: NodeName,
+        new: bool,
+    },
     /// A placement rule failed its checks (`Drop rule '<id>', because ...`).
-    RuleDropped { message: String },
-    UsingSchedulerMode { mode: &'static str },
-    SwitchingSchedulerMode { from: &'static str, to: &'static str },
-    UnknownSchedulerMode { mode: String },
-    SchedulerFallback { mode: &'static str, error: String },
-    ScoringFailed { sid: String, mode: &'static str, error: String },
-    AutoRebalance { task: &'static str, sid: String, target: NodeName, from: f64, to: f64 },
+    RuleDropped {
+        message: String,
+    },
+    UsingSchedulerMode {
+        mode: &'static str,
+    },
+    SwitchingSchedulerMode {
+        from: &'static str,
+        to: &'static str,
+    },
+    UnknownSchedulerMode {
+        mode: String,
+    },
+    SchedulerFallback {
+        mode: &'static str,
+        error: String,
+    },
+    ScoringFailed {
+        sid: String,
+        mode: &'static str,
+        error: String,
+    },
+    AutoRebalance {
+        task: &'static str,
+        sid: String,
+        target: NodeName,
+        from: f64,
+        to: f64,
+    },
     /// A step of the groups → rules migration (notice).
-    GroupMigration { step: String },
-    GroupMigrationAborted { reason: String },
+    GroupMigration {
+        step: String,
+    },
+    GroupMigrationAborted {
+        reason: String,
+    },
     GroupMigrationFailed,
 
     // ---- CRM commands ----
-    CrmCommandNoSuchService { line: String },
-    CrmCommandNodeNotOnline { line: String },
-    CrmCommandAlreadyOnTarget { line: String },
-    CrmCommandReceived { line: String },
-    CrmCommandUnparsable { line: String },
-    MaintenanceWhileDisarmed { node: NodeName },
-    AlreadyInMaintenance { node: NodeName },
-    ClearingMaintenanceWrongState { node: NodeName, state: NodeState },
-    DisarmIgnoredAlreadyDisarmed { state: String },
-    DisarmSuspendingService { sid: String },
+    CrmCommandNoSuchService {
+        line: String,
+    },
+    CrmCommandNodeNotOnline {
+        line: String,
+    },
+    CrmCommandAlreadyOnTarget {
+        line: String,
+    },
+    CrmCommandReceived {
+        line: String,
+    },
+    CrmCommandUnparsable {
+        line: String,
+    },
+    MaintenanceWhileDisarmed {
+        node: NodeName,
+    },
+    AlreadyInMaintenance {
+        node: NodeName,
+    },
+    ClearingMaintenanceWrongState {
+        node: NodeName,
+        state: NodeState,
+    },
+    DisarmIgnoredAlreadyDisarmed {
+        state: String,
+    },
+    DisarmSuspendingService {
+        sid: String,
+    },
     ArmIgnoredNotDisarmed,
-    ArmUpdatingNode { sid: String, from: NodeName, to: NodeName },
-    UnknownDisarmMode { mode: String },
-    DeferringDisarm { sid: String, state: ServiceState },
-    DisarmFreezingService { sid: String, was: ServiceState },
+    ArmUpdatingNode {
+        sid: String,
+        from: NodeName,
+        to: NodeName,
+    },
+    UnknownDisarmMode {
+        mode: String,
+    },
+    DeferringDisarm {
+        sid: String,
+        state: ServiceState,
+    },
+    DisarmFreezingService {
+        sid: String,
+        was: ServiceState,
+    },
     AllLrmsDisarmed,
-    NegativeAffinityBlocksCommand { line: String, partner: String, target: NodeName, sid: String },
-    PositiveAffinityComigrate { line: String, cmd: &'static str, partner: String, target: NodeName, sid: String },
+    NegativeAffinityBlocksCommand {
+        line: String,
+        partner: String,
+        target: NodeName,
+        sid: String,
+    },
+    PositiveAffinityComigrate {
+        line: String,
+        cmd: &'static str,
+        partner: String,
+        target: NodeName,
+        sid: String,
+    },
 
     // ---- LRM ----
     NodeNeedsFencing,
     NodeNeedsFencingInMaintenance,
-    LrmGoingIdle { rounds: u32 },
+    LrmGoingIdle {
+        rounds: u32,
+    },
     LrmDisarmReleasing,
     LrmDisarmReleasingInMaintenance,
-    ShutdownInLostLock { services: usize },
+    ShutdownInLostLock {
+        services: usize,
+    },
     LostLockRestartGivingUp,
-    UpdateServiceStatusFailed { error: String },
-    WriteLrmStatusFailed { error: String },
-    UpdateLrmStatusFailed { error: String },
-    ShutdownPolicy { policy: String },
-    UnknownShutdownPolicy { policy: String },
-    ShutdownIgnorePolicyMaintenance { kind: &'static str, policy: String },
-    ShutdownIgnoreMigrateAlreadyMaintenance { kind: &'static str },
-    ShutdownDoingMaintenance { kind: &'static str },
-    ShutdownStopAndFreeze { kind: &'static str },
+    UpdateServiceStatusFailed {
+        error: String,
+    },
+    WriteLrmStatusFailed {
+        error: String,
+    },
+    UpdateLrmStatusFailed {
+        error: String,
+    },
+    ShutdownPolicy {
+        policy: String,
+    },
+    UnknownShutdownPolicy {
+        policy: String,
+    },
+    ShutdownIgnorePolicyMaintenance {
+        kind: &'static str,
+        policy: String,
+    },
+    ShutdownIgnoreMigrateAlreadyMaintenance {
+        kind: &'static str,
+    },
+    ShutdownDoingMaintenance {
+        kind: &'static str,
+    },
+    ShutdownStopAndFreeze {
+        kind: &'static str,
+    },
     ShutdownStopAll,
     RestartInMaintenance,
     RestartFreezeAll,
-    RestartPolicyRetry { sid: String, tries: u32 },
-    RestartPolicyGaveUp { sid: String, tries: u32 },
-    AgentFailedToExecute { sid: String },
-    AgentGotSignal { sid: String, signal: i32 },
+    RestartPolicyRetry {
+        sid: String,
+        tries: u32,
+    },
+    RestartPolicyGaveUp {
+        sid: String,
+        tries: u32,
+    },
+    AgentFailedToExecute {
+        sid: String,
+    },
+    AgentGotSignal {
+        sid: String,
+        signal: i32,
+    },
 
     // ---- resource agent execution ----
-    ServiceTypeNotImplemented { kind: String },
-    MissingResourceConfig { sid: String },
-    ServiceInErrorState { sid: String },
-    ServiceNotOnThisNode { sid: String },
-    StartingService { sid: String },
-    ServiceStarted { sid: String },
-    UnableToStart { sid: String },
-    StoppingService { sid: String, timeout: Option<i64> },
-    ServiceStopped { sid: String },
-    UnableToStop { sid: String },
-    IgnoringRebalanceRunning { sid: String },
-    NotMoved { sid: String },
-    ImplementMe { cmd: String },
+    ServiceTypeNotImplemented {
+        kind: String,
+    },
+    MissingResourceConfig {
+        sid: String,
+    },
+    ServiceInErrorState {
+        sid: String,
+    },
+    ServiceNotOnThisNode {
+        sid: String,
+    },
+    StartingService {
+        sid: String,
+    },
+    ServiceStarted {
+        sid: String,
+    },
+    UnableToStart {
+        sid: String,
+    },
+    StoppingService {
+        sid: String,
+        timeout: Option<i64>,
+    },
+    ServiceStopped {
+        sid: String,
+    },
+    UnableToStop {
+        sid: String,
+    },
+    IgnoringRebalanceRunning {
+        sid: String,
+    },
+    NotMoved {
+        sid: String,
+    },
+    ImplementMe {
+        cmd: String,
+    },
 
     // ---- guests (the simulator's agents and the built-in ones) ----
-    GuestLocked { sid: String, lock: String, action: &'static str },
-    MigrateStart { sid: String, task: &'static str, target: NodeName },
-    MigrateEnd { sid: String, task: &'static str, target: NodeName },
-    StoppingForRelocate { sid: String },
+    GuestLocked {
+        sid: String,
+        lock: String,
+        action: &'static str,
+    },
+    MigrateStart {
+        sid: String,
+        task: &'static str,
+        target: NodeName,
+    },
+    MigrateEnd {
+        sid: String,
+        task: &'static str,
+        target: NodeName,
+    },
+    StoppingForRelocate {
+        sid: String,
+    },
     LiveMigrateFallback,
 }
 
@@ -202,10 +472,7 @@ impl Event {
             | RestartPolicyRetry { .. }
             | UnableToStart { .. }
             | LiveMigrateFallback => Level::Warning,
-            DeferringDisarm { state, .. } => match state {
-                ServiceState::Fence | ServiceState::Recovery => Level::Warning,
-                _ => Level::Info,
-            },
+            DeferringDisarm { state: ServiceState::Fence | ServiceState::Recovery, .. } => Level::Warning,
             UnexpectedError { .. }
             | CouldNotReadManagerStatus { .. }
             | CouldNotReadServiceConfig { .. }
@@ -268,16 +535,26 @@ impl fmt::Display for Event {
             StatusChange { from, to } => write!(f, "status change {from} => {to}"),
             ShutdownRequestReceived => write!(f, "server received shutdown request"),
             TemporaryInconsistentState => {
-                write!(f, "temporary inconsistent cluster state (cfs restart?), skip round")
+                write!(
+                    f,
+                    "temporary inconsistent cluster state (cfs restart?), skip round"
+                )
             }
             UnexpectedError { error } => write!(f, "got unexpected error - {error}"),
 
-            CouldNotReadManagerStatus { error } => write!(f, "could not read manager status: {error}"),
-            CouldNotReadServiceConfig { error } => write!(f, "could not read service config: {error}"),
+            CouldNotReadManagerStatus { error } => {
+                write!(f, "could not read manager status: {error}")
+            }
+            CouldNotReadServiceConfig { error } => {
+                write!(f, "could not read service config: {error}")
+            }
             VoluntaryReleaseCrmLock => write!(f, "voluntary release CRM lock"),
             CrmLockReleaseFailed => write!(f, "CRM lock release failed, let the lock timeout"),
             CrmGoingIdle { rounds } => {
-                write!(f, "cluster had no service configured for {rounds} rounds, going idle.")
+                write!(
+                    f,
+                    "cluster had no service configured for {rounds} rounds, going idle."
+                )
             }
             TakingOverDisarmed => write!(f, "taking over as disarmed master, skipping watchdog"),
             FullyDisarmedReleasingWatchdog => {
@@ -288,10 +565,19 @@ impl fmt::Display for Event {
             MasterSeemsOffline => write!(f, "master seems offline"),
             AddingService { sid, node } => write!(f, "adding new service '{sid}' on node '{node}'"),
             RemovingStaleService { sid, ignored } => {
-                let reason = if *ignored { "ignored state requested" } else { "no config" };
+                let reason = if *ignored {
+                    "ignored state requested"
+                } else {
+                    "no config"
+                };
                 write!(f, "removing stale service '{sid}' ({reason})")
             }
-            ServiceStateChanged { sid, from, to, params } => write!(
+            ServiceStateChanged {
+                sid,
+                from,
+                to,
+                params,
+            } => write!(
                 f,
                 "service '{sid}': state changed from '{from}' to '{to}'{}",
                 params_suffix(params)
@@ -300,14 +586,23 @@ impl fmt::Display for Event {
                 write!(f, "node '{node}': state changed from '{from}' => '{to}'")
             }
             DeletingGoneNode { node } => {
-                write!(f, "deleting gone node '{node}', not a cluster member anymore.")
+                write!(
+                    f,
+                    "deleting gone node '{node}', not a cluster member anymore."
+                )
             }
             FenceRequest { node } => write!(f, "FENCE: Try to fence node '{node}'"),
             FenceAcknowledged { node } => {
-                write!(f, "fencing: acknowledged - got agent lock for node '{node}'")
+                write!(
+                    f,
+                    "fencing: acknowledged - got agent lock for node '{node}'"
+                )
             }
             FenceSucceededNotice { node } => {
-                write!(f, "SUCCEED: fencing: acknowledged - got agent lock for node '{node}'")
+                write!(
+                    f,
+                    "SUCCEED: fencing: acknowledged - got agent lock for node '{node}'"
+                )
             }
             FenceNodeWithoutServices { node } => write!(
                 f,
@@ -317,25 +612,39 @@ impl fmt::Display for Event {
                 write!(f, "fixup service '{sid}' location ({from} => {to})")
             }
             IgnoreMoveTargetOffline { sid, cmd, target } => {
-                write!(f, "ignore service '{sid}' {cmd} request - node '{target}' not online")
+                write!(
+                    f,
+                    "ignore service '{sid}' {cmd} request - node '{target}' not online"
+                )
             }
             IgnoreMoveAlreadyThere { sid, cmd, target } => write!(
                 f,
                 "ignore service '{sid}' {cmd} request - service already on node '{target}'"
             ),
             IgnoreStopAlreadyStopped { sid } => {
-                write!(f, "ignore service '{sid}' stop request - service already stopped")
+                write!(
+                    f,
+                    "ignore service '{sid}' stop request - service already stopped"
+                )
             }
             UnknownCommand { sid, cmd } => write!(f, "unknown command '{cmd}' for service '{sid}'"),
             UnknownConfigState { sid, state } => {
-                write!(f, "service '{sid}' - unknown state '{state}' in service configuration")
+                write!(
+                    f,
+                    "service '{sid}' - unknown state '{state}' in service configuration"
+                )
             }
-            MoveService { sid, cmd, target } => write!(f, "{cmd} service '{sid}' to node '{target}'"),
+            MoveService { sid, cmd, target } => {
+                write!(f, "{cmd} service '{sid}' to node '{target}'")
+            }
             HardStopRequested { sid } => {
                 write!(f, "request immediate service hard-stop for service '{sid}'")
             }
             GracefulStopRequested { sid, timeout } => {
-                write!(f, "request graceful stop with timeout '{timeout}' for service '{sid}'")
+                write!(
+                    f,
+                    "request graceful stop with timeout '{timeout}' for service '{sid}'"
+                )
             }
             RelocationPolicySuccessful { sid, node, failed } => write!(
                 f,
@@ -343,7 +652,10 @@ impl fmt::Display for Event {
                 join_nodes(failed)
             ),
             StartFailedRelocating { sid, node } => {
-                write!(f, "starting service {sid} on node '{node}' failed, relocating service.")
+                write!(
+                    f,
+                    "starting service {sid} on node '{node}' failed, relocating service."
+                )
             }
             RecoveryPolicyFailed { sid, failed } => write!(
                 f,
@@ -351,7 +663,10 @@ impl fmt::Display for Event {
                 join_nodes(failed)
             ),
             UnrecoverableError { sid, code } => {
-                write!(f, "service '{sid}' got unrecoverable error (exit code {code})")
+                write!(
+                    f,
+                    "service '{sid}' got unrecoverable error (exit code {code})"
+                )
             }
             MovingBackFromMaintenance { sid, node } => write!(
                 f,
@@ -363,7 +678,9 @@ impl fmt::Display for Event {
             MigrateRunning { sid, target } => {
                 write!(f, "migrate service '{sid}' to node '{target}' (running)")
             }
-            RelocateService { sid, target } => write!(f, "relocate service '{sid}' to node '{target}'"),
+            RelocateService { sid, target } => {
+                write!(f, "relocate service '{sid}' to node '{target}'")
+            }
             TriedAllNodes { sid, tried } => write!(
                 f,
                 "Start Error Recovery: Tried all available nodes for service '{sid}', retry start on current node. Tried nodes: {}",
@@ -386,7 +703,10 @@ impl fmt::Display for Event {
                 write!(f, "service '{sid}' - migration failed (exit code {code})")
             }
             RecoverService { sid, from, to } => {
-                write!(f, "recover service '{sid}' from fenced node '{from}' to node '{to}'")
+                write!(
+                    f,
+                    "recover service '{sid}' from fenced node '{from}' to node '{to}'"
+                )
             }
             RecoverToSameNode { sid, node } => write!(
                 f,
@@ -414,22 +734,40 @@ impl fmt::Display for Event {
             SwitchingSchedulerMode { from, to } => {
                 write!(f, "switching scheduler mode from '{from}' to '{to}'")
             }
-            UnknownSchedulerMode { mode } => write!(f, "got unknown scheduler mode '{mode}', using 'basic'"),
+            UnknownSchedulerMode { mode } => {
+                write!(f, "got unknown scheduler mode '{mode}', using 'basic'")
+            }
             SchedulerFallback { mode, error } => {
-                write!(f, "fallback to 'basic' scheduler mode, init for '{mode}' failed - {error}")
+                write!(
+                    f,
+                    "fallback to 'basic' scheduler mode, init for '{mode}' failed - {error}"
+                )
             }
             ScoringFailed { sid, mode, error } => write!(
                 f,
                 "unable to score nodes according to {mode} usage for service '{sid}' - {error}"
             ),
-            AutoRebalance { task, sid, target, from, to } => write!(
+            AutoRebalance {
+                task,
+                sid,
+                target,
+                from,
+                to,
+            } => write!(
                 f,
                 "auto rebalance - {task} {sid} to {target} (expected change for imbalance from {from:.2} to {to:.2})"
             ),
-            CrmCommandNoSuchService { line } => write!(f, "crm command error - no such service: {line}"),
-            CrmCommandNodeNotOnline { line } => write!(f, "crm command error - node not online: {line}"),
+            CrmCommandNoSuchService { line } => {
+                write!(f, "crm command error - no such service: {line}")
+            }
+            CrmCommandNodeNotOnline { line } => {
+                write!(f, "crm command error - node not online: {line}")
+            }
             CrmCommandAlreadyOnTarget { line } => {
-                write!(f, "ignore crm command - service already on target node: {line}")
+                write!(
+                    f,
+                    "ignore crm command - service already on target node: {line}"
+                )
             }
             CrmCommandReceived { line } => write!(f, "got crm command: {line}"),
             CrmCommandUnparsable { line } => write!(f, "unable to parse crm command: {line}"),
@@ -438,7 +776,10 @@ impl fmt::Display for Event {
                 "ignoring maintenance command for node {node} - HA stack is disarmed"
             ),
             AlreadyInMaintenance { node } => {
-                write!(f, "ignoring crm command - node {node} is already in maintenance state")
+                write!(
+                    f,
+                    "ignoring crm command - node {node} is already in maintenance state"
+                )
             }
             ClearingMaintenanceWrongState { node, state } => write!(
                 f,
@@ -451,24 +792,40 @@ impl fmt::Display for Event {
             DisarmSuspendingService { sid } => {
                 write!(f, "disarm: suspending HA tracking for service '{sid}'")
             }
-            ArmIgnoredNotDisarmed => write!(f, "ignoring arm-ha command - HA stack is not disarmed"),
+            ArmIgnoredNotDisarmed => {
+                write!(f, "ignoring arm-ha command - HA stack is not disarmed")
+            }
             ArmUpdatingNode { sid, from, to } => write!(
                 f,
                 "service '{sid}': updating node '{from}' => '{to}' (changed while disarmed)"
             ),
             UnknownDisarmMode { mode } => write!(f, "unknown disarm-mode '{mode}', ignoring"),
             DeferringDisarm { sid, state } => {
-                write!(f, "deferring disarm - service '{sid}' is in '{state}' state")
+                write!(
+                    f,
+                    "deferring disarm - service '{sid}' is in '{state}' state"
+                )
             }
             DisarmFreezingService { sid, was } => {
                 write!(f, "disarm: freezing service '{sid}' (was '{was}')")
             }
             AllLrmsDisarmed => write!(f, "all LRMs disarmed, HA stack is now fully disarmed"),
-            NegativeAffinityBlocksCommand { line, partner, target, sid } => write!(
+            NegativeAffinityBlocksCommand {
+                line,
+                partner,
+                target,
+                sid,
+            } => write!(
                 f,
                 "crm command '{line}' error - service '{partner}' on node '{target}' in negative affinity with service '{sid}'"
             ),
-            PositiveAffinityComigrate { line, cmd, partner, target, sid } => write!(
+            PositiveAffinityComigrate {
+                line,
+                cmd,
+                partner,
+                target,
+                sid,
+            } => write!(
                 f,
                 "crm command '{line}' - {cmd} service '{partner}' to node '{target}' (service '{partner}' in positive affinity with service '{sid}')"
             ),
@@ -479,9 +836,14 @@ impl fmt::Display for Event {
                 "node needs to be fenced during maintenance mode - releasing agent_lock"
             ),
             LrmGoingIdle { rounds } => {
-                write!(f, "node had no service configured for {rounds} rounds, going idle.")
+                write!(
+                    f,
+                    "node had no service configured for {rounds} rounds, going idle."
+                )
             }
-            LrmDisarmReleasing => write!(f, "HA disarm requested, releasing agent lock and watchdog"),
+            LrmDisarmReleasing => {
+                write!(f, "HA disarm requested, releasing agent lock and watchdog")
+            }
             LrmDisarmReleasingInMaintenance => write!(
                 f,
                 "HA disarm requested during maintenance, releasing agent lock and watchdog"
@@ -497,13 +859,20 @@ impl fmt::Display for Event {
             UpdateServiceStatusFailed { error } => {
                 write!(f, "updating service status from manager failed: {error}")
             }
-            WriteLrmStatusFailed { error } => write!(f, "unable to write lrm status file - {error}"),
-            UpdateLrmStatusFailed { error } => write!(f, "unable to update lrm status file - {error}"),
+            WriteLrmStatusFailed { error } => {
+                write!(f, "unable to write lrm status file - {error}")
+            }
+            UpdateLrmStatusFailed { error } => {
+                write!(f, "unable to update lrm status file - {error}")
+            }
             ShutdownPolicy { policy } => {
                 write!(f, "got shutdown request with shutdown policy '{policy}'")
             }
             UnknownShutdownPolicy { policy } => {
-                write!(f, "unknown shutdown policy '{policy}', fall back to conditional")
+                write!(
+                    f,
+                    "unknown shutdown policy '{policy}', fall back to conditional"
+                )
             }
             ShutdownIgnorePolicyMaintenance { kind, policy } => write!(
                 f,
@@ -525,10 +894,16 @@ impl fmt::Display for Event {
             ),
             RestartFreezeAll => write!(f, "restart LRM, freeze all services"),
             RestartPolicyRetry { sid, tries } => {
-                write!(f, "restart policy: retry number {tries} for service '{sid}'")
+                write!(
+                    f,
+                    "restart policy: retry number {tries} for service '{sid}'"
+                )
             }
             RestartPolicyGaveUp { sid, tries } => {
-                write!(f, "unable to start service {sid} on local node after {tries} retries")
+                write!(
+                    f,
+                    "unable to start service {sid} on local node after {tries} retries"
+                )
             }
             AgentFailedToExecute { sid } => {
                 write!(f, "resource agent {sid} finished - failed to execute")
@@ -537,8 +912,12 @@ impl fmt::Display for Event {
                 write!(f, "resource agent {sid} finished - got signal {signal}")
             }
 
-            ServiceTypeNotImplemented { kind } => write!(f, "service type '{kind}' not implemented"),
-            MissingResourceConfig { sid } => write!(f, "missing resource configuration for '{sid}'"),
+            ServiceTypeNotImplemented { kind } => {
+                write!(f, "service type '{kind}' not implemented")
+            }
+            MissingResourceConfig { sid } => {
+                write!(f, "missing resource configuration for '{sid}'")
+            }
             ServiceInErrorState { sid } => write!(
                 f,
                 "service {sid} is in an error state and needs manual intervention. Look up 'ERROR RECOVERY' in the documentation."
@@ -547,14 +926,20 @@ impl fmt::Display for Event {
             StartingService { sid } => write!(f, "starting service {sid}"),
             ServiceStarted { sid } => write!(f, "service status {sid} started"),
             UnableToStart { sid } => write!(f, "unable to start service {sid}"),
-            StoppingService { sid, timeout: Some(t) } => {
+            StoppingService {
+                sid,
+                timeout: Some(t),
+            } => {
                 write!(f, "stopping service {sid} (timeout={t})")
             }
             StoppingService { sid, timeout: None } => write!(f, "stopping service {sid}"),
             ServiceStopped { sid } => write!(f, "service status {sid} stopped"),
             UnableToStop { sid } => write!(f, "unable to stop service {sid} (still running)"),
             IgnoringRebalanceRunning { sid } => {
-                write!(f, "ignoring rebalance-on-start for service {sid} - already running")
+                write!(
+                    f,
+                    "ignoring rebalance-on-start for service {sid} - already running"
+                )
             }
             NotMoved { sid } => write!(f, "service {sid} not moved (migration error)"),
             ImplementMe { cmd } => write!(f, "implement me (cmd '{cmd}')"),
@@ -565,10 +950,15 @@ impl fmt::Display for Event {
             MigrateStart { sid, task, target } => {
                 write!(f, "service {sid} - start {task} to node '{target}'")
             }
-            MigrateEnd { sid, task, target } => write!(f, "service {sid} - end {task} to node '{target}'"),
+            MigrateEnd { sid, task, target } => {
+                write!(f, "service {sid} - end {task} to node '{target}'")
+            }
             StoppingForRelocate { sid } => write!(f, "stopping service {sid} (relocate)"),
             LiveMigrateFallback => {
-                write!(f, "unable to live migrate running container, fallback to relocate")
+                write!(
+                    f,
+                    "unable to live migrate running container, fallback to relocate"
+                )
             }
         }
     }
@@ -595,7 +985,9 @@ mod tests {
 
     #[test]
     fn fence_notifications_are_mail() {
-        let ev = Event::FenceRequest { node: "node3".into() };
+        let ev = Event::FenceRequest {
+            node: "node3".into(),
+        };
         assert_eq!(ev.level(), Level::Email);
         assert_eq!(ev.to_string(), "FENCE: Try to fence node 'node3'");
     }

@@ -32,7 +32,14 @@ fn parse_version(text: &str) -> Option<Version> {
     };
     let (major, rest) = main.split_once('.')?;
     let (minor, patch) = rest.split_once(['.', '-'])?;
-    Some(Version { release: (major.parse().ok()?, minor.parse().ok()?, patch.parse().ok()?), rev })
+    Some(Version {
+        release: (
+            major.parse().ok()?,
+            minor.parse().ok()?,
+            patch.parse().ok()?,
+        ),
+        rev,
+    })
 }
 
 /// Whether `version` is at least `minimum`. A missing `~rev` counts as 0 on
@@ -66,13 +73,20 @@ pub struct GroupMigration {
 
 impl Default for GroupMigration {
     fn default() -> Self {
-        GroupMigration { countdown: FIRST_ATTEMPT_ROUNDS }
+        GroupMigration {
+            countdown: FIRST_ATTEMPT_ROUNDS,
+        }
     }
 }
 
 impl GroupMigration {
     /// Called once per master round.
-    pub fn round(&mut self, env: &mut dyn Env, nodes: &mut NodeStatus, lrm: &LrmFacts<'_>) -> Result<(), EnvError> {
+    pub fn round(
+        &mut self,
+        env: &mut dyn Env,
+        nodes: &mut NodeStatus,
+        lrm: &LrmFacts<'_>,
+    ) -> Result<(), EnvError> {
         if env.read_groups()?.is_empty() {
             return Ok(());
         }
@@ -81,16 +95,23 @@ impl GroupMigration {
             return Ok(());
         }
         self.countdown = RETRY_ROUNDS;
-        env.log(Event::GroupMigration { step: "start ha group migration...".into() });
+        env.log(Event::GroupMigration {
+            step: "start ha group migration...".into(),
+        });
         match preconditions(env, nodes, lrm).and_then(|()| migrate(env)) {
-            Ok(()) => env.log(Event::GroupMigration { step: "ha groups migration successful".into() }),
+            Ok(()) => env.log(Event::GroupMigration {
+                step: "ha groups migration successful".into(),
+            }),
             Err(reason) => {
                 if let Some(reason) = reason {
                     env.log(Event::GroupMigrationAborted { reason });
                 }
                 env.log(Event::GroupMigrationFailed);
                 env.log(Event::GroupMigration {
-                    step: format!("retry ha groups migration in {RETRY_ROUNDS} rounds (~ {} seconds)", RETRY_ROUNDS * 10),
+                    step: format!(
+                        "retry ha groups migration in {RETRY_ROUNDS} rounds (~ {} seconds)",
+                        RETRY_ROUNDS * 10
+                    ),
                 });
             }
         }
@@ -99,11 +120,17 @@ impl GroupMigration {
 }
 
 fn note(env: &mut dyn Env, text: String) {
-    env.log(Event::GroupMigration { step: format!("ha groups migration: {text}") });
+    env.log(Event::GroupMigration {
+        step: format!("ha groups migration: {text}"),
+    });
 }
 
 /// `Err(Some(reason))` aborts with a reason; `Err(None)` failed and said why.
-fn preconditions(env: &mut dyn Env, nodes: &mut NodeStatus, lrm: &LrmFacts<'_>) -> Result<(), Option<String>> {
+fn preconditions(
+    env: &mut dyn Env,
+    nodes: &mut NodeStatus,
+    lrm: &LrmFacts<'_>,
+) -> Result<(), Option<String>> {
     if !env.quorate() {
         return Err(Some("cluster is not quorate".into()));
     }
@@ -117,12 +144,20 @@ fn preconditions(env: &mut dyn Env, nodes: &mut NodeStatus, lrm: &LrmFacts<'_>) 
         if state != NodeState::Online {
             return Err(Some(format!("node '{node}' is not online")));
         }
-        let lrm_state = lrm.states.get(&node).map(String::as_str).unwrap_or("unknown");
+        let lrm_state = lrm
+            .states
+            .get(&node)
+            .map(String::as_str)
+            .unwrap_or("unknown");
         let mode = lrm.modes.get(&node).copied().unwrap_or(LrmMode::Unknown);
-        note(env, format!("lrm '{node}' is in state '{lrm_state}' and mode '{mode}'"));
+        note(
+            env,
+            format!("lrm '{node}' is in state '{lrm_state}' and mode '{mode}'"),
+        );
         let idle = lrm_state == "wait_for_agent_lock"
             && !lrm.services.values().any(|sd| {
-                (sd.node == node || sd.target.as_deref() == Some(node.as_str())) && counts_as_active(sd)
+                (sd.node == node || sd.target.as_deref() == Some(node.as_str()))
+                    && counts_as_active(sd)
             });
         if lrm_state != "active" && !idle {
             return Err(Some(format!("lrm '{node}' is not in state 'active'")));
@@ -133,7 +168,9 @@ fn preconditions(env: &mut dyn Env, nodes: &mut NodeStatus, lrm: &LrmFacts<'_>) 
         let version = env.node_version(&node).unwrap_or_default();
         note(env, format!("node '{node}' has version '{version}'"));
         if !has_min_version(&version, MIN_VERSION) {
-            return Err(Some(format!("node '{node}' needs at least pve-manager version '{MIN_VERSION}'")));
+            return Err(Some(format!(
+                "node '{node}' needs at least pve-manager version '{MIN_VERSION}'"
+            )));
         }
     }
     Ok(())
@@ -148,7 +185,9 @@ fn counts_as_active(sd: &ServiceStatus) -> bool {
 /// group configuration; each step is logged once done.
 fn migrate(env: &mut dyn Env) -> Result<(), Option<String>> {
     let failed = |env: &mut dyn Env, err: EnvError| {
-        env.log(Event::UnexpectedError { error: err.to_string() });
+        env.log(Event::UnexpectedError {
+            error: err.to_string(),
+        });
         None
     };
     let groups = env.read_groups().map_err(|e| failed(env, e))?;
@@ -165,7 +204,8 @@ fn migrate(env: &mut dyn Env) -> Result<(), Option<String>> {
             Some((sid.clone(), cd.failback && !group.nofailback))
         })
         .collect();
-    env.drop_resource_groups(&updates).map_err(|e| failed(env, e))?;
+    env.drop_resource_groups(&updates)
+        .map_err(|e| failed(env, e))?;
     note(env, "migration to resources config successful".into());
     env.delete_groups().map_err(|e| failed(env, e))?;
     note(env, "group config deletion successful".into());
@@ -181,7 +221,10 @@ mod tests {
         assert!(has_min_version("9.0.0~16", MIN_VERSION));
         assert!(has_min_version("9.0.0~17", MIN_VERSION));
         assert!(!has_min_version("9.0.0~15", MIN_VERSION));
-        assert!(has_min_version("9.0.0", MIN_VERSION), "no rev satisfies any rev");
+        assert!(
+            has_min_version("9.0.0", MIN_VERSION),
+            "no rev satisfies any rev"
+        );
         assert!(has_min_version("9.1.2", MIN_VERSION));
         assert!(!has_min_version("8.4.1", MIN_VERSION));
         assert!(!has_min_version("7.4-4", MIN_VERSION));

@@ -17,9 +17,6 @@ use super::types::{ExitCode, LrmMode, NodeName, NodeState, ServiceState, Time, s
 /// (about 10 minutes at 10 s per round).
 pub const LRM_MAX_ACTIVE_IDLE_ROUNDS: u32 = 60;
 
-/// How long a round may keep starting workers.
-const WORKER_ROUND_BUDGET_SECS: Time = 8;
-
 /// LRM daemon states, in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LrmState {
@@ -123,7 +120,10 @@ impl Lrm {
         if self.state == state {
             return;
         }
-        env.log(Event::StatusChange { from: self.state.as_str(), to: state.as_str() });
+        env.log(Event::StatusChange {
+            from: self.state.as_str(),
+            to: state.as_str(),
+        });
         self.state = state;
         self.state_change_time = env.now();
     }
@@ -146,7 +146,9 @@ impl Lrm {
         match env.write_lrm_status(&status) {
             Ok(()) => true,
             Err(err) => {
-                env.log(Event::WriteLrmStatusFailed { error: err.to_string() });
+                env.log(Event::WriteLrmStatusFailed {
+                    error: err.to_string(),
+                });
                 false
             }
         }
@@ -157,13 +159,19 @@ impl Lrm {
         let ms = match env.read_manager_status() {
             Ok(ms) => ms,
             Err(err) => {
-                env.log(Event::UpdateServiceStatusFailed { error: err.to_string() });
+                env.log(Event::UpdateServiceStatusFailed {
+                    error: err.to_string(),
+                });
                 return false;
             }
         };
         let me = env.nodename().to_string();
         self.services = ms.service_status.clone();
-        self.node_state = ms.node_status.get(&me).copied().unwrap_or(NodeState::Unknown);
+        self.node_state = ms
+            .node_status
+            .get(&me)
+            .copied()
+            .unwrap_or(NodeState::Unknown);
         self.maintenance_requested = ms.maintenance_requested(&me);
         if self.shutdown_request.is_none() {
             if self.maintenance_requested {
@@ -179,7 +187,10 @@ impl Lrm {
 
     fn fence_requested(&self, me: &str) -> bool {
         self.node_state == NodeState::Fence
-            || self.services.values().any(|sd| sd.state == ServiceState::Fence && sd.node == me)
+            || self
+                .services
+                .values()
+                .any(|sd| sd.state == ServiceState::Fence && sd.node == me)
     }
 
     /// Services this node is responsible for (as source or target) that
@@ -191,7 +202,10 @@ impl Lrm {
             .filter(|sd| {
                 !matches!(
                     sd.state,
-                    ServiceState::Stopped | ServiceState::Freeze | ServiceState::Error | ServiceState::RequestStart
+                    ServiceState::Stopped
+                        | ServiceState::Freeze
+                        | ServiceState::Error
+                        | ServiceState::RequestStart
                 )
             })
             .count()
@@ -236,7 +250,9 @@ impl Lrm {
         let (shutdown, reboot) = env.is_node_shutdown();
         let policy = env.datacenter_settings().shutdown_policy;
         if shutdown {
-            env.log(Event::ShutdownPolicy { policy: policy.clone() });
+            env.log(Event::ShutdownPolicy {
+                policy: policy.clone(),
+            });
         }
         let (freeze_all, maintenance) = match policy.as_str() {
             "conditional" => (reboot, false),
@@ -244,14 +260,20 @@ impl Lrm {
             "failover" => (false, false),
             "migrate" => (false, true),
             _ => {
-                env.log(Event::UnknownShutdownPolicy { policy: policy.clone() });
+                env.log(Event::UnknownShutdownPolicy {
+                    policy: policy.clone(),
+                });
                 (reboot, false)
             }
         };
         if !maintenance && shutdown {
             // Always stop everything when the node goes down, reboot or not.
-            let local: Vec<String> =
-                self.services.iter().filter(|(_, sd)| sd.node == me).map(|(sid, _)| sid.clone()).collect();
+            let local: Vec<String> = self
+                .services
+                .iter()
+                .filter(|(_, sd)| sd.node == me)
+                .map(|(sid, _)| sid.clone())
+                .collect();
             for sid in local {
                 self.queue_job(&sid, None, ServiceState::RequestStop, None, None);
             }
@@ -262,7 +284,10 @@ impl Lrm {
                 if maintenance {
                     env.log(Event::ShutdownIgnoreMigrateAlreadyMaintenance { kind });
                 } else {
-                    env.log(Event::ShutdownIgnorePolicyMaintenance { kind, policy: policy.clone() });
+                    env.log(Event::ShutdownIgnorePolicyMaintenance {
+                        kind,
+                        policy: policy.clone(),
+                    });
                 }
             } else if maintenance {
                 env.log(Event::ShutdownDoingMaintenance { kind });
@@ -282,7 +307,9 @@ impl Lrm {
         }
         self.shutdown_request = Some(env.now());
         if !self.update_lrm_status(env) {
-            env.log(Event::UpdateLrmStatusFailed { error: "not quorate?".to_string() });
+            env.log(Event::UpdateLrmStatusFailed {
+                error: "not quorate?".to_string(),
+            });
         }
     }
 
@@ -338,7 +365,9 @@ impl Lrm {
                 } else if !self.has_service_on_node(&me) && self.run_workers(env) == 0 {
                     self.active_idle_rounds += 1;
                     if self.active_idle_rounds > LRM_MAX_ACTIVE_IDLE_ROUNDS {
-                        env.log(Event::LrmGoingIdle { rounds: LRM_MAX_ACTIVE_IDLE_ROUNDS });
+                        env.log(Event::LrmGoingIdle {
+                            rounds: LRM_MAX_ACTIVE_IDLE_ROUNDS,
+                        });
                         env.release_ha_agent_lock();
                         self.give_up_watchdog(env);
                         self.set_state(env, LrmState::WaitForAgentLock);
@@ -474,13 +503,17 @@ impl Lrm {
 
     /// Queues the master's commands for this node and runs them.
     fn manage_resources(&mut self, env: &mut dyn Env, me: &str) -> usize {
-        self.restart_tries.retain(|sid, _| self.services.contains_key(sid));
+        self.restart_tries
+            .retain(|sid, _| self.services.contains_key(sid));
         let commands: Vec<(String, ServiceStatus)> = self
             .services
             .iter()
             .filter(|(_, sd)| sd.node == me && !sd.uid.is_empty())
             .filter(|(_, sd)| {
-                !matches!(sd.state, ServiceState::Recovery | ServiceState::Freeze | ServiceState::RequestStart)
+                !matches!(
+                    sd.state,
+                    ServiceState::Recovery | ServiceState::Freeze | ServiceState::RequestStart
+                )
             })
             .map(|(sid, sd)| (sid.clone(), sd.clone()))
             .collect();
@@ -490,61 +523,89 @@ impl Lrm {
         self.run_workers(env)
     }
 
-    fn queue_job(&mut self, sid: &str, uid: Option<String>, command: ServiceState, target: Option<NodeName>, timeout: Option<i64>) {
+    fn queue_job(
+        &mut self,
+        sid: &str,
+        uid: Option<String>,
+        command: ServiceState,
+        target: Option<NodeName>,
+        timeout: Option<i64>,
+    ) {
         // Never run the same uid twice once it has a result, except `stopped`
         // which is always enforced (even with no master around).
-        if command != ServiceState::Stopped {
-            if let Some(uid) = &uid {
-                if self.results.contains_key(uid) {
-                    return;
-                }
-            }
+        let done = uid.as_ref().is_some_and(|uid| self.results.contains_key(uid));
+        if command != ServiceState::Stopped && done {
+            return;
         }
-        self.jobs.insert(sid.to_string(), Job { uid, command, target, timeout, start_tries: 0 });
+        self.jobs.insert(
+            sid.to_string(),
+            Job {
+                uid,
+                command,
+                target,
+                timeout,
+                start_tries: 0,
+            },
+        );
     }
 
-    /// Runs queued jobs. With `max_workers == 0` (the simulator) every job
-    /// runs inline and finishes at once. Returns the jobs still pending.
+    /// Runs queued jobs, those that waited longest first, then by sid.
+    /// Agent actions run inline through the environment and finish within
+    /// the call (upstream's `max_workers == 0` mode, which the simulator
+    /// uses); returns the jobs still pending.
     fn run_workers(&mut self, env: &mut dyn Env) -> usize {
-        let start = env.now();
-        while env.now() - start <= WORKER_ROUND_BUDGET_SECS {
-            let mut order: Vec<(String, u32)> = self.jobs.iter().map(|(sid, j)| (sid.clone(), j.start_tries)).collect();
-            // Fairness: jobs that waited longest first, then by sid.
-            order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-            for (sid, _) in order {
-                let Some(job) = self.jobs.get_mut(&sid) else { continue };
-                job.start_tries += 1;
-                let job = job.clone();
-                let code = self.exec_resource_agent(env, &sid, &job);
-                self.jobs.remove(&sid);
-                match job.uid.clone() {
-                    Some(uid) => self.command_finished(env, &sid, uid, &job, code),
-                    None => {
-                        if code != ExitCode::Success {
-                            self.shutdown_errors += 1;
-                        }
+        let mut order: Vec<(String, u32)> = self.jobs.iter().map(|(sid, j)| (sid.clone(), j.start_tries)).collect();
+        order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (sid, _) in order {
+            let Some(mut job) = self.jobs.remove(&sid) else { continue };
+            job.start_tries += 1;
+            let code = self.exec_resource_agent(env, &sid, &job);
+            match job.uid.clone() {
+                Some(uid) => self.command_finished(env, &sid, uid, &job, code),
+                None => {
+                    if code != ExitCode::Success {
+                        self.shutdown_errors += 1;
                     }
                 }
             }
-            // Inline execution leaves nothing running.
-            break;
         }
         self.jobs.len()
     }
 
-    fn command_finished(&mut self, env: &mut dyn Env, sid: &str, uid: String, job: &Job, code: ExitCode) {
+    fn command_finished(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        uid: String,
+        job: &Job,
+        code: ExitCode,
+    ) {
         let code = self.apply_restart_policy(env, sid, job.command, code);
         if code == ExitCode::TryAgain {
             return;
         }
-        self.results.insert(uid, LrmResult { sid: sid.to_string(), state: job.command, exit_code: code });
-        let valid: std::collections::BTreeSet<&String> = self.services.values().map(|sd| &sd.uid).collect();
+        self.results.insert(
+            uid,
+            LrmResult {
+                sid: sid.to_string(),
+                state: job.command,
+                exit_code: code,
+            },
+        );
+        let valid: std::collections::BTreeSet<&String> =
+            self.services.values().map(|sd| &sd.uid).collect();
         self.results.retain(|uid, _| valid.contains(uid));
     }
 
     /// Restart policy: retry a failed start up to `max_restart` times on
     /// this node before reporting the error to the master.
-    fn apply_restart_policy(&mut self, env: &mut dyn Env, sid: &str, command: ServiceState, code: ExitCode) -> ExitCode {
+    fn apply_restart_policy(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        command: ServiceState,
+        code: ExitCode,
+    ) -> ExitCode {
         if command != ServiceState::Started {
             return code;
         }
@@ -561,12 +622,18 @@ impl Lrm {
             ExitCode::Error => {
                 let tries = self.restart_tries.entry(sid.to_string()).or_insert(0);
                 if *tries >= max_restart {
-                    env.log(Event::RestartPolicyGaveUp { sid: sid.to_string(), tries: *tries });
+                    env.log(Event::RestartPolicyGaveUp {
+                        sid: sid.to_string(),
+                        tries: *tries,
+                    });
                     *tries = 0;
                     return ExitCode::Error;
                 }
                 *tries += 1;
-                env.log(Event::RestartPolicyRetry { sid: sid.to_string(), tries: *tries });
+                env.log(Event::RestartPolicyRetry {
+                    sid: sid.to_string(),
+                    tries: *tries,
+                });
                 ExitCode::TryAgain
             }
             other => other,
@@ -581,18 +648,27 @@ impl Lrm {
             env.log(Event::ServiceTypeNotImplemented { kind });
             return ExitCode::UnknownServiceType;
         }
-        let config = env.read_service_config().ok().and_then(|c| c.get(sid).cloned());
+        let config = env
+            .read_service_config()
+            .ok()
+            .and_then(|c| c.get(sid).cloned());
         let Some(config) = config else {
-            env.log(Event::MissingResourceConfig { sid: sid.to_string() });
+            env.log(Event::MissingResourceConfig {
+                sid: sid.to_string(),
+            });
             return ExitCode::UnknownService;
         };
         if job.command == ServiceState::Error {
-            env.log(Event::ServiceInErrorState { sid: sid.to_string() });
+            env.log(Event::ServiceInErrorState {
+                sid: sid.to_string(),
+            });
             return ExitCode::Success;
         }
         let me = env.nodename().to_string();
         if config.node.as_deref() != Some(me.as_str()) {
-            env.log(Event::ServiceNotOnThisNode { sid: sid.to_string() });
+            env.log(Event::ServiceNotOnThisNode {
+                sid: sid.to_string(),
+            });
             return ExitCode::WrongNode;
         }
         match job.command {
@@ -600,13 +676,19 @@ impl Lrm {
                 if env.agent_running(sid) {
                     return ExitCode::Success;
                 }
-                env.log(Event::StartingService { sid: sid.to_string() });
+                env.log(Event::StartingService {
+                    sid: sid.to_string(),
+                });
                 env.agent_start(sid);
                 if env.agent_running(sid) {
-                    env.log(Event::ServiceStarted { sid: sid.to_string() });
+                    env.log(Event::ServiceStarted {
+                        sid: sid.to_string(),
+                    });
                     ExitCode::Success
                 } else {
-                    env.log(Event::UnableToStart { sid: sid.to_string() });
+                    env.log(Event::UnableToStart {
+                        sid: sid.to_string(),
+                    });
                     ExitCode::Error
                 }
             }
@@ -614,13 +696,20 @@ impl Lrm {
                 if !env.agent_running(sid) {
                     return ExitCode::Success;
                 }
-                env.log(Event::StoppingService { sid: sid.to_string(), timeout: job.timeout });
+                env.log(Event::StoppingService {
+                    sid: sid.to_string(),
+                    timeout: job.timeout,
+                });
                 env.agent_shutdown(sid, job.timeout);
                 if env.agent_running(sid) {
-                    env.log(Event::UnableToStop { sid: sid.to_string() });
+                    env.log(Event::UnableToStop {
+                        sid: sid.to_string(),
+                    });
                     ExitCode::Error
                 } else {
-                    env.log(Event::ServiceStopped { sid: sid.to_string() });
+                    env.log(Event::ServiceStopped {
+                        sid: sid.to_string(),
+                    });
                     ExitCode::Success
                 }
             }
@@ -632,19 +721,25 @@ impl Lrm {
                     return ExitCode::Success;
                 }
                 if job.command == ServiceState::RequestStartBalance && env.agent_running(sid) {
-                    env.log(Event::IgnoringRebalanceRunning { sid: sid.to_string() });
+                    env.log(Event::IgnoringRebalanceRunning {
+                        sid: sid.to_string(),
+                    });
                     return ExitCode::Ignored;
                 }
                 let online = job.command == ServiceState::Migrate;
                 if env.agent_migrate(sid, &target, online) {
                     ExitCode::Success
                 } else {
-                    env.log(Event::NotMoved { sid: sid.to_string() });
+                    env.log(Event::NotMoved {
+                        sid: sid.to_string(),
+                    });
                     ExitCode::Error
                 }
             }
             other => {
-                env.log(Event::ImplementMe { cmd: other.as_str().to_string() });
+                env.log(Event::ImplementMe {
+                    cmd: other.as_str().to_string(),
+                });
                 ExitCode::UnknownCommand
             }
         }

@@ -14,14 +14,15 @@ use super::group_migration::{GroupMigration, LrmFacts};
 use super::node_status::{FENCE_DELAY_SECS, NodeStatus};
 use super::rules::{Rule, compile, rules_from_groups, transform};
 use super::select::{CompiledRules, Preference, node_affinity, select_service_node};
-use super::usage::{
-    CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage, used_service_nodes,
-};
 use super::status::{
-    Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig,
-    ServiceStatus,
+    Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand,
+    ServiceConfig, ServiceStatus,
 };
 use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
+use super::usage::{
+    CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage,
+    used_service_nodes,
+};
 
 /// Guest locks that are safe to drop once the guest's node was fenced.
 const REMOVABLE_LOCKS_AFTER_FENCE: [&str; 9] = [
@@ -55,7 +56,7 @@ pub struct Manager {
     rules: CompiledRules,
     /// The inputs `rules` was compiled from: rules, groups and which
     /// services use which group. A change recompiles.
-    rules_inputs: Option<(Vec<Rule>, Groups, BTreeMap<String, Option<String>>)>,
+    rules_inputs: Option<RuleInputs>,
     /// The scheduler mode in use (re-read every round).
     crs_mode: CrsMode,
     /// Datacenter settings of this round.
@@ -68,6 +69,9 @@ pub struct Manager {
     /// every uid unique, which is all the LRM protocol needs.
     uid_seq: u64,
 }
+
+/// What compiled rules depend on: rules, groups, and each service's group.
+type RuleInputs = (Vec<Rule>, Groups, BTreeMap<String, Option<String>>);
 
 /// LRM inputs of one round: results keyed by uid and each node's mode.
 struct LrmView {
@@ -113,15 +117,22 @@ impl Manager {
     fn update_crs_mode(&mut self, env: &mut dyn Env, first: bool) {
         self.settings = env.datacenter_settings();
         let mode = CrsMode::parse(&self.settings.crs_mode).unwrap_or_else(|| {
-            env.log(Event::UnknownSchedulerMode { mode: self.settings.crs_mode.clone() });
+            env.log(Event::UnknownSchedulerMode {
+                mode: self.settings.crs_mode.clone(),
+            });
             CrsMode::Basic
         });
         if first {
             if mode != CrsMode::Basic {
-                env.log(Event::UsingSchedulerMode { mode: mode.as_str() });
+                env.log(Event::UsingSchedulerMode {
+                    mode: mode.as_str(),
+                });
             }
         } else if mode != self.crs_mode {
-            env.log(Event::SwitchingSchedulerMode { from: self.crs_mode.as_str(), to: mode.as_str() });
+            env.log(Event::SwitchingSchedulerMode {
+                from: self.crs_mode.as_str(),
+                to: mode.as_str(),
+            });
         }
         self.crs_mode = mode;
     }
@@ -154,12 +165,24 @@ impl Manager {
     /// Upstream's `change_service_state`: wipes runtime keys (but node,
     /// failed_nodes and maintenance_node), sets the new state and params,
     /// assigns a new uid and logs the change.
-    fn change_state(&mut self, env: &mut dyn Env, sid: &str, to: ServiceState, params: StateParams) {
+    fn change_state(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        to: ServiceState,
+        params: StateParams,
+    ) {
         let now = env.now();
         let uid = self.new_uid(now);
-        let sd = self.services.get_mut(sid).expect("state change of an unknown service");
+        let sd = self
+            .services
+            .get_mut(sid)
+            .expect("state change of an unknown service");
         let from = sd.state;
-        assert_ne!(from, to, "service '{sid}': state change to the same state '{to}'");
+        assert_ne!(
+            from, to,
+            "service '{sid}': state change to the same state '{to}'"
+        );
         let mut next = ServiceStatus::new(to, &sd.node, uid);
         next.failed_nodes = sd.failed_nodes.take();
         next.maintenance_node = sd.maintenance_node.take();
@@ -178,7 +201,12 @@ impl Manager {
         }
         *sd = next;
         self.usage.set_service(sid, sd);
-        env.log(Event::ServiceStateChanged { sid: sid.to_string(), from, to, params: logged });
+        env.log(Event::ServiceStateChanged {
+            sid: sid.to_string(),
+            from,
+            to,
+            params: logged,
+        });
     }
 
     /// Rebuilds the usage of the online nodes for the current scheduler
@@ -188,7 +216,10 @@ impl Manager {
         self.usage = match self.scheduled_usage(env, &online) {
             Ok(usage) => usage,
             Err(error) => {
-                env.log(Event::SchedulerFallback { mode: self.crs_mode.as_str(), error });
+                env.log(Event::SchedulerFallback {
+                    mode: self.crs_mode.as_str(),
+                    error,
+                });
                 Usage::basic(&online)
             }
         };
@@ -204,26 +235,44 @@ impl Manager {
             CrsMode::Dynamic => true,
         };
         let kind = self.crs_mode.as_str();
-        let all = if dynamic { env.dynamic_node_stats() } else { env.static_node_stats() }
-            .map_err(|e| format!("did not get {kind} node usage information - {e}"))?;
+        let all = if dynamic {
+            env.dynamic_node_stats()
+        } else {
+            env.static_node_stats()
+        }
+        .map_err(|e| format!("did not get {kind} node usage information - {e}"))?;
         let mut nodes = BTreeMap::new();
         for node in online {
-            let stats = all.get(node).ok_or_else(|| format!("did not get {kind} node usage information for '{node}'"))?;
+            let stats = all
+                .get(node)
+                .ok_or_else(|| format!("did not get {kind} node usage information for '{node}'"))?;
             if stats.maxcpu <= 0.0 {
-                return Err(format!("{kind} node usage information for '{node}' missing cpu count"));
+                return Err(format!(
+                    "{kind} node usage information for '{node}' missing cpu count"
+                ));
             }
             if stats.maxmem <= 0.0 {
-                return Err(format!("{kind} node usage information for '{node}' missing memory"));
+                return Err(format!(
+                    "{kind} node usage information for '{node}' missing memory"
+                ));
             }
             nodes.insert(node.clone(), *stats);
         }
-        Ok(Usage::scheduled(self.crs_mode, nodes, env.service_stats(dynamic)))
+        Ok(Usage::scheduled(
+            self.crs_mode,
+            nodes,
+            env.service_stats(dynamic),
+        ))
     }
 
     /// Reads every cluster node's LRM status. A node that never wrote one
     /// counts as `active` (what upstream's simulator reports).
     fn read_lrm_view(&mut self, env: &mut dyn Env, info: &NodeInfo) -> Result<LrmView, EnvError> {
-        let mut view = LrmView { results: BTreeMap::new(), modes: BTreeMap::new(), states: BTreeMap::new() };
+        let mut view = LrmView {
+            results: BTreeMap::new(),
+            modes: BTreeMap::new(),
+            states: BTreeMap::new(),
+        };
         for node in info.online.keys() {
             let mode = match env.read_lrm_status(node)? {
                 Some(lrm) => {
@@ -253,7 +302,11 @@ impl Manager {
             return Ok(());
         }
         self.update_crs_mode(env, false);
-        let facts = LrmFacts { states: &lrm.states, modes: &lrm.modes, services: &self.services };
+        let facts = LrmFacts {
+            states: &lrm.states,
+            modes: &lrm.modes,
+            services: &self.services,
+        };
         self.group_migration.round(env, &mut self.nodes, &facts)?;
 
         let mut config = env.read_service_config()?;
@@ -292,12 +345,23 @@ impl Manager {
     /// Recompiles the placement rules when their inputs changed. Dropped
     /// rules are logged when the rules, the groups or the node list changed
     /// (upstream's trigger), not on every service edit.
-    fn compile_rules(&mut self, env: &mut dyn Env, rules: Vec<Rule>, groups: Groups, config: &ServiceConfig, node_list_changed: bool) {
-        let membership: BTreeMap<String, Option<String>> =
-            config.iter().map(|(sid, cd)| (sid.clone(), cd.group.clone())).collect();
+    fn compile_rules(
+        &mut self,
+        env: &mut dyn Env,
+        rules: Vec<Rule>,
+        groups: Groups,
+        config: &ServiceConfig,
+        node_list_changed: bool,
+    ) {
+        let membership: BTreeMap<String, Option<String>> = config
+            .iter()
+            .map(|(sid, cd)| (sid.clone(), cd.group.clone()))
+            .collect();
         let log_drops = match &self.rules_inputs {
             None => true,
-            Some((old_rules, old_groups, _)) => node_list_changed || *old_rules != rules || *old_groups != groups,
+            Some((old_rules, old_groups, _)) => {
+                node_list_changed || *old_rules != rules || *old_groups != groups
+            }
         };
         let inputs = (rules, groups, membership);
         if !log_drops && self.rules_inputs.as_ref() == Some(&inputs) {
@@ -322,15 +386,21 @@ impl Manager {
             if self.services.contains_key(sid) || cd.state == RequestState::Ignored {
                 continue;
             }
-            let Some(node) = cd.node.clone() else { continue };
-            env.log(Event::AddingService { sid: sid.clone(), node: node.clone() });
+            let Some(node) = cd.node.clone() else {
+                continue;
+            };
+            env.log(Event::AddingService {
+                sid: sid.clone(),
+                node: node.clone(),
+            });
             let state = if cd.state == RequestState::Started {
                 ServiceState::RequestStart
             } else {
                 ServiceState::RequestStop
             };
             let uid = self.new_uid(env.now());
-            self.services.insert(sid.clone(), ServiceStatus::new(state, &node, uid));
+            self.services
+                .insert(sid.clone(), ServiceStatus::new(state, &node, uid));
         }
     }
 
@@ -345,7 +415,10 @@ impl Manager {
             })
             .collect();
         for (sid, ignored) in stale {
-            env.log(Event::RemovingStaleService { sid: sid.clone(), ignored });
+            env.log(Event::RemovingStaleService {
+                sid: sid.clone(),
+                ignored,
+            });
             self.services.remove(&sid);
         }
     }
@@ -354,7 +427,11 @@ impl Manager {
     // CRM commands
     // ------------------------------------------------------------------
 
-    fn process_crm_commands(&mut self, env: &mut dyn Env, config: &ServiceConfig) -> Result<(), EnvError> {
+    fn process_crm_commands(
+        &mut self,
+        env: &mut dyn Env,
+        config: &ServiceConfig,
+    ) -> Result<(), EnvError> {
         for line in env.read_crm_commands()? {
             let line = line.trim().to_string();
             if line.is_empty() {
@@ -363,7 +440,11 @@ impl Manager {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 [task @ ("migrate" | "relocate"), sid, node] => {
-                    let task = if *task == "migrate" { "migrate" } else { "relocate" };
+                    let task = if *task == "migrate" {
+                        "migrate"
+                    } else {
+                        "relocate"
+                    };
                     self.command_move(env, &line, task, sid, node);
                 }
                 ["stop", sid, timeout] => {
@@ -374,7 +455,9 @@ impl Manager {
                             sd.cmd = Some(ServiceCommand::Stop(timeout));
                         }
                         (None, _) => env.log(Event::CrmCommandNoSuchService { line: line.clone() }),
-                        (Some(_), None) => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
+                        (Some(_), None) => {
+                            env.log(Event::CrmCommandUnparsable { line: line.clone() })
+                        }
                     }
                 }
                 ["enable-node-maintenance", node] => {
@@ -397,14 +480,19 @@ impl Manager {
                     let node = node.to_string();
                     let state = self.nodes.state(&node);
                     if state != super::types::NodeState::Maintenance {
-                        env.log(Event::ClearingMaintenanceWrongState { node: node.clone(), state });
+                        env.log(Event::ClearingMaintenanceWrongState {
+                            node: node.clone(),
+                            state,
+                        });
                     }
                     if let Some(request) = self.node_request.get_mut(&node) {
                         request.maintenance = false;
                     }
                     self.node_request.retain(|_, r| r.maintenance);
                 }
-                ["disarm-ha", mode @ ("freeze" | "ignore")] => self.command_disarm(env, &line, mode),
+                ["disarm-ha", mode @ ("freeze" | "ignore")] => {
+                    self.command_disarm(env, &line, mode)
+                }
                 ["arm-ha"] => self.command_arm(env, config),
                 _ => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
             }
@@ -412,16 +500,29 @@ impl Manager {
         Ok(())
     }
 
-    fn command_move(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
+    fn command_move(
+        &mut self,
+        env: &mut dyn Env,
+        line: &str,
+        task: &'static str,
+        sid: &str,
+        target: &str,
+    ) {
         let Some(sd) = self.services.get(sid) else {
-            env.log(Event::CrmCommandNoSuchService { line: line.to_string() });
+            env.log(Event::CrmCommandNoSuchService {
+                line: line.to_string(),
+            });
             return;
         };
         let current = sd.node.clone();
         if !self.nodes.is_online(target) {
-            env.log(Event::CrmCommandNodeNotOnline { line: line.to_string() });
+            env.log(Event::CrmCommandNodeNotOnline {
+                line: line.to_string(),
+            });
         } else if current == target {
-            env.log(Event::CrmCommandAlreadyOnTarget { line: line.to_string() });
+            env.log(Event::CrmCommandAlreadyOnTarget {
+                line: line.to_string(),
+            });
         } else {
             self.queue_resource_motion(env, line, task, sid, target);
         }
@@ -429,10 +530,26 @@ impl Manager {
 
     /// Attaches a move command to `sid` and its positive-affinity partners,
     /// unless a negative-affinity partner already occupies the target.
-    fn queue_resource_motion(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
-        let negative: Vec<String> = self.rules.negative.get(sid).into_iter().flatten().cloned().collect();
+    fn queue_resource_motion(
+        &mut self,
+        env: &mut dyn Env,
+        line: &str,
+        task: &'static str,
+        sid: &str,
+        target: &str,
+    ) {
+        let negative: Vec<String> = self
+            .rules
+            .negative
+            .get(sid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         for partner in negative {
-            let Some(psd) = self.services.get(&partner) else { continue };
+            let Some(psd) = self.services.get(&partner) else {
+                continue;
+            };
             let targets_there = psd.target.as_deref().is_none_or(|t| t == target);
             if psd.node == target && targets_there {
                 env.log(Event::NegativeAffinityBlocksCommand {
@@ -444,7 +561,9 @@ impl Manager {
                 return;
             }
         }
-        env.log(Event::CrmCommandReceived { line: line.to_string() });
+        env.log(Event::CrmCommandReceived {
+            line: line.to_string(),
+        });
         let cmd = if task == "migrate" {
             ServiceCommand::Migrate(target.to_string())
         } else {
@@ -453,9 +572,18 @@ impl Manager {
         if let Some(sd) = self.services.get_mut(sid) {
             sd.cmd = Some(cmd.clone());
         }
-        let positive: Vec<String> = self.rules.positive.get(sid).into_iter().flatten().cloned().collect();
+        let positive: Vec<String> = self
+            .rules
+            .positive
+            .get(sid)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         for partner in positive {
-            let Some(psd) = self.services.get_mut(&partner) else { continue };
+            let Some(psd) = self.services.get_mut(&partner) else {
+                continue;
+            };
             if psd.node == target || psd.target.as_deref() == Some(target) {
                 continue;
             }
@@ -472,16 +600,23 @@ impl Manager {
 
     fn command_disarm(&mut self, env: &mut dyn Env, line: &str, mode: &str) {
         if let Some(disarm) = &self.disarm {
-            env.log(Event::DisarmIgnoredAlreadyDisarmed { state: disarm.state.clone() });
+            env.log(Event::DisarmIgnoredAlreadyDisarmed {
+                state: disarm.state.clone(),
+            });
             return;
         }
-        env.log(Event::CrmCommandReceived { line: line.to_string() });
+        env.log(Event::CrmCommandReceived {
+            line: line.to_string(),
+        });
         if mode == "ignore" {
             for sid in self.services.keys() {
                 env.log(Event::DisarmSuspendingService { sid: sid.clone() });
             }
         }
-        self.disarm = Some(Disarm { mode: mode.to_string(), state: Disarm::DISARMING.to_string() });
+        self.disarm = Some(Disarm {
+            mode: mode.to_string(),
+            state: Disarm::DISARMING.to_string(),
+        });
     }
 
     fn command_arm(&mut self, env: &mut dyn Env, config: &ServiceConfig) {
@@ -489,12 +624,20 @@ impl Manager {
             env.log(Event::ArmIgnoredNotDisarmed);
             return;
         };
-        env.log(Event::CrmCommandReceived { line: "arm-ha".to_string() });
+        env.log(Event::CrmCommandReceived {
+            line: "arm-ha".to_string(),
+        });
         if disarm.mode == "ignore" {
             for (sid, sd) in self.services.iter_mut() {
-                let Some(node) = config.get(sid).and_then(|cd| cd.node.clone()) else { continue };
+                let Some(node) = config.get(sid).and_then(|cd| cd.node.clone()) else {
+                    continue;
+                };
                 if node != sd.node {
-                    env.log(Event::ArmUpdatingNode { sid: sid.clone(), from: sd.node.clone(), to: node.clone() });
+                    env.log(Event::ArmUpdatingNode {
+                        sid: sid.clone(),
+                        from: sd.node.clone(),
+                        to: node.clone(),
+                    });
                     sd.node = node;
                 }
             }
@@ -505,7 +648,11 @@ impl Manager {
     // Disarm
     // ------------------------------------------------------------------
 
-    fn handle_disarm(&mut self, env: &mut dyn Env, modes: &BTreeMap<NodeName, LrmMode>) -> Result<DisarmOutcome, EnvError> {
+    fn handle_disarm(
+        &mut self,
+        env: &mut dyn Env,
+        modes: &BTreeMap<NodeName, LrmMode>,
+    ) -> Result<DisarmOutcome, EnvError> {
         let Some(disarm) = self.disarm.clone() else {
             return Ok(DisarmOutcome::NotApplicable);
         };
@@ -517,9 +664,15 @@ impl Manager {
         for (sid, sd) in &self.services {
             if matches!(
                 sd.state,
-                ServiceState::Fence | ServiceState::Recovery | ServiceState::Migrate | ServiceState::Relocate
+                ServiceState::Fence
+                    | ServiceState::Recovery
+                    | ServiceState::Migrate
+                    | ServiceState::Relocate
             ) {
-                env.log(Event::DeferringDisarm { sid: sid.clone(), state: sd.state });
+                env.log(Event::DeferringDisarm {
+                    sid: sid.clone(),
+                    state: sd.state,
+                });
                 deferred.insert(sid.clone());
             }
         }
@@ -543,7 +696,10 @@ impl Manager {
                         | ServiceState::RequestStartBalance
                 );
             if freeze {
-                env.log(Event::DisarmFreezingService { sid: sid.clone(), was: sd.state });
+                env.log(Event::DisarmFreezingService {
+                    sid: sid.clone(),
+                    was: sd.state,
+                });
                 pruned.state = ServiceState::Freeze;
                 pruned.uid = uid;
             } else if disarm.mode == "freeze" {
@@ -554,7 +710,9 @@ impl Manager {
         }
         if !disarm.is_disarmed() {
             let online = self.nodes.list_online_nodes();
-            let all_disarmed = online.iter().all(|n| modes.get(n) == Some(&LrmMode::Disarm));
+            let all_disarmed = online
+                .iter()
+                .all(|n| modes.get(n) == Some(&LrmMode::Disarm));
             if all_disarmed {
                 env.log(Event::AllLrmsDisarmed);
                 if let Some(d) = self.disarm.as_mut() {
@@ -573,12 +731,18 @@ impl Manager {
     /// Moves one bundle of services when the load imbalance stayed above
     /// the threshold for the hold duration (spec §5.7).
     fn load_balance(&mut self, env: &mut dyn Env) {
-        if !self.settings.auto_rebalance || self.usage.mode() == CrsMode::Basic || self.disarm.is_some() {
+        if !self.settings.auto_rebalance
+            || self.usage.mode() == CrsMode::Basic
+            || self.disarm.is_some()
+        {
             return;
         }
         let moving = self.services.values().any(|sd| {
             matches!(sd.state, ServiceState::Migrate | ServiceState::Relocate)
-                || matches!(sd.cmd, Some(ServiceCommand::Migrate(_) | ServiceCommand::Relocate(_)))
+                || matches!(
+                    sd.cmd,
+                    Some(ServiceCommand::Migrate(_) | ServiceCommand::Relocate(_))
+                )
         });
         if moving {
             return;
@@ -611,7 +775,11 @@ impl Manager {
         if (imbalance - expected) / imbalance < self.settings.rebalance_margin {
             return;
         }
-        let task = if sid_type(&migration.sid) == "vm" { "migrate" } else { "relocate" };
+        let task = if sid_type(&migration.sid) == "vm" {
+            "migrate"
+        } else {
+            "relocate"
+        };
         env.log(Event::AutoRebalance {
             task,
             sid: migration.sid.clone(),
@@ -635,7 +803,11 @@ impl Manager {
             }
             let mut bundle: Vec<&String> = vec![sid];
             for partner in self.rules.positive.get(sid).into_iter().flatten() {
-                if self.services.get(partner).is_some_and(|p| p.state == ServiceState::Started) {
+                if self
+                    .services
+                    .get(partner)
+                    .is_some_and(|p| p.state == ServiceState::Started)
+                {
                     bundle.push(partner);
                 }
             }
@@ -643,7 +815,9 @@ impl Manager {
             bundle.dedup();
             seen.extend(bundle.iter().map(|s| (*s).clone()));
             let partners_moving = self.rules.positive.get(sid).into_iter().flatten().any(|p| {
-                self.services.get(p).is_some_and(|p| matches!(p.state, ServiceState::Migrate | ServiceState::Relocate))
+                self.services.get(p).is_some_and(|p| {
+                    matches!(p.state, ServiceState::Migrate | ServiceState::Relocate)
+                })
             });
             let source = &sd.node;
             if partners_moving || bundle.iter().any(|m| &self.services[*m].node != source) {
@@ -661,10 +835,20 @@ impl Manager {
                     }
                 }
             }
-            let stats = bundle.iter().map(|m| self.usage.running_stats(m)).fold(ResourceStats::default(), |a, b| a + b);
-            for target in preferred.iter().filter(|n| *n != source && !separate.contains(*n)) {
+            let stats = bundle
+                .iter()
+                .map(|m| self.usage.running_stats(m))
+                .fold(ResourceStats::default(), |a, b| a + b);
+            for target in preferred
+                .iter()
+                .filter(|n| *n != source && !separate.contains(*n))
+            {
                 candidates.push(MigrationCandidate {
-                    migration: Migration { sid: leader.clone(), source: source.clone(), target: target.clone() },
+                    migration: Migration {
+                        sid: leader.clone(),
+                        source: source.clone(),
+                        target: target.clone(),
+                    },
                     stats,
                 });
             }
@@ -700,15 +884,21 @@ impl Manager {
                 if only.is_some_and(|set| !set.contains(sid)) {
                     continue;
                 }
-                let Some(sd) = self.services.get(sid) else { continue };
+                let Some(sd) = self.services.get(sid) else {
+                    continue;
+                };
                 let last = sd.state;
                 let result = lrm.results.get(&sd.uid).cloned();
                 let mut cd = config.get(sid).cloned().unwrap_or_else(|| disabled.clone());
                 match last {
                     ServiceState::Stopped => self.next_state_stopped(env, sid, &cd),
-                    ServiceState::Started => self.next_state_started(env, sid, &cd, result.as_ref()),
+                    ServiceState::Started => {
+                        self.next_state_started(env, sid, &cd, result.as_ref())
+                    }
                     ServiceState::RequestStart => self.next_state_request_start(env, sid, &cd),
-                    ServiceState::Migrate | ServiceState::Relocate | ServiceState::RequestStartBalance => {
+                    ServiceState::Migrate
+                    | ServiceState::Relocate
+                    | ServiceState::RequestStartBalance => {
                         self.next_state_migrate_relocate(env, sid, &cd, result.as_ref())
                     }
                     ServiceState::Fence => {}
@@ -718,7 +908,9 @@ impl Manager {
                             entry.node = cd.node.clone();
                         }
                     }
-                    ServiceState::RequestStop => self.next_state_request_stop(env, sid, result.as_ref()),
+                    ServiceState::RequestStop => {
+                        self.next_state_request_stop(env, sid, result.as_ref())
+                    }
                     ServiceState::Freeze => self.next_state_freeze(env, sid, &cd, &lrm.modes),
                     ServiceState::Error => self.next_state_error(env, sid, &cd),
                 }
@@ -772,7 +964,9 @@ impl Manager {
             }
         }
         for node in self.nodes.list_nodes() {
-            if fenced.contains_key(&node) || self.nodes.state(&node) != super::types::NodeState::Fence {
+            if fenced.contains_key(&node)
+                || self.nodes.state(&node) != super::types::NodeState::Fence
+            {
                 continue;
             }
             env.log(Event::FenceNodeWithoutServices { node: node.clone() });
@@ -784,21 +978,48 @@ impl Manager {
     }
 
     fn offline_delayed(&mut self, env: &mut dyn Env, node: &str) -> bool {
-        self.nodes.is_offline_delayed(node, env.now(), FENCE_DELAY_SECS)
+        self.nodes
+            .is_offline_delayed(node, env.now(), FENCE_DELAY_SECS)
     }
 
-    fn select(&self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, preference: Preference) -> Option<NodeName> {
+    fn select(
+        &self,
+        env: &mut dyn Env,
+        sid: &str,
+        cd: &ResourceConfig,
+        preference: Preference,
+    ) -> Option<NodeName> {
         let mode = self.usage.mode().as_str();
-        let mut on_error = |error: String| env.log(Event::ScoringFailed { sid: sid.to_string(), mode, error });
-        select_service_node(&self.rules, &self.usage, sid, cd.failback, &self.services, preference, &mut on_error)
+        let mut on_error = |error: String| {
+            env.log(Event::ScoringFailed {
+                sid: sid.to_string(),
+                mode,
+                error,
+            })
+        };
+        select_service_node(
+            &self.rules,
+            &self.usage,
+            sid,
+            cd.failback,
+            &self.services,
+            preference,
+            &mut on_error,
+        )
     }
 
     fn next_state_request_start(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig) {
         let node = self.services[sid].node.clone();
         if self.settings.rebalance_on_start {
-            let selected = self.select(env, sid, cd, Preference::BestScore).unwrap_or_else(|| node.clone());
+            let selected = self
+                .select(env, sid, cd, Preference::BestScore)
+                .unwrap_or_else(|| node.clone());
             let new = selected != node;
-            env.log(Event::RebalanceSelected { sid: sid.to_string(), node: selected.clone(), new });
+            env.log(Event::RebalanceSelected {
+                sid: sid.to_string(),
+                node: selected.clone(),
+                new,
+            });
             if new {
                 let params = StateParams::moving(&node, &selected);
                 self.change_state(env, sid, ServiceState::RequestStartBalance, params);
@@ -812,7 +1033,11 @@ impl Manager {
         if let Some(cd_node) = &cd.node {
             let sd = self.services.get_mut(sid).expect("known");
             if &sd.node != cd_node {
-                env.log(Event::FixupLocation { sid: sid.to_string(), from: sd.node.clone(), to: cd_node.clone() });
+                env.log(Event::FixupLocation {
+                    sid: sid.to_string(),
+                    from: sd.node.clone(),
+                    to: cd_node.clone(),
+                });
                 sd.node = cd_node.clone();
             }
         }
@@ -828,7 +1053,9 @@ impl Manager {
                     }
                 }
                 ServiceCommand::Stop(_) => {
-                    env.log(Event::IgnoreStopAlreadyStopped { sid: sid.to_string() });
+                    env.log(Event::IgnoreStopAlreadyStopped {
+                        sid: sid.to_string(),
+                    });
                 }
             }
         }
@@ -844,26 +1071,54 @@ impl Manager {
         match cd.state {
             RequestState::Stopped => {}
             RequestState::Started => {
-                self.change_state(env, sid, ServiceState::RequestStart, StateParams::node(&node));
+                self.change_state(
+                    env,
+                    sid,
+                    ServiceState::RequestStart,
+                    StateParams::node(&node),
+                );
             }
-            other => env.log(Event::UnknownConfigState { sid: sid.to_string(), state: other.as_str().into() }),
+            other => env.log(Event::UnknownConfigState {
+                sid: sid.to_string(),
+                state: other.as_str().into(),
+            }),
         }
     }
 
     /// Checks a move command's target; logs why it is ignored otherwise.
-    fn move_allowed(&mut self, env: &mut dyn Env, sid: &str, task: &'static str, target: &str) -> bool {
+    fn move_allowed(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        task: &'static str,
+        target: &str,
+    ) -> bool {
         if !self.nodes.is_online(target) {
-            env.log(Event::IgnoreMoveTargetOffline { sid: sid.to_string(), cmd: task, target: target.to_string() });
+            env.log(Event::IgnoreMoveTargetOffline {
+                sid: sid.to_string(),
+                cmd: task,
+                target: target.to_string(),
+            });
             false
         } else if self.services[sid].node == target {
-            env.log(Event::IgnoreMoveAlreadyThere { sid: sid.to_string(), cmd: task, target: target.to_string() });
+            env.log(Event::IgnoreMoveAlreadyThere {
+                sid: sid.to_string(),
+                cmd: task,
+                target: target.to_string(),
+            });
             false
         } else {
             true
         }
     }
 
-    fn next_state_started(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
+    fn next_state_started(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        cd: &ResourceConfig,
+        result: Option<&LrmResult>,
+    ) {
         let node = self.services[sid].node.clone();
         if !self.nodes.is_online(&node) {
             if self.offline_delayed(env, &node) {
@@ -886,9 +1141,10 @@ impl Manager {
                     None => self.started_supervise(env, sid, cd, result),
                 }
             }
-            RequestState::Ignored => {
-                env.log(Event::UnknownConfigState { sid: sid.to_string(), state: cd.state.as_str().into() })
-            }
+            RequestState::Ignored => env.log(Event::UnknownConfigState {
+                sid: sid.to_string(),
+                state: cd.state.as_str().into(),
+            }),
         }
     }
 
@@ -898,21 +1154,35 @@ impl Manager {
                 let target = target.clone();
                 let (task, state) = move_task(&cmd);
                 if self.move_allowed(env, sid, task, &target) {
-                    env.log(Event::MoveService { sid: sid.to_string(), cmd: task, target: target.clone() });
+                    env.log(Event::MoveService {
+                        sid: sid.to_string(),
+                        cmd: task,
+                        target: target.clone(),
+                    });
                     let node = self.services[sid].node.clone();
                     self.change_state(env, sid, state, StateParams::moving(&node, &target));
                 }
             }
             &ServiceCommand::Stop(timeout) => {
                 if timeout == 0 {
-                    env.log(Event::HardStopRequested { sid: sid.to_string() });
+                    env.log(Event::HardStopRequested {
+                        sid: sid.to_string(),
+                    });
                 } else {
-                    env.log(Event::GracefulStopRequested { sid: sid.to_string(), timeout });
+                    env.log(Event::GracefulStopRequested {
+                        sid: sid.to_string(),
+                        timeout,
+                    });
                 }
-                let params = StateParams { timeout: Some(timeout), ..StateParams::default() };
+                let params = StateParams {
+                    timeout: Some(timeout),
+                    ..StateParams::default()
+                };
                 self.change_state(env, sid, ServiceState::RequestStop, params);
                 if let Err(err) = env.set_service_request_state(sid, RequestState::Stopped) {
-                    env.log(Event::UnexpectedError { error: err.to_string() });
+                    env.log(Event::UnexpectedError {
+                        error: err.to_string(),
+                    });
                 }
             }
         }
@@ -920,7 +1190,13 @@ impl Manager {
 
     /// Normal supervision of a started service: apply the LRM result, the
     /// relocate policy, and move the service where selection wants it.
-    fn started_supervise(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
+    fn started_supervise(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        cd: &ResourceConfig,
+        result: Option<&LrmResult>,
+    ) {
         let mut preference = Preference::None;
         if let Some(result) = result {
             let sd = self.services.get_mut(sid).expect("known");
@@ -942,10 +1218,16 @@ impl Manager {
                     failed.push(node.clone());
                     if failed.len() <= cd.max_relocate as usize {
                         preference = Preference::TryNext;
-                        env.log(Event::StartFailedRelocating { sid: sid.to_string(), node });
+                        env.log(Event::StartFailedRelocating {
+                            sid: sid.to_string(),
+                            node,
+                        });
                     } else {
                         let failed = failed.clone();
-                        env.log(Event::RecoveryPolicyFailed { sid: sid.to_string(), failed });
+                        env.log(Event::RecoveryPolicyFailed {
+                            sid: sid.to_string(),
+                            failed,
+                        });
                         self.change_state(env, sid, ServiceState::Error, StateParams::default());
                         return;
                     }
@@ -953,7 +1235,10 @@ impl Manager {
                 code => {
                     let node = sd.node.clone();
                     sd.failed_nodes.get_or_insert_with(Vec::new).push(node);
-                    env.log(Event::UnrecoverableError { sid: sid.to_string(), code });
+                    env.log(Event::UnrecoverableError {
+                        sid: sid.to_string(),
+                        code,
+                    });
                     self.change_state(env, sid, ServiceState::Error, StateParams::default());
                     return;
                 }
@@ -967,29 +1252,58 @@ impl Manager {
                 let sd = self.services.get_mut(sid).expect("known");
                 if let Some(fallback) = sd.maintenance_node.clone() {
                     if node == fallback {
-                        env.log(Event::MovingBackFromMaintenance { sid: sid.to_string(), node: fallback });
+                        env.log(Event::MovingBackFromMaintenance {
+                            sid: sid.to_string(),
+                            node: fallback,
+                        });
                         sd.maintenance_node = None;
                     } else if current != fallback {
-                        env.log(Event::DroppingMaintenanceFallback { sid: sid.to_string(), node: fallback });
+                        env.log(Event::DroppingMaintenanceFallback {
+                            sid: sid.to_string(),
+                            node: fallback,
+                        });
                         sd.maintenance_node = None;
                     }
                 }
                 if sid_type(sid) == "vm" {
-                    env.log(Event::MigrateRunning { sid: sid.to_string(), target: node.clone() });
-                    self.change_state(env, sid, ServiceState::Migrate, StateParams::moving(&current, &node));
+                    env.log(Event::MigrateRunning {
+                        sid: sid.to_string(),
+                        target: node.clone(),
+                    });
+                    self.change_state(
+                        env,
+                        sid,
+                        ServiceState::Migrate,
+                        StateParams::moving(&current, &node),
+                    );
                 } else {
-                    env.log(Event::RelocateService { sid: sid.to_string(), target: node.clone() });
-                    self.change_state(env, sid, ServiceState::Relocate, StateParams::moving(&current, &node));
+                    env.log(Event::RelocateService {
+                        sid: sid.to_string(),
+                        target: node.clone(),
+                    });
+                    self.change_state(
+                        env,
+                        sid,
+                        ServiceState::Relocate,
+                        StateParams::moving(&current, &node),
+                    );
                 }
             }
             _ => {
                 if preference == Preference::TryNext && selected.is_none() {
                     let tried = self.services[sid].failed_nodes.clone().unwrap_or_default();
-                    env.log(Event::TriedAllNodes { sid: sid.to_string(), tried });
+                    env.log(Event::TriedAllNodes {
+                        sid: sid.to_string(),
+                        tried,
+                    });
                 }
-                let stale_fallback = self.services[sid].maintenance_node.as_deref() == Some(current.as_str());
+                let stale_fallback =
+                    self.services[sid].maintenance_node.as_deref() == Some(current.as_str());
                 if stale_fallback && self.nodes.is_online(&current) {
-                    env.log(Event::ClearingStaleMaintenanceNode { sid: sid.to_string(), node: current.clone() });
+                    env.log(Event::ClearingStaleMaintenanceNode {
+                        sid: sid.to_string(),
+                        node: current.clone(),
+                    });
                     self.services.get_mut(sid).expect("known").maintenance_node = None;
                 }
                 // A consumed result re-arms the "is it still running?" check.
@@ -1001,12 +1315,20 @@ impl Manager {
         }
     }
 
-    fn next_state_request_stop(&mut self, env: &mut dyn Env, sid: &str, result: Option<&LrmResult>) {
+    fn next_state_request_stop(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        result: Option<&LrmResult>,
+    ) {
         if let Some(result) = result {
             if result.exit_code == ExitCode::Success {
                 self.change_state(env, sid, ServiceState::Stopped, StateParams::default());
             } else {
-                env.log(Event::StopFailed { sid: sid.to_string(), code: result.exit_code });
+                env.log(Event::StopFailed {
+                    sid: sid.to_string(),
+                    code: result.exit_code,
+                });
                 self.change_state(env, sid, ServiceState::Error, StateParams::default());
             }
             return;
@@ -1017,7 +1339,13 @@ impl Manager {
         }
     }
 
-    fn next_state_migrate_relocate(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
+    fn next_state_migrate_relocate(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        cd: &ResourceConfig,
+        result: Option<&LrmResult>,
+    ) {
         let requested = if cd.state == RequestState::Started {
             ServiceState::Started
         } else {
@@ -1032,15 +1360,22 @@ impl Manager {
                     return;
                 }
                 ExitCode::WrongNode => {
-                    env.log(Event::MigrationWrongNode { sid: sid.to_string() });
+                    env.log(Event::MigrationWrongNode {
+                        sid: sid.to_string(),
+                    });
                     self.change_state(env, sid, ServiceState::Error, StateParams::default());
                 }
                 ExitCode::Ignored => {
-                    env.log(Event::RebalanceIgnoredAlreadyRunning { sid: sid.to_string() });
+                    env.log(Event::RebalanceIgnoredAlreadyRunning {
+                        sid: sid.to_string(),
+                    });
                     self.change_state(env, sid, requested, StateParams::node(&node));
                 }
                 code => {
-                    env.log(Event::MigrationFailed { sid: sid.to_string(), code });
+                    env.log(Event::MigrationFailed {
+                        sid: sid.to_string(),
+                        code,
+                    });
                     self.change_state(env, sid, requested, StateParams::node(&node));
                     return;
                 }
@@ -1058,12 +1393,22 @@ impl Manager {
         match self.select(env, sid, cd, Preference::BestScore) {
             Some(node) => {
                 if node == fenced {
-                    env.log(Event::RecoverToSameNode { sid: sid.to_string(), node: node.clone() });
+                    env.log(Event::RecoverToSameNode {
+                        sid: sid.to_string(),
+                        node: node.clone(),
+                    });
                 } else {
-                    env.log(Event::RecoverService { sid: sid.to_string(), from: fenced.clone(), to: node.clone() });
+                    env.log(Event::RecoverService {
+                        sid: sid.to_string(),
+                        from: fenced.clone(),
+                        to: node.clone(),
+                    });
                 }
                 if let Some(lock) = env.remove_locks(sid, &REMOVABLE_LOCKS_AFTER_FENCE) {
-                    env.log(Event::RemovedLeftoverLock { sid: sid.to_string(), lock });
+                    env.log(Event::RemovedLeftoverLock {
+                        sid: sid.to_string(),
+                        lock,
+                    });
                 }
                 env.steal_service(sid, &fenced, &node);
                 cd.node = Some(node.clone());
@@ -1076,7 +1421,10 @@ impl Manager {
                 self.change_state(env, sid, state, StateParams::node(&node));
             }
             None => {
-                env.log(Event::RecoveryFailed { sid: sid.to_string(), from: fenced });
+                env.log(Event::RecoveryFailed {
+                    sid: sid.to_string(),
+                    from: fenced,
+                });
                 if cd.state == RequestState::Disabled {
                     self.services.get_mut(sid).expect("known").failed_nodes = None;
                     self.change_state(env, sid, ServiceState::Stopped, StateParams::default());
@@ -1085,7 +1433,13 @@ impl Manager {
         }
     }
 
-    fn next_state_freeze(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, modes: &BTreeMap<NodeName, LrmMode>) {
+    fn next_state_freeze(
+        &mut self,
+        env: &mut dyn Env,
+        sid: &str,
+        cd: &ResourceConfig,
+        modes: &BTreeMap<NodeName, LrmMode>,
+    ) {
         let node = &self.services[sid].node;
         if modes.get(node) == Some(&LrmMode::Active) {
             let state = if cd.state == RequestState::Started {
@@ -1115,11 +1469,18 @@ struct StateParams {
 
 impl StateParams {
     fn node(node: &str) -> StateParams {
-        StateParams { node: Some(node.to_string()), ..StateParams::default() }
+        StateParams {
+            node: Some(node.to_string()),
+            ..StateParams::default()
+        }
     }
 
     fn moving(node: &str, target: &str) -> StateParams {
-        StateParams { node: Some(node.to_string()), target: Some(target.to_string()), timeout: None }
+        StateParams {
+            node: Some(node.to_string()),
+            target: Some(target.to_string()),
+            timeout: None,
+        }
     }
 }
 

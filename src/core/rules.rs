@@ -16,7 +16,10 @@ use super::types::{NodeName, split_sid};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleKind {
     /// Keep the resources on these nodes (priority: higher is preferred).
-    NodeAffinity { nodes: BTreeMap<NodeName, i64>, strict: bool },
+    NodeAffinity {
+        nodes: BTreeMap<NodeName, i64>,
+        strict: bool,
+    },
     /// Keep the resources together (`positive`) or apart (`negative`).
     ResourceAffinity { positive: bool },
 }
@@ -87,7 +90,11 @@ pub fn parse_node_list(text: &str) -> Result<BTreeMap<NodeName, i64>, String> {
     let mut nodes = BTreeMap::new();
     for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (node, priority) = match entry.split_once(':') {
-            Some((n, p)) => (n, p.parse::<i64>().map_err(|_| format!("invalid priority in '{entry}'"))?),
+            Some((n, p)) => (
+                n,
+                p.parse::<i64>()
+                    .map_err(|_| format!("invalid priority in '{entry}'"))?,
+            ),
             None => (entry, 0),
         };
         let valid = !node.is_empty()
@@ -106,7 +113,10 @@ pub fn parse_node_list(text: &str) -> Result<BTreeMap<NodeName, i64>, String> {
 }
 
 fn rule_from_section(s: &Section, order: usize) -> Result<Rule, RulesError> {
-    let err = |message: String| RulesError { line: s.line, message };
+    let err = |message: String| RulesError {
+        line: s.line,
+        message,
+    };
     if !is_config_id(&s.id) {
         return Err(err(format!("invalid rule id '{}'", s.id)));
     }
@@ -117,10 +127,15 @@ fn rule_from_section(s: &Section, order: usize) -> Result<Rule, RulesError> {
     };
     for (key, _) in &s.properties {
         if !allowed.contains(&key.as_str()) {
-            return Err(err(format!("rule '{}': unknown key '{key}' for type '{}'", s.id, s.kind)));
+            return Err(err(format!(
+                "rule '{}': unknown key '{key}' for type '{}'",
+                s.id, s.kind
+            )));
         }
     }
-    let resources_text = s.get("resources").ok_or_else(|| err(format!("rule '{}': missing key 'resources'", s.id)))?;
+    let resources_text = s
+        .get("resources")
+        .ok_or_else(|| err(format!("rule '{}': missing key 'resources'", s.id)))?;
     // Invalid entries are dropped, as upstream's parser does.
     let resources = resources_text
         .split(',')
@@ -129,19 +144,34 @@ fn rule_from_section(s: &Section, order: usize) -> Result<Rule, RulesError> {
         .map(str::to_string)
         .collect();
     let kind = if s.kind == "node-affinity" {
-        let nodes_text = s.get("nodes").ok_or_else(|| err(format!("rule '{}': missing key 'nodes'", s.id)))?;
-        let nodes = parse_node_list(nodes_text).map_err(|e| err(format!("rule '{}': key 'nodes': {e}", s.id)))?;
+        let nodes_text = s
+            .get("nodes")
+            .ok_or_else(|| err(format!("rule '{}': missing key 'nodes'", s.id)))?;
+        let nodes = parse_node_list(nodes_text)
+            .map_err(|e| err(format!("rule '{}': key 'nodes': {e}", s.id)))?;
         let strict = match s.get("strict") {
             None => false,
-            Some(v) => parse_bool(v).ok_or_else(|| err(format!("rule '{}': key 'strict': invalid boolean '{v}'", s.id)))?,
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                err(format!(
+                    "rule '{}': key 'strict': invalid boolean '{v}'",
+                    s.id
+                ))
+            })?,
         };
         RuleKind::NodeAffinity { nodes, strict }
     } else {
-        let affinity = s.get("affinity").ok_or_else(|| err(format!("rule '{}': missing key 'affinity'", s.id)))?;
+        let affinity = s
+            .get("affinity")
+            .ok_or_else(|| err(format!("rule '{}': missing key 'affinity'", s.id)))?;
         let positive = match affinity {
             "positive" => true,
             "negative" => false,
-            other => return Err(err(format!("rule '{}': key 'affinity': expected positive or negative, got '{other}'", s.id))),
+            other => {
+                return Err(err(format!(
+                    "rule '{}': key 'affinity': expected positive or negative, got '{other}'",
+                    s.id
+                )));
+            }
         };
         RuleKind::ResourceAffinity { positive }
     };
@@ -157,12 +187,18 @@ fn rule_from_section(s: &Section, order: usize) -> Result<Rule, RulesError> {
 
 /// Parses rules.cfg text. Unknown keys and bad values are errors.
 pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
-    let sections = section::parse(text).map_err(|e| RulesError { line: e.line, message: e.message })?;
+    let sections = section::parse(text).map_err(|e| RulesError {
+        line: e.line,
+        message: e.message,
+    })?;
     let mut rules: Vec<Rule> = Vec::new();
     for (index, s) in sections.iter().enumerate() {
         let rule = rule_from_section(s, index + 1)?;
         if rules.iter().any(|r| r.id == rule.id) {
-            return Err(RulesError { line: s.line, message: format!("duplicate rule id '{}'", rule.id) });
+            return Err(RulesError {
+                line: s.line,
+                message: format!("duplicate rule id '{}'", rule.id),
+            });
         }
         rules.push(rule);
     }
@@ -171,20 +207,35 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
 
 /// The in-memory node-affinity rules of legacy groups: one `ha-group-<G>`
 /// per group used by at least one resource.
-pub fn rules_from_groups(groups: &Groups, services: &ServiceConfig, first_order: usize) -> Vec<Rule> {
+pub fn rules_from_groups(
+    groups: &Groups,
+    services: &ServiceConfig,
+    first_order: usize,
+) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (id, group) in groups {
-        let resources: BTreeSet<String> =
-            services.iter().filter(|(_, cd)| cd.group.as_deref() == Some(id)).map(|(sid, _)| sid.clone()).collect();
+        let resources: BTreeSet<String> = services
+            .iter()
+            .filter(|(_, cd)| cd.group.as_deref() == Some(id))
+            .map(|(sid, _)| sid.clone())
+            .collect();
         if resources.is_empty() {
             continue;
         }
         rules.push(Rule {
             id: format!("ha-group-{id}"),
-            kind: RuleKind::NodeAffinity { nodes: group.nodes.clone(), strict: group.restricted },
+            kind: RuleKind::NodeAffinity {
+                nodes: group.nodes.clone(),
+                strict: group.restricted,
+            },
             resources,
             disabled: false,
-            comment: Some(group.comment.clone().unwrap_or_else(|| format!("Generated from HA group '{id}'."))),
+            comment: Some(
+                group
+                    .comment
+                    .clone()
+                    .unwrap_or_else(|| format!("Generated from HA group '{id}'.")),
+            ),
             order: first_order + rules.len(),
         });
     }
@@ -222,7 +273,10 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     let enabled: Vec<Rule> = rules.iter().filter(|r| !r.disabled).cloned().collect();
     let mut errors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut blame = |rule: &Rule, message: &str| {
-        errors.entry(rule.id.clone()).or_default().insert(message.to_string());
+        errors
+            .entry(rule.id.clone())
+            .or_default()
+            .insert(message.to_string());
     };
 
     // node affinity: a resource in at most one rule
@@ -230,7 +284,8 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     for (i, a) in node_rules.iter().enumerate() {
         for b in node_rules.iter().skip(i + 1) {
             if let Some(sid) = a.resources.intersection(&b.resources).next() {
-                let message = format!("resource '{sid}' is already used in another node affinity rule");
+                let message =
+                    format!("resource '{sid}' is already used in another node affinity rule");
                 blame(a, &message);
                 blame(b, &message);
             }
@@ -239,7 +294,10 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     // resource affinity on its own
     for rule in enabled.iter().filter(|r| !r.is_node_affinity()) {
         if rule.resources.len() < 2 {
-            blame(rule, "rule is ineffective as there are less than two resources");
+            blame(
+                rule,
+                "rule is ineffective as there are less than two resources",
+            );
         }
         if rule.is_negative() && rule.resources.len() > nodes.len() {
             blame(rule, "rule defines more resources than available nodes");
@@ -249,9 +307,15 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     for negative in enabled.iter().filter(|r| r.is_negative()) {
         for (members, resources) in &components {
             if negative.resources.intersection(resources).count() >= 2 {
-                blame(negative, "rule shares two or more resources with a positive resource affinity rule");
+                blame(
+                    negative,
+                    "rule shares two or more resources with a positive resource affinity rule",
+                );
                 for &m in members {
-                    blame(&enabled[m], "rule shares two or more resources with a negative resource affinity rule");
+                    blame(
+                        &enabled[m],
+                        "rule shares two or more resources with a negative resource affinity rule",
+                    );
                 }
             }
         }
@@ -259,20 +323,34 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     // resource affinity against node affinity
     for affinity in enabled.iter().filter(|r| !r.is_node_affinity()) {
         for node_rule in &node_rules {
-            if node_rule.priorities().len() > 1 && !affinity.resources.is_disjoint(&node_rule.resources) {
-                blame(node_rule, "resources are in a resource affinity rule and cannot be in a node affinity rule with multiple priorities");
-                blame(affinity, "resources are in node affinity rules with multiple priorities");
+            if node_rule.priorities().len() > 1
+                && !affinity.resources.is_disjoint(&node_rule.resources)
+            {
+                blame(
+                    node_rule,
+                    "resources are in a resource affinity rule and cannot be in a node affinity rule with multiple priorities",
+                );
+                blame(
+                    affinity,
+                    "resources are in node affinity rules with multiple priorities",
+                );
             }
         }
     }
     for (members, resources) in &components {
-        let overlapping: Vec<&&Rule> = node_rules.iter().filter(|r| !r.resources.is_disjoint(resources)).collect();
+        let overlapping: Vec<&&Rule> = node_rules
+            .iter()
+            .filter(|r| !r.resources.is_disjoint(resources))
+            .collect();
         if overlapping.len() > 1 {
             for &m in members {
                 blame(&enabled[m], "resources are in multiple node affinity rules");
             }
             for node_rule in overlapping {
-                blame(node_rule, "at least one resource is in a positive resource affinity rule and there are other resources in at least one other node affinity rule already");
+                blame(
+                    node_rule,
+                    "at least one resource is in a positive resource affinity rule and there are other resources in at least one other node affinity rule already",
+                );
             }
         }
     }
@@ -281,8 +359,17 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
         let mut allowed_nodes = BTreeSet::new();
         let mut involved = Vec::new();
         for node_rule in &node_rules {
-            let RuleKind::NodeAffinity { nodes: rule_nodes, strict: true } = &node_rule.kind else { continue };
-            let shared = negative.resources.intersection(&node_rule.resources).count();
+            let RuleKind::NodeAffinity {
+                nodes: rule_nodes,
+                strict: true,
+            } = &node_rule.kind
+            else {
+                continue;
+            };
+            let shared = negative
+                .resources
+                .intersection(&node_rule.resources)
+                .count();
             if shared > 0 {
                 restricted += shared;
                 allowed_nodes.extend(rule_nodes.keys().cloned());
@@ -290,9 +377,15 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
             }
         }
         if restricted >= 2 && allowed_nodes.len() < restricted {
-            blame(negative, "two or more resources are restricted to less nodes than available to the resources");
+            blame(
+                negative,
+                "two or more resources are restricted to less nodes than available to the resources",
+            );
             for node_rule in involved {
-                blame(node_rule, "at least one resource is in a negative resource affinity rule and this rule would restrict these to less nodes than available to the resources");
+                blame(
+                    node_rule,
+                    "at least one resource is in a negative resource affinity rule and this rule would restrict these to less nodes than available to the resources",
+                );
             }
         }
     }
@@ -303,7 +396,10 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
             messages.push(format!("Drop rule '{id}', because {reason}."));
         }
     }
-    let kept: Vec<Rule> = enabled.into_iter().filter(|r| !errors.contains_key(&r.id)).collect();
+    let kept: Vec<Rule> = enabled
+        .into_iter()
+        .filter(|r| !errors.contains_key(&r.id))
+        .collect();
     (kept, messages)
 }
 
@@ -317,12 +413,24 @@ pub fn compile(rules: &[Rule], nodes: &[NodeName]) -> CompiledRules {
     for (_, members) in &components {
         for sid in members {
             let others: BTreeSet<String> = members.iter().filter(|m| *m != sid).cloned().collect();
-            compiled.positive.entry(sid.clone()).or_default().extend(others);
+            compiled
+                .positive
+                .entry(sid.clone())
+                .or_default()
+                .extend(others);
         }
     }
     let add_negative = |compiled: &mut CompiledRules, a: &str, b: &str| {
-        compiled.negative.entry(a.to_string()).or_default().insert(b.to_string());
-        compiled.negative.entry(b.to_string()).or_default().insert(a.to_string());
+        compiled
+            .negative
+            .entry(a.to_string())
+            .or_default()
+            .insert(b.to_string());
+        compiled
+            .negative
+            .entry(b.to_string())
+            .or_default()
+            .insert(a.to_string());
     };
     for rule in rules.iter().filter(|r| r.is_negative()) {
         let members: Vec<&String> = rule.resources.iter().collect();
@@ -348,7 +456,13 @@ pub fn compile(rules: &[Rule], nodes: &[NodeName]) -> CompiledRules {
         }
     }
     for rule in rules {
-        let RuleKind::NodeAffinity { nodes: rule_nodes, strict } = &rule.kind else { continue };
+        let RuleKind::NodeAffinity {
+            nodes: rule_nodes,
+            strict,
+        } = &rule.kind
+        else {
+            continue;
+        };
         let mut resources = rule.resources.clone();
         for (_, members) in &components {
             if !members.is_disjoint(&rule.resources) {
@@ -362,7 +476,12 @@ pub fn compile(rules: &[Rule], nodes: &[NodeName]) -> CompiledRules {
             }
         }
         for sid in resources {
-            compiled.node_affinity.insert(sid, NodeAffinity { nodes: allowed.clone() });
+            compiled.node_affinity.insert(
+                sid,
+                NodeAffinity {
+                    nodes: allowed.clone(),
+                },
+            );
         }
     }
     compiled
@@ -385,18 +504,27 @@ mod tests {
         assert_eq!(rules[0].resources, BTreeSet::from(["vm:101".to_string()]));
         assert_eq!(
             rules[0].kind,
-            RuleKind::NodeAffinity { nodes: BTreeMap::from([("node1".into(), 2), ("node2".into(), 0)]), strict: true }
+            RuleKind::NodeAffinity {
+                nodes: BTreeMap::from([("node1".into(), 2), ("node2".into(), 0)]),
+                strict: true
+            }
         );
         assert!(rules[1].disabled);
     }
 
     #[test]
     fn unknown_keys_and_values_are_errors_with_lines() {
-        let err = parse_rules("resource-affinity: r\n\tresources vm:1,vm:2\n\taffinity maybe\n").unwrap_err();
+        let err = parse_rules("resource-affinity: r\n\tresources vm:1,vm:2\n\taffinity maybe\n")
+            .unwrap_err();
         assert_eq!(err.line, 1);
         assert!(err.message.contains("affinity"), "{}", err.message);
-        let err = parse_rules("node-affinity: n\n\tnodes node1\n\tresources vm:1\n\tcolour red\n").unwrap_err();
-        assert!(err.message.contains("unknown key 'colour'"), "{}", err.message);
+        let err = parse_rules("node-affinity: n\n\tnodes node1\n\tresources vm:1\n\tcolour red\n")
+            .unwrap_err();
+        assert!(
+            err.message.contains("unknown key 'colour'"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -424,7 +552,10 @@ mod tests {
         let (kept, messages) = transform(&rules, &nodes());
         assert!(messages.is_empty(), "{messages:?}");
         let compiled = compile(&kept, &nodes());
-        assert_eq!(compiled.positive["vm:1"], BTreeSet::from(["vm:2".to_string(), "vm:3".to_string()]));
+        assert_eq!(
+            compiled.positive["vm:1"],
+            BTreeSet::from(["vm:2".to_string(), "vm:3".to_string()])
+        );
         assert!(compiled.negative["vm:9"].contains("vm:1"));
         assert!(compiled.negative["vm:1"].contains("vm:9"));
     }

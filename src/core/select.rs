@@ -38,13 +38,26 @@ pub struct CompiledRules {
 }
 
 /// Allowed nodes and the highest-priority subset of them among `online`.
-pub fn node_affinity(rules: &CompiledRules, sid: &str, online: &BTreeSet<NodeName>) -> (BTreeSet<NodeName>, BTreeSet<NodeName>) {
+pub fn node_affinity(
+    rules: &CompiledRules,
+    sid: &str,
+    online: &BTreeSet<NodeName>,
+) -> (BTreeSet<NodeName>, BTreeSet<NodeName>) {
     let Some(rule) = rules.node_affinity.get(sid) else {
         return (online.clone(), online.clone());
     };
-    let allowed: BTreeSet<NodeName> = rule.nodes.keys().filter(|n| online.contains(*n)).cloned().collect();
+    let allowed: BTreeSet<NodeName> = rule
+        .nodes
+        .keys()
+        .filter(|n| online.contains(*n))
+        .cloned()
+        .collect();
     let best = allowed.iter().map(|n| rule.nodes[n]).max();
-    let preferred = allowed.iter().filter(|n| Some(rule.nodes[*n]) == best).cloned().collect();
+    let preferred = allowed
+        .iter()
+        .filter(|n| Some(rule.nodes[*n]) == best)
+        .cloned()
+        .collect();
     (allowed, preferred)
 }
 
@@ -59,14 +72,18 @@ fn resource_affinity(
     let mut together = BTreeMap::new();
     let mut separate = BTreeSet::new();
     for partner in rules.positive.get(sid).into_iter().flatten() {
-        let Some(sd) = services.get(partner) else { continue };
+        let Some(sd) = services.get(partner) else {
+            continue;
+        };
         let (current, target) = used_service_nodes(online, sd);
         if let Some(node) = target.or(current) {
             *together.entry(node).or_insert(0) += 1;
         }
     }
     for partner in rules.negative.get(sid).into_iter().flatten() {
-        let Some(sd) = services.get(partner) else { continue };
+        let Some(sd) = services.get(partner) else {
+            continue;
+        };
         let (current, target) = used_service_nodes(online, sd);
         separate.extend(current);
         separate.extend(target);
@@ -114,10 +131,8 @@ pub fn select_service_node(
     if let Some((node, _)) = best_together {
         preferred = BTreeSet::from([node.clone()]);
     }
-    if let Some(fallback) = &sd.maintenance_node {
-        if preferred.contains(fallback) {
-            return Some(fallback.clone());
-        }
+    if let Some(fallback) = sd.maintenance_node.as_ref().filter(|f| preferred.contains(*f)) {
+        return Some(fallback.clone());
     }
     if preference == Preference::None && preferred.contains(current) {
         return Some(current.to_string());
@@ -129,12 +144,9 @@ pub fn select_service_node(
     let score = |n: &NodeName| scores.get(n).copied().unwrap_or(0.0);
     let mut nodes: Vec<&NodeName> = preferred.iter().collect();
     nodes.sort_by(|a, b| score(a).total_cmp(&score(b)));
-    if preference == Preference::TryNext {
-        if let Some(pos) = nodes.iter().position(|n| *n == current) {
-            if pos + 1 < nodes.len() {
-                return Some(nodes[pos + 1].clone());
-            }
-        }
+    let current_pos = nodes.iter().position(|n| *n == current);
+    if let Some(next) = current_pos.filter(|_| preference == Preference::TryNext).and_then(|pos| nodes.get(pos + 1)) {
+        return Some((*next).clone());
     }
     nodes.first().map(|n| (*n).clone())
 }
@@ -144,6 +156,7 @@ mod tests {
     use super::*;
     use crate::core::rules::{compile, rules_from_groups};
     use crate::core::status::{GroupConfig, Groups, ServiceConfig};
+    use crate::core::types::ServiceState;
 
     fn status(state: ServiceState, node: &str) -> ServiceStatus {
         ServiceStatus::new(state, node, "uid".into())
@@ -158,13 +171,24 @@ mod tests {
         let online = nodes(&["node1", "node2"]);
         let mut services = BTreeMap::new();
         services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
-        services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
+        services.insert(
+            "vm:103".to_string(),
+            status(ServiceState::Recovery, "node3"),
+        );
         let mut usage = Usage::basic(&online);
         for (sid, sd) in &services {
             usage.set_service(sid, sd);
         }
         let rules = CompiledRules::default();
-        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore, &mut |_| {});
+        let pick = select_service_node(
+            &rules,
+            &usage,
+            "vm:103",
+            true,
+            &services,
+            Preference::BestScore,
+            &mut |_| {},
+        );
         assert_eq!(pick.as_deref(), Some("node2"));
     }
 
@@ -177,9 +201,25 @@ mod tests {
         services.insert("fa:120".to_string(), sd);
         let usage = Usage::basic(&online);
         let rules = CompiledRules::default();
-        let next = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::TryNext, &mut |_| {});
+        let next = select_service_node(
+            &rules,
+            &usage,
+            "fa:120",
+            true,
+            &services,
+            Preference::TryNext,
+            &mut |_| {},
+        );
         assert_eq!(next.as_deref(), Some("node2"));
-        let stay = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::None, &mut |_| {});
+        let stay = select_service_node(
+            &rules,
+            &usage,
+            "fa:120",
+            true,
+            &services,
+            Preference::None,
+            &mut |_| {},
+        );
         assert_eq!(stay.as_deref(), Some("node1"));
     }
 
@@ -188,18 +228,37 @@ mod tests {
         let mut groups = Groups::new();
         groups.insert(
             "only3".into(),
-            GroupConfig { nodes: BTreeMap::from([("node3".into(), 0)]), restricted: true, nofailback: false, comment: None },
+            GroupConfig {
+                nodes: BTreeMap::from([("node3".into(), 0)]),
+                restricted: true,
+                nofailback: false,
+                comment: None,
+            },
         );
         let mut config = ServiceConfig::new();
-        let mut cd = super::super::status::ResourceConfig::new("node3", super::super::types::RequestState::Started);
+        let mut cd = super::super::status::ResourceConfig::new(
+            "node3",
+            super::super::types::RequestState::Started,
+        );
         cd.group = Some("only3".into());
         config.insert("vm:103".into(), cd);
         let all = nodes(&["node1", "node2", "node3"]);
         let rules = compile(&rules_from_groups(&groups, &config, 1), &all);
         let mut services = BTreeMap::new();
-        services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
+        services.insert(
+            "vm:103".to_string(),
+            status(ServiceState::Recovery, "node3"),
+        );
         let usage = Usage::basic(&nodes(&["node1", "node2"]));
-        let pick = select_service_node(&rules, &usage, "vm:103", true, &services, Preference::BestScore, &mut |_| {});
+        let pick = select_service_node(
+            &rules,
+            &usage,
+            "vm:103",
+            true,
+            &services,
+            Preference::BestScore,
+            &mut |_| {},
+        );
         assert_eq!(pick, None);
     }
 
@@ -216,7 +275,10 @@ mod tests {
             },
         );
         let mut config = ServiceConfig::new();
-        let mut cd = super::super::status::ResourceConfig::new("node1", super::super::types::RequestState::Started);
+        let mut cd = super::super::status::ResourceConfig::new(
+            "node1",
+            super::super::types::RequestState::Started,
+        );
         cd.group = Some("prefer2".into());
         config.insert("vm:101".into(), cd);
         let all = nodes(&["node1", "node2", "node3"]);
@@ -224,9 +286,25 @@ mod tests {
         let mut services = BTreeMap::new();
         services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
         let usage = Usage::basic(&all);
-        let with_failback = select_service_node(&rules, &usage, "vm:101", true, &services, Preference::None, &mut |_| {});
+        let with_failback = select_service_node(
+            &rules,
+            &usage,
+            "vm:101",
+            true,
+            &services,
+            Preference::None,
+            &mut |_| {},
+        );
         assert_eq!(with_failback.as_deref(), Some("node2"));
-        let without = select_service_node(&rules, &usage, "vm:101", false, &services, Preference::None, &mut |_| {});
+        let without = select_service_node(
+            &rules,
+            &usage,
+            "vm:101",
+            false,
+            &services,
+            Preference::None,
+            &mut |_| {},
+        );
         assert_eq!(without.as_deref(), Some("node1"));
     }
 }

@@ -49,7 +49,11 @@ impl NodeStats {
     /// Adds a service as if it had just started: its maximum values count
     /// (`maxcpu == 0` means "may use the whole node").
     fn add_started(&mut self, s: &ResourceStats) {
-        self.cpu += if s.maxcpu == 0.0 { self.maxcpu } else { s.maxcpu };
+        self.cpu += if s.maxcpu == 0.0 {
+            self.maxcpu
+        } else {
+            s.maxcpu
+        };
         self.mem += s.maxmem;
     }
 
@@ -160,7 +164,10 @@ impl Usage {
     pub fn basic(online: &[NodeName]) -> Usage {
         Usage {
             mode: CrsMode::Basic,
-            nodes: online.iter().map(|n| (n.clone(), NodeStats::default())).collect(),
+            nodes: online
+                .iter()
+                .map(|n| (n.clone(), NodeStats::default()))
+                .collect(),
             counts: online.iter().map(|n| (n.clone(), 0)).collect(),
             services: BTreeMap::new(),
             stats: BTreeMap::new(),
@@ -169,9 +176,19 @@ impl Usage {
 
     /// A resource-aware model; `nodes` holds every online node's stats and
     /// `stats` every service's.
-    pub fn scheduled(mode: CrsMode, nodes: BTreeMap<NodeName, NodeStats>, stats: BTreeMap<String, ResourceStats>) -> Usage {
+    pub fn scheduled(
+        mode: CrsMode,
+        nodes: BTreeMap<NodeName, NodeStats>,
+        stats: BTreeMap<String, ResourceStats>,
+    ) -> Usage {
         let counts = nodes.keys().map(|n| (n.clone(), 0)).collect();
-        Usage { mode, nodes, counts, services: BTreeMap::new(), stats }
+        Usage {
+            mode,
+            nodes,
+            counts,
+            services: BTreeMap::new(),
+            stats,
+        }
     }
 
     pub fn mode(&self) -> CrsMode {
@@ -196,8 +213,19 @@ impl Usage {
         // when the measurements already include it; otherwise (dynamic
         // model) it is still starting and counts at its maximum.
         let measured = self.stats.get(sid).is_some_and(|s| s.measured_running);
-        let running = if sd.state == ServiceState::Started { sd.running || measured } else { current.is_some() };
-        self.services.insert(sid.to_string(), Placement { current, target, running });
+        let running = if sd.state == ServiceState::Started {
+            sd.running || measured
+        } else {
+            current.is_some()
+        };
+        self.services.insert(
+            sid.to_string(),
+            Placement {
+                current,
+                target,
+                running,
+            },
+        );
     }
 
     pub fn remove_service(&mut self, sid: &str) {
@@ -266,12 +294,19 @@ impl Usage {
             })
             .collect();
         let scores = topsis_scores(&matrix)?;
-        Ok(names.into_iter().cloned().zip(scores.into_iter().map(|s| -s)).collect())
+        Ok(names
+            .into_iter()
+            .cloned()
+            .zip(scores.into_iter().map(|s| -s))
+            .collect())
     }
 
     /// Service counts per node as scores.
     pub fn counts(&self) -> BTreeMap<NodeName, f64> {
-        self.counts.iter().map(|(n, c)| (n.clone(), *c as f64)).collect()
+        self.counts
+            .iter()
+            .map(|(n, c)| (n.clone(), *c as f64))
+            .collect()
     }
 
     /// Coefficient of variation of the node loads (population standard
@@ -285,12 +320,20 @@ impl Usage {
         let s = self.service_stats(sid);
         match self.mode {
             CrsMode::Dynamic => s,
-            _ => ResourceStats { cpu: s.maxcpu, mem: s.maxmem, ..s },
+            _ => ResourceStats {
+                cpu: s.maxcpu,
+                mem: s.maxmem,
+                ..s
+            },
         }
     }
 
     /// The best rebalancing move and the imbalance expected after it.
-    pub fn best_migration(&self, candidates: &[MigrationCandidate], method: RebalanceMethod) -> Result<Option<(Migration, f64)>, String> {
+    pub fn best_migration(
+        &self,
+        candidates: &[MigrationCandidate],
+        method: RebalanceMethod,
+    ) -> Result<Option<(Migration, f64)>, String> {
         let nodes = self.aggregated();
         let moved = |c: &MigrationCandidate| -> Vec<NodeStats> {
             nodes
@@ -306,7 +349,8 @@ impl Usage {
                 })
                 .collect()
         };
-        let imbalance_after = |c: &MigrationCandidate| truncate(imbalance_of(moved(c).iter().map(NodeStats::load)));
+        let imbalance_after =
+            |c: &MigrationCandidate| truncate(imbalance_of(moved(c).iter().map(NodeStats::load)));
         match method {
             RebalanceMethod::Bruteforce => Ok(candidates
                 .iter()
@@ -316,7 +360,10 @@ impl Usage {
                 if candidates.is_empty() {
                     return Ok(None);
                 }
-                let matrix: Vec<[f64; 4]> = candidates.iter().map(|c| criteria(moved(c).into_iter())).collect();
+                let matrix: Vec<[f64; 4]> = candidates
+                    .iter()
+                    .map(|c| criteria(moved(c).into_iter()))
+                    .collect();
                 let scores = topsis_scores(&matrix)?;
                 let mut best = 0;
                 for (i, score) in scores.iter().enumerate() {
@@ -353,7 +400,8 @@ fn imbalance_of(loads: impl Iterator<Item = f64>) -> f64 {
 /// the CPU loads, and the same for memory (the `1 +` keeps tiny loads from
 /// looking hugely different).
 fn criteria(nodes: impl Iterator<Item = NodeStats>) -> [f64; 4] {
-    let (mut count, mut sq_cpu, mut max_cpu, mut sq_mem, mut max_mem) = (0.0, 0.0, 0.0f64, 0.0, 0.0f64);
+    let (mut count, mut sq_cpu, mut max_cpu, mut sq_mem, mut max_mem) =
+        (0.0, 0.0, 0.0f64, 0.0, 0.0f64);
     for n in nodes {
         let (cpu, mem) = (n.cpu_load(), n.mem_load());
         count += 1.0;
@@ -362,7 +410,12 @@ fn criteria(nodes: impl Iterator<Item = NodeStats>) -> [f64; 4] {
         max_cpu = max_cpu.max(cpu);
         max_mem = max_mem.max(mem);
     }
-    [1.0 + (sq_cpu / count).sqrt(), 1.0 + max_cpu, 1.0 + (sq_mem / count).sqrt(), 1.0 + max_mem]
+    [
+        1.0 + (sq_cpu / count).sqrt(),
+        1.0 + max_cpu,
+        1.0 + (sq_mem / count).sqrt(),
+        1.0 + max_mem,
+    ]
 }
 
 /// TOPSIS closeness of each alternative to the ideal (all criteria
@@ -390,12 +443,19 @@ fn topsis_scores(matrix: &[[f64; 4]]) -> Result<Vec<f64>, String> {
         worst[j] = column.fold(f64::NEG_INFINITY, f64::max);
     }
     let distance = |row: &[f64; 4], ideal: &[f64; 4]| -> f64 {
-        (0..4).map(|j| ((row[j] - ideal[j]) * weights[j]).powi(2)).sum::<f64>().sqrt()
+        (0..4)
+            .map(|j| ((row[j] - ideal[j]) * weights[j]).powi(2))
+            .sum::<f64>()
+            .sqrt()
     };
     let mut scores = Vec::with_capacity(normalised.len());
     for row in &normalised {
         let (to_best, to_worst) = (distance(row, &best), distance(row, &worst));
-        let score = if to_best + to_worst == 0.0 { 0.0 } else { to_worst / (to_best + to_worst) };
+        let score = if to_best + to_worst == 0.0 {
+            0.0
+        } else {
+            to_worst / (to_best + to_worst)
+        };
         if !score.is_finite() {
             return Err(format!("invalid score {score}"));
         }
@@ -405,7 +465,10 @@ fn topsis_scores(matrix: &[[f64; 4]]) -> Result<Vec<f64>, String> {
 }
 
 /// The nodes a service occupies: `(current, target)`, each only if online.
-pub fn used_service_nodes(online: &BTreeSet<NodeName>, sd: &ServiceStatus) -> (Option<NodeName>, Option<NodeName>) {
+pub fn used_service_nodes(
+    online: &BTreeSet<NodeName>,
+    sd: &ServiceStatus,
+) -> (Option<NodeName>, Option<NodeName>) {
     use ServiceState::*;
     let current = match sd.state {
         Started | RequestStop | Fence | Freeze | Error | Recovery | Migrate | Relocate => {
@@ -414,7 +477,9 @@ pub fn used_service_nodes(online: &BTreeSet<NodeName>, sd: &ServiceStatus) -> (O
         _ => None,
     };
     let target = match sd.state {
-        Migrate | Relocate | RequestStartBalance => sd.target.clone().filter(|t| online.contains(t)),
+        Migrate | Relocate | RequestStartBalance => {
+            sd.target.clone().filter(|t| online.contains(t))
+        }
         _ => None,
     };
     (current, target)
@@ -425,7 +490,12 @@ mod tests {
     use super::*;
 
     fn node(cpu: f64, maxcpu: f64, mem: f64, maxmem: f64) -> NodeStats {
-        NodeStats { cpu, maxcpu, mem, maxmem }
+        NodeStats {
+            cpu,
+            maxcpu,
+            mem,
+            maxmem,
+        }
     }
 
     #[test]
@@ -433,35 +503,64 @@ mod tests {
         let gib = (1u64 << 30) as f64;
         let mib = (1u64 << 20) as f64;
         let nodes = BTreeMap::from([
-            ("node1".to_string(), node(1.7, 16.0, 12334.0 * mib, 64.0 * gib)),
-            ("node2".to_string(), node(15.184, 16.0, 529.0 * mib, 64.0 * gib)),
-            ("node3".to_string(), node(5.2, 16.0, 9381.0 * mib, 64.0 * gib)),
+            (
+                "node1".to_string(),
+                node(1.7, 16.0, 12334.0 * mib, 64.0 * gib),
+            ),
+            (
+                "node2".to_string(),
+                node(15.184, 16.0, 529.0 * mib, 64.0 * gib),
+            ),
+            (
+                "node3".to_string(),
+                node(5.2, 16.0, 9381.0 * mib, 64.0 * gib),
+            ),
         ]);
         let usage = Usage::scheduled(CrsMode::Dynamic, nodes, BTreeMap::new());
-        assert!((usage.imbalance() - 0.4893954724628247).abs() < 1e-12, "{}", usage.imbalance());
+        assert!(
+            (usage.imbalance() - 0.4893954724628247).abs() < 1e-12,
+            "{}",
+            usage.imbalance()
+        );
     }
 
     #[test]
     fn static_scoring_prefers_the_node_with_most_room() {
-        let nodes: BTreeMap<NodeName, NodeStats> = [("node1", 100e9), ("node2", 200e9), ("node3", 300e9)]
-            .into_iter()
-            .map(|(n, mem)| (n.to_string(), node(0.0, 32.0, 0.0, mem)))
-            .collect();
+        let nodes: BTreeMap<NodeName, NodeStats> =
+            [("node1", 100e9), ("node2", 200e9), ("node3", 300e9)]
+                .into_iter()
+                .map(|(n, mem)| (n.to_string(), node(0.0, 32.0, 0.0, mem)))
+                .collect();
         let stats = BTreeMap::from([(
             "vm:102".to_string(),
-            ResourceStats { cpu: 2.0, maxcpu: 2.0, mem: 4e9, maxmem: 4e9, measured_running: false },
+            ResourceStats {
+                cpu: 2.0,
+                maxcpu: 2.0,
+                mem: 4e9,
+                maxmem: 4e9,
+                measured_running: false,
+            },
         )]);
         let usage = Usage::scheduled(CrsMode::Static, nodes, stats);
         let scores = usage.score_nodes_to_start("vm:102").unwrap();
-        assert!(scores["node3"] < scores["node2"] && scores["node2"] < scores["node1"], "{scores:?}");
+        assert!(
+            scores["node3"] < scores["node2"] && scores["node2"] < scores["node1"],
+            "{scores:?}"
+        );
     }
 
     #[test]
     fn basic_scores_are_service_counts() {
         let online = vec!["node1".to_string(), "node2".to_string()];
         let mut usage = Usage::basic(&online);
-        usage.set_service("vm:1", &ServiceStatus::new(ServiceState::Started, "node1", "u".into()));
-        usage.set_service("vm:2", &ServiceStatus::new(ServiceState::Stopped, "node2", "u".into()));
+        usage.set_service(
+            "vm:1",
+            &ServiceStatus::new(ServiceState::Started, "node1", "u".into()),
+        );
+        usage.set_service(
+            "vm:2",
+            &ServiceStatus::new(ServiceState::Stopped, "node2", "u".into()),
+        );
         let scores = usage.score_nodes_to_start("vm:3").unwrap();
         assert_eq!(scores["node1"], 1.0);
         assert_eq!(scores["node2"], 0.0);

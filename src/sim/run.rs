@@ -58,10 +58,19 @@ pub struct Simulator {
 impl Simulator {
     pub fn new(scenario: Scenario) -> Simulator {
         let world = World::new(&scenario);
-        let daemons = scenario.hardware.keys().map(|n| (n.clone(), NodeDaemons::default())).collect();
+        let daemons = scenario
+            .hardware
+            .keys()
+            .map(|n| (n.clone(), NodeDaemons::default()))
+            .collect();
         // Daemons start only with a `power on` command, even on nodes whose
         // hardware starts powered (they count for quorum, as upstream's).
-        Simulator { world, daemons, cmdlist: scenario.cmdlist.into_iter().collect(), skip_rounds: BTreeMap::new() }
+        Simulator {
+            world,
+            daemons,
+            cmdlist: scenario.cmdlist.into_iter().collect(),
+            skip_rounds: BTreeMap::new(),
+        }
     }
 
     /// The log so far.
@@ -74,7 +83,11 @@ impl Simulator {
     }
 
     fn env(&mut self, node: &str, daemon: Daemon) -> SimEnv<'_> {
-        SimEnv { world: &mut self.world, node: node.to_string(), daemon }
+        SimEnv {
+            world: &mut self.world,
+            node: node.to_string(),
+            daemon,
+        }
     }
 
     fn start_daemons(&mut self, node: &str) {
@@ -114,8 +127,15 @@ impl Simulator {
                 }
                 for n in &nodes {
                     if !self.world.watchdog_ok(n) {
-                        self.hardware_command(&format!("power {n} off"), "watchdog", &power(n, false))?;
-                        self.world.log_hw("hardware", &format!("server '{n}' stopped by poweroff (watchdog)"));
+                        self.hardware_command(
+                            &format!("power {n} off"),
+                            "watchdog",
+                            &power(n, false),
+                        )?;
+                        self.world.log_hw(
+                            "hardware",
+                            &format!("server '{n}' stopped by poweroff (watchdog)"),
+                        );
                         let d = self.daemons.get_mut(n).expect("known node");
                         d.crm = None;
                         d.lrm = None;
@@ -136,7 +156,7 @@ impl Simulator {
             if now < next_command_at {
                 continue;
             }
-            if loop_count % ROUNDS_PER_BATCH == 0 {
+            if loop_count.is_multiple_of(ROUNDS_PER_BATCH) {
                 match self.cmdlist.pop_front() {
                     None => {
                         if now - last_command_time > QUIET_END_SECS {
@@ -175,15 +195,26 @@ impl Simulator {
     /// Starts a daemon iteration at the hardware time; returns its end time.
     fn begin(&mut self, node: &str, daemon: Daemon) {
         let now = self.world.now;
-        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
+        let clock = self
+            .world
+            .clocks
+            .entry((node.to_string(), daemon))
+            .or_default();
         clock.time = now;
         clock.loop_delay = 0;
     }
 
     fn end(&mut self, node: &str, daemon: Daemon) -> Result<(), SimError> {
-        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
+        let clock = self
+            .world
+            .clocks
+            .entry((node.to_string(), daemon))
+            .or_default();
         if clock.loop_delay > 300 {
-            return Err(SimError(format!("loop take too long ({} seconds)", clock.loop_delay)));
+            return Err(SimError(format!(
+                "loop take too long ({} seconds)",
+                clock.loop_delay
+            )));
         }
         clock.loop_delay = 0;
         clock.time += 1;
@@ -204,14 +235,19 @@ impl Simulator {
             return Ok(());
         }
         self.daemon_log(node, Daemon::Crm, "exit (loop end)");
-        let stop_expected = std::mem::take(&mut self.daemons.get_mut(node).expect("known node").crm_stop);
+        let stop_expected =
+            std::mem::take(&mut self.daemons.get_mut(node).expect("known node").crm_stop);
         match self.world.nodes[node].shutdown {
             Some("reboot") => {
                 self.hardware_command(&format!("power {node} off"), "reboot", &power(node, false))?;
                 self.hardware_command(&format!("power {node} on"), "reboot", &power(node, true))?;
             }
             Some(_) => {
-                self.hardware_command(&format!("power {node} off"), "shutdown", &power(node, false))?;
+                self.hardware_command(
+                    &format!("power {node} off"),
+                    "shutdown",
+                    &power(node, false),
+                )?;
             }
             None if stop_expected => {}
             None => return Err(SimError("unexpected CRM exit - not implemented".into())),
@@ -235,13 +271,17 @@ impl Simulator {
         let d = self.daemons.get_mut(node).expect("known node");
         if d.lrm_restart {
             if shutdown.is_some() {
-                return Err(SimError("lrm restart during shutdown - not implemented".into()));
+                return Err(SimError(
+                    "lrm restart during shutdown - not implemented".into(),
+                ));
             }
             d.lrm_restart = false;
             let lrm = Lrm::new(&mut self.env(node, Daemon::Lrm));
             self.daemons.get_mut(node).expect("known node").lrm = Some(lrm);
         } else if let Some(kind) = shutdown {
-            let cmd = HwCommand::CrmStop { node: node.to_string() };
+            let cmd = HwCommand::CrmStop {
+                node: node.to_string(),
+            };
             self.hardware_command(&format!("crm {node} stop"), kind, &cmd)?;
         } else {
             return Err(SimError("unexpected LRM exit - not implemented".into()));
@@ -252,12 +292,22 @@ impl Simulator {
     /// A line of a daemon's own (not an HA event): exits and power kills.
     fn daemon_log(&mut self, node: &str, daemon: Daemon, message: &str) {
         let env = self.env(node, daemon);
-        let line = super::world::render_line("info", env.now(), &format!("{node}/{}", daemon.as_str()), message);
+        let line = super::world::render_line(
+            "info",
+            env.now(),
+            &format!("{node}/{}", daemon.as_str()),
+            message,
+        );
         self.world.log.push(line);
     }
 
     /// Executes one hardware command, logged as `execute <text>` under `source`.
-    fn hardware_command(&mut self, text: &str, source: &str, command: &HwCommand) -> Result<(), SimError> {
+    fn hardware_command(
+        &mut self,
+        text: &str,
+        source: &str,
+        command: &HwCommand,
+    ) -> Result<(), SimError> {
         self.world.log_hw(source, &format!("execute {text}"));
         match command {
             HwCommand::Power { node, on } => {
@@ -284,16 +334,32 @@ impl Simulator {
                 n.shutdown = None;
             }
             HwCommand::Network { node, on } => {
-                self.world.nodes.get_mut(node).expect("validated node").hw.network = *on;
+                self.world
+                    .nodes
+                    .get_mut(node)
+                    .expect("validated node")
+                    .hw
+                    .network = *on;
             }
             HwCommand::Reboot { node } | HwCommand::Shutdown { node } => {
-                let kind = if matches!(command, HwCommand::Reboot { .. }) { "reboot" } else { "shutdown" };
-                self.world.nodes.get_mut(node).expect("validated node").shutdown = Some(kind);
+                let kind = if matches!(command, HwCommand::Reboot { .. }) {
+                    "reboot"
+                } else {
+                    "shutdown"
+                };
+                self.world
+                    .nodes
+                    .get_mut(node)
+                    .expect("validated node")
+                    .shutdown = Some(kind);
                 self.lrm_shutdown_request(node);
             }
             HwCommand::RestartLrm { node } => {
                 if self.daemons[node].lrm.is_some() {
-                    self.daemons.get_mut(node).expect("validated node").lrm_restart = true;
+                    self.daemons
+                        .get_mut(node)
+                        .expect("validated node")
+                        .lrm_restart = true;
                     self.lrm_shutdown_request(node);
                 }
             }
@@ -322,16 +388,32 @@ impl Simulator {
                 }
             }
             HwCommand::Version { node, version } => {
-                self.world.nodes.get_mut(node).expect("validated node").hw.version = Some(version.clone());
+                self.world
+                    .nodes
+                    .get_mut(node)
+                    .expect("validated node")
+                    .hw
+                    .version = Some(version.clone());
             }
             HwCommand::ServiceState { sid, state } => {
                 if let Some(cd) = self.world.services.get_mut(sid) {
                     cd.state = *state;
                 }
             }
-            HwCommand::ServiceAdd { sid, node, state, running } => {
-                self.world.services.insert(sid.clone(), ResourceConfig::new(node, *state));
-                self.world.running.entry(node.clone()).or_default().insert(sid.clone(), *running);
+            HwCommand::ServiceAdd {
+                sid,
+                node,
+                state,
+                running,
+            } => {
+                self.world
+                    .services
+                    .insert(sid.clone(), ResourceConfig::new(node, *state));
+                self.world
+                    .running
+                    .entry(node.clone())
+                    .or_default()
+                    .insert(sid.clone(), *running);
             }
             HwCommand::ServiceDelete { sid } => {
                 self.world.services.remove(sid);
@@ -343,14 +425,21 @@ impl Simulator {
                 }
             }
             HwCommand::ServiceUnlock { sid, lock } => {
-                if let Some(cd) = self.world.services.get_mut(sid) {
-                    if lock.is_none() || cd.lock == *lock {
-                        cd.lock = None;
-                    }
+                let cd = self.world.services.get_mut(sid).filter(|cd| lock.is_none() || cd.lock == *lock);
+                if let Some(cd) = cd {
+                    cd.lock = None;
                 }
             }
-            HwCommand::ServiceStaticStats { sid, maxcpu, maxmem_mib } => {
-                let entry = self.world.static_stats.entry(sid.clone()).or_insert_with(|| serde_json::json!({}));
+            HwCommand::ServiceStaticStats {
+                sid,
+                maxcpu,
+                maxmem_mib,
+            } => {
+                let entry = self
+                    .world
+                    .static_stats
+                    .entry(sid.clone())
+                    .or_insert_with(|| serde_json::json!({}));
                 if let Some(cpu) = maxcpu {
                     entry["maxcpu"] = serde_json::json!(cpu);
                 }
@@ -359,7 +448,11 @@ impl Simulator {
                 }
             }
             HwCommand::ServiceDynamicStats { sid, cpu, mem_mib } => {
-                let entry = self.world.dynamic_stats.entry(sid.clone()).or_insert_with(|| serde_json::json!({}));
+                let entry = self
+                    .world
+                    .dynamic_stats
+                    .entry(sid.clone())
+                    .or_insert_with(|| serde_json::json!({}));
                 if let Some(cpu) = cpu {
                     entry["cpu"] = serde_json::json!(cpu);
                 }
@@ -373,8 +466,12 @@ impl Simulator {
                     .services
                     .get(sid)
                     .is_some_and(|cd| cd.state == crate::core::types::RequestState::Ignored);
-                let disarmed_ignore =
-                    self.world.manager_status.disarm.as_ref().is_some_and(|d| d.mode == "ignore");
+                let disarmed_ignore = self
+                    .world
+                    .manager_status
+                    .disarm
+                    .as_ref()
+                    .is_some_and(|d| d.mode == "ignore");
                 if !(ignored || disarmed_ignore) {
                     return Err(SimError(format!(
                         "manual-migrate of '{sid}' is only allowed for ignored services or in disarm ignore mode"
@@ -399,5 +496,8 @@ impl Simulator {
 }
 
 fn power(node: &str, on: bool) -> HwCommand {
-    HwCommand::Power { node: node.to_string(), on }
+    HwCommand::Power {
+        node: node.to_string(),
+        on,
+    }
 }

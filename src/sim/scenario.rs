@@ -45,29 +45,90 @@ pub struct NodeHardware {
 /// One simulated hardware or admin command of the cmdlist (spec §8.3).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HwCommand {
-    Power { node: NodeName, on: bool },
-    Network { node: NodeName, on: bool },
-    Reboot { node: NodeName },
-    Shutdown { node: NodeName },
-    RestartLrm { node: NodeName },
-    CrmStop { node: NodeName },
-    CrmStart { node: NodeName },
+    Power {
+        node: NodeName,
+        on: bool,
+    },
+    Network {
+        node: NodeName,
+        on: bool,
+    },
+    Reboot {
+        node: NodeName,
+    },
+    Shutdown {
+        node: NodeName,
+    },
+    RestartLrm {
+        node: NodeName,
+    },
+    CrmStop {
+        node: NodeName,
+    },
+    CrmStart {
+        node: NodeName,
+    },
     /// Queue a CRM command line (maintenance, disarm, arm).
-    CrmQueue { node: NodeName, line: String },
-    Cfs { node: NodeName, what: CfsPart, works: bool },
-    Version { node: NodeName, version: String },
-    ServiceState { sid: String, state: RequestState },
+    CrmQueue {
+        node: NodeName,
+        line: String,
+    },
+    Cfs {
+        node: NodeName,
+        what: CfsPart,
+        works: bool,
+    },
+    Version {
+        node: NodeName,
+        version: String,
+    },
+    ServiceState {
+        sid: String,
+        state: RequestState,
+    },
     /// Queue `migrate|relocate|stop <sid> <arg>` as is.
-    ServiceQueue { sid: String, line: String },
-    ServiceAdd { sid: String, node: NodeName, state: RequestState, running: bool },
-    ServiceDelete { sid: String },
-    ServiceLock { sid: String, lock: String },
-    ServiceUnlock { sid: String, lock: Option<String> },
-    ServiceStaticStats { sid: String, maxcpu: Option<f64>, maxmem_mib: Option<f64> },
-    ServiceDynamicStats { sid: String, cpu: Option<f64>, mem_mib: Option<f64> },
-    ServiceManualMigrate { sid: String, node: NodeName },
-    Delay { secs: i64 },
-    SkipRound { daemon: Daemon, rounds: u32 },
+    ServiceQueue {
+        sid: String,
+        line: String,
+    },
+    ServiceAdd {
+        sid: String,
+        node: NodeName,
+        state: RequestState,
+        running: bool,
+    },
+    ServiceDelete {
+        sid: String,
+    },
+    ServiceLock {
+        sid: String,
+        lock: String,
+    },
+    ServiceUnlock {
+        sid: String,
+        lock: Option<String>,
+    },
+    ServiceStaticStats {
+        sid: String,
+        maxcpu: Option<f64>,
+        maxmem_mib: Option<f64>,
+    },
+    ServiceDynamicStats {
+        sid: String,
+        cpu: Option<f64>,
+        mem_mib: Option<f64>,
+    },
+    ServiceManualMigrate {
+        sid: String,
+        node: NodeName,
+    },
+    Delay {
+        secs: i64,
+    },
+    SkipRound {
+        daemon: Daemon,
+        rounds: u32,
+    },
 }
 
 /// Which of the two per-node daemons.
@@ -125,7 +186,11 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn error(&self, name: &str, line: Option<usize>, message: impl Into<String>) -> ScenarioError {
-        ScenarioError { file: self.dir.join(name), line, message: message.into() }
+        ScenarioError {
+            file: self.dir.join(name),
+            line,
+            message: message.into(),
+        }
     }
 
     fn text(&self, name: &str) -> Result<Option<String>, ScenarioError> {
@@ -138,7 +203,9 @@ impl Reader<'_> {
     }
 
     fn json(&self, name: &str) -> Result<Option<(String, Value)>, ScenarioError> {
-        let Some(text) = self.text(name)? else { return Ok(None) };
+        let Some(text) = self.text(name)? else {
+            return Ok(None);
+        };
         let value = serde_json::from_str(&text)
             .map_err(|err| self.error(name, Some(err.line()), format!("invalid JSON: {err}")))?;
         Ok(Some((text, value)))
@@ -166,11 +233,18 @@ impl Scenario {
         };
         let cmdlist = match reader.json("cmdlist")? {
             Some((text, value)) => parse_cmdlist(&reader, &text, &value, &hardware)?,
-            None => return Err(reader.error("cmdlist", None, "missing (every scenario needs one)")),
+            None => {
+                return Err(reader.error("cmdlist", None, "missing (every scenario needs one)"));
+            }
         };
         let manager_status = match reader.json("manager_status")? {
-            Some((_, value)) => serde_json::from_value(value)
-                .map_err(|err| reader.error("manager_status", None, format!("invalid manager status: {err}")))?,
+            Some((_, value)) => serde_json::from_value(value).map_err(|err| {
+                reader.error(
+                    "manager_status",
+                    None,
+                    format!("invalid manager status: {err}"),
+                )
+            })?,
             None => ManagerStatus::default(),
         };
         let services = match reader.json("service_config")? {
@@ -182,10 +256,14 @@ impl Scenario {
             None => Groups::new(),
         };
         let rules = match reader.text("rules_config")? {
-            Some(text) => parse_rules(&text).map_err(|e| reader.error("rules_config", Some(e.line), e.message))?,
+            Some(text) => parse_rules(&text)
+                .map_err(|e| reader.error("rules_config", Some(e.line), e.message))?,
             None => Vec::new(),
         };
-        let datacenter = reader.json("datacenter.cfg")?.map(|(_, v)| v).unwrap_or(Value::Null);
+        let datacenter = reader
+            .json("datacenter.cfg")?
+            .map(|(_, v)| v)
+            .unwrap_or(Value::Null);
         if !(datacenter.is_null() || datacenter.is_object()) {
             return Err(reader.error("datacenter.cfg", None, "expected a JSON object"));
         }
@@ -196,7 +274,12 @@ impl Scenario {
             let name = format!("service_status_{node}");
             let map: BTreeMap<String, bool> = object_map(&reader, &name)?
                 .into_iter()
-                .map(|(sid, v)| (sid, v.as_i64().unwrap_or(0) != 0 || v.as_bool().unwrap_or(false)))
+                .map(|(sid, v)| {
+                    (
+                        sid,
+                        v.as_i64().unwrap_or(0) != 0 || v.as_bool().unwrap_or(false),
+                    )
+                })
                 .collect();
             running.insert(node.clone(), map);
         }
@@ -248,7 +331,10 @@ fn default_services() -> ServiceConfig {
         ("vm:105", "node2"),
         ("vm:106", "node3"),
     ] {
-        services.insert(sid.to_string(), ResourceConfig::new(node, RequestState::Started));
+        services.insert(
+            sid.to_string(),
+            ResourceConfig::new(node, RequestState::Started),
+        );
     }
     services
 }
@@ -261,7 +347,11 @@ fn on_off(v: Option<&Value>) -> Option<bool> {
     }
 }
 
-fn parse_hardware(reader: &Reader<'_>, text: &str, value: &Value) -> Result<BTreeMap<NodeName, NodeHardware>, ScenarioError> {
+fn parse_hardware(
+    reader: &Reader<'_>,
+    text: &str,
+    value: &Value,
+) -> Result<BTreeMap<NodeName, NodeHardware>, ScenarioError> {
     let name = "hardware_status";
     let Value::Object(nodes) = value else {
         return Err(reader.error(name, None, "expected an object of nodes"));
@@ -273,8 +363,13 @@ fn parse_hardware(reader: &Reader<'_>, text: &str, value: &Value) -> Result<BTre
     let mut from = 0;
     for (node, d) in nodes {
         let line = line_of(text, &format!("\"{node}\""), &mut from);
-        let (Some(power), Some(network)) = (on_off(d.get("power")), on_off(d.get("network"))) else {
-            return Err(reader.error(name, line, format!("node '{node}': power and network must be \"on\" or \"off\"")));
+        let (Some(power), Some(network)) = (on_off(d.get("power")), on_off(d.get("network")))
+        else {
+            return Err(reader.error(
+                name,
+                line,
+                format!("node '{node}': power and network must be \"on\" or \"off\""),
+            ));
         };
         out.insert(
             node.clone(),
@@ -283,14 +378,21 @@ fn parse_hardware(reader: &Reader<'_>, text: &str, value: &Value) -> Result<BTre
                 network,
                 maxcpu: d.get("maxcpu").and_then(Value::as_f64),
                 maxmem: d.get("maxmem").and_then(Value::as_f64),
-                version: d.get("pve-manager-version").and_then(Value::as_str).map(str::to_string),
+                version: d
+                    .get("pve-manager-version")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             },
         );
     }
     Ok(out)
 }
 
-fn parse_services(reader: &Reader<'_>, text: &str, value: &Value) -> Result<ServiceConfig, ScenarioError> {
+fn parse_services(
+    reader: &Reader<'_>,
+    text: &str,
+    value: &Value,
+) -> Result<ServiceConfig, ScenarioError> {
     let name = "service_config";
     let Value::Object(entries) = value else {
         return Err(reader.error(name, None, "expected an object of services"));
@@ -340,23 +442,36 @@ fn uint(v: &Value) -> Option<u32> {
 pub fn check_sim_sid(sid: &str) -> Result<(), String> {
     match split_sid(sid) {
         Some(("vm" | "ct" | "fa", name)) if name.chars().all(|c| c.is_ascii_digit()) => Ok(()),
-        _ => Err(format!("invalid service id '{sid}' (expected vm:<n>, ct:<n> or fa:<n>)")),
+        _ => Err(format!(
+            "invalid service id '{sid}' (expected vm:<n>, ct:<n> or fa:<n>)"
+        )),
     }
 }
 
 fn parse_groups(reader: &Reader<'_>, text: &str) -> Result<Groups, ScenarioError> {
-    let sections = section::parse(text).map_err(|e| reader.error("groups", Some(e.line), e.message))?;
+    let sections =
+        section::parse(text).map_err(|e| reader.error("groups", Some(e.line), e.message))?;
     let mut groups = Groups::new();
     for s in sections {
         let err = |msg: String| reader.error("groups", Some(s.line), msg);
         if s.kind != "group" {
             return Err(err(format!("unknown section type '{}'", s.kind)));
         }
-        let nodes_text = s.get("nodes").ok_or_else(|| err(format!("group '{}': missing 'nodes'", s.id)))?;
+        let nodes_text = s
+            .get("nodes")
+            .ok_or_else(|| err(format!("group '{}': missing 'nodes'", s.id)))?;
         let mut nodes = BTreeMap::new();
-        for entry in nodes_text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in nodes_text
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let (node, prio) = match entry.split_once(':') {
-                Some((n, p)) => (n, p.parse::<i64>().map_err(|_| err(format!("invalid node priority in '{entry}'")))?),
+                Some((n, p)) => (
+                    n,
+                    p.parse::<i64>()
+                        .map_err(|_| err(format!("invalid node priority in '{entry}'")))?,
+                ),
                 None => (entry, 0),
             };
             nodes.insert(node.to_string(), prio);
@@ -396,10 +511,17 @@ fn parse_cmdlist(
             let Some(cmd) = cmd.as_str() else {
                 return Err(reader.error(name, None, format!("command {cmd} is not a string")));
             };
-            let line = line_of(text, &serde_json::to_string(cmd).unwrap_or_default(), &mut from);
+            let line = line_of(
+                text,
+                &serde_json::to_string(cmd).unwrap_or_default(),
+                &mut from,
+            );
             let command = parse_command(cmd, hardware)
                 .map_err(|msg| reader.error(name, line, format!("command '{cmd}': {msg}")))?;
-            entries.push(CmdEntry { text: cmd.to_string(), command });
+            entries.push(CmdEntry {
+                text: cmd.to_string(),
+                command,
+            });
         }
         out.push(entries);
     }
@@ -407,7 +529,10 @@ fn parse_cmdlist(
 }
 
 /// Parses one cmdlist command; the error says what is wrong with it.
-pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> Result<HwCommand, String> {
+pub fn parse_command(
+    cmd: &str,
+    hardware: &BTreeMap<NodeName, NodeHardware>,
+) -> Result<HwCommand, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let node = |name: &str| -> Result<NodeName, String> {
         if hardware.contains_key(name) {
@@ -421,24 +546,44 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
         "off" => Ok(false),
         other => Err(format!("expected on or off, got '{other}'")),
     };
-    let number = |word: &str| word.parse::<f64>().map_err(|_| format!("'{word}' is not a number"));
+    let number = |word: &str| {
+        word.parse::<f64>()
+            .map_err(|_| format!("'{word}' is not a number"))
+    };
     let sid = |word: &str| check_sim_sid(word).map(|()| word.to_string());
     Ok(match words.as_slice() {
-        ["power", n, s] => HwCommand::Power { node: node(n)?, on: switch(s)? },
-        ["network", n, s] => HwCommand::Network { node: node(n)?, on: switch(s)? },
+        ["power", n, s] => HwCommand::Power {
+            node: node(n)?,
+            on: switch(s)?,
+        },
+        ["network", n, s] => HwCommand::Network {
+            node: node(n)?,
+            on: switch(s)?,
+        },
         ["reboot", n] => HwCommand::Reboot { node: node(n)? },
         ["shutdown", n] => HwCommand::Shutdown { node: node(n)? },
         ["restart-lrm", n] => HwCommand::RestartLrm { node: node(n)? },
         ["crm", n, "stop"] => HwCommand::CrmStop { node: node(n)? },
         ["crm", n, "start"] => HwCommand::CrmStart { node: node(n)? },
-        ["crm", n, action @ ("enable-node-maintenance" | "disable-node-maintenance")] => {
+        [
+            "crm",
+            n,
+            action @ ("enable-node-maintenance" | "disable-node-maintenance"),
+        ] => {
             let node = node(n)?;
-            HwCommand::CrmQueue { line: format!("{action} {node}"), node }
+            HwCommand::CrmQueue {
+                line: format!("{action} {node}"),
+                node,
+            }
         }
-        ["crm", n, "disarm-ha", mode @ ("freeze" | "ignore")] => {
-            HwCommand::CrmQueue { node: node(n)?, line: format!("disarm-ha {mode}") }
-        }
-        ["crm", n, "arm-ha"] => HwCommand::CrmQueue { node: node(n)?, line: "arm-ha".to_string() },
+        ["crm", n, "disarm-ha", mode @ ("freeze" | "ignore")] => HwCommand::CrmQueue {
+            node: node(n)?,
+            line: format!("disarm-ha {mode}"),
+        },
+        ["crm", n, "arm-ha"] => HwCommand::CrmQueue {
+            node: node(n)?,
+            line: "arm-ha".to_string(),
+        },
         ["cfs", n, part, state] => HwCommand::Cfs {
             node: node(n)?,
             what: match *part {
@@ -452,8 +597,15 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
                 other => return Err(format!("unknown cfs state '{other}'")),
             },
         },
-        ["pve-manager-version", n, "set", v] => HwCommand::Version { node: node(n)?, version: v.to_string() },
-        ["delay", secs] => HwCommand::Delay { secs: secs.parse().map_err(|_| format!("invalid delay '{secs}'"))? },
+        ["pve-manager-version", n, "set", v] => HwCommand::Version {
+            node: node(n)?,
+            version: v.to_string(),
+        },
+        ["delay", secs] => HwCommand::Delay {
+            secs: secs
+                .parse()
+                .map_err(|_| format!("invalid delay '{secs}'"))?,
+        },
         ["skip-round", daemon, rest @ ..] if rest.len() <= 1 => HwCommand::SkipRound {
             daemon: match *daemon {
                 "crm" => Daemon::Crm,
@@ -461,28 +613,43 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
                 other => return Err(format!("unknown daemon '{other}'")),
             },
             rounds: match rest.first() {
-                Some(n) => n.parse().map_err(|_| format!("invalid round count '{n}'"))?,
+                Some(n) => n
+                    .parse()
+                    .map_err(|_| format!("invalid round count '{n}'"))?,
                 None => 1,
             },
         },
-        ["service", s, state @ ("started" | "disabled" | "stopped" | "ignored")] => HwCommand::ServiceState {
+        [
+            "service",
+            s,
+            state @ ("started" | "disabled" | "stopped" | "ignored"),
+        ] => HwCommand::ServiceState {
             sid: sid(s)?,
             state: RequestState::parse(state).expect("matched above"),
         },
         ["service", s, task @ ("migrate" | "relocate"), n] => {
             let sid = sid(s)?;
-            HwCommand::ServiceQueue { line: format!("{task} {sid} {n}"), sid }
+            HwCommand::ServiceQueue {
+                line: format!("{task} {sid} {n}"),
+                sid,
+            }
         }
         ["service", s, "stop", t] => {
             let sid = sid(s)?;
-            t.parse::<i64>().map_err(|_| format!("invalid timeout '{t}'"))?;
-            HwCommand::ServiceQueue { line: format!("stop {sid} {t}"), sid }
+            t.parse::<i64>()
+                .map_err(|_| format!("invalid timeout '{t}'"))?;
+            HwCommand::ServiceQueue {
+                line: format!("stop {sid} {t}"),
+                sid,
+            }
         }
         ["service", s, "add", n, rest @ ..] if rest.len() <= 2 => HwCommand::ServiceAdd {
             sid: sid(s)?,
             node: node(n)?,
             state: match rest.first() {
-                Some(st) => RequestState::parse(st).ok_or_else(|| format!("invalid state '{st}'"))?,
+                Some(st) => {
+                    RequestState::parse(st).ok_or_else(|| format!("invalid state '{st}'"))?
+                }
                 None => RequestState::Started,
             },
             running: rest.get(1).is_some_and(|r| *r != "0"),
@@ -492,9 +659,10 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
             sid: sid(s)?,
             lock: rest.first().unwrap_or(&"backup").to_string(),
         },
-        ["service", s, "unlock", rest @ ..] if rest.len() <= 1 => {
-            HwCommand::ServiceUnlock { sid: sid(s)?, lock: rest.first().map(|l| l.to_string()) }
-        }
+        ["service", s, "unlock", rest @ ..] if rest.len() <= 1 => HwCommand::ServiceUnlock {
+            sid: sid(s)?,
+            lock: rest.first().map(|l| l.to_string()),
+        },
         ["service", s, "set-static-stats", rest @ ..] => {
             let (mut maxcpu, mut maxmem_mib) = (None, None);
             for pair in rest.chunks(2) {
@@ -504,7 +672,11 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
                     other => return Err(format!("invalid static stats {other:?}")),
                 }
             }
-            HwCommand::ServiceStaticStats { sid: sid(s)?, maxcpu, maxmem_mib }
+            HwCommand::ServiceStaticStats {
+                sid: sid(s)?,
+                maxcpu,
+                maxmem_mib,
+            }
         }
         ["service", s, "set-dynamic-stats", rest @ ..] => {
             let (mut cpu, mut mem_mib) = (None, None);
@@ -515,9 +687,16 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
                     other => return Err(format!("invalid dynamic stats {other:?}")),
                 }
             }
-            HwCommand::ServiceDynamicStats { sid: sid(s)?, cpu, mem_mib }
+            HwCommand::ServiceDynamicStats {
+                sid: sid(s)?,
+                cpu,
+                mem_mib,
+            }
         }
-        ["service", s, "manual-migrate", n] => HwCommand::ServiceManualMigrate { sid: sid(s)?, node: node(n)? },
+        ["service", s, "manual-migrate", n] => HwCommand::ServiceManualMigrate {
+            sid: sid(s)?,
+            node: node(n)?,
+        },
         _ => return Err("unknown command".to_string()),
     })
 }
@@ -540,9 +719,15 @@ mod tests {
         );
         assert_eq!(
             parse_command("skip-round crm", &hw),
-            Ok(HwCommand::SkipRound { daemon: Daemon::Crm, rounds: 1 })
+            Ok(HwCommand::SkipRound {
+                daemon: Daemon::Crm,
+                rounds: 1
+            })
         );
-        assert_eq!(parse_command("power node9 on", &hw), Err("no such node 'node9'".to_string()));
+        assert_eq!(
+            parse_command("power node9 on", &hw),
+            Err("no such node 'node9'".to_string())
+        );
         assert!(parse_command("service xx:1 started", &hw).is_err());
         assert!(parse_command("fly node1 away", &hw).is_err());
     }

@@ -11,8 +11,8 @@ use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHand
 use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
-use crate::core::usage::{NodeStats, ResourceStats};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
+use crate::core::usage::{NodeStats, ResourceStats};
 
 use super::scenario::{Daemon, NodeHardware, Scenario};
 
@@ -103,7 +103,17 @@ impl World {
         let nodes = scenario
             .hardware
             .iter()
-            .map(|(n, hw)| (n.clone(), NodeState { hw: hw.clone(), shutdown: None, cfs_rw: true, cfs_update: true }))
+            .map(|(n, hw)| {
+                (
+                    n.clone(),
+                    NodeState {
+                        hw: hw.clone(),
+                        shutdown: None,
+                        cfs_rw: true,
+                        cfs_update: true,
+                    },
+                )
+            })
             .collect();
         let mut clocks = BTreeMap::new();
         for node in scenario.hardware.keys() {
@@ -140,14 +150,20 @@ impl World {
     }
 
     pub fn node_info(&self) -> NodeInfo {
-        let online: BTreeMap<NodeName, bool> =
-            self.nodes.iter().map(|(n, s)| (n.clone(), s.hw.power && s.hw.network)).collect();
+        let online: BTreeMap<NodeName, bool> = self
+            .nodes
+            .iter()
+            .map(|(n, s)| (n.clone(), s.hw.power && s.hw.network))
+            .collect();
         let count = online.values().filter(|o| **o).count();
         let quorate = count > self.nodes.len() / 2;
         if quorate {
             NodeInfo { online, quorate }
         } else {
-            NodeInfo { online: online.into_keys().map(|n| (n, false)).collect(), quorate }
+            NodeInfo {
+                online: online.into_keys().map(|n| (n, false)).collect(),
+                quorate,
+            }
         }
     }
 
@@ -175,7 +191,10 @@ impl World {
     }
 
     fn set_running(&mut self, node: &str, sid: &str, running: bool) {
-        self.running.entry(node.to_string()).or_default().insert(sid.to_string(), running);
+        self.running
+            .entry(node.to_string())
+            .or_default()
+            .insert(sid.to_string(), running);
     }
 }
 
@@ -186,7 +205,12 @@ fn fa_behaviour(sid: &str) -> (u32, u32, bool, u32) {
         .map(|(_, name)| name.chars().filter_map(|c| c.to_digit(10)).collect())
         .unwrap_or_default();
     let at = |i: usize| digits.get(i).copied();
-    (at(1).unwrap_or(0), at(2).unwrap_or(0), at(3).unwrap_or(0) != 0, at(5).unwrap_or(0))
+    (
+        at(1).unwrap_or(0),
+        at(2).unwrap_or(0),
+        at(3).unwrap_or(0) != 0,
+        at(5).unwrap_or(0),
+    )
 }
 
 /// One daemon's window onto the world.
@@ -198,7 +222,10 @@ pub struct SimEnv<'a> {
 
 impl SimEnv<'_> {
     fn clock(&mut self) -> &mut DaemonClock {
-        self.world.clocks.entry((self.node.clone(), self.daemon)).or_default()
+        self.world
+            .clocks
+            .entry((self.node.clone(), self.daemon))
+            .or_default()
     }
 
     fn cfs_rw(&self) -> Result<(), EnvError> {
@@ -236,15 +263,28 @@ impl SimEnv<'_> {
                 }
             }
             _ => {
-                self.world.locks.insert(name.to_string(), LockEntry { node: me, time: now });
-                self.log(Event::GotLock { lock: name.to_string() });
+                self.world.locks.insert(
+                    name.to_string(),
+                    LockEntry {
+                        node: me,
+                        time: now,
+                    },
+                );
+                self.log(Event::GotLock {
+                    lock: name.to_string(),
+                });
                 true
             }
         }
     }
 
     fn running_here(&self, sid: &str) -> bool {
-        self.world.running.get(&self.node).and_then(|m| m.get(sid)).copied().unwrap_or(false)
+        self.world
+            .running
+            .get(&self.node)
+            .and_then(|m| m.get(sid))
+            .copied()
+            .unwrap_or(false)
     }
 
     /// Whether an `fa:` guest's injected failure applies to this attempt:
@@ -276,7 +316,11 @@ impl Env for SimEnv<'_> {
     }
 
     fn now(&self) -> Time {
-        self.world.clocks.get(&(self.node.clone(), self.daemon)).map(|c| c.time).unwrap_or(0)
+        self.world
+            .clocks
+            .get(&(self.node.clone(), self.daemon))
+            .map(|c| c.time)
+            .unwrap_or(0)
     }
 
     fn log(&mut self, event: Event) {
@@ -297,7 +341,10 @@ impl Env for SimEnv<'_> {
     }
 
     fn cluster_state_update(&mut self) -> bool {
-        self.world.nodes.get(&self.node).is_some_and(|n| n.cfs_update)
+        self.world
+            .nodes
+            .get(&self.node)
+            .is_some_and(|n| n.cfs_update)
     }
 
     fn read_manager_status(&mut self) -> Result<ManagerStatus, EnvError> {
@@ -318,7 +365,9 @@ impl Env for SimEnv<'_> {
 
     fn write_lrm_status(&mut self, status: &LrmStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world.lrm_status.insert(self.node.clone(), status.clone());
+        self.world
+            .lrm_status
+            .insert(self.node.clone(), status.clone());
         Ok(())
     }
 
@@ -327,7 +376,11 @@ impl Env for SimEnv<'_> {
         Ok(self.world.services.clone())
     }
 
-    fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
+    fn set_service_request_state(
+        &mut self,
+        sid: &str,
+        state: RequestState,
+    ) -> Result<(), EnvError> {
         self.cfs_rw()?;
         if let Some(cd) = self.world.services.get_mut(sid) {
             cd.state = state;
@@ -396,8 +449,14 @@ impl Env for SimEnv<'_> {
         if let Some(mode) = dc.pointer("/crs/ha").and_then(Value::as_str) {
             settings.crs_mode = mode.to_string();
         }
-        let flag = |key: &str| dc.pointer(key).is_some_and(|v| v.as_f64().unwrap_or(0.0) != 0.0 || v.as_bool() == Some(true));
-        let number = |key: &str| dc.pointer(key).and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()));
+        let flag = |key: &str| {
+            dc.pointer(key)
+                .is_some_and(|v| v.as_f64().unwrap_or(0.0) != 0.0 || v.as_bool() == Some(true))
+        };
+        let number = |key: &str| {
+            dc.pointer(key)
+                .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+        };
         settings.rebalance_on_start = flag("/crs/ha-rebalance-on-start");
         settings.auto_rebalance = flag("/crs/ha-auto-rebalance");
         if let Some(v) = number("/crs/ha-auto-rebalance-threshold") {
@@ -409,7 +468,10 @@ impl Env for SimEnv<'_> {
         if let Some(v) = number("/crs/ha-auto-rebalance-margin") {
             settings.rebalance_margin = v;
         }
-        if let Some(v) = dc.pointer("/crs/ha-auto-rebalance-method").and_then(Value::as_str) {
+        if let Some(v) = dc
+            .pointer("/crs/ha-auto-rebalance-method")
+            .and_then(Value::as_str)
+        {
             settings.rebalance_method = v.to_string();
         }
         settings
@@ -458,7 +520,8 @@ impl Env for SimEnv<'_> {
     }
 
     fn service_stats(&mut self, dynamic: bool) -> BTreeMap<String, ResourceStats> {
-        let number = |v: Option<&Value>, key: &str| v.and_then(|v| v.get(key)).and_then(Value::as_f64);
+        let number =
+            |v: Option<&Value>, key: &str| v.and_then(|v| v.get(key)).and_then(Value::as_f64);
         self.world
             .services
             .keys()
@@ -466,7 +529,9 @@ impl Env for SimEnv<'_> {
                 let fixed = self.world.static_stats.get(sid);
                 let measured = self.world.dynamic_stats.get(sid);
                 let maxcpu = number(fixed, "maxcpu").unwrap_or(DEFAULT_SERVICE_MAXCPU);
-                let maxmem = number(fixed, "maxmem").unwrap_or(DEFAULT_SERVICE_MAXMEM).trunc();
+                let maxmem = number(fixed, "maxmem")
+                    .unwrap_or(DEFAULT_SERVICE_MAXMEM)
+                    .trunc();
                 let stats = if dynamic {
                     let node = self.world.services.get(sid).and_then(|cd| cd.node.as_ref());
                     let measured_running = node
@@ -477,12 +542,20 @@ impl Env for SimEnv<'_> {
                     ResourceStats {
                         cpu: number(measured, "cpu").unwrap_or(DEFAULT_SERVICE_CPU),
                         maxcpu,
-                        mem: number(measured, "mem").unwrap_or(DEFAULT_SERVICE_MEM).trunc(),
+                        mem: number(measured, "mem")
+                            .unwrap_or(DEFAULT_SERVICE_MEM)
+                            .trunc(),
                         maxmem,
                         measured_running,
                     }
                 } else {
-                    ResourceStats { cpu: maxcpu, maxcpu, mem: maxmem, maxmem, measured_running: false }
+                    ResourceStats {
+                        cpu: maxcpu,
+                        maxcpu,
+                        mem: maxmem,
+                        maxmem,
+                        measured_running: false,
+                    }
                 };
                 (sid.clone(), stats)
             })
@@ -521,7 +594,10 @@ impl Env for SimEnv<'_> {
     fn watchdog_open(&mut self) -> WatchdogHandle {
         self.world.watchdog_seq += 1;
         let id = self.world.watchdog_seq;
-        let wd = Watchdog { node: self.node.clone(), update_time: self.world.now };
+        let wd = Watchdog {
+            node: self.node.clone(),
+            update_time: self.world.now,
+        };
         self.world.watchdogs.insert(id, wd);
         id
     }
@@ -574,7 +650,11 @@ impl Env for SimEnv<'_> {
             return;
         }
         if let Some(lock) = self.world.service_lock(sid) {
-            self.log(Event::GuestLocked { sid: sid.to_string(), lock, action: "start" });
+            self.log(Event::GuestLocked {
+                sid: sid.to_string(),
+                lock,
+                action: "start",
+            });
             return;
         }
         self.sleep(2);
@@ -587,7 +667,11 @@ impl Env for SimEnv<'_> {
             return;
         }
         if let Some(lock) = self.world.service_lock(sid) {
-            self.log(Event::GuestLocked { sid: sid.to_string(), lock, action: "shutdown" });
+            self.log(Event::GuestLocked {
+                sid: sid.to_string(),
+                lock,
+                action: "shutdown",
+            });
             return;
         }
         self.sleep(2);
@@ -605,20 +689,36 @@ impl Env for SimEnv<'_> {
         }
         let task = if online { "migrate" } else { "relocate" };
         let target_name = target.to_string();
-        self.log(Event::MigrateStart { sid: sid.to_string(), task, target: target_name.clone() });
+        self.log(Event::MigrateStart {
+            sid: sid.to_string(),
+            task,
+            target: target_name.clone(),
+        });
         if let Some(lock) = self.world.service_lock(sid) {
-            self.log(Event::GuestLocked { sid: sid.to_string(), lock, action: task });
+            self.log(Event::GuestLocked {
+                sid: sid.to_string(),
+                lock,
+                action: task,
+            });
             return false;
         }
         if !online && self.running_here(sid) {
-            self.log(Event::StoppingForRelocate { sid: sid.to_string() });
+            self.log(Event::StoppingForRelocate {
+                sid: sid.to_string(),
+            });
             self.agent_shutdown(sid, None);
-            self.log(Event::ServiceStopped { sid: sid.to_string() });
+            self.log(Event::ServiceStopped {
+                sid: sid.to_string(),
+            });
         } else {
             self.sleep(2);
         }
         self.world.change_service_location(sid, target);
-        self.log(Event::MigrateEnd { sid: sid.to_string(), task, target: target_name });
+        self.log(Event::MigrateEnd {
+            sid: sid.to_string(),
+            task,
+            target: target_name,
+        });
         let node = self.node.clone();
         if let Some(map) = self.world.running.get_mut(&node) {
             map.remove(sid);
