@@ -32,6 +32,15 @@ enum Command {
         #[arg(long)]
         log: Option<PathBuf>,
     },
+    /// Time one master round at scale (static and dynamic scheduling).
+    BenchRound {
+        /// `nodes:services` sizes to measure.
+        #[arg(long, value_delimiter = ',', default_values = ["32:1000", "64:10000"])]
+        sizes: Vec<String>,
+        /// Rounds per configuration (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Run every scenario below a folder and print the wall time.
     Bench {
         /// Folder holding scenario folders (those with a cmdlist).
@@ -101,11 +110,37 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
     }
 }
 
+fn bench_round(sizes: &[String], rounds: usize) -> Result<(), String> {
+    for size in sizes {
+        let parsed = size
+            .split_once(':')
+            .and_then(|(n, s)| Some((n.parse::<usize>().ok()?, s.parse::<usize>().ok()?)));
+        let Some((nodes, services)) = parsed.filter(|(n, s)| *n > 0 && *s > 0 && rounds > 0) else {
+            return Err(format!(
+                "invalid size '{size}' (expected <nodes>:<services>, both positive)"
+            ));
+        };
+        for mode in ["static", "dynamic"] {
+            let t = hactor::sim::bench::bench_round(mode, nodes, services, rounds);
+            println!(
+                "{:<8} {:>3} nodes {:>6} services: steady round {:>8.3} ms, placement round (every service scored) {:>8.3} ms",
+                t.mode,
+                t.nodes,
+                t.services,
+                t.steady.as_secs_f64() * 1000.0,
+                t.placement.as_secs_f64() * 1000.0
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { scenario, log } => run(&scenario, log.as_deref()),
         Command::Bench { suite, repeat } => bench(&suite, repeat),
+        Command::BenchRound { sizes, rounds } => bench_round(&sizes, rounds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

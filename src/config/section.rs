@@ -24,10 +24,7 @@ pub struct Section {
 impl Section {
     /// The value of `key`; a bare flag reads as `"1"`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.properties
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.properties.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -76,9 +73,7 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SectionError> {
                     message: format!("duplicate key '{key}'"),
                 });
             }
-            section
-                .properties
-                .push((key.to_string(), value.to_string()));
+            section.properties.push((key.to_string(), value.to_string()));
             continue;
         }
         let Some((kind, id)) = raw.split_once(':') else {
@@ -88,11 +83,7 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SectionError> {
             });
         };
         let (kind, id) = (kind.trim(), id.trim());
-        if kind.is_empty()
-            || id.is_empty()
-            || kind.contains(char::is_whitespace)
-            || id.contains(char::is_whitespace)
-        {
+        if kind.is_empty() || id.is_empty() || kind.contains(char::is_whitespace) || id.contains(char::is_whitespace) {
             return Err(SectionError {
                 line,
                 message: format!("invalid section header '{}'", raw.trim()),

@@ -120,9 +120,7 @@ impl Crm {
         let ms = match env.read_manager_status() {
             Ok(ms) => ms,
             Err(err) => {
-                env.log(Event::CouldNotReadManagerStatus {
-                    error: err.to_string(),
-                });
+                env.log(Event::CouldNotReadManagerStatus { error: err.to_string() });
                 return None;
             }
         };
@@ -141,9 +139,7 @@ impl Crm {
         let config = match env.read_service_config() {
             Ok(config) => config,
             Err(err) => {
-                env.log(Event::CouldNotReadServiceConfig {
-                    error: err.to_string(),
-                });
+                env.log(Event::CouldNotReadServiceConfig { error: err.to_string() });
                 return false;
             }
         };
@@ -160,13 +156,11 @@ impl Crm {
         if !master_free {
             return false;
         }
-        let stale_maintenance = ms.node_status.iter().any(|(node, state)| {
-            *state == NodeState::Maintenance && !ms.maintenance_requested(node)
-        });
-        stale_maintenance
-            || env.any_pending_crm_command()
-            || !ms.service_status.is_empty()
-            || ms.disarm.is_some()
+        let stale_maintenance = ms
+            .node_status
+            .iter()
+            .any(|(node, state)| *state == NodeState::Maintenance && !ms.maintenance_requested(node));
+        stale_maintenance || env.any_pending_crm_command() || !ms.service_status.is_empty() || ms.disarm.is_some()
     }
 
     fn allowed_to_get_idle(&mut self, env: &mut dyn Env) -> bool {
@@ -176,8 +170,7 @@ impl Crm {
         if ms.disarm.is_some() || !ms.service_status.is_empty() {
             return false;
         }
-        env.read_service_config()
-            .is_ok_and(|config| config.is_empty())
+        env.read_service_config().is_ok_and(|config| config.is_empty())
     }
 
     /// Takes or renews the manager lock (up to 6 attempts within 5 s), and
@@ -314,9 +307,7 @@ impl Crm {
             return;
         };
         if let Err(err) = manager.manage(env) {
-            env.log(Event::UnexpectedError {
-                error: err.to_string(),
-            });
+            env.log(Event::UnexpectedError { error: err.to_string() });
         }
         let fully_disarmed = manager.is_fully_disarmed();
         let stack_disarmed = manager.disarm.is_some();

@@ -95,8 +95,7 @@ pub trait Env {
     /// Resources with defaults applied.
     fn read_service_config(&mut self) -> Result<ServiceConfig, EnvError>;
     /// Persists a new requested state for one resource (the `stop` command).
-    fn set_service_request_state(&mut self, sid: &str, state: RequestState)
-    -> Result<(), EnvError>;
+    fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError>;
     /// Moves a guest's configuration to another node after fencing.
     fn steal_service(&mut self, sid: &str, from: &str, to: &str);
     /// Removes the first of `locks` that the guest holds; returns its name.

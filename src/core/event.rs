@@ -472,7 +472,10 @@ impl Event {
             | RestartPolicyRetry { .. }
             | UnableToStart { .. }
             | LiveMigrateFallback => Level::Warning,
-            DeferringDisarm { state: ServiceState::Fence | ServiceState::Recovery, .. } => Level::Warning,
+            DeferringDisarm {
+                state: ServiceState::Fence | ServiceState::Recovery,
+                ..
+            } => Level::Warning,
             UnexpectedError { .. }
             | CouldNotReadManagerStatus { .. }
             | CouldNotReadServiceConfig { .. }
@@ -535,10 +538,7 @@ impl fmt::Display for Event {
             StatusChange { from, to } => write!(f, "status change {from} => {to}"),
             ShutdownRequestReceived => write!(f, "server received shutdown request"),
             TemporaryInconsistentState => {
-                write!(
-                    f,
-                    "temporary inconsistent cluster state (cfs restart?), skip round"
-                )
+                write!(f, "temporary inconsistent cluster state (cfs restart?), skip round")
             }
             UnexpectedError { error } => write!(f, "got unexpected error - {error}"),
 
@@ -551,10 +551,7 @@ impl fmt::Display for Event {
             VoluntaryReleaseCrmLock => write!(f, "voluntary release CRM lock"),
             CrmLockReleaseFailed => write!(f, "CRM lock release failed, let the lock timeout"),
             CrmGoingIdle { rounds } => {
-                write!(
-                    f,
-                    "cluster had no service configured for {rounds} rounds, going idle."
-                )
+                write!(f, "cluster had no service configured for {rounds} rounds, going idle.")
             }
             TakingOverDisarmed => write!(f, "taking over as disarmed master, skipping watchdog"),
             FullyDisarmedReleasingWatchdog => {
@@ -572,12 +569,7 @@ impl fmt::Display for Event {
                 };
                 write!(f, "removing stale service '{sid}' ({reason})")
             }
-            ServiceStateChanged {
-                sid,
-                from,
-                to,
-                params,
-            } => write!(
+            ServiceStateChanged { sid, from, to, params } => write!(
                 f,
                 "service '{sid}': state changed from '{from}' to '{to}'{}",
                 params_suffix(params)
@@ -586,23 +578,14 @@ impl fmt::Display for Event {
                 write!(f, "node '{node}': state changed from '{from}' => '{to}'")
             }
             DeletingGoneNode { node } => {
-                write!(
-                    f,
-                    "deleting gone node '{node}', not a cluster member anymore."
-                )
+                write!(f, "deleting gone node '{node}', not a cluster member anymore.")
             }
             FenceRequest { node } => write!(f, "FENCE: Try to fence node '{node}'"),
             FenceAcknowledged { node } => {
-                write!(
-                    f,
-                    "fencing: acknowledged - got agent lock for node '{node}'"
-                )
+                write!(f, "fencing: acknowledged - got agent lock for node '{node}'")
             }
             FenceSucceededNotice { node } => {
-                write!(
-                    f,
-                    "SUCCEED: fencing: acknowledged - got agent lock for node '{node}'"
-                )
+                write!(f, "SUCCEED: fencing: acknowledged - got agent lock for node '{node}'")
             }
             FenceNodeWithoutServices { node } => write!(
                 f,
@@ -612,27 +595,18 @@ impl fmt::Display for Event {
                 write!(f, "fixup service '{sid}' location ({from} => {to})")
             }
             IgnoreMoveTargetOffline { sid, cmd, target } => {
-                write!(
-                    f,
-                    "ignore service '{sid}' {cmd} request - node '{target}' not online"
-                )
+                write!(f, "ignore service '{sid}' {cmd} request - node '{target}' not online")
             }
             IgnoreMoveAlreadyThere { sid, cmd, target } => write!(
                 f,
                 "ignore service '{sid}' {cmd} request - service already on node '{target}'"
             ),
             IgnoreStopAlreadyStopped { sid } => {
-                write!(
-                    f,
-                    "ignore service '{sid}' stop request - service already stopped"
-                )
+                write!(f, "ignore service '{sid}' stop request - service already stopped")
             }
             UnknownCommand { sid, cmd } => write!(f, "unknown command '{cmd}' for service '{sid}'"),
             UnknownConfigState { sid, state } => {
-                write!(
-                    f,
-                    "service '{sid}' - unknown state '{state}' in service configuration"
-                )
+                write!(f, "service '{sid}' - unknown state '{state}' in service configuration")
             }
             MoveService { sid, cmd, target } => {
                 write!(f, "{cmd} service '{sid}' to node '{target}'")
@@ -641,10 +615,7 @@ impl fmt::Display for Event {
                 write!(f, "request immediate service hard-stop for service '{sid}'")
             }
             GracefulStopRequested { sid, timeout } => {
-                write!(
-                    f,
-                    "request graceful stop with timeout '{timeout}' for service '{sid}'"
-                )
+                write!(f, "request graceful stop with timeout '{timeout}' for service '{sid}'")
             }
             RelocationPolicySuccessful { sid, node, failed } => write!(
                 f,
@@ -652,10 +623,7 @@ impl fmt::Display for Event {
                 join_nodes(failed)
             ),
             StartFailedRelocating { sid, node } => {
-                write!(
-                    f,
-                    "starting service {sid} on node '{node}' failed, relocating service."
-                )
+                write!(f, "starting service {sid} on node '{node}' failed, relocating service.")
             }
             RecoveryPolicyFailed { sid, failed } => write!(
                 f,
@@ -663,10 +631,7 @@ impl fmt::Display for Event {
                 join_nodes(failed)
             ),
             UnrecoverableError { sid, code } => {
-                write!(
-                    f,
-                    "service '{sid}' got unrecoverable error (exit code {code})"
-                )
+                write!(f, "service '{sid}' got unrecoverable error (exit code {code})")
             }
             MovingBackFromMaintenance { sid, node } => write!(
                 f,
@@ -703,10 +668,7 @@ impl fmt::Display for Event {
                 write!(f, "service '{sid}' - migration failed (exit code {code})")
             }
             RecoverService { sid, from, to } => {
-                write!(
-                    f,
-                    "recover service '{sid}' from fenced node '{from}' to node '{to}'"
-                )
+                write!(f, "recover service '{sid}' from fenced node '{from}' to node '{to}'")
             }
             RecoverToSameNode { sid, node } => write!(
                 f,
@@ -764,31 +726,23 @@ impl fmt::Display for Event {
                 write!(f, "crm command error - node not online: {line}")
             }
             CrmCommandAlreadyOnTarget { line } => {
-                write!(
-                    f,
-                    "ignore crm command - service already on target node: {line}"
-                )
+                write!(f, "ignore crm command - service already on target node: {line}")
             }
             CrmCommandReceived { line } => write!(f, "got crm command: {line}"),
             CrmCommandUnparsable { line } => write!(f, "unable to parse crm command: {line}"),
-            MaintenanceWhileDisarmed { node } => write!(
-                f,
-                "ignoring maintenance command for node {node} - HA stack is disarmed"
-            ),
+            MaintenanceWhileDisarmed { node } => {
+                write!(f, "ignoring maintenance command for node {node} - HA stack is disarmed")
+            }
             AlreadyInMaintenance { node } => {
-                write!(
-                    f,
-                    "ignoring crm command - node {node} is already in maintenance state"
-                )
+                write!(f, "ignoring crm command - node {node} is already in maintenance state")
             }
             ClearingMaintenanceWrongState { node, state } => write!(
                 f,
                 "clearing maintenance of node {node} requested, but it's in state {state}"
             ),
-            DisarmIgnoredAlreadyDisarmed { state } => write!(
-                f,
-                "ignoring disarm-ha command - already in disarm state ({state})"
-            ),
+            DisarmIgnoredAlreadyDisarmed { state } => {
+                write!(f, "ignoring disarm-ha command - already in disarm state ({state})")
+            }
             DisarmSuspendingService { sid } => {
                 write!(f, "disarm: suspending HA tracking for service '{sid}'")
             }
@@ -801,10 +755,7 @@ impl fmt::Display for Event {
             ),
             UnknownDisarmMode { mode } => write!(f, "unknown disarm-mode '{mode}', ignoring"),
             DeferringDisarm { sid, state } => {
-                write!(
-                    f,
-                    "deferring disarm - service '{sid}' is in '{state}' state"
-                )
+                write!(f, "deferring disarm - service '{sid}' is in '{state}' state")
             }
             DisarmFreezingService { sid, was } => {
                 write!(f, "disarm: freezing service '{sid}' (was '{was}')")
@@ -836,10 +787,7 @@ impl fmt::Display for Event {
                 "node needs to be fenced during maintenance mode - releasing agent_lock"
             ),
             LrmGoingIdle { rounds } => {
-                write!(
-                    f,
-                    "node had no service configured for {rounds} rounds, going idle."
-                )
+                write!(f, "node had no service configured for {rounds} rounds, going idle.")
             }
             LrmDisarmReleasing => {
                 write!(f, "HA disarm requested, releasing agent lock and watchdog")
@@ -869,23 +817,18 @@ impl fmt::Display for Event {
                 write!(f, "got shutdown request with shutdown policy '{policy}'")
             }
             UnknownShutdownPolicy { policy } => {
-                write!(
-                    f,
-                    "unknown shutdown policy '{policy}', fall back to conditional"
-                )
+                write!(f, "unknown shutdown policy '{policy}', fall back to conditional")
             }
             ShutdownIgnorePolicyMaintenance { kind, policy } => write!(
                 f,
                 "{kind} LRM, ignore {policy} policy as manual maintenance mode is enabled"
             ),
-            ShutdownIgnoreMigrateAlreadyMaintenance { kind } => write!(
-                f,
-                "{kind} LRM, ignore maintenance policy, already in maintenance mode"
-            ),
-            ShutdownDoingMaintenance { kind } => write!(
-                f,
-                "{kind} LRM, doing maintenance, removing this node from active list"
-            ),
+            ShutdownIgnoreMigrateAlreadyMaintenance { kind } => {
+                write!(f, "{kind} LRM, ignore maintenance policy, already in maintenance mode")
+            }
+            ShutdownDoingMaintenance { kind } => {
+                write!(f, "{kind} LRM, doing maintenance, removing this node from active list")
+            }
             ShutdownStopAndFreeze { kind } => write!(f, "{kind} LRM, stop and freeze all services"),
             ShutdownStopAll => write!(f, "shutdown LRM, stop all services"),
             RestartInMaintenance => write!(
@@ -894,16 +837,10 @@ impl fmt::Display for Event {
             ),
             RestartFreezeAll => write!(f, "restart LRM, freeze all services"),
             RestartPolicyRetry { sid, tries } => {
-                write!(
-                    f,
-                    "restart policy: retry number {tries} for service '{sid}'"
-                )
+                write!(f, "restart policy: retry number {tries} for service '{sid}'")
             }
             RestartPolicyGaveUp { sid, tries } => {
-                write!(
-                    f,
-                    "unable to start service {sid} on local node after {tries} retries"
-                )
+                write!(f, "unable to start service {sid} on local node after {tries} retries")
             }
             AgentFailedToExecute { sid } => {
                 write!(f, "resource agent {sid} finished - failed to execute")
@@ -926,20 +863,14 @@ impl fmt::Display for Event {
             StartingService { sid } => write!(f, "starting service {sid}"),
             ServiceStarted { sid } => write!(f, "service status {sid} started"),
             UnableToStart { sid } => write!(f, "unable to start service {sid}"),
-            StoppingService {
-                sid,
-                timeout: Some(t),
-            } => {
+            StoppingService { sid, timeout: Some(t) } => {
                 write!(f, "stopping service {sid} (timeout={t})")
             }
             StoppingService { sid, timeout: None } => write!(f, "stopping service {sid}"),
             ServiceStopped { sid } => write!(f, "service status {sid} stopped"),
             UnableToStop { sid } => write!(f, "unable to stop service {sid} (still running)"),
             IgnoringRebalanceRunning { sid } => {
-                write!(
-                    f,
-                    "ignoring rebalance-on-start for service {sid} - already running"
-                )
+                write!(f, "ignoring rebalance-on-start for service {sid} - already running")
             }
             NotMoved { sid } => write!(f, "service {sid} not moved (migration error)"),
             ImplementMe { cmd } => write!(f, "implement me (cmd '{cmd}')"),
@@ -955,10 +886,7 @@ impl fmt::Display for Event {
             }
             StoppingForRelocate { sid } => write!(f, "stopping service {sid} (relocate)"),
             LiveMigrateFallback => {
-                write!(
-                    f,
-                    "unable to live migrate running container, fallback to relocate"
-                )
+                write!(f, "unable to live migrate running container, fallback to relocate")
             }
         }
     }
@@ -985,9 +913,7 @@ mod tests {
 
     #[test]
     fn fence_notifications_are_mail() {
-        let ev = Event::FenceRequest {
-            node: "node3".into(),
-        };
+        let ev = Event::FenceRequest { node: "node3".into() };
         assert_eq!(ev.level(), Level::Email);
         assert_eq!(ev.to_string(), "FENCE: Try to fence node 'node3'");
     }

@@ -33,11 +33,7 @@ fn parse_version(text: &str) -> Option<Version> {
     let (major, rest) = main.split_once('.')?;
     let (minor, patch) = rest.split_once(['.', '-'])?;
     Some(Version {
-        release: (
-            major.parse().ok()?,
-            minor.parse().ok()?,
-            patch.parse().ok()?,
-        ),
+        release: (major.parse().ok()?, minor.parse().ok()?, patch.parse().ok()?),
         rev,
     })
 }
@@ -81,12 +77,7 @@ impl Default for GroupMigration {
 
 impl GroupMigration {
     /// Called once per master round.
-    pub fn round(
-        &mut self,
-        env: &mut dyn Env,
-        nodes: &mut NodeStatus,
-        lrm: &LrmFacts<'_>,
-    ) -> Result<(), EnvError> {
+    pub fn round(&mut self, env: &mut dyn Env, nodes: &mut NodeStatus, lrm: &LrmFacts<'_>) -> Result<(), EnvError> {
         if env.read_groups()?.is_empty() {
             return Ok(());
         }
@@ -126,11 +117,7 @@ fn note(env: &mut dyn Env, text: String) {
 }
 
 /// `Err(Some(reason))` aborts with a reason; `Err(None)` failed and said why.
-fn preconditions(
-    env: &mut dyn Env,
-    nodes: &mut NodeStatus,
-    lrm: &LrmFacts<'_>,
-) -> Result<(), Option<String>> {
+fn preconditions(env: &mut dyn Env, nodes: &mut NodeStatus, lrm: &LrmFacts<'_>) -> Result<(), Option<String>> {
     if !env.quorate() {
         return Err(Some("cluster is not quorate".into()));
     }
@@ -144,21 +131,14 @@ fn preconditions(
         if state != NodeState::Online {
             return Err(Some(format!("node '{node}' is not online")));
         }
-        let lrm_state = lrm
-            .states
-            .get(&node)
-            .map(String::as_str)
-            .unwrap_or("unknown");
+        let lrm_state = lrm.states.get(&node).map(String::as_str).unwrap_or("unknown");
         let mode = lrm.modes.get(&node).copied().unwrap_or(LrmMode::Unknown);
-        note(
-            env,
-            format!("lrm '{node}' is in state '{lrm_state}' and mode '{mode}'"),
-        );
+        note(env, format!("lrm '{node}' is in state '{lrm_state}' and mode '{mode}'"));
         let idle = lrm_state == "wait_for_agent_lock"
-            && !lrm.services.values().any(|sd| {
-                (sd.node == node || sd.target.as_deref() == Some(node.as_str()))
-                    && counts_as_active(sd)
-            });
+            && !lrm
+                .services
+                .values()
+                .any(|sd| (sd.node == node || sd.target.as_deref() == Some(node.as_str())) && counts_as_active(sd));
         if lrm_state != "active" && !idle {
             return Err(Some(format!("lrm '{node}' is not in state 'active'")));
         }
@@ -185,9 +165,7 @@ fn counts_as_active(sd: &ServiceStatus) -> bool {
 /// group configuration; each step is logged once done.
 fn migrate(env: &mut dyn Env) -> Result<(), Option<String>> {
     let failed = |env: &mut dyn Env, err: EnvError| {
-        env.log(Event::UnexpectedError {
-            error: err.to_string(),
-        });
+        env.log(Event::UnexpectedError { error: err.to_string() });
         None
     };
     let groups = env.read_groups().map_err(|e| failed(env, e))?;
@@ -204,8 +182,7 @@ fn migrate(env: &mut dyn Env) -> Result<(), Option<String>> {
             Some((sid.clone(), cd.failback && !group.nofailback))
         })
         .collect();
-    env.drop_resource_groups(&updates)
-        .map_err(|e| failed(env, e))?;
+    env.drop_resource_groups(&updates).map_err(|e| failed(env, e))?;
     note(env, "migration to resources config successful".into());
     env.delete_groups().map_err(|e| failed(env, e))?;
     note(env, "group config deletion successful".into());
@@ -221,10 +198,7 @@ mod tests {
         assert!(has_min_version("9.0.0~16", MIN_VERSION));
         assert!(has_min_version("9.0.0~17", MIN_VERSION));
         assert!(!has_min_version("9.0.0~15", MIN_VERSION));
-        assert!(
-            has_min_version("9.0.0", MIN_VERSION),
-            "no rev satisfies any rev"
-        );
+        assert!(has_min_version("9.0.0", MIN_VERSION), "no rev satisfies any rev");
         assert!(has_min_version("9.1.2", MIN_VERSION));
         assert!(!has_min_version("8.4.1", MIN_VERSION));
         assert!(!has_min_version("7.4-4", MIN_VERSION));

@@ -146,9 +146,7 @@ impl Lrm {
         match env.write_lrm_status(&status) {
             Ok(()) => true,
             Err(err) => {
-                env.log(Event::WriteLrmStatusFailed {
-                    error: err.to_string(),
-                });
+                env.log(Event::WriteLrmStatusFailed { error: err.to_string() });
                 false
             }
         }
@@ -159,19 +157,13 @@ impl Lrm {
         let ms = match env.read_manager_status() {
             Ok(ms) => ms,
             Err(err) => {
-                env.log(Event::UpdateServiceStatusFailed {
-                    error: err.to_string(),
-                });
+                env.log(Event::UpdateServiceStatusFailed { error: err.to_string() });
                 return false;
             }
         };
         let me = env.nodename().to_string();
         self.services = ms.service_status.clone();
-        self.node_state = ms
-            .node_status
-            .get(&me)
-            .copied()
-            .unwrap_or(NodeState::Unknown);
+        self.node_state = ms.node_status.get(&me).copied().unwrap_or(NodeState::Unknown);
         self.maintenance_requested = ms.maintenance_requested(&me);
         if self.shutdown_request.is_none() {
             if self.maintenance_requested {
@@ -202,10 +194,7 @@ impl Lrm {
             .filter(|sd| {
                 !matches!(
                     sd.state,
-                    ServiceState::Stopped
-                        | ServiceState::Freeze
-                        | ServiceState::Error
-                        | ServiceState::RequestStart
+                    ServiceState::Stopped | ServiceState::Freeze | ServiceState::Error | ServiceState::RequestStart
                 )
             })
             .count()
@@ -250,9 +239,7 @@ impl Lrm {
         let (shutdown, reboot) = env.is_node_shutdown();
         let policy = env.datacenter_settings().shutdown_policy;
         if shutdown {
-            env.log(Event::ShutdownPolicy {
-                policy: policy.clone(),
-            });
+            env.log(Event::ShutdownPolicy { policy: policy.clone() });
         }
         let (freeze_all, maintenance) = match policy.as_str() {
             "conditional" => (reboot, false),
@@ -260,9 +247,7 @@ impl Lrm {
             "failover" => (false, false),
             "migrate" => (false, true),
             _ => {
-                env.log(Event::UnknownShutdownPolicy {
-                    policy: policy.clone(),
-                });
+                env.log(Event::UnknownShutdownPolicy { policy: policy.clone() });
                 (reboot, false)
             }
         };
@@ -503,8 +488,7 @@ impl Lrm {
 
     /// Queues the master's commands for this node and runs them.
     fn manage_resources(&mut self, env: &mut dyn Env, me: &str) -> usize {
-        self.restart_tries
-            .retain(|sid, _| self.services.contains_key(sid));
+        self.restart_tries.retain(|sid, _| self.services.contains_key(sid));
         let commands: Vec<(String, ServiceStatus)> = self
             .services
             .iter()
@@ -557,7 +541,9 @@ impl Lrm {
         let mut order: Vec<(String, u32)> = self.jobs.iter().map(|(sid, j)| (sid.clone(), j.start_tries)).collect();
         order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         for (sid, _) in order {
-            let Some(mut job) = self.jobs.remove(&sid) else { continue };
+            let Some(mut job) = self.jobs.remove(&sid) else {
+                continue;
+            };
             job.start_tries += 1;
             let code = self.exec_resource_agent(env, &sid, &job);
             match job.uid.clone() {
@@ -572,14 +558,7 @@ impl Lrm {
         self.jobs.len()
     }
 
-    fn command_finished(
-        &mut self,
-        env: &mut dyn Env,
-        sid: &str,
-        uid: String,
-        job: &Job,
-        code: ExitCode,
-    ) {
+    fn command_finished(&mut self, env: &mut dyn Env, sid: &str, uid: String, job: &Job, code: ExitCode) {
         let code = self.apply_restart_policy(env, sid, job.command, code);
         if code == ExitCode::TryAgain {
             return;
@@ -592,8 +571,7 @@ impl Lrm {
                 exit_code: code,
             },
         );
-        let valid: std::collections::BTreeSet<&String> =
-            self.services.values().map(|sd| &sd.uid).collect();
+        let valid: std::collections::BTreeSet<&String> = self.services.values().map(|sd| &sd.uid).collect();
         self.results.retain(|uid, _| valid.contains(uid));
     }
 
@@ -648,27 +626,18 @@ impl Lrm {
             env.log(Event::ServiceTypeNotImplemented { kind });
             return ExitCode::UnknownServiceType;
         }
-        let config = env
-            .read_service_config()
-            .ok()
-            .and_then(|c| c.get(sid).cloned());
+        let config = env.read_service_config().ok().and_then(|c| c.get(sid).cloned());
         let Some(config) = config else {
-            env.log(Event::MissingResourceConfig {
-                sid: sid.to_string(),
-            });
+            env.log(Event::MissingResourceConfig { sid: sid.to_string() });
             return ExitCode::UnknownService;
         };
         if job.command == ServiceState::Error {
-            env.log(Event::ServiceInErrorState {
-                sid: sid.to_string(),
-            });
+            env.log(Event::ServiceInErrorState { sid: sid.to_string() });
             return ExitCode::Success;
         }
         let me = env.nodename().to_string();
         if config.node.as_deref() != Some(me.as_str()) {
-            env.log(Event::ServiceNotOnThisNode {
-                sid: sid.to_string(),
-            });
+            env.log(Event::ServiceNotOnThisNode { sid: sid.to_string() });
             return ExitCode::WrongNode;
         }
         match job.command {
@@ -676,19 +645,13 @@ impl Lrm {
                 if env.agent_running(sid) {
                     return ExitCode::Success;
                 }
-                env.log(Event::StartingService {
-                    sid: sid.to_string(),
-                });
+                env.log(Event::StartingService { sid: sid.to_string() });
                 env.agent_start(sid);
                 if env.agent_running(sid) {
-                    env.log(Event::ServiceStarted {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::ServiceStarted { sid: sid.to_string() });
                     ExitCode::Success
                 } else {
-                    env.log(Event::UnableToStart {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::UnableToStart { sid: sid.to_string() });
                     ExitCode::Error
                 }
             }
@@ -702,14 +665,10 @@ impl Lrm {
                 });
                 env.agent_shutdown(sid, job.timeout);
                 if env.agent_running(sid) {
-                    env.log(Event::UnableToStop {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::UnableToStop { sid: sid.to_string() });
                     ExitCode::Error
                 } else {
-                    env.log(Event::ServiceStopped {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::ServiceStopped { sid: sid.to_string() });
                     ExitCode::Success
                 }
             }
@@ -721,18 +680,14 @@ impl Lrm {
                     return ExitCode::Success;
                 }
                 if job.command == ServiceState::RequestStartBalance && env.agent_running(sid) {
-                    env.log(Event::IgnoringRebalanceRunning {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::IgnoringRebalanceRunning { sid: sid.to_string() });
                     return ExitCode::Ignored;
                 }
                 let online = job.command == ServiceState::Migrate;
                 if env.agent_migrate(sid, &target, online) {
                     ExitCode::Success
                 } else {
-                    env.log(Event::NotMoved {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::NotMoved { sid: sid.to_string() });
                     ExitCode::Error
                 }
             }

@@ -13,16 +13,12 @@ use super::event::Event;
 use super::group_migration::{GroupMigration, LrmFacts};
 use super::node_status::{FENCE_DELAY_SECS, NodeStatus};
 use super::rules::{Rule, compile, rules_from_groups, transform};
-use super::select::{CompiledRules, Preference, node_affinity, select_service_node};
+use super::select::{CompiledRules, Preference, node_affinity, resource_affinity, select_service_node};
 use super::status::{
-    Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand,
-    ServiceConfig, ServiceStatus,
+    Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig, ServiceStatus,
 };
 use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
-use super::usage::{
-    CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage,
-    used_service_nodes,
-};
+use super::usage::{CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage};
 
 /// Guest locks that are safe to drop once the guest's node was fenced.
 const REMOVABLE_LOCKS_AFTER_FENCE: [&str; 9] = [
@@ -99,7 +95,7 @@ impl Manager {
             node_request: ms.node_request,
             disarm: ms.disarm,
             master_node: env.nodename().to_string(),
-            usage: Usage::default(),
+            usage: Usage::basic(&[]),
             rules: CompiledRules::default(),
             rules_inputs: None,
             crs_mode: CrsMode::Basic,
@@ -124,9 +120,7 @@ impl Manager {
         });
         if first {
             if mode != CrsMode::Basic {
-                env.log(Event::UsingSchedulerMode {
-                    mode: mode.as_str(),
-                });
+                env.log(Event::UsingSchedulerMode { mode: mode.as_str() });
             }
         } else if mode != self.crs_mode {
             env.log(Event::SwitchingSchedulerMode {
@@ -165,24 +159,12 @@ impl Manager {
     /// Upstream's `change_service_state`: wipes runtime keys (but node,
     /// failed_nodes and maintenance_node), sets the new state and params,
     /// assigns a new uid and logs the change.
-    fn change_state(
-        &mut self,
-        env: &mut dyn Env,
-        sid: &str,
-        to: ServiceState,
-        params: StateParams,
-    ) {
+    fn change_state(&mut self, env: &mut dyn Env, sid: &str, to: ServiceState, params: StateParams) {
         let now = env.now();
         let uid = self.new_uid(now);
-        let sd = self
-            .services
-            .get_mut(sid)
-            .expect("state change of an unknown service");
+        let sd = self.services.get_mut(sid).expect("state change of an unknown service");
         let from = sd.state;
-        assert_ne!(
-            from, to,
-            "service '{sid}': state change to the same state '{to}'"
-        );
+        assert_ne!(from, to, "service '{sid}': state change to the same state '{to}'");
         let mut next = ServiceStatus::new(to, &sd.node, uid);
         next.failed_nodes = sd.failed_nodes.take();
         next.maintenance_node = sd.maintenance_node.take();
@@ -223,9 +205,7 @@ impl Manager {
                 Usage::basic(&online)
             }
         };
-        for (sid, sd) in &self.services {
-            self.usage.set_service(sid, sd);
-        }
+        self.usage.set_all(&self.services);
     }
 
     fn scheduled_usage(&self, env: &mut dyn Env, online: &[NodeName]) -> Result<Usage, String> {
@@ -247,22 +227,14 @@ impl Manager {
                 .get(node)
                 .ok_or_else(|| format!("did not get {kind} node usage information for '{node}'"))?;
             if stats.maxcpu <= 0.0 {
-                return Err(format!(
-                    "{kind} node usage information for '{node}' missing cpu count"
-                ));
+                return Err(format!("{kind} node usage information for '{node}' missing cpu count"));
             }
             if stats.maxmem <= 0.0 {
-                return Err(format!(
-                    "{kind} node usage information for '{node}' missing memory"
-                ));
+                return Err(format!("{kind} node usage information for '{node}' missing memory"));
             }
             nodes.insert(node.clone(), *stats);
         }
-        Ok(Usage::scheduled(
-            self.crs_mode,
-            nodes,
-            env.service_stats(dynamic),
-        ))
+        Ok(Usage::scheduled(self.crs_mode, nodes, env.service_stats(dynamic)))
     }
 
     /// Reads every cluster node's LRM status. A node that never wrote one
@@ -353,15 +325,11 @@ impl Manager {
         config: &ServiceConfig,
         node_list_changed: bool,
     ) {
-        let membership: BTreeMap<String, Option<String>> = config
-            .iter()
-            .map(|(sid, cd)| (sid.clone(), cd.group.clone()))
-            .collect();
+        let membership: BTreeMap<String, Option<String>> =
+            config.iter().map(|(sid, cd)| (sid.clone(), cd.group.clone())).collect();
         let log_drops = match &self.rules_inputs {
             None => true,
-            Some((old_rules, old_groups, _)) => {
-                node_list_changed || *old_rules != rules || *old_groups != groups
-            }
+            Some((old_rules, old_groups, _)) => node_list_changed || *old_rules != rules || *old_groups != groups,
         };
         let inputs = (rules, groups, membership);
         if !log_drops && self.rules_inputs.as_ref() == Some(&inputs) {
@@ -399,8 +367,7 @@ impl Manager {
                 ServiceState::RequestStop
             };
             let uid = self.new_uid(env.now());
-            self.services
-                .insert(sid.clone(), ServiceStatus::new(state, &node, uid));
+            self.services.insert(sid.clone(), ServiceStatus::new(state, &node, uid));
         }
     }
 
@@ -427,11 +394,7 @@ impl Manager {
     // CRM commands
     // ------------------------------------------------------------------
 
-    fn process_crm_commands(
-        &mut self,
-        env: &mut dyn Env,
-        config: &ServiceConfig,
-    ) -> Result<(), EnvError> {
+    fn process_crm_commands(&mut self, env: &mut dyn Env, config: &ServiceConfig) -> Result<(), EnvError> {
         for line in env.read_crm_commands()? {
             let line = line.trim().to_string();
             if line.is_empty() {
@@ -440,11 +403,7 @@ impl Manager {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 [task @ ("migrate" | "relocate"), sid, node] => {
-                    let task = if *task == "migrate" {
-                        "migrate"
-                    } else {
-                        "relocate"
-                    };
+                    let task = if *task == "migrate" { "migrate" } else { "relocate" };
                     self.command_move(env, &line, task, sid, node);
                 }
                 ["stop", sid, timeout] => {
@@ -455,9 +414,7 @@ impl Manager {
                             sd.cmd = Some(ServiceCommand::Stop(timeout));
                         }
                         (None, _) => env.log(Event::CrmCommandNoSuchService { line: line.clone() }),
-                        (Some(_), None) => {
-                            env.log(Event::CrmCommandUnparsable { line: line.clone() })
-                        }
+                        (Some(_), None) => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
                     }
                 }
                 ["enable-node-maintenance", node] => {
@@ -469,9 +426,7 @@ impl Manager {
                             super::types::NodeState::Online => {
                                 self.node_request.entry(node).or_default().maintenance = true;
                             }
-                            super::types::NodeState::Maintenance => {
-                                env.log(Event::AlreadyInMaintenance { node })
-                            }
+                            super::types::NodeState::Maintenance => env.log(Event::AlreadyInMaintenance { node }),
                             _ => env.log(Event::CrmCommandNodeNotOnline { line: line.clone() }),
                         }
                     }
@@ -490,9 +445,7 @@ impl Manager {
                     }
                     self.node_request.retain(|_, r| r.maintenance);
                 }
-                ["disarm-ha", mode @ ("freeze" | "ignore")] => {
-                    self.command_disarm(env, &line, mode)
-                }
+                ["disarm-ha", mode @ ("freeze" | "ignore")] => self.command_disarm(env, &line, mode),
                 ["arm-ha"] => self.command_arm(env, config),
                 _ => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
             }
@@ -500,29 +453,16 @@ impl Manager {
         Ok(())
     }
 
-    fn command_move(
-        &mut self,
-        env: &mut dyn Env,
-        line: &str,
-        task: &'static str,
-        sid: &str,
-        target: &str,
-    ) {
+    fn command_move(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
         let Some(sd) = self.services.get(sid) else {
-            env.log(Event::CrmCommandNoSuchService {
-                line: line.to_string(),
-            });
+            env.log(Event::CrmCommandNoSuchService { line: line.to_string() });
             return;
         };
         let current = sd.node.clone();
         if !self.nodes.is_online(target) {
-            env.log(Event::CrmCommandNodeNotOnline {
-                line: line.to_string(),
-            });
+            env.log(Event::CrmCommandNodeNotOnline { line: line.to_string() });
         } else if current == target {
-            env.log(Event::CrmCommandAlreadyOnTarget {
-                line: line.to_string(),
-            });
+            env.log(Event::CrmCommandAlreadyOnTarget { line: line.to_string() });
         } else {
             self.queue_resource_motion(env, line, task, sid, target);
         }
@@ -530,22 +470,8 @@ impl Manager {
 
     /// Attaches a move command to `sid` and its positive-affinity partners,
     /// unless a negative-affinity partner already occupies the target.
-    fn queue_resource_motion(
-        &mut self,
-        env: &mut dyn Env,
-        line: &str,
-        task: &'static str,
-        sid: &str,
-        target: &str,
-    ) {
-        let negative: Vec<String> = self
-            .rules
-            .negative
-            .get(sid)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+    fn queue_resource_motion(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
+        let negative: Vec<String> = self.rules.negative.get(sid).into_iter().flatten().cloned().collect();
         for partner in negative {
             let Some(psd) = self.services.get(&partner) else {
                 continue;
@@ -561,9 +487,7 @@ impl Manager {
                 return;
             }
         }
-        env.log(Event::CrmCommandReceived {
-            line: line.to_string(),
-        });
+        env.log(Event::CrmCommandReceived { line: line.to_string() });
         let cmd = if task == "migrate" {
             ServiceCommand::Migrate(target.to_string())
         } else {
@@ -572,14 +496,7 @@ impl Manager {
         if let Some(sd) = self.services.get_mut(sid) {
             sd.cmd = Some(cmd.clone());
         }
-        let positive: Vec<String> = self
-            .rules
-            .positive
-            .get(sid)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let positive: Vec<String> = self.rules.positive.get(sid).into_iter().flatten().cloned().collect();
         for partner in positive {
             let Some(psd) = self.services.get_mut(&partner) else {
                 continue;
@@ -605,9 +522,7 @@ impl Manager {
             });
             return;
         }
-        env.log(Event::CrmCommandReceived {
-            line: line.to_string(),
-        });
+        env.log(Event::CrmCommandReceived { line: line.to_string() });
         if mode == "ignore" {
             for sid in self.services.keys() {
                 env.log(Event::DisarmSuspendingService { sid: sid.clone() });
@@ -664,10 +579,7 @@ impl Manager {
         for (sid, sd) in &self.services {
             if matches!(
                 sd.state,
-                ServiceState::Fence
-                    | ServiceState::Recovery
-                    | ServiceState::Migrate
-                    | ServiceState::Relocate
+                ServiceState::Fence | ServiceState::Recovery | ServiceState::Migrate | ServiceState::Relocate
             ) {
                 env.log(Event::DeferringDisarm {
                     sid: sid.clone(),
@@ -710,9 +622,7 @@ impl Manager {
         }
         if !disarm.is_disarmed() {
             let online = self.nodes.list_online_nodes();
-            let all_disarmed = online
-                .iter()
-                .all(|n| modes.get(n) == Some(&LrmMode::Disarm));
+            let all_disarmed = online.iter().all(|n| modes.get(n) == Some(&LrmMode::Disarm));
             if all_disarmed {
                 env.log(Event::AllLrmsDisarmed);
                 if let Some(d) = self.disarm.as_mut() {
@@ -731,18 +641,12 @@ impl Manager {
     /// Moves one bundle of services when the load imbalance stayed above
     /// the threshold for the hold duration (spec §5.7).
     fn load_balance(&mut self, env: &mut dyn Env) {
-        if !self.settings.auto_rebalance
-            || self.usage.mode() == CrsMode::Basic
-            || self.disarm.is_some()
-        {
+        if !self.settings.auto_rebalance || self.usage.mode() == CrsMode::Basic || self.disarm.is_some() {
             return;
         }
         let moving = self.services.values().any(|sd| {
             matches!(sd.state, ServiceState::Migrate | ServiceState::Relocate)
-                || matches!(
-                    sd.cmd,
-                    Some(ServiceCommand::Migrate(_) | ServiceCommand::Relocate(_))
-                )
+                || matches!(sd.cmd, Some(ServiceCommand::Migrate(_) | ServiceCommand::Relocate(_)))
         });
         if moving {
             return;
@@ -794,7 +698,6 @@ impl Manager {
     /// Bundles of started services kept together by positive affinity (on
     /// one node), each with the nodes it could move to.
     fn migration_candidates(&self) -> Vec<MigrationCandidate> {
-        let online = self.usage.online_nodes();
         let mut seen = BTreeSet::new();
         let mut candidates = Vec::new();
         for (sid, sd) in &self.services {
@@ -815,25 +718,20 @@ impl Manager {
             bundle.dedup();
             seen.extend(bundle.iter().map(|s| (*s).clone()));
             let partners_moving = self.rules.positive.get(sid).into_iter().flatten().any(|p| {
-                self.services.get(p).is_some_and(|p| {
-                    matches!(p.state, ServiceState::Migrate | ServiceState::Relocate)
-                })
+                self.services
+                    .get(p)
+                    .is_some_and(|p| matches!(p.state, ServiceState::Migrate | ServiceState::Relocate))
             });
             let source = &sd.node;
             if partners_moving || bundle.iter().any(|m| &self.services[*m].node != source) {
                 continue;
             }
             let leader = bundle[0];
-            let (_, preferred) = node_affinity(&self.rules, leader, &online);
+            let (_, preferred) = node_affinity(&self.rules, leader, &self.usage);
             let mut separate = BTreeSet::new();
             for member in &bundle {
-                for partner in self.rules.negative.get(*member).into_iter().flatten() {
-                    if let Some(psd) = self.services.get(partner) {
-                        let (current, target) = used_service_nodes(&online, psd);
-                        separate.extend(current);
-                        separate.extend(target);
-                    }
-                }
+                let (_, apart) = resource_affinity(&self.rules, member, &self.services, &self.usage);
+                separate.extend(apart);
             }
             let stats = bundle
                 .iter()
@@ -841,13 +739,13 @@ impl Manager {
                 .fold(ResourceStats::default(), |a, b| a + b);
             for target in preferred
                 .iter()
-                .filter(|n| *n != source && !separate.contains(*n))
+                .filter(|n| **n != source.as_str() && !separate.contains(*n))
             {
                 candidates.push(MigrationCandidate {
                     migration: Migration {
                         sid: leader.clone(),
                         source: source.clone(),
-                        target: target.clone(),
+                        target: target.to_string(),
                     },
                     stats,
                 });
@@ -877,9 +775,10 @@ impl Manager {
             lock: None,
             comment: None,
         };
+        // The state machine neither adds nor removes services.
+        let sids: Vec<String> = self.services.keys().cloned().collect();
         loop {
             let mut repeat = false;
-            let sids: Vec<String> = self.services.keys().cloned().collect();
             for sid in &sids {
                 if only.is_some_and(|set| !set.contains(sid)) {
                     continue;
@@ -889,30 +788,25 @@ impl Manager {
                 };
                 let last = sd.state;
                 let result = lrm.results.get(&sd.uid).cloned();
-                let mut cd = config.get(sid).cloned().unwrap_or_else(|| disabled.clone());
+                let cd = config.get(sid).unwrap_or(&disabled);
                 match last {
-                    ServiceState::Stopped => self.next_state_stopped(env, sid, &cd),
-                    ServiceState::Started => {
-                        self.next_state_started(env, sid, &cd, result.as_ref())
-                    }
-                    ServiceState::RequestStart => self.next_state_request_start(env, sid, &cd),
-                    ServiceState::Migrate
-                    | ServiceState::Relocate
-                    | ServiceState::RequestStartBalance => {
-                        self.next_state_migrate_relocate(env, sid, &cd, result.as_ref())
+                    ServiceState::Stopped => self.next_state_stopped(env, sid, cd),
+                    ServiceState::Started => self.next_state_started(env, sid, cd, result.as_ref()),
+                    ServiceState::RequestStart => self.next_state_request_start(env, sid, cd),
+                    ServiceState::Migrate | ServiceState::Relocate | ServiceState::RequestStartBalance => {
+                        self.next_state_migrate_relocate(env, sid, cd, result.as_ref())
                     }
                     ServiceState::Fence => {}
                     ServiceState::Recovery => {
+                        let mut cd = cd.clone();
                         self.next_state_recovery(env, sid, &mut cd);
                         if let Some(entry) = config.get_mut(sid) {
-                            entry.node = cd.node.clone();
+                            entry.node = cd.node;
                         }
                     }
-                    ServiceState::RequestStop => {
-                        self.next_state_request_stop(env, sid, result.as_ref())
-                    }
-                    ServiceState::Freeze => self.next_state_freeze(env, sid, &cd, &lrm.modes),
-                    ServiceState::Error => self.next_state_error(env, sid, &cd),
+                    ServiceState::RequestStop => self.next_state_request_stop(env, sid, result.as_ref()),
+                    ServiceState::Freeze => self.next_state_freeze(env, sid, cd, &lrm.modes),
+                    ServiceState::Error => self.next_state_error(env, sid, cd),
                 }
                 if let Some(sd) = self.services.get(sid) {
                     let frozen_node = lrm.modes.get(&sd.node) == Some(&LrmMode::Restart);
@@ -964,9 +858,7 @@ impl Manager {
             }
         }
         for node in self.nodes.list_nodes() {
-            if fenced.contains_key(&node)
-                || self.nodes.state(&node) != super::types::NodeState::Fence
-            {
+            if fenced.contains_key(&node) || self.nodes.state(&node) != super::types::NodeState::Fence {
                 continue;
             }
             env.log(Event::FenceNodeWithoutServices { node: node.clone() });
@@ -978,17 +870,10 @@ impl Manager {
     }
 
     fn offline_delayed(&mut self, env: &mut dyn Env, node: &str) -> bool {
-        self.nodes
-            .is_offline_delayed(node, env.now(), FENCE_DELAY_SECS)
+        self.nodes.is_offline_delayed(node, env.now(), FENCE_DELAY_SECS)
     }
 
-    fn select(
-        &self,
-        env: &mut dyn Env,
-        sid: &str,
-        cd: &ResourceConfig,
-        preference: Preference,
-    ) -> Option<NodeName> {
+    fn select(&self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, preference: Preference) -> Option<NodeName> {
         let mode = self.usage.mode().as_str();
         let mut on_error = |error: String| {
             env.log(Event::ScoringFailed {
@@ -1053,9 +938,7 @@ impl Manager {
                     }
                 }
                 ServiceCommand::Stop(_) => {
-                    env.log(Event::IgnoreStopAlreadyStopped {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::IgnoreStopAlreadyStopped { sid: sid.to_string() });
                 }
             }
         }
@@ -1071,12 +954,7 @@ impl Manager {
         match cd.state {
             RequestState::Stopped => {}
             RequestState::Started => {
-                self.change_state(
-                    env,
-                    sid,
-                    ServiceState::RequestStart,
-                    StateParams::node(&node),
-                );
+                self.change_state(env, sid, ServiceState::RequestStart, StateParams::node(&node));
             }
             other => env.log(Event::UnknownConfigState {
                 sid: sid.to_string(),
@@ -1086,13 +964,7 @@ impl Manager {
     }
 
     /// Checks a move command's target; logs why it is ignored otherwise.
-    fn move_allowed(
-        &mut self,
-        env: &mut dyn Env,
-        sid: &str,
-        task: &'static str,
-        target: &str,
-    ) -> bool {
+    fn move_allowed(&mut self, env: &mut dyn Env, sid: &str, task: &'static str, target: &str) -> bool {
         if !self.nodes.is_online(target) {
             env.log(Event::IgnoreMoveTargetOffline {
                 sid: sid.to_string(),
@@ -1112,13 +984,7 @@ impl Manager {
         }
     }
 
-    fn next_state_started(
-        &mut self,
-        env: &mut dyn Env,
-        sid: &str,
-        cd: &ResourceConfig,
-        result: Option<&LrmResult>,
-    ) {
+    fn next_state_started(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
         let node = self.services[sid].node.clone();
         if !self.nodes.is_online(&node) {
             if self.offline_delayed(env, &node) {
@@ -1157,7 +1023,7 @@ impl Manager {
                     env.log(Event::MoveService {
                         sid: sid.to_string(),
                         cmd: task,
-                        target: target.clone(),
+                        target: target.to_string(),
                     });
                     let node = self.services[sid].node.clone();
                     self.change_state(env, sid, state, StateParams::moving(&node, &target));
@@ -1165,9 +1031,7 @@ impl Manager {
             }
             &ServiceCommand::Stop(timeout) => {
                 if timeout == 0 {
-                    env.log(Event::HardStopRequested {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::HardStopRequested { sid: sid.to_string() });
                 } else {
                     env.log(Event::GracefulStopRequested {
                         sid: sid.to_string(),
@@ -1180,9 +1044,7 @@ impl Manager {
                 };
                 self.change_state(env, sid, ServiceState::RequestStop, params);
                 if let Err(err) = env.set_service_request_state(sid, RequestState::Stopped) {
-                    env.log(Event::UnexpectedError {
-                        error: err.to_string(),
-                    });
+                    env.log(Event::UnexpectedError { error: err.to_string() });
                 }
             }
         }
@@ -1190,13 +1052,7 @@ impl Manager {
 
     /// Normal supervision of a started service: apply the LRM result, the
     /// relocate policy, and move the service where selection wants it.
-    fn started_supervise(
-        &mut self,
-        env: &mut dyn Env,
-        sid: &str,
-        cd: &ResourceConfig,
-        result: Option<&LrmResult>,
-    ) {
+    fn started_supervise(&mut self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, result: Option<&LrmResult>) {
         let mut preference = Preference::None;
         if let Some(result) = result {
             let sd = self.services.get_mut(sid).expect("known");
@@ -1270,23 +1126,13 @@ impl Manager {
                         sid: sid.to_string(),
                         target: node.clone(),
                     });
-                    self.change_state(
-                        env,
-                        sid,
-                        ServiceState::Migrate,
-                        StateParams::moving(&current, &node),
-                    );
+                    self.change_state(env, sid, ServiceState::Migrate, StateParams::moving(&current, &node));
                 } else {
                     env.log(Event::RelocateService {
                         sid: sid.to_string(),
                         target: node.clone(),
                     });
-                    self.change_state(
-                        env,
-                        sid,
-                        ServiceState::Relocate,
-                        StateParams::moving(&current, &node),
-                    );
+                    self.change_state(env, sid, ServiceState::Relocate, StateParams::moving(&current, &node));
                 }
             }
             _ => {
@@ -1297,8 +1143,7 @@ impl Manager {
                         tried,
                     });
                 }
-                let stale_fallback =
-                    self.services[sid].maintenance_node.as_deref() == Some(current.as_str());
+                let stale_fallback = self.services[sid].maintenance_node.as_deref() == Some(current.as_str());
                 if stale_fallback && self.nodes.is_online(&current) {
                     env.log(Event::ClearingStaleMaintenanceNode {
                         sid: sid.to_string(),
@@ -1315,12 +1160,7 @@ impl Manager {
         }
     }
 
-    fn next_state_request_stop(
-        &mut self,
-        env: &mut dyn Env,
-        sid: &str,
-        result: Option<&LrmResult>,
-    ) {
+    fn next_state_request_stop(&mut self, env: &mut dyn Env, sid: &str, result: Option<&LrmResult>) {
         if let Some(result) = result {
             if result.exit_code == ExitCode::Success {
                 self.change_state(env, sid, ServiceState::Stopped, StateParams::default());
@@ -1360,15 +1200,11 @@ impl Manager {
                     return;
                 }
                 ExitCode::WrongNode => {
-                    env.log(Event::MigrationWrongNode {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::MigrationWrongNode { sid: sid.to_string() });
                     self.change_state(env, sid, ServiceState::Error, StateParams::default());
                 }
                 ExitCode::Ignored => {
-                    env.log(Event::RebalanceIgnoredAlreadyRunning {
-                        sid: sid.to_string(),
-                    });
+                    env.log(Event::RebalanceIgnoredAlreadyRunning { sid: sid.to_string() });
                     self.change_state(env, sid, requested, StateParams::node(&node));
                 }
                 code => {

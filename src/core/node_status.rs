@@ -36,10 +36,7 @@ impl NodeStatus {
     /// The state of `node`; an unknown node is recorded as `unknown`
     /// (upstream adds it to the table on first lookup).
     pub fn state(&mut self, node: &str) -> NodeState {
-        *self
-            .status
-            .entry(node.to_string())
-            .or_insert(NodeState::Unknown)
+        *self.status.entry(node.to_string()).or_insert(NodeState::Unknown)
     }
 
     pub fn set_state(&mut self, env: &mut dyn Env, node: &str, state: NodeState) {
@@ -97,12 +94,7 @@ impl NodeStatus {
     }
 
     /// Applies one round of membership and LRM modes.
-    pub fn update(
-        &mut self,
-        env: &mut dyn Env,
-        info: &NodeInfo,
-        modes: &BTreeMap<NodeName, LrmMode>,
-    ) {
+    pub fn update(&mut self, env: &mut dyn Env, info: &NodeInfo, modes: &BTreeMap<NodeName, LrmMode>) {
         let now = env.now();
         let mode_of = |node: &str| modes.get(node).copied().unwrap_or(LrmMode::Unknown);
         for (node, _) in info.online.iter().filter(|(_, online)| **online) {
@@ -113,9 +105,7 @@ impl NodeStatus {
                         self.set_state(env, node, NodeState::Maintenance);
                     }
                 }
-                NodeState::Unknown | NodeState::Gone => {
-                    self.set_state(env, node, NodeState::Online)
-                }
+                NodeState::Unknown | NodeState::Gone => self.set_state(env, node, NodeState::Online),
                 NodeState::Fence => {}
                 NodeState::Maintenance => {
                     if mode_of(node) != LrmMode::Maintenance {
@@ -161,19 +151,13 @@ impl NodeStatus {
     pub fn fence_node(&mut self, env: &mut dyn Env, node: &str) -> bool {
         if self.state(node) != NodeState::Fence {
             self.set_state(env, node, NodeState::Fence);
-            env.log(Event::FenceRequest {
-                node: node.to_string(),
-            });
+            env.log(Event::FenceRequest { node: node.to_string() });
         }
         let acknowledged = env.get_ha_agent_lock(Some(node));
         if acknowledged {
-            env.log(Event::FenceAcknowledged {
-                node: node.to_string(),
-            });
+            env.log(Event::FenceAcknowledged { node: node.to_string() });
             self.set_state(env, node, NodeState::Unknown);
-            env.log(Event::FenceSucceededNotice {
-                node: node.to_string(),
-            });
+            env.log(Event::FenceSucceededNotice { node: node.to_string() });
         }
         acknowledged
     }

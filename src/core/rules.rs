@@ -92,8 +92,7 @@ pub fn parse_node_list(text: &str) -> Result<BTreeMap<NodeName, i64>, String> {
         let (node, priority) = match entry.split_once(':') {
             Some((n, p)) => (
                 n,
-                p.parse::<i64>()
-                    .map_err(|_| format!("invalid priority in '{entry}'"))?,
+                p.parse::<i64>().map_err(|_| format!("invalid priority in '{entry}'"))?,
             ),
             None => (entry, 0),
         };
@@ -113,10 +112,7 @@ pub fn parse_node_list(text: &str) -> Result<BTreeMap<NodeName, i64>, String> {
 }
 
 fn rule_from_section(s: &Section, order: usize) -> Result<Rule, RulesError> {
-    let err = |message: String| RulesError {
-        line: s.line,
-        message,
-    };
+    let err = |message: String| RulesError { line: s.line, message };
     if !is_config_id(&s.id) {
         return Err(err(format!("invalid rule id '{}'", s.id)));
     }
@@ -147,16 +143,12 @@ fn rule_from_section(s: &Section, order: usize) -> Result<Rule, RulesError> {
         let nodes_text = s
             .get("nodes")
             .ok_or_else(|| err(format!("rule '{}': missing key 'nodes'", s.id)))?;
-        let nodes = parse_node_list(nodes_text)
-            .map_err(|e| err(format!("rule '{}': key 'nodes': {e}", s.id)))?;
+        let nodes = parse_node_list(nodes_text).map_err(|e| err(format!("rule '{}': key 'nodes': {e}", s.id)))?;
         let strict = match s.get("strict") {
             None => false,
-            Some(v) => parse_bool(v).ok_or_else(|| {
-                err(format!(
-                    "rule '{}': key 'strict': invalid boolean '{v}'",
-                    s.id
-                ))
-            })?,
+            Some(v) => {
+                parse_bool(v).ok_or_else(|| err(format!("rule '{}': key 'strict': invalid boolean '{v}'", s.id)))?
+            }
         };
         RuleKind::NodeAffinity { nodes, strict }
     } else {
@@ -207,11 +199,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
 
 /// The in-memory node-affinity rules of legacy groups: one `ha-group-<G>`
 /// per group used by at least one resource.
-pub fn rules_from_groups(
-    groups: &Groups,
-    services: &ServiceConfig,
-    first_order: usize,
-) -> Vec<Rule> {
+pub fn rules_from_groups(groups: &Groups, services: &ServiceConfig, first_order: usize) -> Vec<Rule> {
     let mut rules = Vec::new();
     for (id, group) in groups {
         let resources: BTreeSet<String> = services
@@ -273,10 +261,7 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     let enabled: Vec<Rule> = rules.iter().filter(|r| !r.disabled).cloned().collect();
     let mut errors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut blame = |rule: &Rule, message: &str| {
-        errors
-            .entry(rule.id.clone())
-            .or_default()
-            .insert(message.to_string());
+        errors.entry(rule.id.clone()).or_default().insert(message.to_string());
     };
 
     // node affinity: a resource in at most one rule
@@ -284,8 +269,7 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     for (i, a) in node_rules.iter().enumerate() {
         for b in node_rules.iter().skip(i + 1) {
             if let Some(sid) = a.resources.intersection(&b.resources).next() {
-                let message =
-                    format!("resource '{sid}' is already used in another node affinity rule");
+                let message = format!("resource '{sid}' is already used in another node affinity rule");
                 blame(a, &message);
                 blame(b, &message);
             }
@@ -294,10 +278,7 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     // resource affinity on its own
     for rule in enabled.iter().filter(|r| !r.is_node_affinity()) {
         if rule.resources.len() < 2 {
-            blame(
-                rule,
-                "rule is ineffective as there are less than two resources",
-            );
+            blame(rule, "rule is ineffective as there are less than two resources");
         }
         if rule.is_negative() && rule.resources.len() > nodes.len() {
             blame(rule, "rule defines more resources than available nodes");
@@ -323,9 +304,7 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
     // resource affinity against node affinity
     for affinity in enabled.iter().filter(|r| !r.is_node_affinity()) {
         for node_rule in &node_rules {
-            if node_rule.priorities().len() > 1
-                && !affinity.resources.is_disjoint(&node_rule.resources)
-            {
+            if node_rule.priorities().len() > 1 && !affinity.resources.is_disjoint(&node_rule.resources) {
                 blame(
                     node_rule,
                     "resources are in a resource affinity rule and cannot be in a node affinity rule with multiple priorities",
@@ -366,10 +345,7 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
             else {
                 continue;
             };
-            let shared = negative
-                .resources
-                .intersection(&node_rule.resources)
-                .count();
+            let shared = negative.resources.intersection(&node_rule.resources).count();
             if shared > 0 {
                 restricted += shared;
                 allowed_nodes.extend(rule_nodes.keys().cloned());
@@ -396,10 +372,7 @@ pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>)
             messages.push(format!("Drop rule '{id}', because {reason}."));
         }
     }
-    let kept: Vec<Rule> = enabled
-        .into_iter()
-        .filter(|r| !errors.contains_key(&r.id))
-        .collect();
+    let kept: Vec<Rule> = enabled.into_iter().filter(|r| !errors.contains_key(&r.id)).collect();
     (kept, messages)
 }
 
@@ -413,11 +386,7 @@ pub fn compile(rules: &[Rule], nodes: &[NodeName]) -> CompiledRules {
     for (_, members) in &components {
         for sid in members {
             let others: BTreeSet<String> = members.iter().filter(|m| *m != sid).cloned().collect();
-            compiled
-                .positive
-                .entry(sid.clone())
-                .or_default()
-                .extend(others);
+            compiled.positive.entry(sid.clone()).or_default().extend(others);
         }
     }
     let add_negative = |compiled: &mut CompiledRules, a: &str, b: &str| {
@@ -476,12 +445,9 @@ pub fn compile(rules: &[Rule], nodes: &[NodeName]) -> CompiledRules {
             }
         }
         for sid in resources {
-            compiled.node_affinity.insert(
-                sid,
-                NodeAffinity {
-                    nodes: allowed.clone(),
-                },
-            );
+            compiled
+                .node_affinity
+                .insert(sid, NodeAffinity { nodes: allowed.clone() });
         }
     }
     compiled
@@ -514,17 +480,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_values_are_errors_with_lines() {
-        let err = parse_rules("resource-affinity: r\n\tresources vm:1,vm:2\n\taffinity maybe\n")
-            .unwrap_err();
+        let err = parse_rules("resource-affinity: r\n\tresources vm:1,vm:2\n\taffinity maybe\n").unwrap_err();
         assert_eq!(err.line, 1);
         assert!(err.message.contains("affinity"), "{}", err.message);
-        let err = parse_rules("node-affinity: n\n\tnodes node1\n\tresources vm:1\n\tcolour red\n")
-            .unwrap_err();
-        assert!(
-            err.message.contains("unknown key 'colour'"),
-            "{}",
-            err.message
-        );
+        let err = parse_rules("node-affinity: n\n\tnodes node1\n\tresources vm:1\n\tcolour red\n").unwrap_err();
+        assert!(err.message.contains("unknown key 'colour'"), "{}", err.message);
     }
 
     #[test]

@@ -37,54 +37,52 @@ pub struct CompiledRules {
     pub negative: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// Allowed nodes and the highest-priority subset of them among `online`.
-pub fn node_affinity(
-    rules: &CompiledRules,
+/// Allowed nodes and the highest-priority subset of them among the
+/// online nodes of `usage`.
+pub fn node_affinity<'a>(
+    rules: &'a CompiledRules,
     sid: &str,
-    online: &BTreeSet<NodeName>,
-) -> (BTreeSet<NodeName>, BTreeSet<NodeName>) {
+    usage: &'a Usage,
+) -> (BTreeSet<&'a str>, BTreeSet<&'a str>) {
     let Some(rule) = rules.node_affinity.get(sid) else {
-        return (online.clone(), online.clone());
+        let online: BTreeSet<&str> = usage.online_nodes().iter().map(String::as_str).collect();
+        return (online.clone(), online);
     };
-    let allowed: BTreeSet<NodeName> = rule
+    let allowed: BTreeSet<&str> = rule
         .nodes
         .keys()
-        .filter(|n| online.contains(*n))
-        .cloned()
+        .map(String::as_str)
+        .filter(|n| usage.contains(n))
         .collect();
-    let best = allowed.iter().map(|n| rule.nodes[n]).max();
+    let best = allowed.iter().map(|n| rule.nodes[*n]).max();
     let preferred = allowed
         .iter()
+        .copied()
         .filter(|n| Some(rule.nodes[*n]) == best)
-        .cloned()
         .collect();
     (allowed, preferred)
 }
 
 /// `(together, separate)`: node counts of positive partners and the nodes
 /// of negative partners.
-fn resource_affinity(
+pub fn resource_affinity<'a>(
     rules: &CompiledRules,
     sid: &str,
-    services: &BTreeMap<String, ServiceStatus>,
-    online: &BTreeSet<NodeName>,
-) -> (BTreeMap<NodeName, usize>, BTreeSet<NodeName>) {
+    services: &'a BTreeMap<String, ServiceStatus>,
+    usage: &Usage,
+) -> (BTreeMap<&'a str, usize>, BTreeSet<&'a str>) {
     let mut together = BTreeMap::new();
     let mut separate = BTreeSet::new();
     for partner in rules.positive.get(sid).into_iter().flatten() {
-        let Some(sd) = services.get(partner) else {
-            continue;
-        };
-        let (current, target) = used_service_nodes(online, sd);
+        let Some(sd) = services.get(partner) else { continue };
+        let (current, target) = used_service_nodes(|n| usage.contains(n), sd);
         if let Some(node) = target.or(current) {
             *together.entry(node).or_insert(0) += 1;
         }
     }
     for partner in rules.negative.get(sid).into_iter().flatten() {
-        let Some(sd) = services.get(partner) else {
-            continue;
-        };
-        let (current, target) = used_service_nodes(online, sd);
+        let Some(sd) = services.get(partner) else { continue };
+        let (current, target) = used_service_nodes(|n| usage.contains(n), sd);
         separate.extend(current);
         separate.extend(target);
     }
@@ -106,49 +104,69 @@ pub fn select_service_node(
 ) -> Option<NodeName> {
     let sd = services.get(sid)?;
     let current = sd.node.as_str();
-    let online = usage.online_nodes();
-    let (allowed, mut preferred) = node_affinity(rules, sid, &online);
+    // Fast path, equivalent to the full walk below: no rule constrains the
+    // service and nothing asks it to move.
+    let unconstrained = !rules.node_affinity.contains_key(sid)
+        && !rules.positive.contains_key(sid)
+        && !rules.negative.contains_key(sid);
+    if unconstrained && preference == Preference::None && sd.maintenance_node.is_none() && usage.contains(current) {
+        return Some(current.to_string());
+    }
+    let (allowed, mut preferred) = node_affinity(rules, sid, usage);
     if preferred.is_empty() {
         return None;
     }
-    let (together, separate) = resource_affinity(rules, sid, services, &online);
+    let (together, separate) = resource_affinity(rules, sid, services, usage);
     let allowed_here = together.contains_key(current) || !separate.contains(current);
     if preference == Preference::None && !failback && allowed.contains(current) && allowed_here {
         return Some(current.to_string());
     }
     if preference == Preference::TryNext {
         for tried in sd.failed_nodes.iter().flatten() {
-            preferred.remove(tried);
+            preferred.remove(tried.as_str());
         }
     }
     preferred.retain(|n| !separate.contains(n));
-    let mut best_together: Option<(&NodeName, usize)> = None;
+    let mut best_together: Option<(&str, usize)> = None;
     for (node, count) in together.iter().filter(|(n, _)| preferred.contains(*n)) {
         if best_together.is_none_or(|(_, c)| *count > c) {
             best_together = Some((node, *count));
         }
     }
     if let Some((node, _)) = best_together {
-        preferred = BTreeSet::from([node.clone()]);
+        preferred = BTreeSet::from([node]);
     }
-    if let Some(fallback) = sd.maintenance_node.as_ref().filter(|f| preferred.contains(*f)) {
-        return Some(fallback.clone());
+    if let Some(fallback) = sd.maintenance_node.as_deref().filter(|f| preferred.contains(f)) {
+        return Some(fallback.to_string());
     }
     if preference == Preference::None && preferred.contains(current) {
         return Some(current.to_string());
     }
-    let scores = usage.score_nodes_to_start(sid).unwrap_or_else(|err| {
+    let scores = usage.node_scores(sid).unwrap_or_else(|err| {
         on_score_error(err);
-        usage.counts()
+        usage.count_scores()
     });
-    let score = |n: &NodeName| scores.get(n).copied().unwrap_or(0.0);
-    let mut nodes: Vec<&NodeName> = preferred.iter().collect();
-    nodes.sort_by(|a, b| score(a).total_cmp(&score(b)));
+    // Sorted by score, ties by name (the set is in name order and the sort
+    // is stable).
+    let mut ranked: Vec<(f64, &str)> = preferred
+        .into_iter()
+        .map(|n| {
+            (
+                usage.node_index(n).and_then(|i| scores.get(i)).copied().unwrap_or(0.0),
+                n,
+            )
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let nodes: Vec<&str> = ranked.into_iter().map(|(_, n)| n).collect();
     let current_pos = nodes.iter().position(|n| *n == current);
-    if let Some(next) = current_pos.filter(|_| preference == Preference::TryNext).and_then(|pos| nodes.get(pos + 1)) {
-        return Some((*next).clone());
+    if let Some(next) = current_pos
+        .filter(|_| preference == Preference::TryNext)
+        .and_then(|pos| nodes.get(pos + 1))
+    {
+        return Some(next.to_string());
     }
-    nodes.first().map(|n| (*n).clone())
+    nodes.first().map(|n| n.to_string())
 }
 
 #[cfg(test)]
@@ -171,10 +189,7 @@ mod tests {
         let online = nodes(&["node1", "node2"]);
         let mut services = BTreeMap::new();
         services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
-        services.insert(
-            "vm:103".to_string(),
-            status(ServiceState::Recovery, "node3"),
-        );
+        services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
         let mut usage = Usage::basic(&online);
         for (sid, sd) in &services {
             usage.set_service(sid, sd);
@@ -211,15 +226,7 @@ mod tests {
             &mut |_| {},
         );
         assert_eq!(next.as_deref(), Some("node2"));
-        let stay = select_service_node(
-            &rules,
-            &usage,
-            "fa:120",
-            true,
-            &services,
-            Preference::None,
-            &mut |_| {},
-        );
+        let stay = select_service_node(&rules, &usage, "fa:120", true, &services, Preference::None, &mut |_| {});
         assert_eq!(stay.as_deref(), Some("node1"));
     }
 
@@ -236,19 +243,13 @@ mod tests {
             },
         );
         let mut config = ServiceConfig::new();
-        let mut cd = super::super::status::ResourceConfig::new(
-            "node3",
-            super::super::types::RequestState::Started,
-        );
+        let mut cd = super::super::status::ResourceConfig::new("node3", super::super::types::RequestState::Started);
         cd.group = Some("only3".into());
         config.insert("vm:103".into(), cd);
         let all = nodes(&["node1", "node2", "node3"]);
         let rules = compile(&rules_from_groups(&groups, &config, 1), &all);
         let mut services = BTreeMap::new();
-        services.insert(
-            "vm:103".to_string(),
-            status(ServiceState::Recovery, "node3"),
-        );
+        services.insert("vm:103".to_string(), status(ServiceState::Recovery, "node3"));
         let usage = Usage::basic(&nodes(&["node1", "node2"]));
         let pick = select_service_node(
             &rules,
@@ -275,10 +276,7 @@ mod tests {
             },
         );
         let mut config = ServiceConfig::new();
-        let mut cd = super::super::status::ResourceConfig::new(
-            "node1",
-            super::super::types::RequestState::Started,
-        );
+        let mut cd = super::super::status::ResourceConfig::new("node1", super::super::types::RequestState::Started);
         cd.group = Some("prefer2".into());
         config.insert("vm:101".into(), cd);
         let all = nodes(&["node1", "node2", "node3"]);
@@ -286,15 +284,8 @@ mod tests {
         let mut services = BTreeMap::new();
         services.insert("vm:101".to_string(), status(ServiceState::Started, "node1"));
         let usage = Usage::basic(&all);
-        let with_failback = select_service_node(
-            &rules,
-            &usage,
-            "vm:101",
-            true,
-            &services,
-            Preference::None,
-            &mut |_| {},
-        );
+        let with_failback =
+            select_service_node(&rules, &usage, "vm:101", true, &services, Preference::None, &mut |_| {});
         assert_eq!(with_failback.as_deref(), Some("node2"));
         let without = select_service_node(
             &rules,

@@ -52,10 +52,7 @@ impl<'de> Deserialize<'de> for ServiceCommand {
             "migrate" => node().map(ServiceCommand::Migrate),
             "relocate" => node().map(ServiceCommand::Relocate),
             "stop" => arg
-                .and_then(|v| {
-                    v.as_i64()
-                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                })
+                .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
                 .map(ServiceCommand::Stop),
             _ => None,
         }

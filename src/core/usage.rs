@@ -4,7 +4,7 @@
 //! by auto-rebalancing.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use super::status::ServiceStatus;
 use super::types::{NodeName, ServiceState};
@@ -49,11 +49,7 @@ impl NodeStats {
     /// Adds a service as if it had just started: its maximum values count
     /// (`maxcpu == 0` means "may use the whole node").
     fn add_started(&mut self, s: &ResourceStats) {
-        self.cpu += if s.maxcpu == 0.0 {
-            self.maxcpu
-        } else {
-            s.maxcpu
-        };
+        self.cpu += if s.maxcpu == 0.0 { self.maxcpu } else { s.maxcpu };
         self.mem += s.maxmem;
     }
 
@@ -104,13 +100,28 @@ impl std::ops::Add for ResourceStats {
     }
 }
 
-/// Where a service puts load.
+/// Where a service puts load: node indices into [`Usage`]'s tables.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Placement {
-    current: Option<NodeName>,
-    target: Option<NodeName>,
+    current: Option<usize>,
+    target: Option<usize>,
     /// Confirmed running (dynamic mode counts the others at their maximum).
     running: bool,
+}
+
+impl Placement {
+    /// The nodes whose scheduler stats include this service at its maximum
+    /// values: static counts every placed service so; dynamic only those
+    /// still starting on their node or moving in.
+    fn started_on(&self, mode: CrsMode) -> impl Iterator<Item = usize> + '_ {
+        let current = match mode {
+            CrsMode::Basic => None,
+            CrsMode::Static => self.current,
+            CrsMode::Dynamic => self.current.filter(|_| !self.running),
+        };
+        let target = if mode == CrsMode::Basic { None } else { self.target };
+        current.into_iter().chain(target)
+    }
 }
 
 /// A possible rebalancing move of a bundle led by `sid`.
@@ -138,21 +149,27 @@ pub enum RebalanceMethod {
 }
 
 /// Usage of the online nodes, kept current by every service state change.
+///
+/// Nodes are addressed by index (sorted by name); each node's scheduler
+/// stats are re-summed from its services, in sid order, whenever one of
+/// them changes, so the figures never drift from a full recomputation.
 #[derive(Debug, Clone)]
 pub struct Usage {
     mode: CrsMode,
-    /// Base stats per online node (dynamic: measured usage; static: empty).
-    nodes: BTreeMap<NodeName, NodeStats>,
+    /// Online node names, sorted; positions are the node indices.
+    names: Vec<NodeName>,
+    index: BTreeMap<NodeName, usize>,
+    /// Base stats per node (dynamic: measured usage; static: empty).
+    base: Vec<NodeStats>,
+    /// Base plus the services counted at their maximum values.
+    aggregated: Vec<NodeStats>,
     /// Services counted per node (the `basic` model, and the fallback).
-    counts: BTreeMap<NodeName, i64>,
+    counts: Vec<i64>,
+    /// Services counted at their maximum on each node, with their stats,
+    /// for re-summing.
+    started: Vec<BTreeMap<String, ResourceStats>>,
     services: BTreeMap<String, Placement>,
     stats: BTreeMap<String, ResourceStats>,
-}
-
-impl Default for Usage {
-    fn default() -> Self {
-        Usage::basic(&[])
-    }
 }
 
 /// TOPSIS criteria weights: average CPU, highest CPU, average memory,
@@ -162,16 +179,8 @@ const CRITERIA_WEIGHTS: [f64; 4] = [1.0, 2.0, 5.0, 10.0];
 impl Usage {
     /// Service counts only.
     pub fn basic(online: &[NodeName]) -> Usage {
-        Usage {
-            mode: CrsMode::Basic,
-            nodes: online
-                .iter()
-                .map(|n| (n.clone(), NodeStats::default()))
-                .collect(),
-            counts: online.iter().map(|n| (n.clone(), 0)).collect(),
-            services: BTreeMap::new(),
-            stats: BTreeMap::new(),
-        }
+        let nodes = online.iter().map(|n| (n.clone(), NodeStats::default())).collect();
+        Usage::build(CrsMode::Basic, nodes, BTreeMap::new())
     }
 
     /// A resource-aware model; `nodes` holds every online node's stats and
@@ -181,11 +190,20 @@ impl Usage {
         nodes: BTreeMap<NodeName, NodeStats>,
         stats: BTreeMap<String, ResourceStats>,
     ) -> Usage {
-        let counts = nodes.keys().map(|n| (n.clone(), 0)).collect();
+        Usage::build(mode, nodes, stats)
+    }
+
+    fn build(mode: CrsMode, nodes: BTreeMap<NodeName, NodeStats>, stats: BTreeMap<String, ResourceStats>) -> Usage {
+        let names: Vec<NodeName> = nodes.keys().cloned().collect();
+        let base: Vec<NodeStats> = nodes.into_values().collect();
         Usage {
             mode,
-            nodes,
-            counts,
+            index: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
+            aggregated: base.clone(),
+            counts: vec![0; names.len()],
+            started: vec![BTreeMap::new(); names.len()],
+            base,
+            names,
             services: BTreeMap::new(),
             stats,
         }
@@ -195,46 +213,87 @@ impl Usage {
         self.mode
     }
 
-    pub fn online_nodes(&self) -> BTreeSet<NodeName> {
-        self.nodes.keys().cloned().collect()
+    /// Whether `node` is an online node of this usage.
+    pub fn contains(&self, node: &str) -> bool {
+        self.index.contains_key(node)
+    }
+
+    /// Online node names, sorted.
+    pub fn online_nodes(&self) -> &[NodeName] {
+        &self.names
     }
 
     /// Re-accounts one service from its current status.
     pub fn set_service(&mut self, sid: &str, sd: &ServiceStatus) {
         self.remove_service(sid);
-        let (current, target) = used_service_nodes(&self.online_nodes(), sd);
-        if current.is_none() && target.is_none() {
-            return;
+        let touched = self.place(sid, sd);
+        self.resum(&touched);
+    }
+
+    /// Accounts every service of a fresh usage at once (one re-sum per node).
+    pub fn set_all(&mut self, services: &BTreeMap<String, ServiceStatus>) {
+        for (sid, sd) in services {
+            self.place(sid, sd);
         }
-        for node in current.iter().chain(target.iter()) {
-            *self.counts.entry(node.clone()).or_default() += 1;
+        let all: Vec<usize> = (0..self.names.len()).collect();
+        self.resum(&all);
+    }
+
+    /// Records where a (not yet accounted) service puts load; returns the
+    /// nodes whose scheduler stats need re-summing.
+    fn place(&mut self, sid: &str, sd: &ServiceStatus) -> Vec<usize> {
+        let (current, target) = used_service_nodes(|n| self.contains(n), sd);
+        let (current, target) = (current.map(|n| self.index[n]), target.map(|n| self.index[n]));
+        if current.is_none() && target.is_none() {
+            return Vec::new();
         }
         // A service counts as running when the master saw it confirmed, or
         // when the measurements already include it; otherwise (dynamic
         // model) it is still starting and counts at its maximum.
-        let measured = self.stats.get(sid).is_some_and(|s| s.measured_running);
+        let stats = self.service_stats(sid);
         let running = if sd.state == ServiceState::Started {
-            sd.running || measured
+            sd.running || stats.measured_running
         } else {
             current.is_some()
         };
-        self.services.insert(
-            sid.to_string(),
-            Placement {
-                current,
-                target,
-                running,
-            },
-        );
+        let placement = Placement {
+            current,
+            target,
+            running,
+        };
+        for node in current.into_iter().chain(target) {
+            self.counts[node] += 1;
+        }
+        let touched: Vec<usize> = placement.started_on(self.mode).collect();
+        let sid = sid.to_string();
+        for &node in &touched {
+            self.started[node].insert(sid.clone(), stats);
+        }
+        self.services.insert(sid, placement);
+        touched
     }
 
     pub fn remove_service(&mut self, sid: &str) {
-        if let Some(p) = self.services.remove(sid) {
-            for node in p.current.iter().chain(p.target.iter()) {
-                if let Some(count) = self.counts.get_mut(node) {
-                    *count -= 1;
-                }
+        let Some(placement) = self.services.remove(sid) else {
+            return;
+        };
+        for node in placement.current.into_iter().chain(placement.target) {
+            self.counts[node] -= 1;
+        }
+        let touched: Vec<usize> = placement.started_on(self.mode).collect();
+        for &node in &touched {
+            self.started[node].remove(sid);
+        }
+        self.resum(&touched);
+    }
+
+    fn resum(&mut self, nodes: &[usize]) {
+        for &node in nodes {
+            let mut stats = self.base[node];
+            for service in self.started[node].values() {
+                stats.add_started(service);
             }
+            self.aggregated[node] = stats;
         }
     }
 
@@ -242,77 +301,62 @@ impl Usage {
         self.stats.get(sid).copied().unwrap_or_default()
     }
 
-    /// Node stats with the services placed on them, as the scheduler sees
-    /// them: static counts every placed service at its maximum; dynamic
-    /// adds only those not yet confirmed running or moving in.
-    fn aggregated(&self) -> BTreeMap<NodeName, NodeStats> {
-        let mut nodes = self.nodes.clone();
-        for (sid, p) in &self.services {
-            let s = self.service_stats(sid);
-            match self.mode {
-                CrsMode::Basic => {}
-                CrsMode::Static => {
-                    for node in p.current.iter().chain(p.target.iter()) {
-                        if let Some(n) = nodes.get_mut(node) {
-                            n.add_started(&s);
-                        }
-                    }
-                }
-                CrsMode::Dynamic => {
-                    let starting = p.current.as_ref().filter(|_| !p.running);
-                    for node in starting.into_iter().chain(p.target.iter()) {
-                        if let Some(n) = nodes.get_mut(node) {
-                            n.add_started(&s);
-                        }
-                    }
-                }
-            }
-        }
-        nodes
-    }
-
     /// Scores every online node for starting `sid`; lower is better.
     /// `Err` carries why resource scoring failed (the caller logs it and
     /// falls back to [`Usage::counts`]).
     pub fn score_nodes_to_start(&self, sid: &str) -> Result<BTreeMap<NodeName, f64>, String> {
+        let scores = self.node_scores(sid)?;
+        Ok(self.names.iter().cloned().zip(scores).collect())
+    }
+
+    /// [`Usage::score_nodes_to_start`] by node index (see
+    /// [`Usage::node_index`]).
+    pub fn node_scores(&self, sid: &str) -> Result<Vec<f64>, String> {
         if self.mode == CrsMode::Basic {
-            return Ok(self.counts());
+            return Ok(self.count_scores());
         }
         let service = self.service_stats(sid);
-        let nodes = self.aggregated();
-        let names: Vec<&NodeName> = nodes.keys().collect();
-        let matrix: Vec<[f64; 4]> = names
-            .iter()
-            .map(|candidate| {
-                criteria(nodes.iter().map(|(name, stats)| {
-                    let mut stats = *stats;
-                    if name == *candidate {
-                        stats.add_started(&service);
-                    }
-                    stats
-                }))
+        let matrix: Vec<[f64; 4]> = if self.names.len() <= EXACT_SCORING_MAX_NODES {
+            (0..self.names.len())
+                .map(|candidate| {
+                    criteria(self.aggregated.iter().enumerate().map(|(i, stats)| {
+                        let mut stats = *stats;
+                        if i == candidate {
+                            stats.add_started(&service);
+                        }
+                        stats
+                    }))
+                })
+                .collect()
+        } else {
+            criteria_each_replaced(&self.aggregated, |stats| {
+                let mut stats = *stats;
+                stats.add_started(&service);
+                stats
             })
-            .collect();
-        let scores = topsis_scores(&matrix)?;
-        Ok(names
-            .into_iter()
-            .cloned()
-            .zip(scores.into_iter().map(|s| -s))
-            .collect())
+        };
+        Ok(topsis_scores(&matrix)?.into_iter().map(|s| -s).collect())
     }
 
     /// Service counts per node as scores.
     pub fn counts(&self) -> BTreeMap<NodeName, f64> {
-        self.counts
-            .iter()
-            .map(|(n, c)| (n.clone(), *c as f64))
-            .collect()
+        self.names.iter().cloned().zip(self.count_scores()).collect()
+    }
+
+    /// Service counts by node index.
+    pub fn count_scores(&self) -> Vec<f64> {
+        self.counts.iter().map(|c| *c as f64).collect()
+    }
+
+    /// The index of an online node in score vectors.
+    pub fn node_index(&self, node: &str) -> Option<usize> {
+        self.index.get(node).copied()
     }
 
     /// Coefficient of variation of the node loads (population standard
     /// deviation over mean, not normalised; matches upstream's figures).
     pub fn imbalance(&self) -> f64 {
-        imbalance_of(self.aggregated().values().map(NodeStats::load))
+        imbalance_of(self.aggregated.iter().map(NodeStats::load))
     }
 
     /// The usage a service moves when it migrates while running.
@@ -334,10 +378,10 @@ impl Usage {
         candidates: &[MigrationCandidate],
         method: RebalanceMethod,
     ) -> Result<Option<(Migration, f64)>, String> {
-        let nodes = self.aggregated();
         let moved = |c: &MigrationCandidate| -> Vec<NodeStats> {
-            nodes
+            self.names
                 .iter()
+                .zip(&self.aggregated)
                 .map(|(name, stats)| {
                     let mut stats = *stats;
                     if *name == c.migration.source {
@@ -349,8 +393,7 @@ impl Usage {
                 })
                 .collect()
         };
-        let imbalance_after =
-            |c: &MigrationCandidate| truncate(imbalance_of(moved(c).iter().map(NodeStats::load)));
+        let imbalance_after = |c: &MigrationCandidate| truncate(imbalance_of(moved(c).iter().map(NodeStats::load)));
         match method {
             RebalanceMethod::Bruteforce => Ok(candidates
                 .iter()
@@ -360,10 +403,7 @@ impl Usage {
                 if candidates.is_empty() {
                     return Ok(None);
                 }
-                let matrix: Vec<[f64; 4]> = candidates
-                    .iter()
-                    .map(|c| criteria(moved(c).into_iter()))
-                    .collect();
+                let matrix: Vec<[f64; 4]> = candidates.iter().map(|c| criteria(moved(c).into_iter())).collect();
                 let scores = topsis_scores(&matrix)?;
                 let mut best = 0;
                 for (i, score) in scores.iter().enumerate() {
@@ -376,6 +416,48 @@ impl Usage {
             }
         }
     }
+}
+
+/// Up to this many nodes, scoring sums every candidate cluster state node
+/// by node, exactly as upstream; above it, prefix and suffix sums make
+/// scoring linear in the node count (results may differ in the last bit).
+const EXACT_SCORING_MAX_NODES: usize = 16;
+
+/// The criteria of each cluster state in which node `i` is replaced by
+/// `replace(nodes[i])`, in O(n) overall.
+fn criteria_each_replaced(nodes: &[NodeStats], replace: impl Fn(&NodeStats) -> NodeStats) -> Vec<[f64; 4]> {
+    let n = nodes.len();
+    let loads: Vec<(f64, f64)> = nodes.iter().map(|s| (s.cpu_load(), s.mem_load())).collect();
+    let mut prefix = vec![(0.0, 0.0); n + 1];
+    let mut prefix_max = vec![(0.0f64, 0.0f64); n + 1];
+    for i in 0..n {
+        let (c, m) = loads[i];
+        prefix[i + 1] = (prefix[i].0 + c * c, prefix[i].1 + m * m);
+        prefix_max[i + 1] = (prefix_max[i].0.max(c), prefix_max[i].1.max(m));
+    }
+    let mut suffix = vec![(0.0, 0.0); n + 1];
+    let mut suffix_max = vec![(0.0f64, 0.0f64); n + 1];
+    for i in (0..n).rev() {
+        let (c, m) = loads[i];
+        suffix[i] = (suffix[i + 1].0 + c * c, suffix[i + 1].1 + m * m);
+        suffix_max[i] = (suffix_max[i + 1].0.max(c), suffix_max[i + 1].1.max(m));
+    }
+    (0..n)
+        .map(|i| {
+            let new = replace(&nodes[i]);
+            let (c, m) = (new.cpu_load(), new.mem_load());
+            let sq_cpu = prefix[i].0 + c * c + suffix[i + 1].0;
+            let sq_mem = prefix[i].1 + m * m + suffix[i + 1].1;
+            let max_cpu = prefix_max[i].0.max(suffix_max[i + 1].0).max(c);
+            let max_mem = prefix_max[i].1.max(suffix_max[i + 1].1).max(m);
+            [
+                1.0 + (sq_cpu / n as f64).sqrt(),
+                1.0 + max_cpu,
+                1.0 + (sq_mem / n as f64).sqrt(),
+                1.0 + max_mem,
+            ]
+        })
+        .collect()
 }
 
 /// Drops digits beyond f64's precision so near-equal imbalances compare
@@ -400,8 +482,7 @@ fn imbalance_of(loads: impl Iterator<Item = f64>) -> f64 {
 /// the CPU loads, and the same for memory (the `1 +` keeps tiny loads from
 /// looking hugely different).
 fn criteria(nodes: impl Iterator<Item = NodeStats>) -> [f64; 4] {
-    let (mut count, mut sq_cpu, mut max_cpu, mut sq_mem, mut max_mem) =
-        (0.0, 0.0, 0.0f64, 0.0, 0.0f64);
+    let (mut count, mut sq_cpu, mut max_cpu, mut sq_mem, mut max_mem) = (0.0, 0.0, 0.0f64, 0.0, 0.0f64);
     for n in nodes {
         let (cpu, mem) = (n.cpu_load(), n.mem_load());
         count += 1.0;
@@ -464,22 +545,21 @@ fn topsis_scores(matrix: &[[f64; 4]]) -> Result<Vec<f64>, String> {
     Ok(scores)
 }
 
-/// The nodes a service occupies: `(current, target)`, each only if online.
-pub fn used_service_nodes(
-    online: &BTreeSet<NodeName>,
-    sd: &ServiceStatus,
-) -> (Option<NodeName>, Option<NodeName>) {
+/// The nodes a service occupies: `(current, target)`, each only if
+/// `online` says so.
+pub fn used_service_nodes<'a>(
+    online: impl Fn(&str) -> bool,
+    sd: &'a ServiceStatus,
+) -> (Option<&'a str>, Option<&'a str>) {
     use ServiceState::*;
     let current = match sd.state {
         Started | RequestStop | Fence | Freeze | Error | Recovery | Migrate | Relocate => {
-            online.contains(&sd.node).then(|| sd.node.clone())
+            Some(sd.node.as_str()).filter(|n| online(n))
         }
         _ => None,
     };
     let target = match sd.state {
-        Migrate | Relocate | RequestStartBalance => {
-            sd.target.clone().filter(|t| online.contains(t))
-        }
+        Migrate | Relocate | RequestStartBalance => sd.target.as_deref().filter(|t| online(t)),
         _ => None,
     };
     (current, target)
@@ -503,18 +583,9 @@ mod tests {
         let gib = (1u64 << 30) as f64;
         let mib = (1u64 << 20) as f64;
         let nodes = BTreeMap::from([
-            (
-                "node1".to_string(),
-                node(1.7, 16.0, 12334.0 * mib, 64.0 * gib),
-            ),
-            (
-                "node2".to_string(),
-                node(15.184, 16.0, 529.0 * mib, 64.0 * gib),
-            ),
-            (
-                "node3".to_string(),
-                node(5.2, 16.0, 9381.0 * mib, 64.0 * gib),
-            ),
+            ("node1".to_string(), node(1.7, 16.0, 12334.0 * mib, 64.0 * gib)),
+            ("node2".to_string(), node(15.184, 16.0, 529.0 * mib, 64.0 * gib)),
+            ("node3".to_string(), node(5.2, 16.0, 9381.0 * mib, 64.0 * gib)),
         ]);
         let usage = Usage::scheduled(CrsMode::Dynamic, nodes, BTreeMap::new());
         assert!(
@@ -526,11 +597,10 @@ mod tests {
 
     #[test]
     fn static_scoring_prefers_the_node_with_most_room() {
-        let nodes: BTreeMap<NodeName, NodeStats> =
-            [("node1", 100e9), ("node2", 200e9), ("node3", 300e9)]
-                .into_iter()
-                .map(|(n, mem)| (n.to_string(), node(0.0, 32.0, 0.0, mem)))
-                .collect();
+        let nodes: BTreeMap<NodeName, NodeStats> = [("node1", 100e9), ("node2", 200e9), ("node3", 300e9)]
+            .into_iter()
+            .map(|(n, mem)| (n.to_string(), node(0.0, 32.0, 0.0, mem)))
+            .collect();
         let stats = BTreeMap::from([(
             "vm:102".to_string(),
             ResourceStats {
@@ -550,17 +620,35 @@ mod tests {
     }
 
     #[test]
+    fn linear_scoring_matches_exact_scoring() {
+        let nodes: Vec<NodeStats> = (0..40)
+            .map(|i| node(f64::from(i % 7), 32.0, f64::from(i * 3 % 11) * 1e9, 64e9))
+            .collect();
+        let add = |s: &NodeStats| NodeStats {
+            cpu: s.cpu + 4.0,
+            mem: s.mem + 8e9,
+            ..*s
+        };
+        let fast = criteria_each_replaced(&nodes, add);
+        for (i, row) in fast.iter().enumerate() {
+            let exact = criteria(nodes.iter().enumerate().map(|(j, s)| if i == j { add(s) } else { *s }));
+            for k in 0..4 {
+                assert!(
+                    (row[k] - exact[k]).abs() < 1e-12,
+                    "node {i} criterion {k}: {} vs {}",
+                    row[k],
+                    exact[k]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn basic_scores_are_service_counts() {
         let online = vec!["node1".to_string(), "node2".to_string()];
         let mut usage = Usage::basic(&online);
-        usage.set_service(
-            "vm:1",
-            &ServiceStatus::new(ServiceState::Started, "node1", "u".into()),
-        );
-        usage.set_service(
-            "vm:2",
-            &ServiceStatus::new(ServiceState::Stopped, "node2", "u".into()),
-        );
+        usage.set_service("vm:1", &ServiceStatus::new(ServiceState::Started, "node1", "u".into()));
+        usage.set_service("vm:2", &ServiceStatus::new(ServiceState::Stopped, "node2", "u".into()));
         let scores = usage.score_nodes_to_start("vm:3").unwrap();
         assert_eq!(scores["node1"], 1.0);
         assert_eq!(scores["node2"], 0.0);

@@ -9,6 +9,7 @@
 //!                      SimEnv = one daemon's core::Env on that world
 //! ```
 
+pub mod bench;
 pub mod run;
 pub mod scenario;
 pub mod world;

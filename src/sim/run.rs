@@ -17,6 +17,8 @@ use crate::core::types::{NodeName, Time};
 use super::scenario::{CfsPart, CmdEntry, Daemon, HwCommand, Scenario};
 use super::world::{SimEnv, World};
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// Hard limit of simulated time.
 pub const MAX_SIM_TIME_SECS: Time = 10_000;
 /// The run ends this long after the last command.
@@ -127,15 +129,9 @@ impl Simulator {
                 }
                 for n in &nodes {
                     if !self.world.watchdog_ok(n) {
-                        self.hardware_command(
-                            &format!("power {n} off"),
-                            "watchdog",
-                            &power(n, false),
-                        )?;
-                        self.world.log_hw(
-                            "hardware",
-                            &format!("server '{n}' stopped by poweroff (watchdog)"),
-                        );
+                        self.hardware_command(&format!("power {n} off"), "watchdog", &power(n, false))?;
+                        self.world
+                            .log_hw("hardware", &format!("server '{n}' stopped by poweroff (watchdog)"));
                         let d = self.daemons.get_mut(n).expect("known node");
                         d.crm = None;
                         d.lrm = None;
@@ -195,26 +191,15 @@ impl Simulator {
     /// Starts a daemon iteration at the hardware time; returns its end time.
     fn begin(&mut self, node: &str, daemon: Daemon) {
         let now = self.world.now;
-        let clock = self
-            .world
-            .clocks
-            .entry((node.to_string(), daemon))
-            .or_default();
+        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
         clock.time = now;
         clock.loop_delay = 0;
     }
 
     fn end(&mut self, node: &str, daemon: Daemon) -> Result<(), SimError> {
-        let clock = self
-            .world
-            .clocks
-            .entry((node.to_string(), daemon))
-            .or_default();
+        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
         if clock.loop_delay > 300 {
-            return Err(SimError(format!(
-                "loop take too long ({} seconds)",
-                clock.loop_delay
-            )));
+            return Err(SimError(format!("loop take too long ({} seconds)", clock.loop_delay)));
         }
         clock.loop_delay = 0;
         clock.time += 1;
@@ -235,19 +220,14 @@ impl Simulator {
             return Ok(());
         }
         self.daemon_log(node, Daemon::Crm, "exit (loop end)");
-        let stop_expected =
-            std::mem::take(&mut self.daemons.get_mut(node).expect("known node").crm_stop);
+        let stop_expected = std::mem::take(&mut self.daemons.get_mut(node).expect("known node").crm_stop);
         match self.world.nodes[node].shutdown {
             Some("reboot") => {
                 self.hardware_command(&format!("power {node} off"), "reboot", &power(node, false))?;
                 self.hardware_command(&format!("power {node} on"), "reboot", &power(node, true))?;
             }
             Some(_) => {
-                self.hardware_command(
-                    &format!("power {node} off"),
-                    "shutdown",
-                    &power(node, false),
-                )?;
+                self.hardware_command(&format!("power {node} off"), "shutdown", &power(node, false))?;
             }
             None if stop_expected => {}
             None => return Err(SimError("unexpected CRM exit - not implemented".into())),
@@ -271,17 +251,13 @@ impl Simulator {
         let d = self.daemons.get_mut(node).expect("known node");
         if d.lrm_restart {
             if shutdown.is_some() {
-                return Err(SimError(
-                    "lrm restart during shutdown - not implemented".into(),
-                ));
+                return Err(SimError("lrm restart during shutdown - not implemented".into()));
             }
             d.lrm_restart = false;
             let lrm = Lrm::new(&mut self.env(node, Daemon::Lrm));
             self.daemons.get_mut(node).expect("known node").lrm = Some(lrm);
         } else if let Some(kind) = shutdown {
-            let cmd = HwCommand::CrmStop {
-                node: node.to_string(),
-            };
+            let cmd = HwCommand::CrmStop { node: node.to_string() };
             self.hardware_command(&format!("crm {node} stop"), kind, &cmd)?;
         } else {
             return Err(SimError("unexpected LRM exit - not implemented".into()));
@@ -292,22 +268,12 @@ impl Simulator {
     /// A line of a daemon's own (not an HA event): exits and power kills.
     fn daemon_log(&mut self, node: &str, daemon: Daemon, message: &str) {
         let env = self.env(node, daemon);
-        let line = super::world::render_line(
-            "info",
-            env.now(),
-            &format!("{node}/{}", daemon.as_str()),
-            message,
-        );
+        let line = super::world::render_line("info", env.now(), &format!("{node}/{}", daemon.as_str()), message);
         self.world.log.push(line);
     }
 
     /// Executes one hardware command, logged as `execute <text>` under `source`.
-    fn hardware_command(
-        &mut self,
-        text: &str,
-        source: &str,
-        command: &HwCommand,
-    ) -> Result<(), SimError> {
+    fn hardware_command(&mut self, text: &str, source: &str, command: &HwCommand) -> Result<(), SimError> {
         self.world.log_hw(source, &format!("execute {text}"));
         match command {
             HwCommand::Power { node, on } => {
@@ -334,12 +300,7 @@ impl Simulator {
                 n.shutdown = None;
             }
             HwCommand::Network { node, on } => {
-                self.world
-                    .nodes
-                    .get_mut(node)
-                    .expect("validated node")
-                    .hw
-                    .network = *on;
+                self.world.nodes.get_mut(node).expect("validated node").hw.network = *on;
             }
             HwCommand::Reboot { node } | HwCommand::Shutdown { node } => {
                 let kind = if matches!(command, HwCommand::Reboot { .. }) {
@@ -347,19 +308,12 @@ impl Simulator {
                 } else {
                     "shutdown"
                 };
-                self.world
-                    .nodes
-                    .get_mut(node)
-                    .expect("validated node")
-                    .shutdown = Some(kind);
+                self.world.nodes.get_mut(node).expect("validated node").shutdown = Some(kind);
                 self.lrm_shutdown_request(node);
             }
             HwCommand::RestartLrm { node } => {
                 if self.daemons[node].lrm.is_some() {
-                    self.daemons
-                        .get_mut(node)
-                        .expect("validated node")
-                        .lrm_restart = true;
+                    self.daemons.get_mut(node).expect("validated node").lrm_restart = true;
                     self.lrm_shutdown_request(node);
                 }
             }
@@ -388,12 +342,7 @@ impl Simulator {
                 }
             }
             HwCommand::Version { node, version } => {
-                self.world
-                    .nodes
-                    .get_mut(node)
-                    .expect("validated node")
-                    .hw
-                    .version = Some(version.clone());
+                self.world.nodes.get_mut(node).expect("validated node").hw.version = Some(version.clone());
             }
             HwCommand::ServiceState { sid, state } => {
                 if let Some(cd) = self.world.services.get_mut(sid) {
@@ -417,7 +366,7 @@ impl Simulator {
             }
             HwCommand::ServiceDelete { sid } => {
                 self.world.services.remove(sid);
-                self.world.static_stats.remove(sid);
+                self.world.stats.remove(sid);
             }
             HwCommand::ServiceLock { sid, lock } => {
                 if let Some(cd) = self.world.services.get_mut(sid) {
@@ -425,7 +374,11 @@ impl Simulator {
                 }
             }
             HwCommand::ServiceUnlock { sid, lock } => {
-                let cd = self.world.services.get_mut(sid).filter(|cd| lock.is_none() || cd.lock == *lock);
+                let cd = self
+                    .world
+                    .services
+                    .get_mut(sid)
+                    .filter(|cd| lock.is_none() || cd.lock == *lock);
                 if let Some(cd) = cd {
                     cd.lock = None;
                 }
@@ -435,30 +388,14 @@ impl Simulator {
                 maxcpu,
                 maxmem_mib,
             } => {
-                let entry = self
-                    .world
-                    .static_stats
-                    .entry(sid.clone())
-                    .or_insert_with(|| serde_json::json!({}));
-                if let Some(cpu) = maxcpu {
-                    entry["maxcpu"] = serde_json::json!(cpu);
-                }
-                if let Some(mem) = maxmem_mib {
-                    entry["maxmem"] = serde_json::json!(mem * 1024.0 * 1024.0);
-                }
+                let entry = self.world.stats.entry(sid.clone()).or_default();
+                entry.maxcpu = maxcpu.or(entry.maxcpu);
+                entry.maxmem = maxmem_mib.map(|mib| mib * MIB).or(entry.maxmem);
             }
             HwCommand::ServiceDynamicStats { sid, cpu, mem_mib } => {
-                let entry = self
-                    .world
-                    .dynamic_stats
-                    .entry(sid.clone())
-                    .or_insert_with(|| serde_json::json!({}));
-                if let Some(cpu) = cpu {
-                    entry["cpu"] = serde_json::json!(cpu);
-                }
-                if let Some(mem) = mem_mib {
-                    entry["mem"] = serde_json::json!(mem * 1024.0 * 1024.0);
-                }
+                let entry = self.world.stats.entry(sid.clone()).or_default();
+                entry.cpu = cpu.or(entry.cpu);
+                entry.mem = mem_mib.map(|mib| mib * MIB).or(entry.mem);
             }
             HwCommand::ServiceManualMigrate { sid, node } => {
                 let ignored = self

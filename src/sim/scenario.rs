@@ -42,6 +42,30 @@ pub struct NodeHardware {
     pub version: Option<String>,
 }
 
+/// A guest's resource figures; unset ones take the simulator's defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GuestStats {
+    /// Configured cores (0 = may use the whole node).
+    pub maxcpu: Option<f64>,
+    /// Configured memory in bytes.
+    pub maxmem: Option<f64>,
+    /// Measured cores in use.
+    pub cpu: Option<f64>,
+    /// Measured memory in bytes.
+    pub mem: Option<f64>,
+}
+
+impl GuestStats {
+    fn set(&mut self, key: &str, value: f64) {
+        match key {
+            "maxcpu" => self.maxcpu = Some(value),
+            "maxmem" => self.maxmem = Some(value),
+            "cpu" => self.cpu = Some(value),
+            _ => self.mem = Some(value),
+        }
+    }
+}
+
 /// One simulated hardware or admin command of the cmdlist (spec §8.3).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HwCommand {
@@ -174,8 +198,8 @@ pub struct Scenario {
     /// Placement rules (`rules_config`).
     pub rules: Vec<Rule>,
     pub datacenter: Value,
-    pub static_stats: BTreeMap<String, Value>,
-    pub dynamic_stats: BTreeMap<String, Value>,
+    /// Configured maxima and measured usage per guest.
+    pub stats: BTreeMap<String, GuestStats>,
     /// Initially running guests per node (`service_status_<node>`).
     pub running: BTreeMap<NodeName, BTreeMap<String, bool>>,
 }
@@ -238,13 +262,8 @@ impl Scenario {
             }
         };
         let manager_status = match reader.json("manager_status")? {
-            Some((_, value)) => serde_json::from_value(value).map_err(|err| {
-                reader.error(
-                    "manager_status",
-                    None,
-                    format!("invalid manager status: {err}"),
-                )
-            })?,
+            Some((_, value)) => serde_json::from_value(value)
+                .map_err(|err| reader.error("manager_status", None, format!("invalid manager status: {err}")))?,
             None => ManagerStatus::default(),
         };
         let services = match reader.json("service_config")? {
@@ -256,30 +275,39 @@ impl Scenario {
             None => Groups::new(),
         };
         let rules = match reader.text("rules_config")? {
-            Some(text) => parse_rules(&text)
-                .map_err(|e| reader.error("rules_config", Some(e.line), e.message))?,
+            Some(text) => parse_rules(&text).map_err(|e| reader.error("rules_config", Some(e.line), e.message))?,
             None => Vec::new(),
         };
-        let datacenter = reader
-            .json("datacenter.cfg")?
-            .map(|(_, v)| v)
-            .unwrap_or(Value::Null);
+        let datacenter = reader.json("datacenter.cfg")?.map(|(_, v)| v).unwrap_or(Value::Null);
         if !(datacenter.is_null() || datacenter.is_object()) {
             return Err(reader.error("datacenter.cfg", None, "expected a JSON object"));
         }
-        let static_stats = object_map(&reader, "static_service_stats")?;
-        let dynamic_stats = object_map(&reader, "dynamic_service_stats")?;
+        let mut stats: BTreeMap<String, GuestStats> = BTreeMap::new();
+        for (file, keys) in [
+            ("static_service_stats", ["maxcpu", "maxmem"]),
+            ("dynamic_service_stats", ["cpu", "mem"]),
+        ] {
+            for (sid, v) in object_map(&reader, file)? {
+                let entry = stats.entry(sid.clone()).or_default();
+                for key in keys {
+                    let Some(field) = v.get(key) else { continue };
+                    let number = field.as_f64().filter(|n| *n >= 0.0).ok_or_else(|| {
+                        reader.error(
+                            file,
+                            None,
+                            format!("service '{sid}': '{key}' must be a non-negative number"),
+                        )
+                    })?;
+                    entry.set(key, number);
+                }
+            }
+        }
         let mut running = BTreeMap::new();
         for node in hardware.keys() {
             let name = format!("service_status_{node}");
             let map: BTreeMap<String, bool> = object_map(&reader, &name)?
                 .into_iter()
-                .map(|(sid, v)| {
-                    (
-                        sid,
-                        v.as_i64().unwrap_or(0) != 0 || v.as_bool().unwrap_or(false),
-                    )
-                })
+                .map(|(sid, v)| (sid, v.as_i64().unwrap_or(0) != 0 || v.as_bool().unwrap_or(false)))
                 .collect();
             running.insert(node.clone(), map);
         }
@@ -291,8 +319,7 @@ impl Scenario {
             groups,
             rules,
             datacenter,
-            static_stats,
-            dynamic_stats,
+            stats,
             running,
         })
     }
@@ -331,10 +358,7 @@ fn default_services() -> ServiceConfig {
         ("vm:105", "node2"),
         ("vm:106", "node3"),
     ] {
-        services.insert(
-            sid.to_string(),
-            ResourceConfig::new(node, RequestState::Started),
-        );
+        services.insert(sid.to_string(), ResourceConfig::new(node, RequestState::Started));
     }
     services
 }
@@ -363,8 +387,7 @@ fn parse_hardware(
     let mut from = 0;
     for (node, d) in nodes {
         let line = line_of(text, &format!("\"{node}\""), &mut from);
-        let (Some(power), Some(network)) = (on_off(d.get("power")), on_off(d.get("network")))
-        else {
+        let (Some(power), Some(network)) = (on_off(d.get("power")), on_off(d.get("network"))) else {
             return Err(reader.error(
                 name,
                 line,
@@ -378,21 +401,14 @@ fn parse_hardware(
                 network,
                 maxcpu: d.get("maxcpu").and_then(Value::as_f64),
                 maxmem: d.get("maxmem").and_then(Value::as_f64),
-                version: d
-                    .get("pve-manager-version")
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
+                version: d.get("pve-manager-version").and_then(Value::as_str).map(str::to_string),
             },
         );
     }
     Ok(out)
 }
 
-fn parse_services(
-    reader: &Reader<'_>,
-    text: &str,
-    value: &Value,
-) -> Result<ServiceConfig, ScenarioError> {
+fn parse_services(reader: &Reader<'_>, text: &str, value: &Value) -> Result<ServiceConfig, ScenarioError> {
     let name = "service_config";
     let Value::Object(entries) = value else {
         return Err(reader.error(name, None, "expected an object of services"));
@@ -449,8 +465,7 @@ pub fn check_sim_sid(sid: &str) -> Result<(), String> {
 }
 
 fn parse_groups(reader: &Reader<'_>, text: &str) -> Result<Groups, ScenarioError> {
-    let sections =
-        section::parse(text).map_err(|e| reader.error("groups", Some(e.line), e.message))?;
+    let sections = section::parse(text).map_err(|e| reader.error("groups", Some(e.line), e.message))?;
     let mut groups = Groups::new();
     for s in sections {
         let err = |msg: String| reader.error("groups", Some(s.line), msg);
@@ -461,11 +476,7 @@ fn parse_groups(reader: &Reader<'_>, text: &str) -> Result<Groups, ScenarioError
             .get("nodes")
             .ok_or_else(|| err(format!("group '{}': missing 'nodes'", s.id)))?;
         let mut nodes = BTreeMap::new();
-        for entry in nodes_text
-            .split(',')
-            .map(str::trim)
-            .filter(|e| !e.is_empty())
-        {
+        for entry in nodes_text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (node, prio) = match entry.split_once(':') {
                 Some((n, p)) => (
                     n,
@@ -511,11 +522,7 @@ fn parse_cmdlist(
             let Some(cmd) = cmd.as_str() else {
                 return Err(reader.error(name, None, format!("command {cmd} is not a string")));
             };
-            let line = line_of(
-                text,
-                &serde_json::to_string(cmd).unwrap_or_default(),
-                &mut from,
-            );
+            let line = line_of(text, &serde_json::to_string(cmd).unwrap_or_default(), &mut from);
             let command = parse_command(cmd, hardware)
                 .map_err(|msg| reader.error(name, line, format!("command '{cmd}': {msg}")))?;
             entries.push(CmdEntry {
@@ -529,10 +536,7 @@ fn parse_cmdlist(
 }
 
 /// Parses one cmdlist command; the error says what is wrong with it.
-pub fn parse_command(
-    cmd: &str,
-    hardware: &BTreeMap<NodeName, NodeHardware>,
-) -> Result<HwCommand, String> {
+pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> Result<HwCommand, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
     let node = |name: &str| -> Result<NodeName, String> {
         if hardware.contains_key(name) {
@@ -546,10 +550,7 @@ pub fn parse_command(
         "off" => Ok(false),
         other => Err(format!("expected on or off, got '{other}'")),
     };
-    let number = |word: &str| {
-        word.parse::<f64>()
-            .map_err(|_| format!("'{word}' is not a number"))
-    };
+    let number = |word: &str| word.parse::<f64>().map_err(|_| format!("'{word}' is not a number"));
     let sid = |word: &str| check_sim_sid(word).map(|()| word.to_string());
     Ok(match words.as_slice() {
         ["power", n, s] => HwCommand::Power {
@@ -602,9 +603,7 @@ pub fn parse_command(
             version: v.to_string(),
         },
         ["delay", secs] => HwCommand::Delay {
-            secs: secs
-                .parse()
-                .map_err(|_| format!("invalid delay '{secs}'"))?,
+            secs: secs.parse().map_err(|_| format!("invalid delay '{secs}'"))?,
         },
         ["skip-round", daemon, rest @ ..] if rest.len() <= 1 => HwCommand::SkipRound {
             daemon: match *daemon {
@@ -613,17 +612,11 @@ pub fn parse_command(
                 other => return Err(format!("unknown daemon '{other}'")),
             },
             rounds: match rest.first() {
-                Some(n) => n
-                    .parse()
-                    .map_err(|_| format!("invalid round count '{n}'"))?,
+                Some(n) => n.parse().map_err(|_| format!("invalid round count '{n}'"))?,
                 None => 1,
             },
         },
-        [
-            "service",
-            s,
-            state @ ("started" | "disabled" | "stopped" | "ignored"),
-        ] => HwCommand::ServiceState {
+        ["service", s, state @ ("started" | "disabled" | "stopped" | "ignored")] => HwCommand::ServiceState {
             sid: sid(s)?,
             state: RequestState::parse(state).expect("matched above"),
         },
@@ -636,8 +629,7 @@ pub fn parse_command(
         }
         ["service", s, "stop", t] => {
             let sid = sid(s)?;
-            t.parse::<i64>()
-                .map_err(|_| format!("invalid timeout '{t}'"))?;
+            t.parse::<i64>().map_err(|_| format!("invalid timeout '{t}'"))?;
             HwCommand::ServiceQueue {
                 line: format!("stop {sid} {t}"),
                 sid,
@@ -647,9 +639,7 @@ pub fn parse_command(
             sid: sid(s)?,
             node: node(n)?,
             state: match rest.first() {
-                Some(st) => {
-                    RequestState::parse(st).ok_or_else(|| format!("invalid state '{st}'"))?
-                }
+                Some(st) => RequestState::parse(st).ok_or_else(|| format!("invalid state '{st}'"))?,
                 None => RequestState::Started,
             },
             running: rest.get(1).is_some_and(|r| *r != "0"),

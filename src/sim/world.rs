@@ -14,7 +14,7 @@ use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
 use crate::core::usage::{NodeStats, ResourceStats};
 
-use super::scenario::{Daemon, NodeHardware, Scenario};
+use super::scenario::{Daemon, GuestStats, NodeHardware, Scenario};
 
 /// Lock lifetime of the simulated cluster filesystem.
 pub const LOCK_TIMEOUT_SECS: Time = 120;
@@ -78,8 +78,7 @@ pub struct World {
     pub groups: Groups,
     pub rules: Vec<Rule>,
     pub datacenter: Value,
-    pub static_stats: BTreeMap<String, Value>,
-    pub dynamic_stats: BTreeMap<String, Value>,
+    pub stats: BTreeMap<String, GuestStats>,
     pub crm_commands: VecDeque<String>,
     /// Which guests run where.
     pub running: BTreeMap<NodeName, BTreeMap<String, bool>>,
@@ -130,8 +129,7 @@ impl World {
             groups: scenario.groups.clone(),
             rules: scenario.rules.clone(),
             datacenter: scenario.datacenter.clone(),
-            static_stats: scenario.static_stats.clone(),
-            dynamic_stats: scenario.dynamic_stats.clone(),
+            stats: scenario.stats.clone(),
             crm_commands: VecDeque::new(),
             running: scenario.running.clone(),
             locks: BTreeMap::new(),
@@ -222,10 +220,7 @@ pub struct SimEnv<'a> {
 
 impl SimEnv<'_> {
     fn clock(&mut self) -> &mut DaemonClock {
-        self.world
-            .clocks
-            .entry((self.node.clone(), self.daemon))
-            .or_default()
+        self.world.clocks.entry((self.node.clone(), self.daemon)).or_default()
     }
 
     fn cfs_rw(&self) -> Result<(), EnvError> {
@@ -263,16 +258,10 @@ impl SimEnv<'_> {
                 }
             }
             _ => {
-                self.world.locks.insert(
-                    name.to_string(),
-                    LockEntry {
-                        node: me,
-                        time: now,
-                    },
-                );
-                self.log(Event::GotLock {
-                    lock: name.to_string(),
-                });
+                self.world
+                    .locks
+                    .insert(name.to_string(), LockEntry { node: me, time: now });
+                self.log(Event::GotLock { lock: name.to_string() });
                 true
             }
         }
@@ -341,10 +330,7 @@ impl Env for SimEnv<'_> {
     }
 
     fn cluster_state_update(&mut self) -> bool {
-        self.world
-            .nodes
-            .get(&self.node)
-            .is_some_and(|n| n.cfs_update)
+        self.world.nodes.get(&self.node).is_some_and(|n| n.cfs_update)
     }
 
     fn read_manager_status(&mut self) -> Result<ManagerStatus, EnvError> {
@@ -365,9 +351,7 @@ impl Env for SimEnv<'_> {
 
     fn write_lrm_status(&mut self, status: &LrmStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world
-            .lrm_status
-            .insert(self.node.clone(), status.clone());
+        self.world.lrm_status.insert(self.node.clone(), status.clone());
         Ok(())
     }
 
@@ -376,11 +360,7 @@ impl Env for SimEnv<'_> {
         Ok(self.world.services.clone())
     }
 
-    fn set_service_request_state(
-        &mut self,
-        sid: &str,
-        state: RequestState,
-    ) -> Result<(), EnvError> {
+    fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
         self.cfs_rw()?;
         if let Some(cd) = self.world.services.get_mut(sid) {
             cd.state = state;
@@ -468,10 +448,7 @@ impl Env for SimEnv<'_> {
         if let Some(v) = number("/crs/ha-auto-rebalance-margin") {
             settings.rebalance_margin = v;
         }
-        if let Some(v) = dc
-            .pointer("/crs/ha-auto-rebalance-method")
-            .and_then(Value::as_str)
-        {
+        if let Some(v) = dc.pointer("/crs/ha-auto-rebalance-method").and_then(Value::as_str) {
             settings.rebalance_method = v.to_string();
         }
         settings
@@ -495,9 +472,8 @@ impl Env for SimEnv<'_> {
     }
 
     fn dynamic_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
-        let services = self.service_stats(true);
-        Ok(self
-            .world
+        let world = &*self.world;
+        Ok(world
             .nodes
             .iter()
             .map(|(name, n)| {
@@ -507,12 +483,11 @@ impl Env for SimEnv<'_> {
                     mem: 0.0,
                     maxmem: n.hw.maxmem.unwrap_or(DYNAMIC_DEFAULT_MAXMEM).trunc(),
                 };
-                let running = self.world.running.get(name).into_iter().flatten();
-                for (sid, _) in running.filter(|(_, on)| **on) {
-                    if let Some(s) = services.get(sid) {
-                        stats.cpu += s.cpu;
-                        stats.mem += s.mem;
-                    }
+                let running = world.running.get(name).into_iter().flatten();
+                for (sid, _) in running.filter(|(sid, on)| **on && world.services.contains_key(*sid)) {
+                    let guest = world.stats.get(sid).copied().unwrap_or_default();
+                    stats.cpu += guest.cpu.unwrap_or(DEFAULT_SERVICE_CPU);
+                    stats.mem += guest.mem.unwrap_or(DEFAULT_SERVICE_MEM).trunc();
                 }
                 (name.clone(), stats)
             })
@@ -520,33 +495,26 @@ impl Env for SimEnv<'_> {
     }
 
     fn service_stats(&mut self, dynamic: bool) -> BTreeMap<String, ResourceStats> {
-        let number =
-            |v: Option<&Value>, key: &str| v.and_then(|v| v.get(key)).and_then(Value::as_f64);
-        self.world
+        let world = &*self.world;
+        world
             .services
-            .keys()
-            .map(|sid| {
-                let fixed = self.world.static_stats.get(sid);
-                let measured = self.world.dynamic_stats.get(sid);
-                let maxcpu = number(fixed, "maxcpu").unwrap_or(DEFAULT_SERVICE_MAXCPU);
-                let maxmem = number(fixed, "maxmem")
-                    .unwrap_or(DEFAULT_SERVICE_MAXMEM)
-                    .trunc();
+            .iter()
+            .map(|(sid, cd)| {
+                let guest = world.stats.get(sid).copied().unwrap_or_default();
+                let maxcpu = guest.maxcpu.unwrap_or(DEFAULT_SERVICE_MAXCPU);
+                let maxmem = guest.maxmem.unwrap_or(DEFAULT_SERVICE_MAXMEM).trunc();
                 let stats = if dynamic {
-                    let node = self.world.services.get(sid).and_then(|cd| cd.node.as_ref());
-                    let measured_running = node
-                        .and_then(|n| self.world.running.get(n))
-                        .and_then(|m| m.get(sid))
-                        .copied()
-                        .unwrap_or(false);
+                    let running = cd
+                        .node
+                        .as_ref()
+                        .and_then(|n| world.running.get(n))
+                        .and_then(|m| m.get(sid));
                     ResourceStats {
-                        cpu: number(measured, "cpu").unwrap_or(DEFAULT_SERVICE_CPU),
+                        cpu: guest.cpu.unwrap_or(DEFAULT_SERVICE_CPU),
                         maxcpu,
-                        mem: number(measured, "mem")
-                            .unwrap_or(DEFAULT_SERVICE_MEM)
-                            .trunc(),
+                        mem: guest.mem.unwrap_or(DEFAULT_SERVICE_MEM).trunc(),
                         maxmem,
-                        measured_running,
+                        measured_running: running.copied().unwrap_or(false),
                     }
                 } else {
                     ResourceStats {
@@ -703,13 +671,9 @@ impl Env for SimEnv<'_> {
             return false;
         }
         if !online && self.running_here(sid) {
-            self.log(Event::StoppingForRelocate {
-                sid: sid.to_string(),
-            });
+            self.log(Event::StoppingForRelocate { sid: sid.to_string() });
             self.agent_shutdown(sid, None);
-            self.log(Event::ServiceStopped {
-                sid: sid.to_string(),
-            });
+            self.log(Event::ServiceStopped { sid: sid.to_string() });
         } else {
             self.sleep(2);
         }
