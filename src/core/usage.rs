@@ -547,10 +547,7 @@ fn topsis_scores(matrix: &[[f64; 4]]) -> Result<Vec<f64>, String> {
 
 /// The nodes a service occupies: `(current, target)`, each only if
 /// `online` says so.
-pub fn used_service_nodes<'a>(
-    online: impl Fn(&str) -> bool,
-    sd: &'a ServiceStatus,
-) -> (Option<&'a str>, Option<&'a str>) {
+pub fn used_service_nodes(online: impl Fn(&str) -> bool, sd: &ServiceStatus) -> (Option<&str>, Option<&str>) {
     use ServiceState::*;
     let current = match sd.state {
         Started | RequestStop | Fence | Freeze | Error | Recovery | Migrate | Relocate => {
