@@ -24,6 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the built-in demonstration (3 nodes, 6 VMs, a node failure).
+    Demo,
     /// Run one scenario directory.
     Run {
         /// Folder with cmdlist, hardware_status, service_config, ...
@@ -70,6 +72,15 @@ fn run(scenario: &Path, log: Option<&Path>) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn demo() -> Result<(), String> {
+    let mut sim = hactor::sim::Simulator::new(hactor::sim::Scenario::demo());
+    sim.run().map_err(|e| e.to_string())?;
+    for line in sim.log() {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
@@ -138,6 +149,7 @@ fn bench_round(sizes: &[String], rounds: usize) -> Result<(), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo => demo(),
         Command::Run { scenario, log } => run(&scenario, log.as_deref()),
         Command::Bench { suite, repeat } => bench(&suite, repeat),
         Command::BenchRound { sizes, rounds } => bench_round(&sizes, rounds),

@@ -325,6 +325,43 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// The built-in demonstration: upstream's default cluster (three nodes,
+    /// six VMs), a node losing its network, and its return.
+    pub fn demo() -> Scenario {
+        let hardware = default_hardware();
+        let batches: [&[&str]; 4] = [
+            &["power node1 on", "power node2 on", "power node3 on"],
+            &["network node3 off"],
+            &["service vm:101 migrate node2"],
+            &["power node3 on"],
+        ];
+        let cmdlist = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .iter()
+                    .map(|text| CmdEntry {
+                        text: text.to_string(),
+                        command: parse_command(text, &hardware).expect("built-in demo commands are valid"),
+                    })
+                    .collect()
+            })
+            .collect();
+        Scenario {
+            cmdlist,
+            hardware,
+            manager_status: ManagerStatus::default(),
+            services: default_services(),
+            groups: Groups::new(),
+            rules: Vec::new(),
+            datacenter: Value::Null,
+            stats: BTreeMap::new(),
+            running: BTreeMap::new(),
+        }
+    }
+}
+
 fn object_map(reader: &Reader<'_>, name: &str) -> Result<BTreeMap<String, Value>, ScenarioError> {
     match reader.json(name)? {
         None => Ok(BTreeMap::new()),
