@@ -12,10 +12,6 @@ use super::manager::Manager;
 use super::status::{ManagerStatus, ServiceStatus};
 use super::types::{NodeState, ServiceState};
 
-/// Rounds without any configured service before the master goes idle
-/// (about 15 minutes at 10 s per round).
-pub const CRM_MAX_ACTIVE_IDLE_ROUNDS: u32 = 90;
-
 /// CRM daemon states, in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrmState {
@@ -194,7 +190,7 @@ impl Crm {
                 }
                 return true;
             }
-            if attempt == 6 || env.now() - start > 5 {
+            if attempt == 6 || env.now() - start > env.timing().lock_retry_window {
                 break;
             }
             env.sleep(1);
@@ -247,9 +243,9 @@ impl Crm {
                     self.active_idle_rounds = 0;
                 } else {
                     self.active_idle_rounds += 1;
-                    if self.active_idle_rounds > CRM_MAX_ACTIVE_IDLE_ROUNDS {
+                    if self.active_idle_rounds > env.timing().crm_idle_rounds {
                         env.log(Event::CrmGoingIdle {
-                            rounds: CRM_MAX_ACTIVE_IDLE_ROUNDS,
+                            rounds: env.timing().crm_idle_rounds,
                         });
                         env.release_ha_manager_lock();
                         self.close_watchdog(env);

@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use super::event::Event;
+use super::agent::{AgentHost, JobSpec};
 use super::rules::Rule;
 use super::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use super::timing::Timing;
 use super::types::{NodeName, RequestState, Time};
 use super::usage::{NodeStats, ResourceStats};
 
@@ -70,13 +71,9 @@ impl Default for DatacenterSettings {
 }
 
 /// Everything a CRM, LRM or manager round may ask of the world.
-pub trait Env {
-    /// This node's name.
-    fn nodename(&self) -> &str;
+pub trait Env: AgentHost {
     /// The current time (virtual in the simulator).
     fn now(&self) -> Time;
-    /// Reports an event (log line, notification).
-    fn log(&mut self, event: Event);
 
     /// Whether this node is in the quorate partition.
     fn quorate(&mut self) -> bool;
@@ -145,12 +142,16 @@ pub trait Env {
     fn sleep(&mut self, secs: Time);
     fn sleep_until(&mut self, until: Time);
 
-    // ---- resource agents (upstream's plugins) ----
-    /// Whether a plugin exists for this service type.
-    fn agent_known(&self, kind: &str) -> bool;
-    fn agent_running(&mut self, sid: &str) -> bool;
-    fn agent_start(&mut self, sid: &str);
-    fn agent_shutdown(&mut self, sid: &str, timeout: Option<i64>);
-    /// Moves the guest to `target`; true when it left this node.
-    fn agent_migrate(&mut self, sid: &str, target: &str, online: bool) -> bool;
+    /// The core's timing constants (upstream's unless configured).
+    fn timing(&self) -> Timing {
+        Timing::UPSTREAM
+    }
+
+    /// Hands an agent action to the worker pool; only called when
+    /// [`Env::max_workers`] is above zero. The shell reports completion
+    /// through [`crate::core::lrm::Lrm::job_finished`].
+    fn spawn_job(&mut self, job: JobSpec) {
+        let _ = job;
+        unreachable!("spawn_job needs an environment with a worker pool (max_workers > 0)");
+    }
 }

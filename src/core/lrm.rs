@@ -8,14 +8,11 @@
 
 use std::collections::BTreeMap;
 
+use super::agent::{self, JobSpec};
 use super::env::{Env, WatchdogHandle};
 use super::event::Event;
 use super::status::{LrmResult, LrmStatus, ServiceStatus};
-use super::types::{ExitCode, LrmMode, NodeName, NodeState, ServiceState, Time, sid_type};
-
-/// Rounds with no service on this node before the LRM releases its lock
-/// (about 10 minutes at 10 s per round).
-pub const LRM_MAX_ACTIVE_IDLE_ROUNDS: u32 = 60;
+use super::types::{ExitCode, LrmMode, NodeName, NodeState, ServiceState, Time};
 
 /// LRM daemon states, in lifecycle order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +50,8 @@ struct Job {
     timeout: Option<i64>,
     /// How often this job was considered for a start (fairness).
     start_tries: u32,
+    /// Handed to the worker pool and not finished yet.
+    running: bool,
 }
 
 /// One node's LRM.
@@ -214,7 +213,7 @@ impl Lrm {
                 }
                 return true;
             }
-            if attempt == 6 || env.now() - start > 5 {
+            if attempt == 6 || env.now() - start > env.timing().lock_retry_window {
                 break;
             }
             env.sleep(1);
@@ -349,9 +348,9 @@ impl Lrm {
                     self.set_state(env, LrmState::WaitForAgentLock);
                 } else if !self.has_service_on_node(&me) && self.run_workers(env) == 0 {
                     self.active_idle_rounds += 1;
-                    if self.active_idle_rounds > LRM_MAX_ACTIVE_IDLE_ROUNDS {
+                    if self.active_idle_rounds > env.timing().lrm_idle_rounds {
                         env.log(Event::LrmGoingIdle {
-                            rounds: LRM_MAX_ACTIVE_IDLE_ROUNDS,
+                            rounds: env.timing().lrm_idle_rounds,
                         });
                         env.release_ha_agent_lock();
                         self.give_up_watchdog(env);
@@ -448,7 +447,8 @@ impl Lrm {
             let services = self.active_service_count(me);
             if services > 0 {
                 env.log(Event::ShutdownInLostLock { services });
-                if self.mode == LrmMode::Restart && env.now() - self.state_change_time > 90 {
+                let giveup = env.timing().lost_lock_restart_giveup;
+                if self.mode == LrmMode::Restart && env.now() - self.state_change_time > giveup {
                     env.log(Event::LostLockRestartGivingUp);
                     return false;
                 }
@@ -521,6 +521,10 @@ impl Lrm {
         if command != ServiceState::Stopped && done {
             return;
         }
+        // A running worker is never replaced; a queued one is.
+        if self.jobs.get(sid).is_some_and(|job| job.running) {
+            return;
+        }
         self.jobs.insert(
             sid.to_string(),
             Job {
@@ -529,6 +533,7 @@ impl Lrm {
                 target,
                 timeout,
                 start_tries: 0,
+                running: false,
             },
         );
     }
@@ -538,24 +543,70 @@ impl Lrm {
     /// the call (upstream's `max_workers == 0` mode, which the simulator
     /// uses); returns the jobs still pending.
     fn run_workers(&mut self, env: &mut dyn Env) -> usize {
-        let mut order: Vec<(String, u32)> = self.jobs.iter().map(|(sid, j)| (sid.clone(), j.start_tries)).collect();
+        let max_workers = env.max_workers();
+        let mut order: Vec<(String, u32)> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| !j.running)
+            .map(|(sid, j)| (sid.clone(), j.start_tries))
+            .collect();
         order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut running = self.jobs.values().filter(|j| j.running).count();
         for (sid, _) in order {
-            let Some(mut job) = self.jobs.remove(&sid) else {
-                continue;
-            };
-            job.start_tries += 1;
-            let code = self.exec_resource_agent(env, &sid, &job);
-            match job.uid.clone() {
-                Some(uid) => self.command_finished(env, &sid, uid, &job, code),
-                None => {
-                    if code != ExitCode::Success {
-                        self.shutdown_errors += 1;
-                    }
+            let spec = {
+                let Some(job) = self.jobs.get_mut(&sid) else { continue };
+                job.start_tries += 1;
+                if max_workers > 0 && running >= max_workers {
+                    continue;
                 }
+                JobSpec {
+                    sid: sid.clone(),
+                    uid: job.uid.clone(),
+                    command: job.command,
+                    target: job.target.clone(),
+                    timeout: job.timeout,
+                    config: None,
+                }
+            };
+            let config = env.read_service_config().ok().and_then(|mut c| c.remove(&sid));
+            let spec = JobSpec { config, ..spec };
+            if max_workers == 0 {
+                // Inline, as upstream's test environment: done at once.
+                let code = agent::execute(env, &spec);
+                self.job_finished(env, &sid, code);
+            } else {
+                if let Some(job) = self.jobs.get_mut(&sid) {
+                    job.running = true;
+                }
+                running += 1;
+                env.spawn_job(spec);
             }
         }
         self.jobs.len()
+    }
+
+    /// A worker finished `sid`'s job with `code` (the shell calls this for
+    /// jobs it got through [`Env::spawn_job`]). Applies the restart policy
+    /// and records the result for the master.
+    pub fn job_finished(&mut self, env: &mut dyn Env, sid: &str, code: ExitCode) {
+        let Some(job) = self.jobs.remove(sid) else { return };
+        match job.uid.clone() {
+            Some(uid) => self.command_finished(env, sid, uid, &job, code),
+            None => {
+                if code != ExitCode::Success {
+                    self.shutdown_errors += 1;
+                }
+            }
+        }
+    }
+
+    /// Sids of jobs handed to workers and not finished (for the shell).
+    pub fn running_jobs(&self) -> Vec<String> {
+        self.jobs
+            .iter()
+            .filter(|(_, j)| j.running)
+            .map(|(sid, _)| sid.clone())
+            .collect()
     }
 
     fn command_finished(&mut self, env: &mut dyn Env, sid: &str, uid: String, job: &Job, code: ExitCode) {
@@ -615,88 +666,6 @@ impl Lrm {
                 ExitCode::TryAgain
             }
             other => other,
-        }
-    }
-
-    /// Executes one command through the service's agent (upstream
-    /// `exec_resource_agent`).
-    fn exec_resource_agent(&mut self, env: &mut dyn Env, sid: &str, job: &Job) -> ExitCode {
-        let kind = sid_type(sid).to_string();
-        if !env.agent_known(&kind) {
-            env.log(Event::ServiceTypeNotImplemented { kind });
-            return ExitCode::UnknownServiceType;
-        }
-        let config = env.read_service_config().ok().and_then(|c| c.get(sid).cloned());
-        let Some(config) = config else {
-            env.log(Event::MissingResourceConfig { sid: sid.to_string() });
-            return ExitCode::UnknownService;
-        };
-        if job.command == ServiceState::Error {
-            env.log(Event::ServiceInErrorState { sid: sid.to_string() });
-            return ExitCode::Success;
-        }
-        let me = env.nodename().to_string();
-        if config.node.as_deref() != Some(me.as_str()) {
-            env.log(Event::ServiceNotOnThisNode { sid: sid.to_string() });
-            return ExitCode::WrongNode;
-        }
-        match job.command {
-            ServiceState::Started => {
-                if env.agent_running(sid) {
-                    return ExitCode::Success;
-                }
-                env.log(Event::StartingService { sid: sid.to_string() });
-                env.agent_start(sid);
-                if env.agent_running(sid) {
-                    env.log(Event::ServiceStarted { sid: sid.to_string() });
-                    ExitCode::Success
-                } else {
-                    env.log(Event::UnableToStart { sid: sid.to_string() });
-                    ExitCode::Error
-                }
-            }
-            ServiceState::RequestStop | ServiceState::Stopped => {
-                if !env.agent_running(sid) {
-                    return ExitCode::Success;
-                }
-                env.log(Event::StoppingService {
-                    sid: sid.to_string(),
-                    timeout: job.timeout,
-                });
-                env.agent_shutdown(sid, job.timeout);
-                if env.agent_running(sid) {
-                    env.log(Event::UnableToStop { sid: sid.to_string() });
-                    ExitCode::Error
-                } else {
-                    env.log(Event::ServiceStopped { sid: sid.to_string() });
-                    ExitCode::Success
-                }
-            }
-            ServiceState::Migrate | ServiceState::Relocate | ServiceState::RequestStartBalance => {
-                let Some(target) = job.target.clone() else {
-                    return ExitCode::InvalidParameter;
-                };
-                if config.node.as_deref() == Some(target.as_str()) {
-                    return ExitCode::Success;
-                }
-                if job.command == ServiceState::RequestStartBalance && env.agent_running(sid) {
-                    env.log(Event::IgnoringRebalanceRunning { sid: sid.to_string() });
-                    return ExitCode::Ignored;
-                }
-                let online = job.command == ServiceState::Migrate;
-                if env.agent_migrate(sid, &target, online) {
-                    ExitCode::Success
-                } else {
-                    env.log(Event::NotMoved { sid: sid.to_string() });
-                    ExitCode::Error
-                }
-            }
-            other => {
-                env.log(Event::ImplementMe {
-                    cmd: other.as_str().to_string(),
-                });
-                ExitCode::UnknownCommand
-            }
         }
     }
 }

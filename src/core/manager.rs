@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::env::{DatacenterSettings, Env, EnvError, NodeInfo};
 use super::event::Event;
 use super::group_migration::{GroupMigration, LrmFacts};
-use super::node_status::{FENCE_DELAY_SECS, NodeStatus};
+use super::node_status::NodeStatus;
 use super::rules::{Rule, compile, rules_from_groups, transform};
 use super::select::{CompiledRules, Preference, node_affinity, resource_affinity, select_service_node};
 use super::status::{
@@ -870,7 +870,7 @@ impl Manager {
     }
 
     fn offline_delayed(&mut self, env: &mut dyn Env, node: &str) -> bool {
-        self.nodes.is_offline_delayed(node, env.now(), FENCE_DELAY_SECS)
+        self.nodes.is_offline_delayed(node, env.now(), env.timing().fence_delay)
     }
 
     fn select(&self, env: &mut dyn Env, sid: &str, cd: &ResourceConfig, preference: Preference) -> Option<NodeName> {

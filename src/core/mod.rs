@@ -14,6 +14,7 @@
 //! and reports what it decided as typed [`event::Event`]s. The same code runs
 //! in the simulator (virtual time) and in the daemon.
 
+pub mod agent;
 pub mod crm;
 pub mod env;
 pub mod event;
@@ -24,5 +25,6 @@ pub mod node_status;
 pub mod rules;
 pub mod select;
 pub mod status;
+pub mod timing;
 pub mod types;
 pub mod usage;

@@ -8,13 +8,6 @@ use super::env::{Env, NodeInfo};
 use super::event::Event;
 use super::types::{LrmMode, NodeName, NodeState, Time};
 
-/// How long a node must have been offline before its services are fenced.
-/// Shorter than the lock lifetime, so it never lengthens a failover on its own.
-pub const FENCE_DELAY_SECS: Time = 60;
-
-/// A node missing from the membership for this long is forgotten.
-pub const GONE_NODE_DELETE_DELAY_SECS: Time = 3600;
-
 /// The master's node table.
 #[derive(Debug, Clone, Default)]
 pub struct NodeStatus {
@@ -135,7 +128,7 @@ impl NodeStatus {
                 }
                 NodeState::Fence => {}
                 NodeState::Gone => {
-                    if self.is_offline_delayed(&node, now, GONE_NODE_DELETE_DELAY_SECS) {
+                    if self.is_offline_delayed(&node, now, env.timing().gone_node_delay) {
                         env.log(Event::DeletingGoneNode { node: node.clone() });
                         self.status.remove(&node);
                     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::Value;
 
+use crate::core::agent::AgentHost;
 use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
@@ -300,24 +301,12 @@ impl SimEnv<'_> {
 }
 
 impl Env for SimEnv<'_> {
-    fn nodename(&self) -> &str {
-        &self.node
-    }
-
     fn now(&self) -> Time {
         self.world
             .clocks
             .get(&(self.node.clone(), self.daemon))
             .map(|c| c.time)
             .unwrap_or(0)
-    }
-
-    fn log(&mut self, event: Event) {
-        let level = event.level();
-        let level: String = level.as_str().chars().take(4).collect();
-        let source = format!("{}/{}", self.node, self.daemon.as_str());
-        let line = render_line(&level, self.now(), &source, &event.to_string());
-        self.world.log.push(line);
     }
 
     fn quorate(&mut self) -> bool {
@@ -603,6 +592,20 @@ impl Env for SimEnv<'_> {
         if current < until {
             clock.loop_delay += until - current;
         }
+    }
+}
+
+impl AgentHost for SimEnv<'_> {
+    fn nodename(&self) -> &str {
+        &self.node
+    }
+
+    fn log(&mut self, event: Event) {
+        let level = event.level();
+        let level: String = level.as_str().chars().take(4).collect();
+        let source = format!("{}/{}", self.node, self.daemon.as_str());
+        let line = render_line(&level, self.now(), &source, &event.to_string());
+        self.world.log.push(line);
     }
 
     fn agent_known(&self, kind: &str) -> bool {
