@@ -11,7 +11,10 @@
 //!   their module docs for status).
 
 pub mod actors;
+pub mod agents;
 pub mod config;
 pub mod core;
 pub mod net;
+pub mod node;
 pub mod sim;
+pub mod watchdog;

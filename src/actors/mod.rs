@@ -1,5 +1,186 @@
-//! The node daemon's actor tree (LockActor, CrmActor, LrmActor, WorkerPool,
-//! WatchdogActor): thin shells around [`crate::core`].
+//! The node daemon's actor tree: thin shells around [`crate::core`].
 //!
-//! Not built yet: this module is the place for it (issue "Node runtime").
-//! Until then the core runs only inside the simulator.
+//! ```text
+//!            LockActor ◄── snapshot / apply ── CrmActor, LrmActor (rounds on timers)
+//!                                                   │           │ jobs
+//!            WatchdogActor (own arbiter) ◄── arm/pet/close      ▼
+//!                 │ keepalive while every client is fresh    WorkerPool ── agents
+//!                 ▼
+//!          /dev/watchdog  or  fence guard process
+//! ```
+//!
+//! Every actor but the watchdog runs under a Supervisor: a panic inside a
+//! handler is caught ([`guarded`]) and the actor restarts behind the same
+//! address. The WatchdogActor is never restarted from under the device.
+
+pub mod lock;
+pub mod round;
+pub mod watchdog;
+pub mod worker_pool;
+
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Addr, Arbiter, Context, Message, Recipient, Supervisor};
+use tokio::sync::Semaphore;
+
+use crate::agents::Agents;
+use crate::agents::proc::ProcAgent;
+use crate::core::env::DatacenterSettings;
+use crate::node::config::{NodeConfig, WatchdogBackend};
+use crate::node::store::MemoryStore;
+use crate::watchdog::Backend;
+
+use self::lock::LockActor;
+use self::round::{CrmActor, Exited, LrmActor, RoundSettings};
+use self::watchdog::{WatchdogActor, WatchdogCmd};
+use self::worker_pool::{PoolStats, WorkerPool};
+
+/// Fault injection: make the actor panic inside a handler (tests and
+/// chaos drills). The actor restarts.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct InjectPanic;
+
+/// Runs `f`, turning a panic into a logged stop of the actor, which its
+/// Supervisor then restarts (an uncaught panic would kill it for good).
+pub fn guarded<A, F>(ctx: &mut Context<A>, name: &str, f: F)
+where
+    A: Actor<Context = Context<A>>,
+    F: FnOnce(),
+{
+    if std::panic::catch_unwind(AssertUnwindSafe(f)).is_err() {
+        tracing::error!("{name}: handler panicked, restarting actor");
+        ctx.stop();
+    }
+}
+
+/// How to build a node besides its configuration.
+pub struct NodeOptions {
+    /// The watchdog backend; `None` builds the configured one.
+    pub backend: Option<Box<dyn Backend>>,
+    /// Program that runs `fence-guard` (the `hactor` binary).
+    pub guard_program: PathBuf,
+    /// Extra agents (tests), besides the built-in `proc` agent.
+    pub agents: Agents,
+    /// Receives [`Exited`] when the CRM or LRM exits.
+    pub exited: Recipient<Exited>,
+    pub datacenter: DatacenterSettings,
+}
+
+/// The running actors of a node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub store: MemoryStore,
+    pub lock: Addr<LockActor>,
+    pub watchdog: Addr<WatchdogActor>,
+    pub pool: Addr<WorkerPool>,
+    pub crm: Addr<CrmActor>,
+    pub lrm: Addr<LrmActor>,
+    pub pool_stats: Arc<PoolStats>,
+    pub proc_agent: Arc<ProcAgent>,
+}
+
+/// Builds the configured watchdog backend; a missing device is an error,
+/// never a silent fallback.
+pub fn build_backend(config: &NodeConfig, guard_program: &std::path::Path) -> std::io::Result<Box<dyn Backend>> {
+    let timeout = Duration::from_millis(config.timings.watchdog_device_timeout_ms);
+    match config.watchdog {
+        WatchdogBackend::Device => {
+            let device = crate::watchdog::device::Device::open(&config.watchdog_device, timeout.as_secs().max(1))?;
+            Ok(Box::new(device))
+        }
+        WatchdogBackend::Process => {
+            let log = Some(config.state_dir.join("fence.log"));
+            Ok(Box::new(crate::watchdog::process::GuardProcess::spawn(
+                guard_program,
+                timeout,
+                log,
+            )?))
+        }
+    }
+}
+
+/// Starts the actor tree of one node (inside a running actix System).
+pub fn start_node(config: &NodeConfig, store: MemoryStore, options: NodeOptions) -> std::io::Result<NodeHandle> {
+    let backend = match options.backend {
+        Some(backend) => backend,
+        None => build_backend(config, &options.guard_program)?,
+    };
+    let timings = config.timings;
+    let watchdog_arbiter = Arbiter::new();
+    let client_timeout = Duration::from_millis(timings.watchdog_client_timeout_ms);
+    let tick = Duration::from_millis(timings.watchdog_tick_ms);
+    let watchdog = WatchdogActor::start_in_arbiter(&watchdog_arbiter.handle(), move |_| {
+        WatchdogActor::new(backend, client_timeout, tick)
+    });
+    // The arbiter lives as long as the system; its handle is kept by actix.
+    std::mem::forget(watchdog_arbiter);
+
+    let node = config.node.clone();
+    let lock = {
+        let (node, store) = (node.clone(), store.clone());
+        Supervisor::start(move |_| LockActor::new(node, store))
+    };
+    let watchdog_for_groups = watchdog.clone();
+    let proc_agent = Arc::new(ProcAgent::new(
+        config.proc_services.clone(),
+        Some(config.state_dir.join("proc")),
+        Arc::new(move |pgid, started| {
+            let cmd = if started {
+                WatchdogCmd::Track(pgid)
+            } else {
+                WatchdogCmd::Untrack(pgid)
+            };
+            watchdog_for_groups.do_send(cmd);
+        }),
+    ));
+    let mut agents = options.agents;
+    agents.register("proc", proc_agent.clone());
+
+    let settings = |max_workers| RoundSettings {
+        node: node.clone(),
+        round: timings.round(),
+        lease_ms: timings.lease_ms,
+        timing: timings.core(),
+        max_workers,
+        datacenter: options.datacenter.clone(),
+    };
+    let slots = Arc::new(Semaphore::new(config.max_worker));
+    let pool_stats = Arc::new(PoolStats::default());
+    let exited = options.exited;
+
+    // The LRM and the pool refer to each other: the pool learns the LRM's
+    // address at creation, the LRM the pool's right after.
+    let lrm = {
+        let (settings, lock, watchdog, exited) = (
+            settings(config.max_worker),
+            lock.clone(),
+            watchdog.clone(),
+            exited.clone(),
+        );
+        Supervisor::start(move |_| LrmActor::new(settings, lock, watchdog, None, exited))
+    };
+    let pool = {
+        let (node, agents, slots, stats) = (node.clone(), agents.clone(), slots.clone(), pool_stats.clone());
+        let results = lrm.clone().recipient();
+        Supervisor::start(move |_| WorkerPool::new(node, agents, slots, results, stats))
+    };
+    lrm.do_send(round::SetPool(pool.clone()));
+    let crm = {
+        let (settings, lock, watchdog) = (settings(0), lock.clone(), watchdog.clone());
+        Supervisor::start(move |_| CrmActor::new(settings, lock, watchdog, None, exited))
+    };
+    Ok(NodeHandle {
+        store,
+        lock,
+        watchdog,
+        pool,
+        crm,
+        lrm,
+        pool_stats,
+        proc_agent,
+    })
+}

@@ -449,6 +449,12 @@ pub enum Event {
         sid: String,
     },
     LiveMigrateFallback,
+    /// A resource agent reported why an action failed.
+    AgentFailed {
+        sid: String,
+        action: &'static str,
+        error: String,
+    },
 }
 
 impl Event {
@@ -513,7 +519,8 @@ impl Event {
             | ServiceNotOnThisNode { .. }
             | NotMoved { .. }
             | ImplementMe { .. }
-            | GuestLocked { .. } => Level::Err,
+            | GuestLocked { .. }
+            | AgentFailed { .. } => Level::Err,
             RestartInMaintenance => Level::Garbled,
             _ => Level::Info,
         }
@@ -885,6 +892,7 @@ impl fmt::Display for Event {
                 write!(f, "service {sid} - end {task} to node '{target}'")
             }
             StoppingForRelocate { sid } => write!(f, "stopping service {sid} (relocate)"),
+            AgentFailed { sid, action, error } => write!(f, "service '{sid}' {action} failed - {error}"),
             LiveMigrateFallback => {
                 write!(f, "unable to live migrate running container, fallback to relocate")
             }

@@ -28,3 +28,4 @@ pub mod status;
 pub mod timing;
 pub mod types;
 pub mod usage;
+pub mod watchdog;

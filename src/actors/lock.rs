@@ -1,0 +1,88 @@
+//! LockActor: the node's face of the cluster store. Hands out snapshots
+//! (with quorum and membership) and applies batches of operations (lease
+//! acquisitions and renewals, status writes). Leases live in the store,
+//! not in the actor, so a restart of the actor loses nothing.
+
+use std::collections::BTreeMap;
+
+use actix::{Actor, Context, Handler, Message, MessageResult, Supervised};
+
+use crate::core::types::NodeName;
+use crate::node::store::{ClusterState, MemoryStore, Op, Reply, StoreError};
+
+use super::{InjectPanic, guarded};
+
+/// A consistent view of the store for one round.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub state: ClusterState,
+    pub quorate: bool,
+    pub members: BTreeMap<NodeName, bool>,
+}
+
+/// Asks for a [`Snapshot`].
+#[derive(Message)]
+#[rtype(result = "Snapshot")]
+pub struct GetSnapshot;
+
+/// Applies operations in order.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Reply>, StoreError>")]
+pub struct ApplyOps(pub Vec<Op>);
+
+/// Holds the store handle.
+pub struct LockActor {
+    node: NodeName,
+    store: MemoryStore,
+}
+
+impl LockActor {
+    pub fn new(node: NodeName, store: MemoryStore) -> LockActor {
+        LockActor { node, store }
+    }
+}
+
+impl Actor for LockActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+impl Supervised for LockActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(node = %self.node, "LockActor restarting");
+    }
+}
+
+impl Handler<GetSnapshot> for LockActor {
+    type Result = MessageResult<GetSnapshot>;
+
+    fn handle(&mut self, _msg: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
+        let quorate = self.store.quorate();
+        // The in-process store knows one member: this node.
+        let members = BTreeMap::from([(self.node.clone(), true)]);
+        MessageResult(Snapshot {
+            state: self.store.snapshot(),
+            quorate,
+            members,
+        })
+    }
+}
+
+impl Handler<ApplyOps> for LockActor {
+    type Result = Result<Vec<Reply>, StoreError>;
+
+    fn handle(&mut self, msg: ApplyOps, _ctx: &mut Context<Self>) -> Self::Result {
+        self.store.apply(msg.0)
+    }
+}
+
+impl Handler<InjectPanic> for LockActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
+        guarded(ctx, "LockActor", || panic!("injected fault"));
+    }
+}

@@ -1,0 +1,145 @@
+//! WorkerPool: runs resource-agent actions off the actor threads, never
+//! more than `max_worker` at once (the rest wait in FIFO order), and sends
+//! each result to the LRM keyed by service and uid.
+//!
+//! The concurrency bound is a semaphore created once per node and shared
+//! with every incarnation of the actor, and each job reports straight to
+//! the LRM: a restart of the pool neither loses an in-flight result nor
+//! lets more than `max_worker` actions run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use actix::{Actor, Context, Handler, Message, Recipient, Supervised};
+use tokio::sync::Semaphore;
+
+use crate::agents::{Agents, WorkerHost};
+use crate::core::agent::{self, JobSpec};
+use crate::core::event::Event;
+use crate::core::types::{ExitCode, NodeName};
+
+use super::{InjectPanic, guarded};
+
+/// Run one job.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RunJob {
+    pub spec: JobSpec,
+    pub fencing_token: u64,
+}
+
+/// A job finished.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct JobDone {
+    pub sid: String,
+    pub uid: Option<String>,
+    pub code: ExitCode,
+    pub events: Vec<Event>,
+    /// Set when the service moved to another node.
+    pub moved_to: Option<NodeName>,
+}
+
+/// Counters shared by every incarnation of the pool (for tests and status).
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub running: AtomicUsize,
+    pub max_seen: AtomicUsize,
+    pub finished: AtomicUsize,
+}
+
+pub struct WorkerPool {
+    node: NodeName,
+    agents: Agents,
+    slots: Arc<Semaphore>,
+    results: Recipient<JobDone>,
+    stats: Arc<PoolStats>,
+}
+
+impl WorkerPool {
+    pub fn new(
+        node: NodeName,
+        agents: Agents,
+        slots: Arc<Semaphore>,
+        results: Recipient<JobDone>,
+        stats: Arc<PoolStats>,
+    ) -> WorkerPool {
+        WorkerPool {
+            node,
+            agents,
+            slots,
+            results,
+            stats,
+        }
+    }
+}
+
+impl Actor for WorkerPool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Supervised for WorkerPool {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!(node = %self.node, "WorkerPool restarting");
+    }
+}
+
+impl Handler<RunJob> for WorkerPool {
+    type Result = ();
+
+    fn handle(&mut self, msg: RunJob, _ctx: &mut Context<Self>) {
+        let (node, agents, slots, results, stats) = (
+            self.node.clone(),
+            self.agents.clone(),
+            self.slots.clone(),
+            self.results.clone(),
+            self.stats.clone(),
+        );
+        actix_rt::spawn(async move {
+            let Ok(_permit) = slots.acquire_owned().await else {
+                return;
+            };
+            let now_running = stats.running.fetch_add(1, Ordering::SeqCst) + 1;
+            stats.max_seen.fetch_max(now_running, Ordering::SeqCst);
+            let spec = msg.spec.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let mut host = WorkerHost {
+                    node,
+                    agents: &agents,
+                    fencing_token: msg.fencing_token,
+                    events: Vec::new(),
+                    moved_to: None,
+                };
+                let code = agent::execute(&mut host, &msg.spec);
+                (code, host.events, host.moved_to)
+            })
+            .await;
+            stats.running.fetch_sub(1, Ordering::SeqCst);
+            stats.finished.fetch_add(1, Ordering::SeqCst);
+            let (code, events, moved_to) = outcome.unwrap_or_else(|panic| {
+                let event = Event::AgentFailedToExecute { sid: spec.sid.clone() };
+                tracing::error!("resource agent of {} panicked: {panic}", spec.sid);
+                (ExitCode::Other(-1), vec![event], None)
+            });
+            results.do_send(JobDone {
+                sid: spec.sid,
+                uid: spec.uid,
+                code,
+                events,
+                moved_to,
+            });
+        });
+    }
+}
+
+impl Handler<InjectPanic> for WorkerPool {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
+        guarded(ctx, "WorkerPool", || panic!("injected fault"));
+    }
+}

@@ -1,0 +1,228 @@
+//! `hactor`: the per-node HA daemon.
+//!
+//! - `hactor --config <file>`: run the node (CRM, LRM, worker pool,
+//!   watchdog, store) until SIGTERM; SIGHUP re-reads the configuration.
+//! - `hactor fence-guard ...`: the separate fence guard process of the
+//!   `process` watchdog backend (started by the daemon itself).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler};
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use hactor::actors::round::{Exited, ShutdownRequest};
+use hactor::actors::watchdog::WatchdogShutdown;
+use hactor::actors::{NodeOptions, start_node};
+use hactor::core::env::DatacenterSettings;
+use hactor::core::types::RequestState;
+use hactor::core::watchdog::Client;
+use hactor::node::config::{LogFormat, NodeConfig};
+use hactor::node::store::{MemoryStore, Op, StoredResource};
+
+#[derive(Parser)]
+#[command(
+    name = "hactor",
+    version,
+    about = "High-availability cluster resource manager: the node daemon"
+)]
+struct Cli {
+    /// Node configuration file (TOML).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Override the configured log format.
+    #[arg(long, value_parser = ["plain", "json"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Internal: the fence guard of the `process` watchdog backend.
+    #[command(hide = true)]
+    FenceGuard {
+        #[arg(long)]
+        timeout_ms: u64,
+        #[arg(long)]
+        daemon_pid: i32,
+        #[arg(long)]
+        log: Option<PathBuf>,
+    },
+}
+
+/// Collects the exits of the CRM and LRM.
+struct ExitWatcher(mpsc::UnboundedSender<Client>);
+
+impl Actor for ExitWatcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<Exited> for ExitWatcher {
+    type Result = ();
+
+    fn handle(&mut self, msg: Exited, _ctx: &mut Context<Self>) {
+        let _ = self.0.send(msg.0);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HACTOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Plain => builder.with_ansi(false).init(),
+    }
+}
+
+/// Whether the node itself is going down, `(shutdown, reboot)`, from the
+/// service manager's queued jobs (as upstream does); `(false, false)`
+/// without systemd, which makes SIGTERM a daemon restart.
+fn node_shutdown() -> (bool, bool) {
+    let output = std::process::Command::new("systemctl")
+        .args(["--full", "--no-legend", "list-jobs"])
+        .output();
+    let Ok(output) = output else { return (false, false) };
+    let text = String::from_utf8_lossy(&output.stdout);
+    let has = |target: &str| text.lines().any(|l| l.split_whitespace().nth(1) == Some(target));
+    let reboot = has("reboot.target");
+    (reboot || has("shutdown.target"), reboot)
+}
+
+/// Seeds a fresh store with the resources the configuration declares.
+fn seed(store: &MemoryStore, config: &NodeConfig) -> Result<(), String> {
+    if !store.snapshot().resources.is_empty() {
+        return Ok(());
+    }
+    let ops = config
+        .resources
+        .iter()
+        .map(|(sid, r)| Op::PutResource {
+            sid: sid.clone(),
+            resource: StoredResource {
+                node: Some(config.node.clone()),
+                state: RequestState::parse(&r.state).unwrap_or(RequestState::Started),
+                max_restart: r.max_restart,
+                max_relocate: r.max_relocate,
+                failback: r.failback,
+                group: None,
+                comment: r.comment.clone(),
+            },
+        })
+        .collect::<Vec<_>>();
+    if ops.is_empty() {
+        return Ok(());
+    }
+    store.apply(ops).map(|_| ()).map_err(|e| e.to_string())
+}
+
+async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
+    let store = MemoryStore::open(&config.state_dir).map_err(|e| e.to_string())?;
+    seed(&store, &config)?;
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let watcher = ExitWatcher(exit_tx).start();
+    let guard_program = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let options = NodeOptions {
+        backend: None,
+        guard_program,
+        agents: hactor::agents::Agents::new(),
+        exited: watcher.recipient(),
+        datacenter: DatacenterSettings::default(),
+    };
+    let node = start_node(&config, store, options).map_err(|e| e.to_string())?;
+    tracing::info!(node = %config.node, profile = ?config.profile, "hactor started");
+
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => match NodeConfig::load(&config_path) {
+                Ok(new) => {
+                    node.proc_agent.set_services(new.proc_services.clone());
+                    if new.timings != config.timings || new.node != config.node || new.watchdog != config.watchdog {
+                        tracing::warn!("configuration reloaded; timing, node name and watchdog changes need a restart");
+                    } else {
+                        tracing::info!("configuration reloaded");
+                    }
+                }
+                Err(e) => tracing::error!("configuration reload refused, keeping the old one - {e}"),
+            },
+        }
+    }
+    let going_down = node_shutdown();
+    tracing::info!(shutdown = going_down.0, reboot = going_down.1, "shutdown requested");
+    // The LRM goes first: it needs the master to freeze or move its
+    // services (upstream orders its units the same way; the other order
+    // deadlocks a single node).
+    node.lrm.do_send(ShutdownRequest(going_down));
+    let mut exited = Vec::new();
+    while exited.len() < 2 {
+        tokio::select! {
+            client = exit_rx.recv() => match client {
+                Some(Client::Lrm) => {
+                    exited.push(Client::Lrm);
+                    node.crm.do_send(ShutdownRequest(going_down));
+                }
+                Some(client) => exited.push(client),
+                None => break,
+            },
+            _ = terminate.recv() => tracing::warn!("still shutting down (services are being stopped or frozen)"),
+        }
+    }
+    let disarmed = node.watchdog.send(WatchdogShutdown).await.unwrap_or(false);
+    tracing::info!(disarmed, "hactor stopped");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::FenceGuard {
+        timeout_ms,
+        daemon_pid,
+        log,
+    }) = cli.command
+    {
+        let options = hactor::watchdog::guard::GuardOptions {
+            timeout: Duration::from_millis(timeout_ms),
+            daemon_pid,
+            log,
+        };
+        return ExitCode::from(u8::try_from(hactor::watchdog::guard::main(options)).unwrap_or(1));
+    }
+    let Some(config_path) = cli.config else {
+        eprintln!("hactor: --config <file> is required (see config/hactor.example.toml)");
+        return ExitCode::from(2);
+    };
+    let config = match NodeConfig::load(&config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hactor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let format = match cli.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Plain,
+        None => config.log_format,
+    };
+    init_logging(format);
+    let system = actix::System::new();
+    match system.block_on(run(config_path, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("hactor: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

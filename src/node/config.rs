@@ -1,0 +1,456 @@
+//! The node daemon's configuration (`hactor --config <file>`, TOML).
+//!
+//! Parsed strictly: unknown keys are errors, every error names the file
+//! and, where TOML knows it, the line. Validation refuses configurations
+//! that break the safety inequality of the design (§3):
+//!
+//! ```text
+//! lease ≥ round (renew interval) + watchdog client timeout
+//!         + watchdog device timeout + margin
+//! ```
+//!
+//! A node that cannot renew its lease stops petting its watchdog; the
+//! inequality guarantees its watchdog fired (and its services died) before
+//! anybody else can take the lease over and recover them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::core::timing::Timing;
+
+/// A configuration problem, with the file it is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Timing profiles: `pve` reproduces upstream's constants, `fast` (the
+/// default) aims at failover within about 8 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    Pve,
+    Fast,
+}
+
+/// Which watchdog fences this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WatchdogBackend {
+    /// A kernel watchdog device (`/dev/watchdog`): resets the machine.
+    Device,
+    /// A separate guard process that kills the node's services and the
+    /// daemon when feeding stops (containers, CI, laptops).
+    Process,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Plain,
+    Json,
+}
+
+/// Effective timing, all in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timings {
+    /// One CRM/LRM round; also the lease renewal interval.
+    pub round_ms: u64,
+    /// Lock lease lifetime.
+    pub lease_ms: u64,
+    /// Offline time before a node's services are fenced.
+    pub fence_delay_ms: u64,
+    /// A watchdog client not heard from this long stops the feeding.
+    pub watchdog_client_timeout_ms: u64,
+    /// Hardware (or guard) timeout once feeding stopped.
+    pub watchdog_device_timeout_ms: u64,
+    /// Slack for clock-rate error and message delay.
+    pub margin_ms: u64,
+    /// Watchdog feeding interval.
+    pub watchdog_tick_ms: u64,
+}
+
+impl Timings {
+    pub fn of(profile: Profile) -> Timings {
+        match profile {
+            Profile::Pve => Timings {
+                round_ms: 10_000,
+                lease_ms: 120_000,
+                fence_delay_ms: 60_000,
+                watchdog_client_timeout_ms: 60_000,
+                watchdog_device_timeout_ms: 10_000,
+                margin_ms: 10_000,
+                watchdog_tick_ms: 1_000,
+            },
+            Profile::Fast => Timings {
+                round_ms: 1_000,
+                lease_ms: 6_000,
+                fence_delay_ms: 2_000,
+                watchdog_client_timeout_ms: 2_000,
+                watchdog_device_timeout_ms: 1_000,
+                margin_ms: 1_000,
+                watchdog_tick_ms: 200,
+            },
+        }
+    }
+
+    /// The safety inequality; `Err` explains which side is short.
+    pub fn check_safety(&self) -> Result<(), String> {
+        let needed = self.round_ms + self.watchdog_client_timeout_ms + self.watchdog_device_timeout_ms + self.margin_ms;
+        if self.lease_ms < needed {
+            return Err(format!(
+                "unsafe timing: lease_ms ({}) must be at least round_ms ({}) + watchdog_client_timeout_ms ({}) \
+                 + watchdog_device_timeout_ms ({}) + margin_ms ({}) = {needed}, or a node could be recovered \
+                 elsewhere before its watchdog fenced it",
+                self.lease_ms,
+                self.round_ms,
+                self.watchdog_client_timeout_ms,
+                self.watchdog_device_timeout_ms,
+                self.margin_ms
+            ));
+        }
+        if self.round_ms == 0 || self.watchdog_tick_ms == 0 {
+            return Err("round_ms and watchdog_tick_ms must be positive".into());
+        }
+        if self.watchdog_tick_ms >= self.watchdog_client_timeout_ms {
+            return Err(format!(
+                "watchdog_tick_ms ({}) must be shorter than watchdog_client_timeout_ms ({})",
+                self.watchdog_tick_ms, self.watchdog_client_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The core's timing: delays in whole seconds (rounded up, never
+    /// shorter than configured), idle limits in rounds.
+    pub fn core(&self) -> Timing {
+        let secs = |ms: u64| i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX);
+        Timing {
+            fence_delay: secs(self.fence_delay_ms),
+            ..Timing::UPSTREAM
+        }
+    }
+
+    pub fn round(&self) -> Duration {
+        Duration::from_millis(self.round_ms)
+    }
+}
+
+/// Optional overrides of the profile's timing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimingOverrides {
+    round_ms: Option<u64>,
+    lease_ms: Option<u64>,
+    fence_delay_ms: Option<u64>,
+    watchdog_client_timeout_ms: Option<u64>,
+    watchdog_device_timeout_ms: Option<u64>,
+    margin_ms: Option<u64>,
+    watchdog_tick_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchdogSection {
+    backend: WatchdogBackend,
+    #[serde(default)]
+    device: Option<PathBuf>,
+}
+
+/// An HA resource declared in the node configuration; it seeds the store
+/// of a fresh node (the cluster store and `ha-manager` own them after).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedResource {
+    /// `started`, `stopped`, `disabled` or `ignored`.
+    #[serde(default = "default_state")]
+    pub state: String,
+    #[serde(default = "one")]
+    pub max_restart: u32,
+    #[serde(default = "one")]
+    pub max_relocate: u32,
+    #[serde(default = "yes")]
+    pub failback: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+fn default_state() -> String {
+    "started".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service run by the built-in `proc` agent.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcService {
+    /// Program to run.
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_secs: u64,
+}
+
+fn default_stop_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    node: String,
+    state_dir: PathBuf,
+    #[serde(default)]
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    peers: BTreeMap<String, SocketAddr>,
+    #[serde(default)]
+    socket: Option<PathBuf>,
+    #[serde(default)]
+    profile: Option<Profile>,
+    #[serde(default)]
+    timing: TimingOverrides,
+    watchdog: WatchdogSection,
+    #[serde(default)]
+    max_worker: Option<usize>,
+    #[serde(default)]
+    log_format: Option<LogFormat>,
+    /// HA resources that seed an empty in-process store.
+    #[serde(default)]
+    resource: BTreeMap<String, SeedResource>,
+    /// `proc:<name>` services: what to run.
+    #[serde(default)]
+    proc: BTreeMap<String, ProcService>,
+}
+
+/// The validated node configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub node: String,
+    pub state_dir: PathBuf,
+    pub listen: Option<SocketAddr>,
+    pub peers: BTreeMap<String, SocketAddr>,
+    pub socket: PathBuf,
+    pub profile: Profile,
+    pub timings: Timings,
+    pub watchdog: WatchdogBackend,
+    pub watchdog_device: PathBuf,
+    pub max_worker: usize,
+    pub log_format: LogFormat,
+    pub resources: BTreeMap<String, SeedResource>,
+    pub proc_services: BTreeMap<String, ProcService>,
+}
+
+/// Default client socket of the local daemon.
+pub const DEFAULT_SOCKET: &str = "/run/hactor/hactor.sock";
+
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+impl NodeConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        NodeConfig::parse(&text).map_err(|message| ConfigError {
+            file: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<NodeConfig, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| text[..span.start].matches('\n').count() + 1);
+            let message = e.message().trim().to_string();
+            match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            }
+        })?;
+        if !valid_node_name(&raw.node) {
+            return Err(format!(
+                "node: invalid node name '{}' (letters, digits and '-')",
+                raw.node
+            ));
+        }
+        for peer in raw.peers.keys() {
+            if !valid_node_name(peer) {
+                return Err(format!("peers: invalid node name '{peer}'"));
+            }
+            if *peer == raw.node {
+                return Err(format!("peers: '{peer}' is this node; list the other nodes only"));
+            }
+        }
+        let profile = raw.profile.unwrap_or(Profile::Fast);
+        let base = Timings::of(profile);
+        let o = &raw.timing;
+        let timings = Timings {
+            round_ms: o.round_ms.unwrap_or(base.round_ms),
+            lease_ms: o.lease_ms.unwrap_or(base.lease_ms),
+            fence_delay_ms: o.fence_delay_ms.unwrap_or(base.fence_delay_ms),
+            watchdog_client_timeout_ms: o.watchdog_client_timeout_ms.unwrap_or(base.watchdog_client_timeout_ms),
+            watchdog_device_timeout_ms: o.watchdog_device_timeout_ms.unwrap_or(base.watchdog_device_timeout_ms),
+            margin_ms: o.margin_ms.unwrap_or(base.margin_ms),
+            watchdog_tick_ms: o.watchdog_tick_ms.unwrap_or(base.watchdog_tick_ms),
+        };
+        timings.check_safety()?;
+        let max_worker = raw.max_worker.unwrap_or(4);
+        if max_worker == 0 {
+            return Err("max_worker: must be at least 1".into());
+        }
+        if raw.watchdog.backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
+            return Err("watchdog.device: only meaningful with backend = \"device\"".into());
+        }
+        for (sid, seed) in &raw.resource {
+            if crate::core::types::split_sid(sid).is_none() {
+                return Err(format!(
+                    "resource.\"{sid}\": invalid service id (expected <type>:<name>)"
+                ));
+            }
+            if crate::core::types::RequestState::parse(&seed.state).is_none() {
+                return Err(format!("resource.\"{sid}\".state: invalid state '{}'", seed.state));
+            }
+            if let Some(("proc", name)) = crate::core::types::split_sid(sid)
+                && !raw.proc.contains_key(name)
+            {
+                return Err(format!(
+                    "resource.\"{sid}\": no [proc.{name}] section defines what to run"
+                ));
+            }
+        }
+        for (name, service) in &raw.proc {
+            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ':') {
+                return Err(format!("proc.{name}: invalid service name"));
+            }
+            if service.command.trim().is_empty() {
+                return Err(format!("proc.{name}.command: must not be empty"));
+            }
+        }
+        Ok(NodeConfig {
+            node: raw.node,
+            state_dir: raw.state_dir,
+            listen: raw.listen,
+            peers: raw.peers,
+            socket: raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
+            profile,
+            timings,
+            watchdog: raw.watchdog.backend,
+            watchdog_device: raw.watchdog.device.unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
+            max_worker,
+            log_format: raw.log_format.unwrap_or(LogFormat::Plain),
+            resources: raw.resource,
+            proc_services: raw.proc,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node = "node1"
+state_dir = "/tmp/hactor-node1"
+[watchdog]
+backend = "process"
+"#;
+
+    #[test]
+    fn defaults_are_the_fast_profile() {
+        let config = NodeConfig::parse(GOOD).unwrap();
+        assert_eq!(config.profile, Profile::Fast);
+        assert_eq!(config.timings, Timings::of(Profile::Fast));
+        assert_eq!(config.max_worker, 4);
+        assert_eq!(config.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert!(Timings::of(Profile::Pve).check_safety().is_ok());
+        assert_eq!(Timings::of(Profile::Pve).core(), Timing::UPSTREAM);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_clear_message() {
+        let cases: &[(&str, &str)] = &[
+            ("node = \"n1\"\n", "missing field `state_dir`"),
+            (&format!("colour = \"red\"\n{GOOD}"), "unknown field `colour`"),
+            (&GOOD.replace("node1", "node 1"), "invalid node name 'node 1'"),
+            (&GOOD.replace("\"process\"", "\"magic\""), "unknown variant `magic`"),
+            (&format!("max_worker = 0\n{GOOD}"), "max_worker: must be at least 1"),
+            (
+                &format!("profile = \"fast\"\n{GOOD}\n[timing]\nlease_ms = 3000\n"),
+                "unsafe timing: lease_ms (3000)",
+            ),
+            (
+                &format!("{GOOD}\n[timing]\nwatchdog_tick_ms = 5000\n"),
+                "watchdog_tick_ms (5000) must be shorter",
+            ),
+            (
+                &format!("{GOOD}\n[timing]\nround_msec = 1\n"),
+                "unknown field `round_msec`",
+            ),
+            (
+                &format!("{GOOD}device = \"/dev/watchdog1\"\n"),
+                "only meaningful with backend = \"device\"",
+            ),
+            (
+                &format!("{GOOD}\n[peers]\nnode1 = \"127.0.0.1:7000\"\n"),
+                "'node1' is this node",
+            ),
+            (
+                &format!("{GOOD}\n[proc.web]\ncommand = \"\"\n"),
+                "proc.web.command: must not be empty",
+            ),
+            (&format!("listen = \"nowhere\"\n{GOOD}"), "invalid socket address"),
+            (&format!("{GOOD}\n[resource.\"proc:web\"]\n"), "no [proc.web] section"),
+            (&format!("{GOOD}\n[resource.\"web\"]\n"), "invalid service id"),
+            (
+                &format!("{GOOD}\n[proc.web]\ncommand = \"x\"\n[resource.\"proc:web\"]\nstate = \"on\"\n"),
+                "invalid state 'on'",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = NodeConfig::parse(text).expect_err(expected);
+            assert!(err.contains(expected), "expected '{expected}' in '{err}'");
+        }
+    }
+
+    #[test]
+    fn errors_carry_the_line() {
+        let err = NodeConfig::parse("node = \"n1\"\nstate_dir = \"/x\"\n[watchdog]\nbackend = 7\n").unwrap_err();
+        assert!(err.starts_with("line 4:"), "{err}");
+    }
+}

@@ -1,0 +1,380 @@
+//! The daemon's [`Env`]: one CRM or LRM round over a snapshot of the
+//! cluster store.
+//!
+//! Reads come from the snapshot (with this round's own writes applied, so
+//! the round reads its writes); writes, lease operations, watchdog calls
+//! and worker jobs go to an ordered outbox that the actor carries out
+//! after the round. A watchdog pet in the outbox counts only if the lease
+//! acquisition just before it is confirmed by the store: the watchdog is
+//! never fed on an unconfirmed renewal.
+
+use std::collections::BTreeMap;
+
+use crate::core::agent::{AgentHost, JobSpec};
+use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
+use crate::core::event::Event;
+use crate::core::rules::{Rule, parse_rules};
+use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use crate::core::timing::Timing;
+use crate::core::types::{NodeName, RequestState, Time};
+use crate::core::usage::{NodeStats, ResourceStats};
+use crate::core::watchdog::Client;
+
+use super::store::{ClusterState, Op};
+
+/// Something the round wants done, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    Store(Op),
+    /// Arm the watchdog client (first lease, or after a restart).
+    WatchdogArm,
+    /// Pet it: valid only if the preceding lease acquisition succeeds.
+    WatchdogPet,
+    /// Magic close.
+    WatchdogClose,
+    /// Run an agent action in the worker pool.
+    Job(JobSpec),
+}
+
+/// What a round needs besides the snapshot.
+#[derive(Debug, Clone)]
+pub struct RoundContext {
+    pub node: NodeName,
+    pub client: Client,
+    pub now_ms: u64,
+    pub quorate: bool,
+    /// Cluster members and whether each is online.
+    pub members: BTreeMap<NodeName, bool>,
+    pub lease_ms: u64,
+    pub timing: Timing,
+    pub max_workers: usize,
+    pub datacenter: DatacenterSettings,
+    /// Set when the node itself is going down (`(shutdown, reboot)`).
+    pub node_shutdown: (bool, bool),
+}
+
+/// One round's environment.
+pub struct RoundEnv<'a> {
+    pub ctx: &'a RoundContext,
+    pub state: &'a mut ClusterState,
+    pub outbox: Vec<Outgoing>,
+    pub events: Vec<Event>,
+}
+
+impl<'a> RoundEnv<'a> {
+    pub fn new(ctx: &'a RoundContext, state: &'a mut ClusterState) -> RoundEnv<'a> {
+        RoundEnv {
+            ctx,
+            state,
+            outbox: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, op: Op) -> Result<(), EnvError> {
+        if !self.ctx.quorate {
+            return Err(EnvError("cluster not quorate - store is read-only".into()));
+        }
+        self.state.apply(op.clone());
+        self.outbox.push(Outgoing::Store(op));
+        Ok(())
+    }
+
+    fn acquire(&mut self, lock: String) -> bool {
+        if !self.ctx.quorate || !self.state.lock_available(&lock, &self.ctx.node, self.ctx.now_ms) {
+            return false;
+        }
+        let first = self.state.leases.get(&lock).is_none_or(|l| l.holder != self.ctx.node);
+        let op = Op::Acquire {
+            lock: lock.clone(),
+            holder: self.ctx.node.clone(),
+            now_ms: self.ctx.now_ms,
+            lease_ms: self.ctx.lease_ms,
+        };
+        self.state.apply(op.clone());
+        self.outbox.push(Outgoing::Store(op));
+        if first {
+            self.events.push(Event::GotLock { lock });
+        }
+        true
+    }
+
+    fn release(&mut self, lock: String) -> bool {
+        if !self.ctx.quorate {
+            return false;
+        }
+        let op = Op::Release {
+            lock,
+            holder: self.ctx.node.clone(),
+        };
+        self.state.apply(op.clone());
+        self.outbox.push(Outgoing::Store(op));
+        true
+    }
+}
+
+impl AgentHost for RoundEnv<'_> {
+    fn nodename(&self) -> &str {
+        &self.ctx.node
+    }
+
+    fn log(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    // Agents run in the worker pool (`spawn_job`), never inside a round.
+    fn agent_known(&self, _kind: &str) -> bool {
+        true
+    }
+
+    fn agent_running(&mut self, _sid: &str) -> bool {
+        false
+    }
+
+    fn agent_start(&mut self, _sid: &str) {}
+
+    fn agent_shutdown(&mut self, _sid: &str, _timeout: Option<i64>) {}
+
+    fn agent_migrate(&mut self, _sid: &str, _target: &str, _online: bool) -> bool {
+        false
+    }
+}
+
+impl Env for RoundEnv<'_> {
+    fn now(&self) -> Time {
+        i64::try_from(self.ctx.now_ms / 1000).unwrap_or(i64::MAX)
+    }
+
+    fn quorate(&mut self) -> bool {
+        self.ctx.quorate
+    }
+
+    fn node_info(&mut self) -> NodeInfo {
+        if self.ctx.quorate {
+            NodeInfo {
+                online: self.ctx.members.clone(),
+                quorate: true,
+            }
+        } else {
+            NodeInfo {
+                online: self.ctx.members.keys().map(|n| (n.clone(), false)).collect(),
+                quorate: false,
+            }
+        }
+    }
+
+    fn cluster_state_update(&mut self) -> bool {
+        true
+    }
+
+    fn read_manager_status(&mut self) -> Result<ManagerStatus, EnvError> {
+        Ok(self.state.manager_status.clone())
+    }
+
+    fn write_manager_status(&mut self, status: &ManagerStatus) -> Result<(), EnvError> {
+        self.write(Op::WriteManagerStatus(status.clone()))
+    }
+
+    fn read_lrm_status(&mut self, node: &str) -> Result<Option<LrmStatus>, EnvError> {
+        Ok(self.state.lrm_status.get(node).cloned())
+    }
+
+    fn write_lrm_status(&mut self, status: &LrmStatus) -> Result<(), EnvError> {
+        let node = self.ctx.node.clone();
+        self.write(Op::WriteLrmStatus {
+            node,
+            status: status.clone(),
+        })
+    }
+
+    fn read_service_config(&mut self) -> Result<ServiceConfig, EnvError> {
+        Ok(self.state.service_config())
+    }
+
+    fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
+        self.write(Op::SetRequestState {
+            sid: sid.to_string(),
+            state,
+        })
+    }
+
+    fn steal_service(&mut self, sid: &str, _from: &str, to: &str) {
+        // Refused only without quorum, which the master cannot be in.
+        let _ = self.write(Op::MoveService {
+            sid: sid.to_string(),
+            node: to.to_string(),
+        });
+    }
+
+    fn remove_locks(&mut self, _sid: &str, _locks: &[&str]) -> Option<String> {
+        None
+    }
+
+    fn read_groups(&mut self) -> Result<Groups, EnvError> {
+        Ok(self.state.groups())
+    }
+
+    fn read_rules(&mut self) -> Result<Vec<Rule>, EnvError> {
+        parse_rules(&self.state.rules_cfg).map_err(|e| EnvError(format!("rules.cfg: {e}")))
+    }
+
+    fn write_rules(&mut self, _rules: &[Rule]) -> Result<(), EnvError> {
+        Err(EnvError(
+            "rule updates need the cluster store of the cluster layer".into(),
+        ))
+    }
+
+    fn drop_resource_groups(&mut self, _failback: &BTreeMap<String, bool>) -> Result<(), EnvError> {
+        Err(EnvError(
+            "group migration needs the cluster store of the cluster layer".into(),
+        ))
+    }
+
+    fn delete_groups(&mut self) -> Result<(), EnvError> {
+        Err(EnvError(
+            "group migration needs the cluster store of the cluster layer".into(),
+        ))
+    }
+
+    fn node_version(&mut self, _node: &str) -> Option<String> {
+        Some(env!("CARGO_PKG_VERSION").to_string())
+    }
+
+    fn datacenter_settings(&mut self) -> DatacenterSettings {
+        self.ctx.datacenter.clone()
+    }
+
+    fn static_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
+        Err(EnvError("node statistics are not published yet".into()))
+    }
+
+    fn dynamic_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
+        Err(EnvError("node statistics are not published yet".into()))
+    }
+
+    fn service_stats(&mut self, _dynamic: bool) -> BTreeMap<String, ResourceStats> {
+        BTreeMap::new()
+    }
+
+    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError> {
+        if self.state.crm_commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let commands: Vec<String> = self.state.crm_commands.iter().cloned().collect();
+        self.write(Op::TakeCrmCommands)?;
+        Ok(commands)
+    }
+
+    fn any_pending_crm_command(&mut self) -> bool {
+        !self.state.crm_commands.is_empty()
+    }
+
+    fn get_ha_manager_lock(&mut self) -> bool {
+        self.acquire("ha_manager_lock".into())
+    }
+
+    fn release_ha_manager_lock(&mut self) -> bool {
+        self.release("ha_manager_lock".into())
+    }
+
+    fn get_ha_agent_lock(&mut self, node: Option<&str>) -> bool {
+        let node = node.unwrap_or(&self.ctx.node).to_string();
+        self.acquire(format!("ha_agent_{node}_lock"))
+    }
+
+    fn release_ha_agent_lock(&mut self) -> bool {
+        let lock = format!("ha_agent_{}_lock", self.ctx.node);
+        self.release(lock)
+    }
+
+    fn watchdog_open(&mut self) -> WatchdogHandle {
+        self.outbox.push(Outgoing::WatchdogArm);
+        1
+    }
+
+    fn watchdog_update(&mut self, _handle: WatchdogHandle) {
+        self.outbox.push(Outgoing::WatchdogPet);
+    }
+
+    fn watchdog_close(&mut self, _handle: WatchdogHandle) {
+        self.outbox.push(Outgoing::WatchdogClose);
+    }
+
+    fn is_node_shutdown(&mut self) -> (bool, bool) {
+        self.ctx.node_shutdown
+    }
+
+    fn max_workers(&self) -> usize {
+        self.ctx.max_workers
+    }
+
+    fn sleep(&mut self, _secs: Time) {}
+
+    fn sleep_until(&mut self, _until: Time) {}
+
+    fn timing(&self) -> Timing {
+        self.ctx.timing
+    }
+
+    fn spawn_job(&mut self, job: JobSpec) {
+        self.outbox.push(Outgoing::Job(job));
+    }
+}
+
+/// Decides, for the outbox of one round, which watchdog operations stand:
+/// `granted[i]` tells whether store op `i` (in outbox order) was applied
+/// (for an acquisition: granted). A pet or arm right after a refused
+/// acquisition is dropped.
+pub fn confirmed_watchdog_ops(outbox: &[Outgoing], granted: &[bool]) -> Vec<Outgoing> {
+    let mut ops = Vec::new();
+    let mut store_index = 0;
+    let mut last_acquire_ok = false;
+    for item in outbox {
+        match item {
+            Outgoing::Store(op) => {
+                let ok = granted.get(store_index).copied().unwrap_or(false);
+                if matches!(op, Op::Acquire { .. }) {
+                    last_acquire_ok = ok;
+                }
+                store_index += 1;
+            }
+            Outgoing::WatchdogArm | Outgoing::WatchdogPet => {
+                if last_acquire_ok {
+                    ops.push(item.clone());
+                }
+            }
+            Outgoing::WatchdogClose => ops.push(item.clone()),
+            Outgoing::Job(_) => {}
+        }
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pets_after_refused_acquisitions_are_dropped() {
+        let acquire = Outgoing::Store(Op::Acquire {
+            lock: "l".into(),
+            holder: "n".into(),
+            now_ms: 0,
+            lease_ms: 1,
+        });
+        let outbox = vec![
+            acquire.clone(),
+            Outgoing::WatchdogPet,
+            acquire,
+            Outgoing::WatchdogPet,
+            Outgoing::WatchdogClose,
+        ];
+        let ops = confirmed_watchdog_ops(&outbox, &[true, false]);
+        assert_eq!(ops, vec![Outgoing::WatchdogPet, Outgoing::WatchdogClose]);
+        assert_eq!(
+            confirmed_watchdog_ops(&outbox[..2], &[]),
+            vec![],
+            "no reply means not confirmed"
+        );
+    }
+}

@@ -1,0 +1,421 @@
+//! The cluster store's state machine: everything the HA stack shares
+//! (configuration, manager status, LRM status per node, the CRM command
+//! queue, lease locks) and the operations that change it.
+//!
+//! [`ClusterState::apply`] is deterministic: lock times come from the
+//! proposer (`now_ms` in the operation), never from a clock read here, so
+//! the same log of operations gives the same state on every replica. The
+//! in-process [`MemoryStore`] applies operations directly; the replicated
+//! store of the cluster layer applies the same operations through
+//! consensus.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use crate::core::types::{NodeName, RequestState};
+
+/// A lease lock: who holds it until when (milliseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: NodeName,
+    pub expires_ms: u64,
+}
+
+/// Resource settings that go into the store (resources.cfg content).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredResource {
+    pub node: Option<NodeName>,
+    pub state: RequestState,
+    pub max_restart: u32,
+    pub max_relocate: u32,
+    pub failback: bool,
+    pub group: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// Everything the HA stack shares.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub resources: BTreeMap<String, StoredResource>,
+    #[serde(default)]
+    pub groups_cfg: BTreeMap<String, StoredGroup>,
+    /// rules.cfg text.
+    #[serde(default)]
+    pub rules_cfg: String,
+    pub manager_status: ManagerStatus,
+    pub lrm_status: BTreeMap<NodeName, LrmStatus>,
+    pub crm_commands: VecDeque<String>,
+    pub leases: BTreeMap<String, Lease>,
+    /// Strictly increasing per service: bumped on every placement, handed
+    /// to agents as the fencing token.
+    #[serde(default)]
+    pub epochs: BTreeMap<String, u64>,
+}
+
+/// A legacy group as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredGroup {
+    pub nodes: BTreeMap<NodeName, i64>,
+    pub restricted: bool,
+    pub nofailback: bool,
+    pub comment: Option<String>,
+}
+
+/// One change to the shared state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Op {
+    /// Take or renew `lock` for `holder` until `now_ms + lease_ms`.
+    Acquire {
+        lock: String,
+        holder: NodeName,
+        now_ms: u64,
+        lease_ms: u64,
+    },
+    /// Give up `lock` if `holder` holds it.
+    Release {
+        lock: String,
+        holder: NodeName,
+    },
+    WriteManagerStatus(ManagerStatus),
+    WriteLrmStatus {
+        node: NodeName,
+        status: LrmStatus,
+    },
+    /// Take every queued CRM command (the master consumes them).
+    TakeCrmCommands,
+    QueueCrmCommand(String),
+    SetRequestState {
+        sid: String,
+        state: RequestState,
+    },
+    /// Move a service's home node (recovery after fencing, migration).
+    MoveService {
+        sid: String,
+        node: NodeName,
+    },
+    PutResource {
+        sid: String,
+        resource: StoredResource,
+    },
+    RemoveResource {
+        sid: String,
+    },
+}
+
+/// What applying an operation gave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Done,
+    /// The lock is now held until `expires_ms`.
+    Granted {
+        expires_ms: u64,
+    },
+    /// Somebody else holds the lock.
+    Held {
+        holder: NodeName,
+        expires_ms: u64,
+    },
+    Commands(Vec<String>),
+    NotFound,
+}
+
+impl ClusterState {
+    /// Whether `holder` may take `lock` at `now_ms`: it is free, expired,
+    /// or already theirs.
+    pub fn lock_available(&self, lock: &str, holder: &str, now_ms: u64) -> bool {
+        match self.leases.get(lock) {
+            None => true,
+            Some(lease) => lease.holder == holder || now_ms > lease.expires_ms,
+        }
+    }
+
+    /// Applies one operation (deterministic; no clock reads).
+    pub fn apply(&mut self, op: Op) -> Reply {
+        match op {
+            Op::Acquire {
+                lock,
+                holder,
+                now_ms,
+                lease_ms,
+            } => {
+                if !self.lock_available(&lock, &holder, now_ms) {
+                    let lease = &self.leases[&lock];
+                    return Reply::Held {
+                        holder: lease.holder.clone(),
+                        expires_ms: lease.expires_ms,
+                    };
+                }
+                // A renewal never shortens a lease (a new leader or a slow
+                // clock must not cut somebody's fencing window short).
+                let previous = self
+                    .leases
+                    .get(&lock)
+                    .filter(|l| l.holder == holder)
+                    .map(|l| l.expires_ms);
+                let expires_ms = (now_ms + lease_ms).max(previous.unwrap_or(0));
+                self.leases.insert(lock, Lease { holder, expires_ms });
+                Reply::Granted { expires_ms }
+            }
+            Op::Release { lock, holder } => {
+                if self.leases.get(&lock).is_some_and(|l| l.holder == holder) {
+                    self.leases.remove(&lock);
+                }
+                Reply::Done
+            }
+            Op::WriteManagerStatus(status) => {
+                for (sid, sd) in &status.service_status {
+                    let old = self.manager_status.service_status.get(sid);
+                    let placed_anew = old.is_none_or(|o| o.node != sd.node || o.state != sd.state);
+                    if placed_anew {
+                        *self.epochs.entry(sid.clone()).or_insert(0) += 1;
+                    }
+                }
+                self.manager_status = status;
+                Reply::Done
+            }
+            Op::WriteLrmStatus { node, status } => {
+                self.lrm_status.insert(node, status);
+                Reply::Done
+            }
+            Op::TakeCrmCommands => Reply::Commands(self.crm_commands.drain(..).collect()),
+            Op::QueueCrmCommand(line) => {
+                self.crm_commands.push_back(line);
+                Reply::Done
+            }
+            Op::SetRequestState { sid, state } => match self.resources.get_mut(&sid) {
+                Some(resource) => {
+                    resource.state = state;
+                    Reply::Done
+                }
+                None => Reply::NotFound,
+            },
+            Op::MoveService { sid, node } => match self.resources.get_mut(&sid) {
+                Some(resource) => {
+                    resource.node = Some(node);
+                    Reply::Done
+                }
+                None => Reply::NotFound,
+            },
+            Op::PutResource { sid, resource } => {
+                self.resources.insert(sid, resource);
+                Reply::Done
+            }
+            Op::RemoveResource { sid } => {
+                self.resources.remove(&sid);
+                Reply::Done
+            }
+        }
+    }
+
+    /// The resources as the core reads them.
+    pub fn service_config(&self) -> ServiceConfig {
+        self.resources
+            .iter()
+            .map(|(sid, r)| {
+                let cd = crate::core::status::ResourceConfig {
+                    node: r.node.clone(),
+                    state: r.state,
+                    max_restart: r.max_restart,
+                    max_relocate: r.max_relocate,
+                    failback: r.failback,
+                    group: r.group.clone(),
+                    lock: None,
+                    comment: r.comment.clone(),
+                };
+                (sid.clone(), cd)
+            })
+            .collect()
+    }
+
+    /// Legacy groups as the core reads them.
+    pub fn groups(&self) -> Groups {
+        self.groups_cfg
+            .iter()
+            .map(|(id, g)| {
+                let group = crate::core::status::GroupConfig {
+                    nodes: g.nodes.clone(),
+                    restricted: g.restricted,
+                    nofailback: g.nofailback,
+                    comment: g.comment.clone(),
+                };
+                (id.clone(), group)
+            })
+            .collect()
+    }
+}
+
+/// The in-process store of a single node: a mutex-guarded state persisted
+/// (atomically, as JSON) under the node's state directory after every
+/// batch of changes.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<StoreInner>>,
+}
+
+#[derive(Debug)]
+struct StoreInner {
+    state: ClusterState,
+    path: Option<PathBuf>,
+    quorate: bool,
+}
+
+impl MemoryStore {
+    /// A store persisted to `dir/store.json` (loaded when present).
+    pub fn open(dir: &Path) -> std::io::Result<MemoryStore> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("store.json");
+        let state = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| std::io::Error::other(format!("{}: corrupt store: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterState::default(),
+            Err(e) => return Err(e),
+        };
+        Ok(MemoryStore {
+            inner: Arc::new(Mutex::new(StoreInner {
+                state,
+                path: Some(path),
+                quorate: true,
+            })),
+        })
+    }
+
+    /// A volatile store (tests).
+    pub fn volatile(state: ClusterState) -> MemoryStore {
+        MemoryStore {
+            inner: Arc::new(Mutex::new(StoreInner {
+                state,
+                path: None,
+                quorate: true,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StoreInner> {
+        // A panic while holding the lock leaves a consistent state: apply
+        // mutates only through whole-value assignments.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn snapshot(&self) -> ClusterState {
+        self.lock().state.clone()
+    }
+
+    pub fn quorate(&self) -> bool {
+        self.lock().quorate
+    }
+
+    /// Fault injection: a single-node store is always quorate unless told.
+    pub fn set_quorate(&self, quorate: bool) {
+        self.lock().quorate = quorate;
+    }
+
+    /// Applies a batch; fails without changing anything when not quorate.
+    pub fn apply(&self, ops: Vec<Op>) -> Result<Vec<Reply>, StoreError> {
+        let mut inner = self.lock();
+        if !inner.quorate {
+            return Err(StoreError::NoQuorum);
+        }
+        let replies = ops.into_iter().map(|op| inner.state.apply(op)).collect();
+        if let Some(path) = inner.path.clone() {
+            persist(&path, &inner.state).map_err(|e| StoreError::Io(e.to_string()))?;
+        }
+        Ok(replies)
+    }
+}
+
+fn persist(path: &Path, state: &ClusterState) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_vec(state).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&text)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// Why a write was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("cluster not quorate")]
+    NoQuorum,
+    #[error("store write failed - {0}")]
+    Io(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acquire(lock: &str, holder: &str, now_ms: u64) -> Op {
+        Op::Acquire {
+            lock: lock.into(),
+            holder: holder.into(),
+            now_ms,
+            lease_ms: 6000,
+        }
+    }
+
+    #[test]
+    fn leases_are_exclusive_until_they_expire() {
+        let mut state = ClusterState::default();
+        assert_eq!(
+            state.apply(acquire("ha_agent_node1_lock", "node1", 1000)),
+            Reply::Granted { expires_ms: 7000 }
+        );
+        assert_eq!(
+            state.apply(acquire("ha_agent_node1_lock", "node2", 7000)),
+            Reply::Held {
+                holder: "node1".into(),
+                expires_ms: 7000
+            },
+            "not before the lease ran out"
+        );
+        assert_eq!(
+            state.apply(acquire("ha_agent_node1_lock", "node2", 7001)),
+            Reply::Granted { expires_ms: 13001 }
+        );
+    }
+
+    #[test]
+    fn renewal_never_shortens_a_lease() {
+        let mut state = ClusterState::default();
+        state.apply(acquire("l", "a", 10_000));
+        assert_eq!(
+            state.apply(acquire("l", "a", 1_000)),
+            Reply::Granted { expires_ms: 16_000 }
+        );
+    }
+
+    #[test]
+    fn store_refuses_writes_without_quorum_and_persists_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::open(dir.path()).unwrap();
+        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
+        store.set_quorate(false);
+        assert_eq!(store.apply(vec![Op::TakeCrmCommands]), Err(StoreError::NoQuorum));
+        let reopened = MemoryStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.snapshot().crm_commands, VecDeque::from(["arm-ha".to_string()]));
+    }
+
+    #[test]
+    fn epochs_increase_on_every_placement() {
+        let mut state = ClusterState::default();
+        let mut ms = ManagerStatus::default();
+        let sd = |node: &str| {
+            crate::core::status::ServiceStatus::new(crate::core::types::ServiceState::Started, node, "u".into())
+        };
+        ms.service_status.insert("vm:100".into(), sd("node1"));
+        state.apply(Op::WriteManagerStatus(ms.clone()));
+        state.apply(Op::WriteManagerStatus(ms.clone()));
+        assert_eq!(state.epochs["vm:100"], 1, "an unchanged placement keeps its token");
+        ms.service_status.insert("vm:100".into(), sd("node2"));
+        state.apply(Op::WriteManagerStatus(ms));
+        assert_eq!(state.epochs["vm:100"], 2);
+    }
+}
