@@ -83,6 +83,8 @@ impl Handler<InjectPanic> for LockActor {
     type Result = ();
 
     fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
-        guarded(ctx, "LockActor", || panic!("injected fault"));
+        guarded(ctx, "LockActor", || {
+            std::panic::resume_unwind(Box::new("injected fault"))
+        });
     }
 }

@@ -63,6 +63,9 @@ pub struct NodeOptions {
     pub backend: Option<Box<dyn Backend>>,
     /// Program that runs `fence-guard` (the `hactor` binary).
     pub guard_program: PathBuf,
+    /// Whether a fence also kills this process (the daemon); tests that
+    /// host a node in the test process say no.
+    pub fence_kills_daemon: bool,
     /// Extra agents (tests), besides the built-in `proc` agent.
     pub agents: Agents,
     /// Receives [`Exited`] when the CRM or LRM exits.
@@ -85,7 +88,11 @@ pub struct NodeHandle {
 
 /// Builds the configured watchdog backend; a missing device is an error,
 /// never a silent fallback.
-pub fn build_backend(config: &NodeConfig, guard_program: &std::path::Path) -> std::io::Result<Box<dyn Backend>> {
+pub fn build_backend(
+    config: &NodeConfig,
+    guard_program: &std::path::Path,
+    fence_kills_daemon: bool,
+) -> std::io::Result<Box<dyn Backend>> {
     let timeout = Duration::from_millis(config.timings.watchdog_device_timeout_ms);
     match config.watchdog {
         WatchdogBackend::Device => {
@@ -94,11 +101,8 @@ pub fn build_backend(config: &NodeConfig, guard_program: &std::path::Path) -> st
         }
         WatchdogBackend::Process => {
             let log = Some(config.state_dir.join("fence.log"));
-            Ok(Box::new(crate::watchdog::process::GuardProcess::spawn(
-                guard_program,
-                timeout,
-                log,
-            )?))
+            let guard = crate::watchdog::process::GuardProcess::spawn(guard_program, timeout, log, fence_kills_daemon)?;
+            Ok(Box::new(guard))
         }
     }
 }
@@ -107,7 +111,7 @@ pub fn build_backend(config: &NodeConfig, guard_program: &std::path::Path) -> st
 pub fn start_node(config: &NodeConfig, store: MemoryStore, options: NodeOptions) -> std::io::Result<NodeHandle> {
     let backend = match options.backend {
         Some(backend) => backend,
-        None => build_backend(config, &options.guard_program)?,
+        None => build_backend(config, &options.guard_program, options.fence_kills_daemon)?,
     };
     let timings = config.timings;
     let watchdog_arbiter = Arbiter::new();

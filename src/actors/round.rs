@@ -364,6 +364,6 @@ impl<R: Role> Handler<InjectPanic> for RoundActor<R> {
     type Result = ();
 
     fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
-        guarded(ctx, R::NAME, || panic!("injected fault"));
+        guarded(ctx, R::NAME, || std::panic::resume_unwind(Box::new("injected fault")));
     }
 }

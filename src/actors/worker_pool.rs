@@ -140,6 +140,8 @@ impl Handler<InjectPanic> for WorkerPool {
     type Result = ();
 
     fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
-        guarded(ctx, "WorkerPool", || panic!("injected fault"));
+        guarded(ctx, "WorkerPool", || {
+            std::panic::resume_unwind(Box::new("injected fault"))
+        });
     }
 }

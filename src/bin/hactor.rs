@@ -131,6 +131,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     let options = NodeOptions {
         backend: None,
         guard_program,
+        fence_kills_daemon: true,
         agents: hactor::agents::Agents::new(),
         exited: watcher.recipient(),
         datacenter: DatacenterSettings::default(),

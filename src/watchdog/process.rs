@@ -16,15 +16,23 @@ pub struct GuardProcess {
 }
 
 impl GuardProcess {
-    /// Starts `program fence-guard` guarding this process.
-    pub fn spawn(program: &Path, timeout: Duration, log: Option<PathBuf>) -> std::io::Result<GuardProcess> {
+    /// Starts `program fence-guard` guarding this process; with
+    /// `kill_daemon` false the guard kills only the service groups (tests
+    /// that host a node inside the test process).
+    pub fn spawn(
+        program: &Path,
+        timeout: Duration,
+        log: Option<PathBuf>,
+        kill_daemon: bool,
+    ) -> std::io::Result<GuardProcess> {
+        let daemon_pid = if kill_daemon { std::process::id() } else { 0 };
         let mut command = Command::new(program);
         command
             .arg("fence-guard")
             .arg("--timeout-ms")
             .arg(timeout.as_millis().to_string())
             .arg("--daemon-pid")
-            .arg(std::process::id().to_string())
+            .arg(daemon_pid.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::null());
         if let Some(log) = log {
