@@ -373,3 +373,48 @@ fn graceful_restart_keeps_services_running_and_adopts_them() {
     second.wait().unwrap();
     wait_for("the fence after SIGKILL", Duration::from_secs(5), || !alive(pid));
 }
+
+#[test]
+fn a_missing_watchdog_device_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    let text = format!(
+        "node = \"node1\"\nstate_dir = \"{}\"\n[watchdog]\nbackend = \"device\"\ndevice = \"{}/no-watchdog\"\n",
+        dir.path().display(),
+        dir.path().display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_hactor"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot open watchdog device") && stderr.contains("no-watchdog"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_configurations_stop_the_daemon_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        "node = \"node1\"\nstate_dir = \"/tmp/x\"\n[watchdog]\nbackend = \"process\"\n[timing]\nlease_ms = 100\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_hactor"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("node.toml") && stderr.contains("unsafe timing"),
+        "{stderr}"
+    );
+}

@@ -338,7 +338,7 @@ impl<R: Role> Handler<ShutdownRequest> for RoundActor<R> {
 impl<R: Role> Handler<JobDone> for RoundActor<R> {
     type Result = ();
 
-    fn handle(&mut self, msg: JobDone, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: JobDone, ctx: &mut Context<Self>) {
         for event in &msg.events {
             log_event(&self.settings.node, R::NAME, event);
         }
@@ -349,6 +349,8 @@ impl<R: Role> Handler<JobDone> for RoundActor<R> {
             }]));
         }
         self.finished_jobs.push(msg);
+        // Report the result and hand out the freed slot now, not a round later.
+        self.round(ctx);
     }
 }
 

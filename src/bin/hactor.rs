@@ -134,7 +134,10 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         fence_kills_daemon: true,
         agents: hactor::agents::Agents::new(),
         exited: watcher.recipient(),
-        datacenter: DatacenterSettings::default(),
+        datacenter: DatacenterSettings {
+            shutdown_policy: config.shutdown_policy.clone(),
+            ..DatacenterSettings::default()
+        },
     };
     let node = start_node(&config, store, options).map_err(|e| e.to_string())?;
     tracing::info!(node = %config.node, profile = ?config.profile, "hactor started");

@@ -521,10 +521,13 @@ impl Lrm {
         if command != ServiceState::Stopped && done {
             return;
         }
-        // A running worker is never replaced; a queued one is.
+        // A running worker is never replaced; a queued one is, keeping its
+        // place in line (its try count), so that a busy pool cannot starve
+        // a service behind the periodic re-checks of others.
         if self.jobs.get(sid).is_some_and(|job| job.running) {
             return;
         }
+        let waited = self.jobs.get(sid).map_or(0, |job| job.start_tries);
         self.jobs.insert(
             sid.to_string(),
             Job {
@@ -532,7 +535,7 @@ impl Lrm {
                 command,
                 target,
                 timeout,
-                start_tries: 0,
+                start_tries: waited,
                 running: false,
             },
         );

@@ -243,6 +243,10 @@ struct RawConfig {
     max_worker: Option<usize>,
     #[serde(default)]
     log_format: Option<LogFormat>,
+    /// What a node shutdown does to its services (upstream's datacenter
+    /// `ha: shutdown_policy`): conditional, freeze, failover or migrate.
+    #[serde(default)]
+    shutdown_policy: Option<String>,
     /// HA resources that seed an empty in-process store.
     #[serde(default)]
     resource: BTreeMap<String, SeedResource>,
@@ -265,6 +269,7 @@ pub struct NodeConfig {
     pub watchdog_device: PathBuf,
     pub max_worker: usize,
     pub log_format: LogFormat,
+    pub shutdown_policy: String,
     pub resources: BTreeMap<String, SeedResource>,
     pub proc_services: BTreeMap<String, ProcService>,
 }
@@ -330,6 +335,13 @@ impl NodeConfig {
             watchdog_tick_ms: o.watchdog_tick_ms.unwrap_or(base.watchdog_tick_ms),
         };
         timings.check_safety()?;
+        if let Some(policy) = &raw.shutdown_policy
+            && !["conditional", "freeze", "failover", "migrate"].contains(&policy.as_str())
+        {
+            return Err(format!(
+                "shutdown_policy: unknown policy '{policy}' (conditional, freeze, failover or migrate)"
+            ));
+        }
         let max_worker = raw.max_worker.unwrap_or(4);
         if max_worker == 0 {
             return Err("max_worker: must be at least 1".into());
@@ -374,6 +386,7 @@ impl NodeConfig {
             watchdog_device: raw.watchdog.device.unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
             max_worker,
             log_format: raw.log_format.unwrap_or(LogFormat::Plain),
+            shutdown_policy: raw.shutdown_policy.unwrap_or_else(|| "conditional".into()),
             resources: raw.resource,
             proc_services: raw.proc,
         })
@@ -435,6 +448,10 @@ backend = "process"
                 "proc.web.command: must not be empty",
             ),
             (&format!("listen = \"nowhere\"\n{GOOD}"), "invalid socket address"),
+            (
+                &format!("shutdown_policy = \"panic\"\n{GOOD}"),
+                "unknown policy 'panic'",
+            ),
             (&format!("{GOOD}\n[resource.\"proc:web\"]\n"), "no [proc.web] section"),
             (&format!("{GOOD}\n[resource.\"web\"]\n"), "invalid service id"),
             (
