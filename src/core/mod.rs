@@ -29,3 +29,6 @@ pub mod timing;
 pub mod types;
 pub mod usage;
 pub mod watchdog;
+
+#[cfg(test)]
+mod select_tests;
