@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::config::section::{self, Section};
+use crate::config::value;
 
 use super::select::{CompiledRules, NodeAffinity};
 use super::status::{Groups, ServiceConfig};
@@ -71,113 +72,118 @@ impl fmt::Display for RulesError {
     }
 }
 
-fn is_config_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
+impl std::error::Error for RulesError {}
 
-fn parse_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "yes" | "on" | "true" => Some(true),
-        "0" | "no" | "off" | "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// Parses `nodes node1:2,node2` into node → priority (default 0).
+/// Parses `nodes node1:2,node2` into node → priority (default 0); see
+/// [`crate::config::value::parse_node_list`].
 pub fn parse_node_list(text: &str) -> Result<BTreeMap<NodeName, i64>, String> {
-    let mut nodes = BTreeMap::new();
-    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (node, priority) = match entry.split_once(':') {
-            Some((n, p)) => (
-                n,
-                p.parse::<i64>().map_err(|_| format!("invalid priority in '{entry}'"))?,
-            ),
-            None => (entry, 0),
-        };
-        let valid = !node.is_empty()
-            && node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !node.starts_with('-')
-            && !node.ends_with('-');
-        if !valid || priority < 0 {
-            return Err(format!("invalid node entry '{entry}'"));
+    value::parse_node_list(text)
+}
+
+const COMMON_KEYS: &[&str] = &["comment", "disable", "resources"];
+
+/// A rule's `resources`: a list of `type:name` ids. Upstream's decoder drops
+/// invalid entries, but its schema check rejects the whole value first;
+/// either way an invalid entry must not silently shrink the rule, so it is
+/// an error here.
+fn parse_resource_list(text: &str) -> Result<BTreeSet<String>, String> {
+    let mut resources = BTreeSet::new();
+    for entry in value::split_list(text) {
+        if split_sid(entry).is_none() {
+            return Err(format!("invalid resource id '{entry}' (expected <type>:<name>)"));
         }
-        nodes.insert(node.to_string(), priority);
+        resources.insert(entry.to_string());
     }
-    if nodes.is_empty() {
-        return Err("no nodes given".to_string());
+    if resources.is_empty() {
+        return Err("no resources given".to_string());
     }
-    Ok(nodes)
+    Ok(resources)
 }
 
 fn rule_from_section(s: &Section, order: usize) -> Result<Rule, RulesError> {
-    let err = |message: String| RulesError { line: s.line, message };
-    if !is_config_id(&s.id) {
-        return Err(err(format!("invalid rule id '{}'", s.id)));
+    let header_err = |message: String| RulesError { line: s.line, message };
+    if !value::is_config_id(&s.id) {
+        return Err(header_err(format!("invalid rule id '{}'", s.id)));
     }
-    let allowed: &[&str] = match s.kind.as_str() {
-        "node-affinity" => &["resources", "nodes", "strict", "disable", "comment"],
-        "resource-affinity" => &["resources", "affinity", "disable", "comment"],
-        other => return Err(err(format!("unknown rule type '{other}'"))),
-    };
-    for (key, _) in &s.properties {
-        if !allowed.contains(&key.as_str()) {
-            return Err(err(format!(
-                "rule '{}': unknown key '{key}' for type '{}'",
-                s.id, s.kind
+    let (own_keys, booleans): (&[&str], &[&str]) = match s.kind.as_str() {
+        "node-affinity" => (&["nodes", "strict"], &["disable", "strict"]),
+        "resource-affinity" => (&["affinity"], &["disable"]),
+        other => {
+            return Err(header_err(format!(
+                "unknown rule type '{other}' (expected node-affinity or resource-affinity)"
             )));
         }
+    };
+    // Errors about a key point at that key's line (the header's when the
+    // key is missing) and name the key.
+    let key_err = |key: &str, detail: String| RulesError {
+        line: s.line_of(key),
+        message: format!("rule '{}': key '{key}': {detail}", s.id),
+    };
+    for p in &s.properties {
+        if !COMMON_KEYS.contains(&p.key.as_str()) && !own_keys.contains(&p.key.as_str()) {
+            return Err(RulesError {
+                line: p.line,
+                message: format!("rule '{}': unknown key '{}' for type '{}'", s.id, p.key, s.kind),
+            });
+        }
+        if p.bare && !booleans.contains(&p.key.as_str()) {
+            return Err(key_err(&p.key, "missing value".to_string()));
+        }
     }
-    let resources_text = s
-        .get("resources")
-        .ok_or_else(|| err(format!("rule '{}': missing key 'resources'", s.id)))?;
-    // Invalid entries are dropped, as upstream's parser does.
-    let resources = resources_text
-        .split(',')
-        .map(str::trim)
-        .filter(|r| split_sid(r).is_some())
-        .map(str::to_string)
-        .collect();
+    let required = |key: &str| {
+        s.get(key).ok_or_else(|| RulesError {
+            line: s.line,
+            message: format!("rule '{}': missing key '{key}'", s.id),
+        })
+    };
+    let boolean = |key: &str| match s.get(key) {
+        None => Ok(None),
+        Some(v) => value::parse_bool(v)
+            .map(Some)
+            .ok_or_else(|| key_err(key, format!("expected a boolean (0 or 1), got '{v}'"))),
+    };
+    let resources = parse_resource_list(required("resources")?).map_err(|e| key_err("resources", e))?;
     let kind = if s.kind == "node-affinity" {
-        let nodes_text = s
-            .get("nodes")
-            .ok_or_else(|| err(format!("rule '{}': missing key 'nodes'", s.id)))?;
-        let nodes = parse_node_list(nodes_text).map_err(|e| err(format!("rule '{}': key 'nodes': {e}", s.id)))?;
-        let strict = match s.get("strict") {
-            None => false,
-            Some(v) => {
-                parse_bool(v).ok_or_else(|| err(format!("rule '{}': key 'strict': invalid boolean '{v}'", s.id)))?
-            }
-        };
+        let nodes = value::parse_node_list(required("nodes")?).map_err(|e| key_err("nodes", e))?;
+        let strict = boolean("strict")?.unwrap_or(false);
         RuleKind::NodeAffinity { nodes, strict }
     } else {
-        let affinity = s
-            .get("affinity")
-            .ok_or_else(|| err(format!("rule '{}': missing key 'affinity'", s.id)))?;
-        let positive = match affinity {
+        let positive = match required("affinity")? {
             "positive" => true,
             "negative" => false,
             other => {
-                return Err(err(format!(
-                    "rule '{}': key 'affinity': expected positive or negative, got '{other}'",
-                    s.id
-                )));
+                return Err(key_err(
+                    "affinity",
+                    format!("expected positive or negative, got '{other}'"),
+                ));
             }
         };
         RuleKind::ResourceAffinity { positive }
+    };
+    // A present `disable` disables the rule whatever its value [quirk]; a
+    // value that is not a boolean is still an error.
+    let disabled = boolean("disable")?.is_some();
+    let comment = match s.get("comment") {
+        None => None,
+        Some(raw) => {
+            value::check_comment(raw).map_err(|e| key_err("comment", e))?;
+            Some(value::decode_text(raw))
+        }
     };
     Ok(Rule {
         id: s.id.clone(),
         kind,
         resources,
-        disabled: s.get("disable").is_some(),
-        comment: s.get("comment").map(str::to_string),
+        disabled,
+        comment,
         order,
     })
 }
 
-/// Parses rules.cfg text. Unknown keys and bad values are errors.
+/// Parses rules.cfg text. Unknown keys, bad values and duplicate ids are
+/// errors with the line of the offending key (or of the header) and the
+/// key's name. Comments are text-decoded (pve-common `decode_text`).
 pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
     let sections = section::parse(text).map_err(|e| RulesError {
         line: e.line,
@@ -186,15 +192,60 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RulesError> {
     let mut rules: Vec<Rule> = Vec::new();
     for (index, s) in sections.iter().enumerate() {
         let rule = rule_from_section(s, index + 1)?;
-        if rules.iter().any(|r| r.id == rule.id) {
+        if let Some(first) = rules.iter().position(|r| r.id == rule.id) {
             return Err(RulesError {
                 line: s.line,
-                message: format!("duplicate rule id '{}'", rule.id),
+                message: format!(
+                    "duplicate rule id '{}' (first on line {})",
+                    rule.id, sections[first].line
+                ),
             });
         }
         rules.push(rule);
     }
     Ok(rules)
+}
+
+/// Renders rules canonically, in the given order, as upstream's
+/// `write_config` does: the header, `comment` (text-encoded, if non-empty),
+/// `disable` as a bare flag when disabled, then the keys sorted —
+/// node-affinity: `nodes` (sorted, `:prio` omitted when 0), `resources`,
+/// `strict 1` only when strict; resource-affinity: `affinity`,
+/// `resources` — with `resources` sorted and comma-joined; one blank line
+/// after every rule. `order` is not written: it is the position in the file.
+pub fn write_rules(rules: &[Rule]) -> String {
+    let sections: Vec<Section> = rules
+        .iter()
+        .map(|rule| {
+            let kind = match rule.kind {
+                RuleKind::NodeAffinity { .. } => "node-affinity",
+                RuleKind::ResourceAffinity { .. } => "resource-affinity",
+            };
+            let mut s = Section::new(kind, &rule.id);
+            if let Some(comment) = rule.comment.as_deref().filter(|c| !c.is_empty()) {
+                s.push("comment", value::encode_text(comment));
+            }
+            if rule.disabled {
+                s.push_flag("disable");
+            }
+            let resources = rule.resources.iter().cloned().collect::<Vec<_>>().join(",");
+            match &rule.kind {
+                RuleKind::NodeAffinity { nodes, strict } => {
+                    s.push("nodes", value::format_node_list(nodes));
+                    s.push("resources", resources);
+                    if *strict {
+                        s.push("strict", "1");
+                    }
+                }
+                RuleKind::ResourceAffinity { positive } => {
+                    s.push("affinity", if *positive { "positive" } else { "negative" });
+                    s.push("resources", resources);
+                }
+            }
+            s
+        })
+        .collect();
+    section::write(&sections)
 }
 
 /// The in-memory node-affinity rules of legacy groups: one `ha-group-<G>`
@@ -463,7 +514,7 @@ mod tests {
 
     #[test]
     fn parses_both_rule_types() {
-        let text = "node-affinity: na1\n\tnodes node1:2,node2\n\tresources vm:101,bogus\n\tstrict 1\n\n\
+        let text = "node-affinity: na1\n\tnodes node1:2,node2\n\tresources vm:101\n\tstrict 1\n\n\
                     resource-affinity: ra1\n\tresources vm:101,vm:102\n\taffinity negative\n\tdisable\n";
         let rules = parse_rules(text).unwrap();
         assert_eq!(rules.len(), 2);
@@ -476,15 +527,125 @@ mod tests {
             }
         );
         assert!(rules[1].disabled);
+        assert_eq!(rules[1].order, 2);
+    }
+
+    const CANONICAL: &str = "node-affinity: db-on-fast-nodes\n\tcomment Databases%3A fast disks only\n\
+                             \tnodes node1:2,node2:1,node3\n\tresources ct:200,vm:101,vm:102\n\tstrict 1\n\n\
+                             resource-affinity: web-apart\n\tdisable\n\taffinity negative\n\tresources vm:201,vm:202\n\n\
+                             node-affinity: prefer-node2\n\tnodes node2\n\tresources vm:300\n\n\
+                             resource-affinity: keep-together\n\taffinity positive\n\tresources ct:200,vm:300\n\n";
+
+    #[test]
+    fn canonical_text_round_trips_byte_for_byte() {
+        let rules = parse_rules(CANONICAL).unwrap();
+        assert_eq!(rules.len(), 4);
+        assert_eq!(rules[0].comment.as_deref(), Some("Databases: fast disks only"));
+        assert!(rules[1].disabled);
+        assert_eq!(write_rules(&rules), CANONICAL);
+        assert_eq!(parse_rules(&write_rules(&rules)).unwrap(), rules);
+        assert_eq!(write_rules(&[]), "");
     }
 
     #[test]
-    fn unknown_keys_and_values_are_errors_with_lines() {
-        let err = parse_rules("resource-affinity: r\n\tresources vm:1,vm:2\n\taffinity maybe\n").unwrap_err();
-        assert_eq!(err.line, 1);
-        assert!(err.message.contains("affinity"), "{}", err.message);
-        let err = parse_rules("node-affinity: n\n\tnodes node1\n\tresources vm:1\n\tcolour red\n").unwrap_err();
-        assert!(err.message.contains("unknown key 'colour'"), "{}", err.message);
+    fn non_canonical_text_is_normalised() {
+        let text = "# upstream test style\nresource-affinity: r1\n    resources vm:3 vm:1;vm:2\n    affinity positive\n    comment a:b\n\
+                    node-affinity: n1\n    strict 0\n    resources vm:1\n    nodes node3,node1:0,node2:5\n    disable 0\n";
+        let rules = parse_rules(text).unwrap();
+        let written = write_rules(&rules);
+        assert_eq!(
+            written,
+            "resource-affinity: r1\n\tcomment a%3Ab\n\taffinity positive\n\tresources vm:1,vm:2,vm:3\n\n\
+             node-affinity: n1\n\tdisable\n\tnodes node1,node2:5,node3\n\tresources vm:1\n\n"
+        );
+        assert_eq!(parse_rules(&written).unwrap(), rules);
+    }
+
+    #[test]
+    fn bad_inputs_name_line_and_key() {
+        let long = format!(
+            "resource-affinity: r1\n\taffinity positive\n\tresources vm:1,vm:2\n\tcomment {}\n",
+            "x".repeat(4097)
+        );
+        let cases: Vec<(&str, &str)> = vec![
+            (
+                "resource-affinity: r1\n\tresources vm:1,vm:2\n\t# note\n\taffinity maybe\n",
+                "line 4: rule 'r1': key 'affinity': expected positive or negative, got 'maybe'",
+            ),
+            (
+                "node-affinity: n1\n\tnodes node1\n\tresources vm:1\n\tcolour red\n",
+                "line 4: rule 'n1': unknown key 'colour' for type 'node-affinity'",
+            ),
+            (
+                "resource-affinity: r1\n\tresources vm:1,vm:2\n\taffinity positive\n\tstrict 1\n",
+                "line 4: rule 'r1': unknown key 'strict' for type 'resource-affinity'",
+            ),
+            (
+                "node-affinity: n1\n\tnodes node1\n\tresources vm:1,bogus\n",
+                "line 3: rule 'n1': key 'resources': invalid resource id 'bogus' (expected <type>:<name>)",
+            ),
+            (
+                "node-affinity: n1\n\tresources vm:1\n\tnodes node1,node_2\n",
+                "line 3: rule 'n1': key 'nodes': invalid node name in 'node_2'",
+            ),
+            (
+                "node-affinity: n1\n\tresources vm:1\n\tnodes node1:-1\n",
+                "line 3: rule 'n1': key 'nodes': invalid priority in 'node1:-1' (expected a non-negative integer)",
+            ),
+            (
+                "node-affinity: n1\n\tresources vm:1\n\tnodes node1,node1:2\n",
+                "line 3: rule 'n1': key 'nodes': node 'node1' is listed twice",
+            ),
+            (
+                "node-affinity: n1\n\tresources vm:1\n\tnodes node1\n\tstrict yes please\n",
+                "line 4: rule 'n1': key 'strict': expected a boolean (0 or 1), got 'yes please'",
+            ),
+            (
+                "node-affinity: n1\n\tresources vm:1\n\tnodes node1\n\tdisable later\n",
+                "line 4: rule 'n1': key 'disable': expected a boolean (0 or 1), got 'later'",
+            ),
+            (
+                "node-affinity: n1\n\tresources vm:1\n\tnodes\n",
+                "line 3: rule 'n1': key 'nodes': missing value",
+            ),
+            (
+                "node-affinity: n1\n\tresources vm:1\n",
+                "line 1: rule 'n1': missing key 'nodes'",
+            ),
+            (
+                "resource-affinity: r1\n\taffinity positive\n",
+                "line 1: rule 'r1': missing key 'resources'",
+            ),
+            (
+                "resource-affinity: r1\n\tresources vm:1,vm:2\n",
+                "line 1: rule 'r1': missing key 'affinity'",
+            ),
+            (
+                &long,
+                "line 4: rule 'r1': key 'comment': too long (4097 characters, at most 4096)",
+            ),
+            (
+                "location: r1\n\tresources vm:1\n",
+                "line 1: unknown rule type 'location' (expected node-affinity or resource-affinity)",
+            ),
+            (
+                "node-affinity: 1st\n\tresources vm:1\n",
+                "line 1: invalid rule id '1st'",
+            ),
+            (
+                "resource-affinity: r1\n\taffinity positive\n\tresources vm:1,vm:2\n\n\
+                 resource-affinity: r1\n\taffinity negative\n\tresources vm:1,vm:2\n",
+                "line 5: duplicate rule id 'r1' (first on line 1)",
+            ),
+            (
+                "resource-affinity: r1\n\taffinity positive\n\taffinity negative\n",
+                "line 3: duplicate key 'affinity' (first on line 2)",
+            ),
+        ];
+        for (text, message) in cases {
+            let err = parse_rules(text).unwrap_err();
+            assert_eq!(err.to_string(), message, "{text:?}");
+        }
     }
 
     #[test]
@@ -522,7 +683,7 @@ mod tests {
 
     #[test]
     fn non_strict_rules_fall_back_to_every_node() {
-        let rules = parse_rules("node-affinity: n\n\tnodes node3\n\tresources vm:101\n").unwrap();
+        let rules = parse_rules("node-affinity: n1\n\tnodes node3\n\tresources vm:101\n").unwrap();
         let compiled = compile(&rules, &nodes());
         let nodes = &compiled.node_affinity["vm:101"].nodes;
         assert_eq!(nodes["node3"], 0);

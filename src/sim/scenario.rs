@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::config::section;
+use crate::config::groups;
 use crate::core::rules::{Rule, parse_rules};
-use crate::core::status::{GroupConfig, Groups, ManagerStatus, ResourceConfig, ServiceConfig};
+use crate::core::status::{Groups, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, split_sid};
 
 /// A scenario input problem: which file, which line (1-based, if known), what.
@@ -502,40 +502,7 @@ pub fn check_sim_sid(sid: &str) -> Result<(), String> {
 }
 
 fn parse_groups(reader: &Reader<'_>, text: &str) -> Result<Groups, ScenarioError> {
-    let sections = section::parse(text).map_err(|e| reader.error("groups", Some(e.line), e.message))?;
-    let mut groups = Groups::new();
-    for s in sections {
-        let err = |msg: String| reader.error("groups", Some(s.line), msg);
-        if s.kind != "group" {
-            return Err(err(format!("unknown section type '{}'", s.kind)));
-        }
-        let nodes_text = s
-            .get("nodes")
-            .ok_or_else(|| err(format!("group '{}': missing 'nodes'", s.id)))?;
-        let mut nodes = BTreeMap::new();
-        for entry in nodes_text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (node, prio) = match entry.split_once(':') {
-                Some((n, p)) => (
-                    n,
-                    p.parse::<i64>()
-                        .map_err(|_| err(format!("invalid node priority in '{entry}'")))?,
-                ),
-                None => (entry, 0),
-            };
-            nodes.insert(node.to_string(), prio);
-        }
-        let flag = |key: &str| s.get(key).is_some_and(|v| v != "0");
-        groups.insert(
-            s.id.clone(),
-            GroupConfig {
-                nodes,
-                restricted: flag("restricted"),
-                nofailback: flag("nofailback"),
-                comment: s.get("comment").map(str::to_string),
-            },
-        );
-    }
-    Ok(groups)
+    groups::parse_groups(text).map_err(|e| reader.error("groups", Some(e.line), e.message))
 }
 
 fn parse_cmdlist(
