@@ -1,14 +1,17 @@
 //! LockActor: the node's face of the cluster store. Hands out snapshots
 //! (with quorum and membership) and applies batches of operations (lease
 //! acquisitions and renewals, status writes). Leases live in the store,
-//! not in the actor, so a restart of the actor loses nothing.
+//! not in the actor, so a restart of the actor loses nothing. Reads are
+//! local; writes may go through consensus, so `ApplyOps` answers
+//! asynchronously and never blocks the actor.
 
 use std::collections::BTreeMap;
 
-use actix::{Actor, Context, Handler, Message, MessageResult, Supervised};
+use actix::{Actor, Context, Handler, Message, MessageResult, ResponseFuture, Supervised};
 
 use crate::core::types::NodeName;
-use crate::node::store::{ClusterState, MemoryStore, Op, Reply, StoreError};
+use crate::node::cluster_store::ClusterStore;
+use crate::node::store::{ClusterState, Op, Reply, StoreError};
 
 use super::{InjectPanic, guarded};
 
@@ -33,11 +36,11 @@ pub struct ApplyOps(pub Vec<Op>);
 /// Holds the store handle.
 pub struct LockActor {
     node: NodeName,
-    store: MemoryStore,
+    store: ClusterStore,
 }
 
 impl LockActor {
-    pub fn new(node: NodeName, store: MemoryStore) -> LockActor {
+    pub fn new(node: NodeName, store: ClusterStore) -> LockActor {
         LockActor { node, store }
     }
 }
@@ -61,8 +64,7 @@ impl Handler<GetSnapshot> for LockActor {
 
     fn handle(&mut self, _msg: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
         let quorate = self.store.quorate();
-        // The in-process store knows one member: this node.
-        let members = BTreeMap::from([(self.node.clone(), true)]);
+        let members = self.store.members(&self.node);
         MessageResult(Snapshot {
             state: self.store.snapshot(),
             quorate,
@@ -72,10 +74,11 @@ impl Handler<GetSnapshot> for LockActor {
 }
 
 impl Handler<ApplyOps> for LockActor {
-    type Result = Result<Vec<Reply>, StoreError>;
+    type Result = ResponseFuture<Result<Vec<Reply>, StoreError>>;
 
     fn handle(&mut self, msg: ApplyOps, _ctx: &mut Context<Self>) -> Self::Result {
-        self.store.apply(msg.0)
+        let store = self.store.clone();
+        Box::pin(async move { store.apply(msg.0).await })
     }
 }
 

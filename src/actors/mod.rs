@@ -29,8 +29,8 @@ use tokio::sync::Semaphore;
 use crate::agents::Agents;
 use crate::agents::proc::ProcAgent;
 use crate::core::env::DatacenterSettings;
+use crate::node::cluster_store::ClusterStore;
 use crate::node::config::{NodeConfig, WatchdogBackend};
-use crate::node::store::MemoryStore;
 use crate::watchdog::Backend;
 
 use self::lock::LockActor;
@@ -76,7 +76,7 @@ pub struct NodeOptions {
 /// The running actors of a node.
 #[derive(Clone)]
 pub struct NodeHandle {
-    pub store: MemoryStore,
+    pub store: ClusterStore,
     pub lock: Addr<LockActor>,
     pub watchdog: Addr<WatchdogActor>,
     pub pool: Addr<WorkerPool>,
@@ -108,7 +108,12 @@ pub fn build_backend(
 }
 
 /// Starts the actor tree of one node (inside a running actix System).
-pub fn start_node(config: &NodeConfig, store: MemoryStore, options: NodeOptions) -> std::io::Result<NodeHandle> {
+pub fn start_node(
+    config: &NodeConfig,
+    store: impl Into<ClusterStore>,
+    options: NodeOptions,
+) -> std::io::Result<NodeHandle> {
+    let store: ClusterStore = store.into();
     let backend = match options.backend {
         Some(backend) => backend,
         None => build_backend(config, &options.guard_program, options.fence_kills_daemon)?,

@@ -256,10 +256,15 @@ impl<R: Role> RoundActor<R> {
                 return;
             }
         };
-        self.apply(outbox, alive, ctx);
+        self.apply(outbox, alive, round_ctx.now_ms, ctx);
     }
 
-    fn apply(&mut self, outbox: Vec<Outgoing>, alive: bool, ctx: &mut Context<Self>) {
+    /// Carries out a round's outbox. Watchdog pets count only for lease
+    /// renewals the store confirmed, and only if the confirmation came
+    /// within one round of the renewal's timestamp: the lease runs from
+    /// that timestamp, and the safety inequality allows exactly one round
+    /// between it and the pet (lease ≥ round + watchdog timeouts + margin).
+    fn apply(&mut self, outbox: Vec<Outgoing>, alive: bool, stamp_ms: u64, ctx: &mut Context<Self>) {
         let ops: Vec<Op> = outbox
             .iter()
             .filter_map(|o| match o {
@@ -280,6 +285,16 @@ impl<R: Role> RoundActor<R> {
                     Vec::new()
                 }
             };
+            let late = now_ms().saturating_sub(stamp_ms) > act.settings.round.as_millis() as u64;
+            if late && !granted.is_empty() {
+                tracing::warn!(
+                    node = %act.settings.node,
+                    "{}: store confirmed the lease renewal too late ({} ms), not petting the watchdog",
+                    R::NAME,
+                    now_ms().saturating_sub(stamp_ms)
+                );
+            }
+            let granted = if late { Vec::new() } else { granted };
             for op in confirmed_watchdog_ops(&outbox, &granted) {
                 let cmd = match op {
                     Outgoing::WatchdogArm => WatchdogCmd::Arm(R::CLIENT),

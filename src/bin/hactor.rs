@@ -2,8 +2,13 @@
 //!
 //! - `hactor --config <file>`: run the node (CRM, LRM, worker pool,
 //!   watchdog, store) until SIGTERM; SIGHUP re-reads the configuration.
+//! - `hactor cluster init|add-node|join|remove-node|status --config <file>`:
+//!   cluster membership (see `hactor::node::membership`).
 //! - `hactor fence-guard ...`: the separate fence guard process of the
 //!   `process` watchdog backend (started by the daemon itself).
+//!
+//! A node whose state directory holds cluster membership runs on the
+//! replicated store; otherwise on the in-process store of a single node.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +25,11 @@ use hactor::actors::{NodeOptions, start_node};
 use hactor::core::env::DatacenterSettings;
 use hactor::core::types::RequestState;
 use hactor::core::watchdog::Client;
+use hactor::net::cluster::{RaftStore, StoreTiming};
+use hactor::net::quic::Transport;
+use hactor::node::cluster_store::ClusterStore;
 use hactor::node::config::{LogFormat, NodeConfig};
+use hactor::node::membership;
 use hactor::node::store::{MemoryStore, Op, StoredResource};
 
 #[derive(Parser)]
@@ -42,6 +51,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Cluster membership: create, grow, shrink, inspect.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Internal: the fence guard of the `process` watchdog backend.
     #[command(hide = true)]
     FenceGuard {
@@ -51,6 +63,38 @@ enum Command {
         daemon_pid: i32,
         #[arg(long)]
         log: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Create a new cluster with this node as its first member.
+    Init {
+        /// Cluster name.
+        #[arg(long, default_value = "hactor")]
+        name: String,
+    },
+    /// Issue a certificate for a new node and write its join bundle
+    /// (run on the node holding the cluster CA key).
+    AddNode {
+        /// The new node's name.
+        node: String,
+        /// Where to write the bundle (it holds the new node's key).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Join the cluster a bundle is from.
+    Join {
+        #[arg(long)]
+        bundle: PathBuf,
+    },
+    /// Remove a member (stop its daemon first).
+    RemoveNode { node: String },
+    /// This node's view of the cluster.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -69,9 +113,15 @@ impl Handler<Exited> for ExitWatcher {
     }
 }
 
+/// Log filter unless `HACTOR_LOG` says otherwise: HA decisions at info;
+/// openraft only when something is wrong, and not the per-retry noise of
+/// replicating to a member that is down (the CRM reports dead nodes).
+const DEFAULT_LOG_FILTER: &str =
+    "info,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=off";
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HACTOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -96,7 +146,7 @@ fn node_shutdown() -> (bool, bool) {
 }
 
 /// Seeds a fresh store with the resources the configuration declares.
-fn seed(store: &MemoryStore, config: &NodeConfig) -> Result<(), String> {
+async fn seed(store: &ClusterStore, config: &NodeConfig) -> Result<(), String> {
     if !store.snapshot().resources.is_empty() {
         return Ok(());
     }
@@ -119,12 +169,94 @@ fn seed(store: &MemoryStore, config: &NodeConfig) -> Result<(), String> {
     if ops.is_empty() {
         return Ok(());
     }
-    store.apply(ops).map(|_| ()).map_err(|e| e.to_string())
+    store.apply(ops).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Opens the node's store: the replicated one if the node is in a
+/// cluster, the in-process one otherwise.
+async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftStore>), String> {
+    let Some((info, identity)) = membership::load(config)? else {
+        if config.listen.is_some() {
+            return Err(format!(
+                "listen is set but {} holds no cluster membership: run `hactor cluster init` \
+                 (first node) or `hactor cluster join` first",
+                config.state_dir.display()
+            ));
+        }
+        let store = MemoryStore::open(&config.state_dir).map_err(|e| e.to_string())?;
+        return Ok((ClusterStore::Local(store), None));
+    };
+    let listen = membership::listen_addr(config)?;
+    let transport = Transport::bind(listen, &identity).map_err(|e| format!("listen {listen}: {e}"))?;
+    let t = &config.timings;
+    let timing = StoreTiming::for_round(
+        t.round(),
+        Duration::from_millis(t.raft_heartbeat_ms),
+        Duration::from_millis(t.raft_election_ms),
+    );
+    let raft = RaftStore::start(&info.cluster, info.id, &config.state_dir, transport.clone(), timing).await?;
+    raft.serve();
+    if info.bootstrap {
+        raft.bootstrap(listen).await?;
+    } else {
+        raft.spawn_promotion();
+    }
+    raft.spawn_heartbeat();
+    if config.fault_injection {
+        spawn_fault_injection(transport, config.state_dir.join("fault-block"));
+    }
+    tracing::info!(cluster = %info.cluster, id = info.id, %listen, "replicated store started");
+    Ok((ClusterStore::Replicated(raft.clone()), Some(raft)))
+}
+
+/// Testing only: cuts this node off from the peers listed in `path`.
+fn spawn_fault_injection(transport: Transport, path: PathBuf) {
+    tracing::warn!(
+        "fault injection enabled: {} cuts this node off from the peers it lists",
+        path.display()
+    );
+    actix::spawn(async move {
+        let mut blocked = std::collections::BTreeSet::<String>::new();
+        loop {
+            let wanted: std::collections::BTreeSet<String> = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect();
+            for peer in wanted.difference(&blocked) {
+                tracing::warn!(peer = %peer, "fault injection: blocking traffic");
+                transport.block(peer);
+            }
+            for peer in blocked.difference(&wanted) {
+                tracing::warn!(peer = %peer, "fault injection: unblocking traffic");
+                transport.unblock(peer);
+            }
+            blocked = wanted;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// Seeds the store once it is writable (a cluster's first start waits
+/// for its first election).
+async fn seed_when_ready(store: ClusterStore, config: NodeConfig) {
+    for _ in 0..100 {
+        match seed(&store, &config).await {
+            Ok(()) => return,
+            Err(e) => tracing::debug!("seeding the store: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!("could not seed the store with the configured resources");
 }
 
 async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
-    let store = MemoryStore::open(&config.state_dir).map_err(|e| e.to_string())?;
-    seed(&store, &config)?;
+    let (store, raft) = open_store(&config).await?;
+    let bootstrap = membership::load(&config)?.is_none_or(|(info, _)| info.bootstrap);
+    if bootstrap {
+        actix::spawn(seed_when_ready(store.clone(), config.clone()));
+    }
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
     let watcher = ExitWatcher(exit_tx).start();
     let guard_program = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
@@ -183,9 +315,55 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         }
     }
     let disarmed = node.watchdog.send(WatchdogShutdown).await.unwrap_or(false);
+    if let Some(raft) = raft {
+        raft.shutdown().await;
+    }
     tracing::info!(disarmed, "hactor stopped");
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(())
+}
+
+fn cluster_command(config: &NodeConfig, command: ClusterCommand) -> Result<(), String> {
+    match command {
+        ClusterCommand::Init { name } => {
+            let info = membership::init(config, &name)?;
+            println!(
+                "created cluster '{}' with node '{}' (id {})",
+                info.cluster, info.node, info.id
+            );
+            Ok(())
+        }
+        ClusterCommand::AddNode { node, out } => {
+            membership::add_node(config, &node, &out)?;
+            println!(
+                "join bundle for '{node}' written to {} (it holds a private key)",
+                out.display()
+            );
+            Ok(())
+        }
+        ClusterCommand::Join { bundle } => {
+            let text = std::fs::read_to_string(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+            let bundle: membership::JoinBundle =
+                serde_json::from_str(&text).map_err(|e| format!("{}: not a join bundle: {e}", bundle.display()))?;
+            let info = actix::System::new().block_on(membership::join(config, &bundle))?;
+            println!("joined cluster '{}' as '{}' (id {})", info.cluster, info.node, info.id);
+            Ok(())
+        }
+        ClusterCommand::RemoveNode { node } => {
+            actix::System::new().block_on(membership::remove_node(config, &node))?;
+            println!("removed '{node}' from the cluster");
+            Ok(())
+        }
+        ClusterCommand::Status { json } => {
+            let view = actix::System::new().block_on(membership::status(config))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&view).map_err(|e| e.to_string())?);
+            } else {
+                print!("{}", membership::render(&view));
+            }
+            Ok(())
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -214,6 +392,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Cluster(command)) = cli.command {
+        return match cluster_command(&config, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hactor: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let format = match cli.log_format.as_deref() {
         Some("json") => LogFormat::Json,
         Some(_) => LogFormat::Plain,

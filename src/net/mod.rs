@@ -1,3 +1,12 @@
-//! QUIC transport and the replicated cluster store.
+//! Node-to-node networking: QUIC with mutual TLS from a cluster CA, and
+//! versioned, size-limited bincode frames. Nothing here decides anything.
 //!
-//! Not built yet: this module is the place for it (issue "Cluster layer").
+//! On top of them, [`cluster`]: the replicated cluster store (openraft
+//! in [`raft`], peer messages in [`peer`]).
+
+pub mod cluster;
+pub mod codec;
+pub mod peer;
+pub mod quic;
+pub mod raft;
+pub mod tls;

@@ -83,6 +83,14 @@ pub struct Timings {
     pub margin_ms: u64,
     /// Watchdog feeding interval.
     pub watchdog_tick_ms: u64,
+    /// Raft leader heartbeat interval (replicated store).
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout: a follower that has not heard from a leader
+    /// for a random time between this and twice this starts an election.
+    /// Keep it well below `watchdog_client_timeout_ms`: while there is no
+    /// leader no lease can be renewed, and a leader change that outlasts
+    /// the watchdog client timeout fences every node.
+    pub raft_election_ms: u64,
 }
 
 impl Timings {
@@ -96,6 +104,8 @@ impl Timings {
                 watchdog_device_timeout_ms: 10_000,
                 margin_ms: 10_000,
                 watchdog_tick_ms: 1_000,
+                raft_heartbeat_ms: 1_000,
+                raft_election_ms: 5_000,
             },
             Profile::Fast => Timings {
                 round_ms: 1_000,
@@ -105,6 +115,8 @@ impl Timings {
                 watchdog_device_timeout_ms: 1_000,
                 margin_ms: 1_000,
                 watchdog_tick_ms: 200,
+                raft_heartbeat_ms: 100,
+                raft_election_ms: 400,
             },
         }
     }
@@ -126,6 +138,19 @@ impl Timings {
         }
         if self.round_ms == 0 || self.watchdog_tick_ms == 0 {
             return Err("round_ms and watchdog_tick_ms must be positive".into());
+        }
+        if self.raft_heartbeat_ms == 0 || self.raft_heartbeat_ms >= self.raft_election_ms {
+            return Err(format!(
+                "raft_heartbeat_ms ({}) must be positive and shorter than raft_election_ms ({})",
+                self.raft_heartbeat_ms, self.raft_election_ms
+            ));
+        }
+        if 2 * self.raft_election_ms >= self.watchdog_client_timeout_ms {
+            return Err(format!(
+                "raft_election_ms ({}) must be under half of watchdog_client_timeout_ms ({}): a leader \
+                 election must end before the watchdogs of healthy nodes run out",
+                self.raft_election_ms, self.watchdog_client_timeout_ms
+            ));
         }
         if self.watchdog_tick_ms >= self.watchdog_client_timeout_ms {
             return Err(format!(
@@ -162,6 +187,8 @@ struct TimingOverrides {
     watchdog_device_timeout_ms: Option<u64>,
     margin_ms: Option<u64>,
     watchdog_tick_ms: Option<u64>,
+    raft_heartbeat_ms: Option<u64>,
+    raft_election_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -253,6 +280,11 @@ struct RawConfig {
     /// `proc:<name>` services: what to run.
     #[serde(default)]
     proc: BTreeMap<String, ProcService>,
+    /// Testing only: lets `<state_dir>/fault-block` (one peer name a line)
+    /// cut this node off from those peers, for partition tests across
+    /// processes.
+    #[serde(default)]
+    fault_injection: bool,
 }
 
 /// The validated node configuration.
@@ -272,6 +304,7 @@ pub struct NodeConfig {
     pub shutdown_policy: String,
     pub resources: BTreeMap<String, SeedResource>,
     pub proc_services: BTreeMap<String, ProcService>,
+    pub fault_injection: bool,
 }
 
 /// Default client socket of the local daemon.
@@ -333,6 +366,8 @@ impl NodeConfig {
             watchdog_device_timeout_ms: o.watchdog_device_timeout_ms.unwrap_or(base.watchdog_device_timeout_ms),
             margin_ms: o.margin_ms.unwrap_or(base.margin_ms),
             watchdog_tick_ms: o.watchdog_tick_ms.unwrap_or(base.watchdog_tick_ms),
+            raft_heartbeat_ms: o.raft_heartbeat_ms.unwrap_or(base.raft_heartbeat_ms),
+            raft_election_ms: o.raft_election_ms.unwrap_or(base.raft_election_ms),
         };
         timings.check_safety()?;
         if let Some(policy) = &raw.shutdown_policy
@@ -389,6 +424,7 @@ impl NodeConfig {
             shutdown_policy: raw.shutdown_policy.unwrap_or_else(|| "conditional".into()),
             resources: raw.resource,
             proc_services: raw.proc,
+            fault_injection: raw.fault_injection,
         })
     }
 }

@@ -1,7 +1,10 @@
 //! The node daemon's side of the core: configuration, the cluster store's
-//! state machine (with the in-process store), and the [`env::RoundEnv`]
+//! state machine (with the in-process store), the replicated store's
+//! membership files and lifecycle commands, and the [`env::RoundEnv`]
 //! through which actors run CRM and LRM rounds.
 
+pub mod cluster_store;
 pub mod config;
 pub mod env;
+pub mod membership;
 pub mod store;

@@ -54,6 +54,10 @@ pub struct ClusterState {
     /// to agents as the fencing token.
     #[serde(default)]
     pub epochs: BTreeMap<String, u64>,
+    /// Last heartbeat of every node (its own clock, milliseconds since the
+    /// epoch): how members of a replicated store see each other online.
+    #[serde(default)]
+    pub heartbeats: BTreeMap<NodeName, u64>,
 }
 
 /// A legacy group as stored.
@@ -103,6 +107,11 @@ pub enum Op {
     },
     RemoveResource {
         sid: String,
+    },
+    /// A node says it is alive (and, being committed, that it is quorate).
+    Heartbeat {
+        node: NodeName,
+        now_ms: u64,
     },
 }
 
@@ -206,6 +215,11 @@ impl ClusterState {
             }
             Op::RemoveResource { sid } => {
                 self.resources.remove(&sid);
+                Reply::Done
+            }
+            Op::Heartbeat { node, now_ms } => {
+                let last = self.heartbeats.entry(node).or_insert(0);
+                *last = (*last).max(now_ms);
                 Reply::Done
             }
         }
@@ -346,6 +360,8 @@ pub enum StoreError {
     NoQuorum,
     #[error("store write failed - {0}")]
     Io(String),
+    #[error("cluster store unavailable - {0}")]
+    Unavailable(String),
 }
 
 #[cfg(test)]

@@ -1,0 +1,512 @@
+//! The replicated cluster store as a node uses it: Raft (openraft) over
+//! the QUIC transport, the [`ClusterState`] state machine, writes
+//! forwarded to the leader, quorum as "this node can commit", members'
+//! liveness from their committed heartbeats, and membership changes
+//! (join, promote, remove).
+//!
+//! Reads are local (the applied state of this replica, like upstream's
+//! pmxcfs reads); every write goes through the leader and is applied on
+//! every replica in log order. Lease safety does not depend on read
+//! freshness: a lease is granted or refused when its acquisition is
+//! applied, with the proposer's timestamp.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, SnapshotPolicy};
+
+use super::peer::{ClusterView, LeaderHint, PeerReply, PeerRequest, Refusal};
+use super::quic::{Transport, TransportError};
+use super::raft::log_store::LogStore;
+use super::raft::network::Network;
+use super::raft::state_machine::StateMachine;
+use super::raft::{Json, Member, NodeId, Raft};
+use crate::core::types::NodeName;
+use crate::node::store::{ClusterState, Op, Reply, StoreError};
+
+/// Timing of the replicated store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreTiming {
+    pub heartbeat: Duration,
+    pub election_min: Duration,
+    /// A write not committed within this is reported as failed (it may
+    /// still commit; every operation tolerates that).
+    pub write_timeout: Duration,
+    /// How often this node commits its liveness heartbeat.
+    pub alive_interval: Duration,
+    /// This node is quorate while its last commit is at most this old.
+    pub quorum_window: Duration,
+    /// Another node is online while its last heartbeat is at most this old.
+    pub online_window: Duration,
+}
+
+impl StoreTiming {
+    /// The store timing for a node round of `round` (the CRM and LRM
+    /// renew leases once a round).
+    pub fn for_round(round: Duration, raft_heartbeat: Duration, raft_election: Duration) -> StoreTiming {
+        StoreTiming {
+            heartbeat: raft_heartbeat,
+            election_min: raft_election,
+            write_timeout: round,
+            alive_interval: round / 2,
+            quorum_window: round,
+            online_window: round * 3,
+        }
+    }
+}
+
+/// How often a request follows "not the leader" before giving up.
+const LEADER_ATTEMPTS: usize = 20;
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct Inner {
+    id: NodeId,
+    node: NodeName,
+    raft: Raft,
+    sm: StateMachine,
+    transport: Transport,
+    timing: StoreTiming,
+    /// Wall time (ms) of this node's last successful commit.
+    last_commit_ms: AtomicU64,
+    /// Background tasks (serving, heartbeat, promotion), ended at shutdown.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// A handle on the node's replica; clones share it.
+#[derive(Clone)]
+pub struct RaftStore {
+    inner: Arc<Inner>,
+}
+
+impl RaftStore {
+    /// Opens the replica persisted under `dir` and starts Raft as member
+    /// `id` (inside a tokio runtime that lives as long as the node).
+    pub async fn start(
+        cluster: &str,
+        id: NodeId,
+        dir: &std::path::Path,
+        transport: Transport,
+        timing: StoreTiming,
+    ) -> Result<RaftStore, String> {
+        let raft_dir = dir.join("raft");
+        let log = LogStore::open(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
+        let sm = StateMachine::open(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
+        let heartbeat = timing.heartbeat.as_millis() as u64;
+        let election = timing.election_min.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: cluster.to_string(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 200,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("raft configuration: {e}"))?;
+        let network = Network {
+            transport: transport.clone(),
+        };
+        let raft = Raft::new(id, Arc::new(config), network, log, sm.clone())
+            .await
+            .map_err(|e| format!("starting raft: {e}"))?;
+        Ok(RaftStore {
+            inner: Arc::new(Inner {
+                id,
+                node: transport.node().to_string(),
+                raft,
+                sm,
+                transport,
+                timing,
+                last_commit_ms: AtomicU64::new(0),
+                tasks: std::sync::Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Makes this node the first member of a new cluster (once; later
+    /// starts find the membership in the log).
+    pub async fn bootstrap(&self, addr: SocketAddr) -> Result<(), String> {
+        if self.inner.raft.is_initialized().await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        let member = Member {
+            name: self.inner.node.clone(),
+            addr: addr.to_string(),
+        };
+        let members = BTreeMap::from([(self.inner.id, member)]);
+        self.inner
+            .raft
+            .initialize(members)
+            .await
+            .map_err(|e| format!("initializing the cluster: {e}"))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// This replica's applied state.
+    pub fn snapshot(&self) -> ClusterState {
+        self.inner.sm.read().state.clone()
+    }
+
+    /// Whether this node committed something within the quorum window.
+    pub fn quorate(&self) -> bool {
+        let last = self.inner.last_commit_ms.load(Ordering::Relaxed);
+        last > 0 && wall_ms().saturating_sub(last) <= self.inner.timing.quorum_window.as_millis() as u64
+    }
+
+    /// Every member (voters and learners) and whether it is online: this
+    /// node while quorate, the others while their heartbeats are fresh.
+    pub fn members(&self) -> BTreeMap<NodeName, bool> {
+        let now = wall_ms();
+        let window = self.inner.timing.online_window.as_millis() as u64;
+        let applied = self.inner.sm.read();
+        applied
+            .membership
+            .membership()
+            .nodes()
+            .map(|(_, m)| {
+                let online = if m.name == self.inner.node {
+                    self.quorate()
+                } else {
+                    applied
+                        .state
+                        .heartbeats
+                        .get(&m.name)
+                        .is_some_and(|t| now.saturating_sub(*t) <= window)
+                };
+                (m.name.clone(), online)
+            })
+            .collect()
+    }
+
+    fn leader_hint(&self) -> Option<LeaderHint> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let member = metrics.membership_config.membership().get_node(&leader)?.clone();
+        Some(LeaderHint {
+            name: member.name,
+            addr: member.addr,
+        })
+    }
+
+    /// Commits `ops` here if leader; otherwise refuses with a hint.
+    async fn commit_local(&self, ops: Vec<Op>) -> Result<Vec<Reply>, Refusal> {
+        match self.inner.raft.client_write(Json(ops)).await {
+            Ok(response) => Ok(response.data.0),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                let hint = f.leader_node.map(|m| LeaderHint {
+                    name: m.name,
+                    addr: m.addr,
+                });
+                Err(Refusal::NotLeader(hint))
+            }
+            Err(e) => Err(Refusal::Failed(e.to_string())),
+        }
+    }
+
+    /// Sends `request` to the leader, following redirects.
+    async fn to_leader(&self, request: impl Fn() -> PeerRequest) -> Result<PeerReply, Refusal> {
+        let mut hint = self.leader_hint();
+        for _ in 0..LEADER_ATTEMPTS {
+            let Some(leader) = hint.take() else {
+                // No leader known yet (an election): ask again shortly.
+                tokio::time::sleep(self.inner.timing.heartbeat).await;
+                hint = self.leader_hint();
+                continue;
+            };
+            let addr: SocketAddr = leader
+                .addr
+                .parse()
+                .map_err(|e| Refusal::Failed(format!("leader address '{}': {e}", leader.addr)))?;
+            let reply = self
+                .inner
+                .transport
+                .call::<PeerRequest, PeerReply>(&leader.name, addr, &request())
+                .await
+                .map_err(|e| Refusal::Failed(e.to_string()))?;
+            match reply {
+                PeerReply::Written(Err(Refusal::NotLeader(next)))
+                | PeerReply::Joined(Err(Refusal::NotLeader(next)))
+                | PeerReply::Done(Err(Refusal::NotLeader(next))) => {
+                    tokio::time::sleep(self.inner.timing.heartbeat / 2).await;
+                    hint = next.or_else(|| self.leader_hint());
+                }
+                reply => return Ok(reply),
+            }
+        }
+        Err(Refusal::Failed("no cluster leader reachable".into()))
+    }
+
+    async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Reply>, Refusal> {
+        match self.commit_local(ops.clone()).await {
+            Err(Refusal::NotLeader(_)) => {}
+            other => return other,
+        }
+        let proposal = Json(ops);
+        match self.to_leader(|| PeerRequest::Write(proposal.clone())).await? {
+            PeerReply::Written(result) => result.map(|o| o.0),
+            _ => Err(Refusal::Failed("unexpected reply to a write".into())),
+        }
+    }
+
+    /// Applies `ops` in order through consensus. Fails (without knowing
+    /// whether they will still commit) when no quorum answers in time.
+    pub async fn apply(&self, ops: Vec<Op>) -> Result<Vec<Reply>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = wall_ms();
+        match tokio::time::timeout(self.inner.timing.write_timeout, self.propose(ops)).await {
+            Ok(Ok(replies)) => {
+                self.inner.last_commit_ms.fetch_max(started, Ordering::Relaxed);
+                Ok(replies)
+            }
+            Ok(Err(Refusal::NotLeader(_))) | Err(_) => Err(StoreError::NoQuorum),
+            Ok(Err(Refusal::Failed(e))) => Err(StoreError::Unavailable(e)),
+        }
+    }
+
+    /// Commits this node's heartbeat every `alive_interval`: the proof of
+    /// quorum and, for the others, of liveness.
+    pub fn spawn_heartbeat(&self) {
+        let store = self.clone();
+        self.keep(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(store.inner.timing.alive_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let op = Op::Heartbeat {
+                    node: store.inner.node.clone(),
+                    now_ms: wall_ms(),
+                };
+                if let Err(e) = store.apply(vec![op]).await {
+                    tracing::debug!("heartbeat not committed: {e}");
+                }
+            }
+        }));
+    }
+
+    fn keep(&self, task: tokio::task::JoinHandle<()>) {
+        self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).push(task);
+    }
+
+    /// This member's view of the cluster.
+    pub fn view(&self) -> ClusterView {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let leader = metrics
+            .current_leader
+            .and_then(|id| membership.get_node(&id))
+            .map(|m| m.name.clone());
+        ClusterView {
+            node: self.inner.node.clone(),
+            id: self.inner.id,
+            term: metrics.current_term,
+            leader,
+            quorate: self.quorate(),
+            members: membership
+                .nodes()
+                .map(|(id, m)| (m.name.clone(), m.addr.clone(), voters.contains(id)))
+                .collect(),
+            last_applied: metrics.last_applied.map(|l| l.index),
+            services: self.inner.sm.read().state.resources.keys().cloned().collect(),
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+    }
+
+    /// Admits a new node as a learner and returns its id (leader only).
+    async fn admit(&self, from: &str, name: String, addr: String) -> Result<NodeId, Refusal> {
+        if from != name {
+            return Err(Refusal::Failed(format!(
+                "the joining node's certificate names '{from}', not '{name}'"
+            )));
+        }
+        addr.parse::<SocketAddr>()
+            .map_err(|e| Refusal::Failed(format!("address '{addr}': {e}")))?;
+        if !self.is_leader() {
+            return Err(Refusal::NotLeader(self.leader_hint()));
+        }
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        if let Some((id, member)) = membership.nodes().find(|(_, m)| m.name == name) {
+            let learner = membership.learner_ids().any(|l| l == *id);
+            if learner && member.addr == addr {
+                return Ok(*id); // a repeated join (the first answer was lost)
+            }
+            return Err(Refusal::Failed(format!(
+                "node name '{name}' is already a cluster member"
+            )));
+        }
+        let id = membership.nodes().map(|(id, _)| *id).max().unwrap_or(0) + 1;
+        let member = Member { name, addr };
+        let change = self.inner.raft.add_learner(id, member, false);
+        match tokio::time::timeout(Duration::from_secs(5), change).await {
+            Ok(Ok(_)) => Ok(id),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(Refusal::NotLeader(self.leader_hint()))
+            }
+            Ok(Err(e)) => Err(Refusal::Failed(e.to_string())),
+            Err(_) => Err(Refusal::Failed("the cluster has no quorum to admit a node".into())),
+        }
+    }
+
+    async fn change(&self, change: ChangeMembers<NodeId, Member>) -> Result<(), Refusal> {
+        if !self.is_leader() {
+            return Err(Refusal::NotLeader(self.leader_hint()));
+        }
+        let future = self.inner.raft.change_membership(change, false);
+        match tokio::time::timeout(Duration::from_secs(10), future).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(Refusal::NotLeader(self.leader_hint()))
+            }
+            Ok(Err(e)) => Err(Refusal::Failed(e.to_string())),
+            Err(_) => Err(Refusal::Failed("membership change timed out (no quorum?)".into())),
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), Refusal> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let Some(id) = membership.nodes().find(|(_, m)| m.name == name).map(|(id, _)| *id) else {
+            return Err(Refusal::Failed(format!("'{name}' is not a cluster member")));
+        };
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(Refusal::Failed(format!(
+                "'{name}' is the last voter; the cluster cannot remove it"
+            )));
+        }
+        if voters.contains(&id) {
+            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await
+        } else {
+            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await
+        }
+    }
+
+    /// Answers a peer's request (the transport authenticated `from`).
+    pub async fn handle(&self, from: String, request: PeerRequest) -> Result<PeerReply, String> {
+        let raft = &self.inner.raft;
+        Ok(match request {
+            PeerRequest::Append(rpc) => PeerReply::Append(raft.append_entries(rpc).await),
+            PeerRequest::Vote(rpc) => PeerReply::Vote(raft.vote(rpc).await),
+            PeerRequest::Snapshot(rpc) => PeerReply::Snapshot(raft.install_snapshot(rpc).await),
+            PeerRequest::Write(proposal) => {
+                let timeout = self.inner.timing.write_timeout;
+                match tokio::time::timeout(timeout, self.commit_local(proposal.0)).await {
+                    Ok(result) => PeerReply::Written(result.map(Json)),
+                    Err(_) => PeerReply::Written(Err(Refusal::Failed("commit timed out".into()))),
+                }
+            }
+            // Join and promotion name their sender, so they are not
+            // forwarded: a follower answers with a leader hint instead.
+            PeerRequest::Join { name, addr } => PeerReply::Joined(self.admit(&from, name, addr).await),
+            PeerRequest::Promote { id } => {
+                if from_member(self, &from) != Some(id) {
+                    PeerReply::Done(Err(Refusal::Failed(format!("'{from}' may only promote itself"))))
+                } else {
+                    PeerReply::Done(self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await)
+                }
+            }
+            PeerRequest::Remove { name } => match self.remove(&name).await {
+                Err(Refusal::NotLeader(_)) => self
+                    .to_leader(|| PeerRequest::Remove { name: name.clone() })
+                    .await
+                    .unwrap_or_else(|e| PeerReply::Done(Err(e))),
+                result => PeerReply::Done(result),
+            },
+            PeerRequest::Status => PeerReply::Status(self.view()),
+        })
+    }
+
+    /// Serves peers on the node's endpoint.
+    pub fn serve(&self) {
+        let store = self.clone();
+        let task = self.inner.transport.serve(move |from, request: PeerRequest| {
+            let store = store.clone();
+            async move { store.handle(from, request).await }
+        });
+        self.keep(task);
+    }
+
+    /// Asks the leader to make this (learner) node a voter, retrying until
+    /// it is one.
+    pub fn spawn_promotion(&self) {
+        let store = self.clone();
+        self.keep(tokio::spawn(async move {
+            loop {
+                let view = store.view();
+                let me = view.members.iter().find(|(name, _, _)| *name == view.node);
+                if me.is_some_and(|(_, _, voter)| *voter) {
+                    tracing::info!("this node is a voting member of the cluster");
+                    return;
+                }
+                if me.is_some() {
+                    let id = store.id();
+                    match store.to_leader(|| PeerRequest::Promote { id }).await {
+                        Ok(PeerReply::Done(Ok(()))) => continue,
+                        Ok(PeerReply::Done(Err(e))) => tracing::info!("promotion to voter pending: {e}"),
+                        Ok(_) => tracing::warn!("unexpected reply to a promotion request"),
+                        Err(e) => tracing::info!("promotion to voter pending: {e}"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }));
+    }
+
+    /// Stops Raft (the node is going down).
+    pub async fn shutdown(&self) {
+        for task in self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
+        let _ = self.inner.raft.shutdown().await;
+        self.inner.transport.close();
+    }
+}
+
+fn from_member(store: &RaftStore, name: &str) -> Option<NodeId> {
+    let metrics = store.inner.raft.metrics().borrow().clone();
+    metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .find(|(_, m)| m.name == name)
+        .map(|(id, _)| *id)
+}
+
+/// Sends one request to a member, as a client that is not (yet) running a
+/// replica (`hactor cluster join`, `remove-node`, `status`).
+pub async fn ask(
+    transport: &Transport,
+    peer: &str,
+    addr: SocketAddr,
+    request: PeerRequest,
+) -> Result<PeerReply, TransportError> {
+    transport.call::<PeerRequest, PeerReply>(peer, addr, &request).await
+}

@@ -1,0 +1,304 @@
+//! QUIC transport between nodes: one request/response per bidirectional
+//! stream, framed by [`super::codec`], mutual TLS from [`super::tls`].
+//!
+//! Every request names its sender; the server checks the name against the
+//! sender's certificate, so only authenticated cluster members get an
+//! answer. Every request is answered with a result envelope (a handler
+//! failure is an error value, never a silently dropped stream). Malformed
+//! or oversized frames close that stream with a logged reason; the node
+//! keeps serving. A fault-injection switch ([`Transport::block`]) drops
+//! traffic to and from chosen peers, for partition tests across processes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::codec::{self, CodecError, MAX_FRAME_BYTES};
+use super::tls::{self, NodeIdentity, TlsError};
+
+/// How long one call may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RequestEnvelope<Req> {
+    from: String,
+    body: Req,
+}
+
+/// Why the remote side did not answer a request with a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    #[error("peer certificate does not name '{0}'")]
+    Unauthenticated(String),
+    #[error("request refused: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Handler(String),
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot reach {peer}: {reason}")]
+    Unreachable { peer: String, reason: String },
+    #[error("traffic with {0} is blocked (fault injection)")]
+    Blocked(String),
+    #[error("call to {0} timed out")]
+    Timeout(String),
+    #[error("bad answer from {peer}: {error}")]
+    Codec { peer: String, error: CodecError },
+    #[error("{peer} refused: {error}")]
+    Remote { peer: String, error: RemoteError },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("endpoint: {0}")]
+    Endpoint(String),
+}
+
+/// One node's QUIC endpoint (server and client).
+#[derive(Clone)]
+pub struct Transport {
+    node: String,
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    connections: Arc<Mutex<HashMap<String, quinn::Connection>>>,
+    blocked: Arc<Mutex<BTreeSet<String>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut config = quinn::TransportConfig::default();
+    config.keep_alive_interval(Some(Duration::from_secs(1)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
+        config.max_idle_timeout(Some(idle));
+    }
+    Arc::new(config)
+}
+
+impl Transport {
+    /// Binds the endpoint (inside a tokio runtime, e.g. an actix arbiter
+    /// that lives as long as the node: connections die with their runtime).
+    pub fn bind(addr: SocketAddr, identity: &NodeIdentity) -> Result<Transport, TransportError> {
+        let mut server = tls::server_config(identity)?;
+        server.transport_config(transport_config());
+        let mut client = tls::client_config(identity)?;
+        client.transport_config(transport_config());
+        let endpoint = quinn::Endpoint::server(server, addr).map_err(|e| TransportError::Endpoint(e.to_string()))?;
+        Ok(Transport {
+            node: identity.node.clone(),
+            endpoint,
+            client,
+            connections: Arc::new(Mutex::new(HashMap::new())),
+            blocked: Arc::new(Mutex::new(BTreeSet::new())),
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.endpoint.local_addr().ok()
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Fault injection: drop all traffic with `peer` (both directions).
+    pub fn block(&self, peer: &str) {
+        lock(&self.blocked).insert(peer.to_string());
+        if let Some(conn) = lock(&self.connections).remove(peer) {
+            conn.close(0u32.into(), b"blocked");
+        }
+    }
+
+    pub fn unblock(&self, peer: &str) {
+        lock(&self.blocked).remove(peer);
+    }
+
+    fn is_blocked(&self, peer: &str) -> bool {
+        lock(&self.blocked).contains(peer)
+    }
+
+    async fn connection(&self, peer: &str, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
+        if let Some(conn) = lock(&self.connections)
+            .get(peer)
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
+        {
+            return Ok(conn);
+        }
+        let unreachable = |reason: String| TransportError::Unreachable {
+            peer: peer.to_string(),
+            reason,
+        };
+        let connecting = self
+            .endpoint
+            .connect_with(self.client.clone(), addr, peer)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| unreachable(e.to_string()))?;
+        lock(&self.connections).insert(peer.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `request` to `peer` at `addr` and waits for its answer.
+    pub async fn call<Req, Resp>(&self, peer: &str, addr: SocketAddr, request: &Req) -> Result<Resp, TransportError>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        if self.is_blocked(peer) {
+            return Err(TransportError::Blocked(peer.to_string()));
+        }
+        let frame = codec::encode(&RequestEnvelope {
+            from: self.node.clone(),
+            body: request,
+        })
+        .map_err(|error| TransportError::Codec {
+            peer: peer.to_string(),
+            error,
+        })?;
+        let attempt = async {
+            // One reconnect: a cached connection may have died quietly.
+            let mut last = None;
+            for _ in 0..2 {
+                let conn = self.connection(peer, addr).await?;
+                match exchange(&conn, &frame).await {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(reason) => {
+                        lock(&self.connections).remove(peer);
+                        last = Some(reason);
+                    }
+                }
+            }
+            Err(TransportError::Unreachable {
+                peer: peer.to_string(),
+                reason: last.unwrap_or_default(),
+            })
+        };
+        let bytes = tokio::time::timeout(CALL_TIMEOUT, attempt)
+            .await
+            .map_err(|_| TransportError::Timeout(peer.to_string()))??;
+        let answer: Result<Resp, RemoteError> = codec::decode(&bytes).map_err(|error| TransportError::Codec {
+            peer: peer.to_string(),
+            error,
+        })?;
+        answer.map_err(|error| TransportError::Remote {
+            peer: peer.to_string(),
+            error,
+        })
+    }
+
+    /// Serves requests with `handler` until the endpoint closes.
+    pub fn serve<Req, Resp, H, Fut>(&self, handler: H) -> tokio::task::JoinHandle<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        H: Fn(String, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, String>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let transport = self.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = transport.endpoint.accept().await {
+                let (handler, transport) = (handler.clone(), transport.clone());
+                tokio::spawn(async move {
+                    let conn = match incoming.await {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            tracing::warn!("refused incoming connection: {e}");
+                            return;
+                        }
+                    };
+                    while let Ok((send, recv)) = conn.accept_bi().await {
+                        let (handler, transport, conn) = (handler.clone(), transport.clone(), conn.clone());
+                        tokio::spawn(async move { transport.answer(&conn, send, recv, handler.as_ref()).await });
+                    }
+                });
+            }
+        })
+    }
+
+    async fn answer<Req, Resp, H, Fut>(
+        &self,
+        conn: &quinn::Connection,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        handler: &H,
+    ) where
+        Req: DeserializeOwned,
+        Resp: Serialize,
+        H: Fn(String, Req) -> Fut,
+        Fut: Future<Output = Result<Resp, String>>,
+    {
+        let bytes = match recv.read_to_end(MAX_FRAME_BYTES + 8).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!("closing stream from {}: {e}", conn.remote_address());
+                let _ = send.reset(1u32.into());
+                return;
+            }
+        };
+        let request: RequestEnvelope<Req> = match codec::decode(&bytes) {
+            Ok(request) => request,
+            Err(e) => {
+                tracing::warn!("closing stream from {}: {e}", conn.remote_address());
+                let reply: Result<Resp, RemoteError> = Err(RemoteError::Malformed(e.to_string()));
+                if let Ok(frame) = codec::encode(&reply) {
+                    let _ = send.write_all(&frame).await;
+                }
+                let _ = send.finish();
+                return;
+            }
+        };
+        if self.is_blocked(&request.from) {
+            let _ = send.reset(2u32.into());
+            return;
+        }
+        let reply: Result<Resp, RemoteError> = if tls::peer_is(conn, &request.from) {
+            handler(request.from, request.body).await.map_err(RemoteError::Handler)
+        } else {
+            tracing::warn!(
+                "refusing request claiming to be from '{}' ({})",
+                request.from,
+                conn.remote_address()
+            );
+            Err(RemoteError::Unauthenticated(request.from))
+        };
+        match codec::encode(&reply) {
+            Ok(frame) => {
+                let _ = send.write_all(&frame).await;
+                let _ = send.finish();
+                let _ = send.stopped().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot encode reply: {e}");
+                let _ = send.reset(3u32.into());
+            }
+        }
+    }
+
+    /// Closes the endpoint and every connection.
+    pub fn close(&self) {
+        lock(&self.connections).clear();
+        self.endpoint.close(0u32.into(), b"bye");
+    }
+
+    /// Waits until every connection of the closed endpoint is gone (its
+    /// address is free again once the last handle drops).
+    pub async fn closed(&self) {
+        self.endpoint.wait_idle().await;
+    }
+}
+
+async fn exchange(conn: &quinn::Connection, frame: &[u8]) -> Result<Vec<u8>, String> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+    send.write_all(frame).await.map_err(|e| e.to_string())?;
+    send.finish().map_err(|e| e.to_string())?;
+    recv.read_to_end(MAX_FRAME_BYTES + 8).await.map_err(|e| e.to_string())
+}

@@ -1,0 +1,56 @@
+//! The store behind a node's LockActor: the in-process [`MemoryStore`] of
+//! a single node, or the Raft-replicated [`RaftStore`] of a cluster. Both
+//! apply the same [`Op`]s to the same [`ClusterState`].
+
+use std::collections::BTreeMap;
+
+use crate::core::types::NodeName;
+use crate::net::cluster::RaftStore;
+
+use super::store::{ClusterState, MemoryStore, Op, Reply, StoreError};
+
+#[derive(Clone)]
+pub enum ClusterStore {
+    Local(MemoryStore),
+    Replicated(RaftStore),
+}
+
+impl ClusterStore {
+    /// The state as this node sees it now.
+    pub fn snapshot(&self) -> ClusterState {
+        match self {
+            ClusterStore::Local(store) => store.snapshot(),
+            ClusterStore::Replicated(store) => store.snapshot(),
+        }
+    }
+
+    /// Whether this node can commit writes.
+    pub fn quorate(&self) -> bool {
+        match self {
+            ClusterStore::Local(store) => store.quorate(),
+            ClusterStore::Replicated(store) => store.quorate(),
+        }
+    }
+
+    /// Cluster members and whether each is online (`node` is this one).
+    pub fn members(&self, node: &str) -> BTreeMap<NodeName, bool> {
+        match self {
+            ClusterStore::Local(store) => BTreeMap::from([(node.to_string(), store.quorate())]),
+            ClusterStore::Replicated(store) => store.members(),
+        }
+    }
+
+    /// Applies `ops` in order (through consensus when replicated).
+    pub async fn apply(&self, ops: Vec<Op>) -> Result<Vec<Reply>, StoreError> {
+        match self {
+            ClusterStore::Local(store) => store.apply(ops),
+            ClusterStore::Replicated(store) => store.apply(ops).await,
+        }
+    }
+}
+
+impl From<MemoryStore> for ClusterStore {
+    fn from(store: MemoryStore) -> ClusterStore {
+        ClusterStore::Local(store)
+    }
+}
