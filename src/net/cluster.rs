@@ -331,7 +331,7 @@ impl RaftStore {
                 .map(|(id, m)| (m.name.clone(), m.addr.clone(), voters.contains(id)))
                 .collect(),
             last_applied: metrics.last_applied.map(|l| l.index),
-            services: self.inner.sm.read().state.resources.keys().cloned().collect(),
+            services: services(&self.inner.sm.read().state),
         }
     }
 
@@ -488,6 +488,17 @@ impl RaftStore {
         let _ = self.inner.raft.shutdown().await;
         self.inner.transport.close();
     }
+}
+
+fn services(state: &ClusterState) -> Vec<(String, String, String)> {
+    state
+        .resources
+        .iter()
+        .map(|(sid, resource)| match state.manager_status.service_status.get(sid) {
+            Some(ss) => (sid.clone(), ss.node.clone(), ss.state.to_string()),
+            None => (sid.clone(), resource.node.clone().unwrap_or_default(), "new".into()),
+        })
+        .collect()
 }
 
 fn from_member(store: &RaftStore, name: &str) -> Option<NodeId> {

@@ -64,8 +64,9 @@ pub struct ClusterView {
     /// `(name, addr, voter)` of every member.
     pub members: Vec<(String, String, bool)>,
     pub last_applied: Option<u64>,
-    /// The HA resources in this replica's state.
-    pub services: Vec<String>,
+    /// `(sid, node, state)` of every HA resource in this replica's state:
+    /// the manager's placement, or the configured node before it has one.
+    pub services: Vec<(String, String, String)>,
 }
 
 /// The reply to a [`PeerRequest`].

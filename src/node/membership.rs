@@ -175,6 +175,14 @@ pub fn add_node(config: &NodeConfig, name: &str, out: &Path) -> Result<(), Strin
     for (peer, addr) in &config.peers {
         seeds.insert(peer.clone(), addr.to_string());
     }
+    // Every current member, if the local daemon runs and can tell.
+    if let Ok(Ok(view)) = actix::System::new()
+        .block_on(async { tokio::time::timeout(std::time::Duration::from_secs(2), status(config)).await })
+    {
+        for (name, addr, _) in view.members {
+            seeds.insert(name, addr);
+        }
+    }
     let bundle = JoinBundle {
         cluster: info.cluster,
         identity: issued,
@@ -216,11 +224,13 @@ pub async fn join(config: &NodeConfig, bundle: &JoinBundle) -> Result<ClusterInf
     let mut queue: Vec<(String, String)> = bundle.seeds.clone().into_iter().collect();
     let mut errors = Vec::new();
     let mut hops = 0;
+    let mut asked = std::collections::BTreeSet::new();
     while let Some((peer, addr)) = queue.pop() {
         hops += 1;
         if hops > 20 {
             break;
         }
+        asked.insert(peer.clone());
         let Ok(addr) = addr.parse::<SocketAddr>() else {
             errors.push(format!("{peer}: bad address '{addr}'"));
             continue;
@@ -243,7 +253,16 @@ pub async fn join(config: &NodeConfig, bundle: &JoinBundle) -> Result<ClusterInf
                 save(config, &info, &bundle.identity)?;
                 return Ok(info);
             }
-            Ok(PeerReply::Joined(Err(Refusal::NotLeader(Some(hint))))) => queue.push((hint.name, hint.addr)),
+            Ok(PeerReply::Joined(Err(Refusal::NotLeader(Some(hint))))) => {
+                // The hint may be stale (a leader that just died): ask it
+                // once, and go on with the other seeds after.
+                if !asked.contains(&hint.name) {
+                    queue.insert(0, (peer.clone(), addr.to_string()));
+                    queue.push((hint.name, hint.addr));
+                } else {
+                    errors.push(format!("{peer}: no leader reachable (the cluster has no quorum?)"));
+                }
+            }
             Ok(PeerReply::Joined(Err(Refusal::NotLeader(None)))) => {
                 errors.push(format!("{peer}: no leader (the cluster has no quorum?)"));
             }
@@ -253,7 +272,7 @@ pub async fn join(config: &NodeConfig, bundle: &JoinBundle) -> Result<ClusterInf
         }
     }
     Err(format!(
-        "could not join cluster '{}': {}",
+        "could not join cluster '{}' (no member reachable, or no quorum to admit a node): {}",
         bundle.cluster,
         errors.join("; ")
     ))
@@ -304,8 +323,8 @@ pub fn render(view: &ClusterView) -> String {
         let role = if *voter { "voter" } else { "learner" };
         out.push_str(&format!("member {name} {addr} {role}\n"));
     }
-    for sid in &view.services {
-        out.push_str(&format!("service {sid}\n"));
+    for (sid, node, state) in &view.services {
+        out.push_str(&format!("service {sid} ({node}, {state})\n"));
     }
     out
 }
