@@ -118,6 +118,11 @@ fn five_nodes_a_minority_partition_loses_quorum_and_heals() {
         v.quorate && v.leader.as_deref().is_some_and(|l| l != old)
     });
     println!("5 nodes: new leader {elected:?} after the leader was killed");
+    // The dead member is removed explicitly; the other four go on.
+    cluster.ok(other, &["cluster", "remove-node", &old]);
+    cluster.wait_view(other, "four members", Duration::from_secs(10), |v| {
+        v.quorate && v.members.len() == 4 && v.members.iter().all(|m| m.0 != old)
+    });
 }
 
 #[test]

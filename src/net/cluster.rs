@@ -330,6 +330,7 @@ impl RaftStore {
                 .nodes()
                 .map(|(id, m)| (m.name.clone(), m.addr.clone(), voters.contains(id)))
                 .collect(),
+            settled: membership.get_joint_config().len() == 1,
             last_applied: metrics.last_applied.map(|l| l.index),
             services: services(&self.inner.sm.read().state),
         }
@@ -462,7 +463,7 @@ impl RaftStore {
             loop {
                 let view = store.view();
                 let me = view.members.iter().find(|(name, _, _)| *name == view.node);
-                if me.is_some_and(|(_, _, voter)| *voter) {
+                if me.is_some_and(|(_, _, voter)| *voter) && view.settled {
                     tracing::info!("this node is a voting member of the cluster");
                     return;
                 }

@@ -63,6 +63,9 @@ pub struct ClusterView {
     pub quorate: bool,
     /// `(name, addr, voter)` of every member.
     pub members: Vec<(String, String, bool)>,
+    /// No membership change is under way on this replica (a joint
+    /// configuration needs a majority of the old and of the new voters).
+    pub settled: bool,
     pub last_applied: Option<u64>,
     /// `(sid, node, state)` of every HA resource in this replica's state:
     /// the manager's placement, or the configured node before it has one.
@@ -79,4 +82,62 @@ pub enum PeerReply {
     Joined(Result<NodeId, Refusal>),
     Done(Result<(), Refusal>),
     Status(ClusterView),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::codec;
+    use crate::net::raft::Json;
+    use crate::node::store::Op;
+
+    /// Valid frames with bytes flipped, cut or appended, and pure noise:
+    /// decoding gives a value or an error, never a panic.
+    #[test]
+    fn mangled_peer_frames_never_panic() {
+        let samples = [
+            PeerRequest::Write(Json(vec![Op::QueueCrmCommand("migrate vm:100 node2".into())])),
+            PeerRequest::Join {
+                name: "node4".into(),
+                addr: "127.0.0.1:7400".into(),
+            },
+            PeerRequest::Vote(openraft::raft::VoteRequest::new(openraft::Vote::new(3, 2), None)),
+            PeerRequest::Status,
+        ];
+        let mut seed = 0x2545f4914f6cdd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for sample in &samples {
+            let frame = codec::encode(sample).unwrap();
+            assert!(codec::decode::<PeerRequest>(&frame).is_ok());
+            for _ in 0..5_000 {
+                let mut bytes = frame.clone();
+                match next() % 3 {
+                    0 => {
+                        for _ in 0..1 + next() % 4 {
+                            let i = (next() as usize) % bytes.len();
+                            bytes[i] ^= 1 << (next() % 8);
+                        }
+                    }
+                    1 => bytes.truncate((next() as usize) % bytes.len()),
+                    _ => bytes.extend((0..next() % 16).map(|_| next() as u8)),
+                }
+                let _ = codec::decode::<PeerRequest>(&bytes);
+                let _ = codec::decode::<PeerReply>(&bytes);
+            }
+        }
+        for _ in 0..20_000 {
+            let len = (next() % 128) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len >= 6 {
+                bytes[..4].copy_from_slice(&((len - 4) as u32).to_be_bytes());
+                bytes[4..6].copy_from_slice(&codec::PROTOCOL_VERSION.to_be_bytes());
+            }
+            let _ = codec::decode::<PeerRequest>(&bytes);
+        }
+    }
 }

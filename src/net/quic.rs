@@ -194,6 +194,19 @@ impl Transport {
         })
     }
 
+    /// Sends `bytes` as they are as one request and returns the raw answer
+    /// (tests of what the server does with malformed frames).
+    #[doc(hidden)]
+    pub async fn call_raw(&self, peer: &str, addr: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let conn = self.connection(peer, addr).await?;
+        exchange(&conn, bytes)
+            .await
+            .map_err(|reason| TransportError::Unreachable {
+                peer: peer.to_string(),
+                reason,
+            })
+    }
+
     /// Serves requests with `handler` until the endpoint closes.
     pub fn serve<Req, Resp, H, Fut>(&self, handler: H) -> tokio::task::JoinHandle<()>
     where

@@ -129,9 +129,11 @@ impl Cluster {
             cluster.ok(i, &["cluster", "join", "--bundle", bundle.to_str().unwrap()]);
             cluster.start(i);
         }
-        cluster.wait_view(0, "every node a voter", Duration::from_secs(30), |v| {
-            v.members.len() == n && v.members.iter().all(|m| m.2)
-        });
+        for i in 0..n {
+            cluster.wait_view(i, "every node a voter on every node", Duration::from_secs(30), |v| {
+                v.settled && v.members.len() == n && v.members.iter().all(|m| m.2)
+            });
+        }
         cluster
     }
 
