@@ -9,9 +9,11 @@
 //! - [`config`]: configuration text parsers.
 //! - `actors`, `net`: the node daemon's actor tree and QUIC transport (see
 //!   their module docs for status).
+//! - [`api`]: the daemon's client socket.
 
 pub mod actors;
 pub mod agents;
+pub mod api;
 pub mod config;
 pub mod core;
 pub mod net;

@@ -122,6 +122,22 @@ fn seed(store: &MemoryStore, config: &NodeConfig) -> Result<(), String> {
     store.apply(ops).map(|_| ()).map_err(|e| e.to_string())
 }
 
+/// How the API answers on this node.
+fn api_config(config: &NodeConfig) -> hactor::api::server::ServerConfig {
+    // Upstream calls a status stale after 30 s, three of its rounds.
+    let round_secs = i64::try_from(config.timings.round_ms.div_ceil(1000)).unwrap_or(i64::MAX);
+    hactor::api::server::ServerConfig {
+        socket: config.socket.clone(),
+        plan: hactor::api::plan::PlanContext {
+            node: config.node.clone(),
+            proc_services: config.proc_services.keys().cloned().collect(),
+        },
+        fresh_secs: (3 * round_secs).max(5),
+        crs: "basic".into(),
+        store_timeout: Duration::from_secs(30),
+    }
+}
+
 async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     let store = MemoryStore::open(&config.state_dir).map_err(|e| e.to_string())?;
     seed(&store, &config)?;
@@ -140,7 +156,9 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         },
     };
     let node = start_node(&config, store, options).map_err(|e| e.to_string())?;
-    tracing::info!(node = %config.node, profile = ?config.profile, "hactor started");
+    let listener = hactor::api::server::bind(&config.socket).map_err(|e| format!("api socket: {e}"))?;
+    hactor::api::server::start(listener, node.lock.clone(), api_config(&config));
+    tracing::info!(node = %config.node, profile = ?config.profile, socket = %config.socket.display(), "hactor started");
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -182,6 +200,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             _ = terminate.recv() => tracing::warn!("still shutting down (services are being stopped or frozen)"),
         }
     }
+    let _ = std::fs::remove_file(&config.socket);
     let disarmed = node.watchdog.send(WatchdogShutdown).await.unwrap_or(false);
     tracing::info!(disarmed, "hactor stopped");
     tokio::time::sleep(Duration::from_millis(50)).await;
