@@ -285,12 +285,7 @@ impl ClusterState {
         let mut context = ring::digest::Context::new(&ring::digest::SHA256);
         context.update(b"hactor-config-v1\0");
         context.update(&bytes);
-        context
-            .finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The resources as the core reads them.
