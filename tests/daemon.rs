@@ -229,7 +229,7 @@ async fn worker_pool_runs_at_most_max_worker_actions() {
 
 fn proc_config(dir: &Path) -> String {
     format!(
-        "node = \"node1\"\nstate_dir = \"{}\"\n[watchdog]\nbackend = \"process\"\n\
+        "node = \"node1\"\nstate_dir = \"{0}\"\nsocket = \"{0}/hactor.sock\"\n[watchdog]\nbackend = \"process\"\n\
          [proc.sleeper]\ncommand = \"sleep\"\nargs = [\"1000\"]\n[resource.\"proc:sleeper\"]\n",
         dir.display()
     )
