@@ -683,9 +683,17 @@ fn the_socket_serves_only_root_and_the_daemons_user() {
     let mode = std::fs::metadata(socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "owner-only socket");
     let nobody = 65534;
+    // A copy of the CLI that the other uid can run wherever the build
+    // tree lives.
+    let open = |path: &Path, mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    open(c.dir.path(), 0o755);
+    let cli = c.dir.path().join("ha-manager");
+    std::fs::copy(env!("CARGO_BIN_EXE_ha-manager"), &cli).unwrap();
+    open(&cli, 0o755);
     let as_nobody = || -> Run {
-        c.command(0)
+        Command::new(&cli)
             .arg("status")
+            .env("HACTOR_SOCKET", socket)
             .uid(nobody)
             .gid(nobody)
             .output()
@@ -693,8 +701,6 @@ fn the_socket_serves_only_root_and_the_daemons_user() {
             .into()
     };
     // The file mode keeps others out ...
-    let open = |path: &Path, mode| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-    open(c.dir.path(), 0o755);
     open(socket.parent().unwrap(), 0o755);
     let run = as_nobody();
     assert_eq!(run.code, 1);
