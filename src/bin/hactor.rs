@@ -155,8 +155,13 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             ..DatacenterSettings::default()
         },
     };
-    let node = start_node(&config, store, options).map_err(|e| e.to_string())?;
+    // Bound before anything is armed: a socket problem stops the daemon
+    // before it holds a lease or a watchdog.
     let listener = hactor::api::server::bind(&config.socket).map_err(|e| format!("api socket: {e}"))?;
+    let node = start_node(&config, store, options).map_err(|e| {
+        let _ = std::fs::remove_file(&config.socket);
+        e.to_string()
+    })?;
     hactor::api::server::start(listener, node.lock.clone(), api_config(&config));
     tracing::info!(node = %config.node, profile = ?config.profile, socket = %config.socket.display(), "hactor started");
 
