@@ -9,9 +9,12 @@
 //! - [`config`]: configuration text parsers.
 //! - `actors`, `net`: the node daemon's actor tree and QUIC transport (see
 //!   their module docs for status).
+//! - [`api`], [`cli`]: the daemon's client socket and `ha-manager`.
 
 pub mod actors;
 pub mod agents;
+pub mod api;
+pub mod cli;
 pub mod config;
 pub mod core;
 pub mod net;

@@ -229,7 +229,7 @@ async fn worker_pool_runs_at_most_max_worker_actions() {
 
 fn proc_config(dir: &Path) -> String {
     format!(
-        "node = \"node1\"\nstate_dir = \"{}\"\n[watchdog]\nbackend = \"process\"\n\
+        "node = \"node1\"\nstate_dir = \"{0}\"\nsocket = \"{0}/hactor.sock\"\n[watchdog]\nbackend = \"process\"\n\
          [proc.sleeper]\ncommand = \"sleep\"\nargs = [\"1000\"]\n[resource.\"proc:sleeper\"]\n",
         dir.display()
     )
@@ -379,8 +379,8 @@ fn a_missing_watchdog_device_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("node.toml");
     let text = format!(
-        "node = \"node1\"\nstate_dir = \"{}\"\n[watchdog]\nbackend = \"device\"\ndevice = \"{}/no-watchdog\"\n",
-        dir.path().display(),
+        "node = \"node1\"\nstate_dir = \"{0}\"\nsocket = \"{0}/hactor.sock\"\n\
+         [watchdog]\nbackend = \"device\"\ndevice = \"{0}/no-watchdog\"\n",
         dir.path().display()
     );
     std::fs::write(&config, text).unwrap();

@@ -251,8 +251,33 @@ async fn seed_when_ready(store: ClusterStore, config: NodeConfig) {
     tracing::warn!("could not seed the store with the configured resources");
 }
 
+/// How the API answers on this node.
+fn api_config(config: &NodeConfig) -> hactor::api::server::ServerConfig {
+    // Upstream calls a status stale after 30 s, three of its rounds.
+    let round_secs = i64::try_from(config.timings.round_ms.div_ceil(1000)).unwrap_or(i64::MAX);
+    hactor::api::server::ServerConfig {
+        socket: config.socket.clone(),
+        plan: hactor::api::plan::PlanContext {
+            node: config.node.clone(),
+            proc_services: config.proc_services.keys().cloned().collect(),
+        },
+        fresh_secs: (3 * round_secs).max(5),
+        crs: "basic".into(),
+        store_timeout: Duration::from_secs(30),
+    }
+}
+
 async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
-    let (store, raft) = open_store(&config).await?;
+    // Bound before anything is armed or joined: a socket problem stops the
+    // daemon before it holds a lease or a watchdog.
+    let listener = hactor::api::server::bind(&config.socket).map_err(|e| format!("api socket: {e}"))?;
+    let (store, raft) = match open_store(&config).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = std::fs::remove_file(&config.socket);
+            return Err(e);
+        }
+    };
     let bootstrap = membership::load(&config)?.is_none_or(|(info, _)| info.bootstrap);
     if bootstrap {
         actix::spawn(seed_when_ready(store.clone(), config.clone()));
@@ -271,8 +296,12 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             ..DatacenterSettings::default()
         },
     };
-    let node = start_node(&config, store, options).map_err(|e| e.to_string())?;
-    tracing::info!(node = %config.node, profile = ?config.profile, "hactor started");
+    let node = start_node(&config, store, options).map_err(|e| {
+        let _ = std::fs::remove_file(&config.socket);
+        e.to_string()
+    })?;
+    hactor::api::server::start(listener, node.lock.clone(), api_config(&config));
+    tracing::info!(node = %config.node, profile = ?config.profile, socket = %config.socket.display(), "hactor started");
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -314,6 +343,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             _ = terminate.recv() => tracing::warn!("still shutting down (services are being stopped or frozen)"),
         }
     }
+    let _ = std::fs::remove_file(&config.socket);
     let disarmed = node.watchdog.send(WatchdogShutdown).await.unwrap_or(false);
     if let Some(raft) = raft {
         raft.shutdown().await;

@@ -136,7 +136,7 @@ pub fn service_config(sections: &[ResourceSection]) -> ServiceConfig {
 const KEYS: &[&str] = &["comment", "failback", "group", "max_relocate", "max_restart", "state"];
 
 /// A resource name: `^[1-9][0-9]+$`.
-fn is_resource_name(name: &str) -> bool {
+pub fn is_resource_name(name: &str) -> bool {
     name.len() >= 2 && name.bytes().all(|b| b.is_ascii_digit()) && !name.starts_with('0')
 }
 

@@ -1,0 +1,282 @@
+//! The API server: a Unix socket on the daemon's actix system.
+//!
+//! - The socket is created owner-only (0600; its directory is created
+//!   0700 when missing) and every connection's peer is checked with
+//!   SO_PEERCRED: only root and the daemon's own uid are served, anybody
+//!   else gets one error line.
+//! - Reads take one snapshot from the LockActor. Edits are planned
+//!   against a snapshot and applied as one [`Op::Cas`] on the digest of
+//!   that snapshot's configuration; when another writer got in between,
+//!   the edit is planned again against the new state (its checks run
+//!   again), so two racing clients never lose an update. An edit with a
+//!   user-given `--digest` is not retried: a mismatch is the user's error.
+//! - Edits are refused without quorum ("cluster not quorate"), never
+//!   queued.
+//!
+//! The LockActor may answer slowly (consensus): every call has a timeout.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::Addr;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::actors::lock::{ApplyOps, GetSnapshot, LockActor, Snapshot};
+use crate::node::store::{Op, Reply};
+
+use super::plan::{self, PlanContext};
+use super::protocol::{self, MAX_FRAME, Outcome, Request, Response};
+use super::status::{self, StatusContext};
+
+/// How the server answers.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub socket: PathBuf,
+    pub plan: PlanContext,
+    /// See [`StatusContext::fresh_secs`].
+    pub fresh_secs: i64,
+    /// The CRS mode shown by `status`.
+    pub crs: String,
+    /// Longest wait for the store.
+    pub store_timeout: Duration,
+}
+
+/// How often an edit is planned again after losing a race.
+const MAX_ATTEMPTS: usize = 16;
+
+/// How long a client may take to send its request.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds the socket owner-only. A stale socket file (nobody listening) is
+/// replaced; a live one is an error (another daemon runs).
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    format!("{}: another daemon is listening", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{}: exists and is not a socket", path.display()),
+            ));
+        }
+        Err(_) => {}
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
+    // The peer check below also covers the moment before this chmod.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Whether a peer uid may use the API: root and the daemon's own uid.
+pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
+    peer_uid == 0 || peer_uid == own_uid
+}
+
+/// Serves connections until the system stops.
+pub fn start(listener: UnixListener, lock: Addr<LockActor>, config: ServerConfig) {
+    let own_uid = nix::unistd::geteuid().as_raw();
+    let config = std::sync::Arc::new(config);
+    actix_rt::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let (lock, config) = (lock.clone(), config.clone());
+                    actix_rt::spawn(async move {
+                        if let Err(e) = serve(stream, own_uid, &lock, &config).await {
+                            tracing::debug!("api connection: {e}");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("api socket accept failed: {e}");
+                    actix_rt::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+}
+
+async fn serve(
+    mut stream: UnixStream,
+    own_uid: u32,
+    lock: &Addr<LockActor>,
+    config: &ServerConfig,
+) -> std::io::Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    if !peer_allowed(uid, own_uid) {
+        tracing::warn!(uid, "api: refused a connection from an unprivileged user");
+        let message = format!("permission denied - uid {uid} may not use the HA manager socket (root only)");
+        stream.write_all(&protocol::encode(&Outcome::Error(message))).await?;
+        return stream.shutdown().await;
+    }
+    let (read, mut write) = stream.split();
+    let mut line = Vec::new();
+    let limit = u64::try_from(MAX_FRAME).unwrap_or(u64::MAX) + 1;
+    let mut reader = BufReader::new(read).take(limit);
+    let outcome = match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
+        Err(_) => Outcome::Error("timeout reading the request".into()),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(_)) if line.len() > MAX_FRAME => Outcome::Error(format!("request too large (at most {MAX_FRAME} bytes)")),
+        Ok(Ok(_)) => match protocol::decode_request(&line) {
+            Err(message) => Outcome::Error(message),
+            Ok(request) => match handle(lock, config, request).await {
+                Ok(response) => Outcome::Ok(response),
+                Err(message) => Outcome::Error(message),
+            },
+        },
+    };
+    write.write_all(&protocol::encode(&outcome)).await?;
+    write.shutdown().await
+}
+
+async fn snapshot(lock: &Addr<LockActor>, config: &ServerConfig) -> Result<Snapshot, String> {
+    match tokio::time::timeout(config.store_timeout, lock.send(GetSnapshot)).await {
+        Ok(Ok(snapshot)) => Ok(snapshot),
+        Ok(Err(e)) => Err(format!("cluster store unavailable - {e}")),
+        Err(_) => Err("timeout waiting for the cluster store".into()),
+    }
+}
+
+fn now_secs() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// Answers one request.
+pub async fn handle(lock: &Addr<LockActor>, config: &ServerConfig, request: Request) -> Result<Response, String> {
+    if let Request::Status { verbose } = request {
+        let snap = snapshot(lock, config).await?;
+        let ctx = StatusContext {
+            local: &config.plan.node,
+            quorate: snap.quorate,
+            now: now_secs(),
+            fresh_secs: config.fresh_secs,
+            crs: &config.crs,
+        };
+        let entries = status::entries(&snap.state, &ctx);
+        let full = verbose.then(|| status::full_state(&snap.state, &ctx));
+        return Ok(Response::Status { entries, full });
+    }
+    if !request.is_edit() {
+        return plan::read(&request, &snapshot(lock, config).await?);
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let snap = snapshot(lock, config).await?;
+        if !snap.quorate {
+            return Err("cluster not quorate".into());
+        }
+        let plan = plan::plan(&request, &snap, &config.plan)?;
+        let digest = plan.digest.clone().unwrap_or_else(|| snap.state.config_digest());
+        let op = Op::Cas {
+            digest,
+            ops: plan.ops.clone(),
+        };
+        let replies = match tokio::time::timeout(config.store_timeout, lock.send(ApplyOps(vec![op]))).await {
+            Ok(Ok(Ok(replies))) => replies,
+            Ok(Ok(Err(e))) => return Err(e.to_string()),
+            Ok(Err(e)) => return Err(format!("cluster store unavailable - {e}")),
+            Err(_) => return Err("timeout waiting for the cluster store (the change may still be applied)".into()),
+        };
+        match replies.first() {
+            Some(Reply::Batch(_)) => {
+                return match plan.error_after {
+                    Some(message) => Err(message),
+                    None => Ok(Response::Done {
+                        messages: plan.messages,
+                    }),
+                };
+            }
+            Some(Reply::DigestMismatch { .. }) if plan.digest.is_some() => {
+                return Err("detected modified configuration - file changed by other user? Try again.".into());
+            }
+            Some(Reply::DigestMismatch { .. }) => continue,
+            other => return Err(format!("unexpected store reply {other:?}")),
+        }
+    }
+    Err("the configuration kept changing concurrently - try again".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_root_and_the_daemons_uid_are_served() {
+        assert!(peer_allowed(0, 1000));
+        assert!(peer_allowed(1000, 1000));
+        assert!(!peer_allowed(1001, 1000));
+        assert!(!peer_allowed(65534, 0));
+    }
+
+    #[actix_rt::test]
+    async fn edits_without_quorum_are_refused_not_queued() {
+        use actix::Actor;
+
+        use crate::node::store::{ClusterState, MemoryStore};
+
+        let store = MemoryStore::volatile(ClusterState::default());
+        let lock = LockActor::new("node1".into(), store.clone().into()).start();
+        let config = ServerConfig {
+            socket: PathBuf::new(),
+            plan: PlanContext {
+                node: "node1".into(),
+                ..PlanContext::default()
+            },
+            fresh_secs: 30,
+            crs: "basic".into(),
+            store_timeout: Duration::from_secs(5),
+        };
+        assert_eq!(
+            handle(&lock, &config, Request::ArmHa).await,
+            Ok(Response::Done { messages: vec![] })
+        );
+        store.set_quorate(false);
+        assert_eq!(
+            handle(&lock, &config, Request::DisarmHa { mode: "freeze".into() }).await,
+            Err("cluster not quorate".into())
+        );
+        assert_eq!(store.snapshot().crm_commands, ["arm-ha"], "nothing queued");
+        let Ok(Response::Status { entries, .. }) = handle(&lock, &config, Request::Status { verbose: false }).await
+        else {
+            panic!()
+        };
+        assert_eq!(entries[0].status, "No quorum on node 'node1'!", "reads still work");
+    }
+
+    #[actix_rt::test]
+    async fn the_socket_is_owner_only_and_a_stale_one_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/hactor.sock");
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        let err = bind(&path).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
+        drop(listener);
+        bind(&path).expect("a stale socket is replaced");
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        assert!(bind(&file).unwrap_err().to_string().contains("not a socket"));
+    }
+}

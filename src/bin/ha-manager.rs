@@ -1,0 +1,6 @@
+//! `ha-manager`: configure and control the HA stack through the local
+//! `hactor` daemon (see `hactor::cli`).
+
+fn main() -> std::process::ExitCode {
+    hactor::cli::run(std::env::args().collect())
+}
