@@ -28,6 +28,12 @@ pub struct Snapshot {
 #[rtype(result = "Snapshot")]
 pub struct GetSnapshot;
 
+/// Asks how many manager status writes the store applied (cheap: no
+/// snapshot).
+#[derive(Message)]
+#[rtype(result = "u64")]
+pub struct GetManagerWrites;
+
 /// Applies operations in order.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Reply>, StoreError>")]
@@ -79,6 +85,14 @@ impl Handler<ApplyOps> for LockActor {
     fn handle(&mut self, msg: ApplyOps, _ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move { store.apply(msg.0).await })
+    }
+}
+
+impl Handler<GetManagerWrites> for LockActor {
+    type Result = u64;
+
+    fn handle(&mut self, _msg: GetManagerWrites, _ctx: &mut Context<Self>) -> u64 {
+        self.store.manager_writes()
     }
 }
 

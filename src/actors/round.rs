@@ -23,7 +23,7 @@ use crate::core::watchdog::Client;
 use crate::node::env::{Outgoing, RoundContext, RoundEnv, confirmed_watchdog_ops};
 use crate::node::store::{Op, Reply};
 
-use super::lock::{ApplyOps, GetSnapshot, LockActor};
+use super::lock::{ApplyOps, GetManagerWrites, GetSnapshot, LockActor};
 use super::watchdog::{WatchdogActor, WatchdogCmd};
 use super::worker_pool::{JobDone, RunJob, WorkerPool};
 use super::{InjectPanic, guarded};
@@ -32,6 +32,9 @@ use super::{InjectPanic, guarded};
 pub trait Role: Unpin + 'static {
     const CLIENT: Client;
     const NAME: &'static str;
+    /// Runs a round as soon as the manager status changes (the LRM: a new
+    /// command for this node is carried out at once, not a round later).
+    const FOLLOWS_MANAGER: bool = false;
     fn create(env: &mut RoundEnv<'_>) -> Self;
     /// One iteration; `false` when the daemon part exited.
     fn iterate(&mut self, env: &mut RoundEnv<'_>) -> bool;
@@ -64,6 +67,7 @@ impl Role for Crm {
 impl Role for Lrm {
     const CLIENT: Client = Client::Lrm;
     const NAME: &'static str = "lrm";
+    const FOLLOWS_MANAGER: bool = true;
 
     fn create(env: &mut RoundEnv<'_>) -> Self {
         Lrm::new(env)
@@ -142,8 +146,13 @@ pub struct RoundActor<R: Role> {
     epochs: std::collections::BTreeMap<String, u64>,
     busy: bool,
     done: bool,
+    /// Manager status writes seen (for [`Role::FOLLOWS_MANAGER`]).
+    manager_writes: u64,
     _role: PhantomData<R>,
 }
+
+/// How often a manager-following role checks for a new manager status.
+const MANAGER_POLL: Duration = Duration::from_millis(100);
 
 pub type CrmActor = RoundActor<Crm>;
 pub type LrmActor = RoundActor<Lrm>;
@@ -187,6 +196,7 @@ impl<R: Role> RoundActor<R> {
             epochs: std::collections::BTreeMap::new(),
             busy: false,
             done: false,
+            manager_writes: 0,
             _role: PhantomData,
         }
     }
@@ -259,6 +269,19 @@ impl<R: Role> RoundActor<R> {
         self.apply(outbox, alive, round_ctx.now_ms, ctx);
     }
 
+    /// Starts a round when the manager wrote a new status since the last look.
+    fn follow_manager(&mut self, ctx: &mut Context<Self>) {
+        let writes = self.lock.send(GetManagerWrites);
+        ctx.spawn(writes.into_actor(self).map(|writes, act, ctx| {
+            if let Ok(writes) = writes
+                && writes != act.manager_writes
+            {
+                act.manager_writes = writes;
+                act.round(ctx);
+            }
+        }));
+    }
+
     /// Carries out a round's outbox. Watchdog pets count only for lease
     /// renewals the store confirmed, and only if the confirmation came
     /// within one round of the renewal's timestamp: the lease runs from
@@ -326,6 +349,9 @@ impl<R: Role> Actor for RoundActor<R> {
         ctx.set_mailbox_capacity(256);
         self.round(ctx);
         ctx.run_interval(self.settings.round, |act, ctx| act.round(ctx));
+        if R::FOLLOWS_MANAGER {
+            ctx.run_interval(MANAGER_POLL, |act, ctx| act.follow_manager(ctx));
+        }
     }
 }
 

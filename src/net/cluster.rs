@@ -169,6 +169,10 @@ impl RaftStore {
         self.inner.sm.read().state.clone()
     }
 
+    pub fn manager_writes(&self) -> u64 {
+        self.inner.sm.read().state.manager_writes
+    }
+
     /// Whether this node committed something within the quorum window.
     pub fn quorate(&self) -> bool {
         let last = self.inner.last_commit_ms.load(Ordering::Relaxed);

@@ -32,6 +32,15 @@ impl ClusterStore {
         }
     }
 
+    /// How many manager status writes this replica applied (see
+    /// [`ClusterState::manager_writes`]).
+    pub fn manager_writes(&self) -> u64 {
+        match self {
+            ClusterStore::Local(store) => store.manager_writes(),
+            ClusterStore::Replicated(store) => store.manager_writes(),
+        }
+    }
+
     /// Cluster members and whether each is online (`node` is this one).
     pub fn members(&self, node: &str) -> BTreeMap<NodeName, bool> {
         match self {

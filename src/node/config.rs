@@ -110,7 +110,7 @@ impl Timings {
             Profile::Fast => Timings {
                 round_ms: 1_000,
                 lease_ms: 6_000,
-                fence_delay_ms: 2_000,
+                fence_delay_ms: 1_000,
                 watchdog_client_timeout_ms: 2_000,
                 watchdog_device_timeout_ms: 1_000,
                 margin_ms: 1_000,

@@ -58,6 +58,11 @@ pub struct ClusterState {
     /// epoch): how members of a replicated store see each other online.
     #[serde(default)]
     pub heartbeats: BTreeMap<NodeName, u64>,
+    /// Manager status writes applied by this replica since it started (not
+    /// persisted): lets an LRM act on a new command at once instead of at
+    /// its next round.
+    #[serde(skip)]
+    pub manager_writes: u64,
 }
 
 /// A legacy group as stored.
@@ -206,6 +211,7 @@ impl ClusterState {
                     }
                 }
                 self.manager_status = status;
+                self.manager_writes += 1;
                 Reply::Done
             }
             Op::WriteLrmStatus { node, status } => {
@@ -397,6 +403,10 @@ impl MemoryStore {
 
     pub fn quorate(&self) -> bool {
         self.lock().quorate
+    }
+
+    pub fn manager_writes(&self) -> u64 {
+        self.lock().state.manager_writes
     }
 
     /// Fault injection: a single-node store is always quorate unless told.
