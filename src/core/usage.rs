@@ -171,7 +171,13 @@ struct StartedList {
 
 impl StartedList {
     fn insert(&mut self, sid: &str, stats: ResourceStats) {
-        match self.entries.binary_search_by(|e| e.sid.as_str().cmp(sid)) {
+        let found = match self.entries.last() {
+            // the common case: services arrive in sid order
+            Some(last) if last.sid.as_str() < sid => Err(self.entries.len()),
+            None => Err(0),
+            Some(_) => self.entries.binary_search_by(|e| e.sid.as_str().cmp(sid)),
+        };
+        match found {
             Ok(pos) => {
                 self.entries[pos].stats = stats;
                 self.stale = self.stale.min(pos);
@@ -299,8 +305,33 @@ impl Usage {
 
     /// Accounts every service of a fresh usage at once (one re-sum per node).
     pub fn set_all(&mut self, services: &BTreeMap<String, ServiceStatus>) {
+        // Both maps are sorted by sid: walk the stats alongside instead of
+        // looking each service up.
+        let mut stats = self.stats.iter().peekable();
+        let mut placed = Vec::new();
         for (sid, sd) in services {
-            self.place(sid, sd);
+            let mut service = ResourceStats::default();
+            while let Some((s, found)) = stats.peek() {
+                match s.as_str().cmp(sid) {
+                    Ordering::Less => {}
+                    Ordering::Equal => service = **found,
+                    Ordering::Greater => break,
+                }
+                stats.next();
+            }
+            if let Some(placement) = self.placement(sd, &service) {
+                placed.push((sid, placement, service));
+            }
+        }
+        for (sid, placement, service) in &placed {
+            self.account(sid, placement, service);
+        }
+        let placed = placed.into_iter().map(|(sid, placement, _)| (sid.clone(), placement));
+        if self.services.is_empty() {
+            // sorted input: built in one go
+            self.services = placed.collect();
+        } else {
+            self.services.extend(placed);
         }
         let all: Vec<usize> = (0..self.names.len()).collect();
         self.resum(&all);
@@ -309,33 +340,50 @@ impl Usage {
     /// Records where a (not yet accounted) service puts load; returns the
     /// nodes whose scheduler stats need re-summing.
     fn place(&mut self, sid: &str, sd: &ServiceStatus) -> Vec<usize> {
-        let (current, target) = used_service_nodes(|n| self.contains(n), sd);
-        let (current, target) = (current.map(|n| self.index[n]), target.map(|n| self.index[n]));
-        if current.is_none() && target.is_none() {
+        let stats = self.service_stats(sid);
+        let Some(placement) = self.placement(sd, &stats) else {
             return Vec::new();
+        };
+        let touched = self.account(sid, &placement, &stats);
+        self.services.insert(sid.to_string(), placement);
+        touched
+    }
+
+    /// Where a service puts load, if on any online node.
+    fn placement(&self, sd: &ServiceStatus, stats: &ResourceStats) -> Option<Placement> {
+        let (current, target) = used_service_nodes(|_| true, sd);
+        let (current, target) = (
+            current.and_then(|n| self.node_index(n)),
+            target.and_then(|n| self.node_index(n)),
+        );
+        if current.is_none() && target.is_none() {
+            return None;
         }
         // A service counts as running when the master saw it confirmed, or
         // when the measurements already include it; otherwise (dynamic
         // model) it is still starting and counts at its maximum.
-        let stats = self.service_stats(sid);
         let running = if sd.state == ServiceState::Started {
             sd.running || stats.measured_running
         } else {
             current.is_some()
         };
-        let placement = Placement {
+        Some(Placement {
             current,
             target,
             running,
-        };
-        for node in current.into_iter().chain(target) {
+        })
+    }
+
+    /// Counts a placed service on its nodes; returns the nodes whose
+    /// scheduler stats need re-summing.
+    fn account(&mut self, sid: &str, placement: &Placement, stats: &ResourceStats) -> Vec<usize> {
+        for node in placement.current.into_iter().chain(placement.target) {
             self.counts[node] += 1;
         }
         let touched: Vec<usize> = placement.started_on(self.mode).collect();
         for &node in &touched {
-            self.started[node].insert(sid, stats);
+            self.started[node].insert(sid, *stats);
         }
-        self.services.insert(sid.to_string(), placement);
         touched
     }
 

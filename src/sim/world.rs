@@ -327,9 +327,9 @@ impl Env for SimEnv<'_> {
         Ok(self.world.manager_status.clone())
     }
 
-    fn write_manager_status(&mut self, status: &ManagerStatus) -> Result<(), EnvError> {
+    fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world.manager_status = status.clone();
+        self.world.manager_status = status;
         Ok(())
     }
 
