@@ -294,9 +294,11 @@ impl Manager {
         self.recompute_usage(env);
 
         // Groups give their members node affinity and override failback.
-        for cd in config.values_mut() {
-            if let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) {
-                cd.failback = !group.nofailback;
+        if !groups.is_empty() {
+            for cd in config.values_mut() {
+                if let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) {
+                    cd.failback = !group.nofailback;
+                }
             }
         }
         let rules = env.read_rules()?;
@@ -328,10 +330,14 @@ impl Manager {
         config: &ServiceConfig,
         node_list_changed: bool,
     ) {
-        let membership: BTreeMap<String, String> = config
-            .iter()
-            .filter_map(|(sid, cd)| Some((sid.clone(), cd.group.clone()?)))
-            .collect();
+        // Without groups there are no group rules, whoever names one.
+        let membership: BTreeMap<String, String> = match groups.is_empty() {
+            true => BTreeMap::new(),
+            false => config
+                .iter()
+                .filter_map(|(sid, cd)| Some((sid.clone(), cd.group.clone()?)))
+                .collect(),
+        };
         let log_drops = match &self.rules_inputs {
             None => true,
             Some((old_rules, old_groups, _)) => node_list_changed || *old_rules != rules || *old_groups != groups,
