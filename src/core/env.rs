@@ -84,7 +84,8 @@ pub trait Env: AgentHost {
     fn cluster_state_update(&mut self) -> bool;
 
     fn read_manager_status(&mut self) -> Result<ManagerStatus, EnvError>;
-    fn write_manager_status(&mut self, status: &ManagerStatus) -> Result<(), EnvError>;
+    /// Takes the status by value: every shell stores or sends it as is.
+    fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError>;
     /// `Ok(None)` when the node never wrote one.
     fn read_lrm_status(&mut self, node: &str) -> Result<Option<LrmStatus>, EnvError>;
     fn write_lrm_status(&mut self, status: &LrmStatus) -> Result<(), EnvError>;

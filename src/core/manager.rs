@@ -6,6 +6,7 @@
 //! sid), `sd` = one service's status, `cd` = one service's configuration,
 //! `ns` = `nodes` (node status), `ms` = manager status.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::env::{DatacenterSettings, Env, EnvError, NodeInfo};
@@ -51,7 +52,8 @@ pub struct Manager {
     /// Placement rules, compiled when their inputs change.
     rules: CompiledRules,
     /// The inputs `rules` was compiled from: rules, groups and which
-    /// services use which group. A change recompiles.
+    /// services use which group (services without one do not matter). A
+    /// change recompiles.
     rules_inputs: Option<RuleInputs>,
     /// The scheduler mode in use (re-read every round).
     crs_mode: CrsMode,
@@ -66,8 +68,9 @@ pub struct Manager {
     uid_seq: u64,
 }
 
-/// What compiled rules depend on: rules, groups, and each service's group.
-type RuleInputs = (Vec<Rule>, Groups, BTreeMap<String, Option<String>>);
+/// What compiled rules depend on: rules, groups, and the group of each
+/// service that has one.
+type RuleInputs = (Vec<Rule>, Groups, BTreeMap<String, String>);
 
 /// LRM inputs of one round: results keyed by uid and each node's mode.
 struct LrmView {
@@ -153,7 +156,7 @@ impl Manager {
     }
 
     fn flush(&self, env: &mut dyn Env) -> Result<(), EnvError> {
-        env.write_manager_status(&self.status(env.now()))
+        env.write_manager_status(self.status(env.now()))
     }
 
     /// Upstream's `change_service_state`: wipes runtime keys (but node,
@@ -291,9 +294,11 @@ impl Manager {
         self.recompute_usage(env);
 
         // Groups give their members node affinity and override failback.
-        for cd in config.values_mut() {
-            if let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) {
-                cd.failback = !group.nofailback;
+        if !groups.is_empty() {
+            for cd in config.values_mut() {
+                if let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) {
+                    cd.failback = !group.nofailback;
+                }
             }
         }
         let rules = env.read_rules()?;
@@ -325,8 +330,14 @@ impl Manager {
         config: &ServiceConfig,
         node_list_changed: bool,
     ) {
-        let membership: BTreeMap<String, Option<String>> =
-            config.iter().map(|(sid, cd)| (sid.clone(), cd.group.clone())).collect();
+        // Without groups there are no group rules, whoever names one.
+        let membership: BTreeMap<String, String> = match groups.is_empty() {
+            true => BTreeMap::new(),
+            false => config
+                .iter()
+                .filter_map(|(sid, cd)| Some((sid.clone(), cd.group.clone()?)))
+                .collect(),
+        };
         let log_drops = match &self.rules_inputs {
             None => true,
             Some((old_rules, old_groups, _)) => node_list_changed || *old_rules != rules || *old_groups != groups,
@@ -350,10 +361,11 @@ impl Manager {
     }
 
     fn add_new_services(&mut self, env: &mut dyn Env, config: &ServiceConfig) {
-        for (sid, cd) in config {
-            if self.services.contains_key(sid) || cd.state == RequestState::Ignored {
-                continue;
-            }
+        let new: Vec<(&String, &ResourceConfig)> = left_join(config, &self.services)
+            .filter(|(_, cd, sd)| sd.is_none() && cd.state != RequestState::Ignored)
+            .map(|(sid, cd, _)| (sid, cd))
+            .collect();
+        for (sid, cd) in new {
             let Some(node) = cd.node.clone() else {
                 continue;
             };
@@ -372,10 +384,8 @@ impl Manager {
     }
 
     fn remove_stale_services(&mut self, env: &mut dyn Env, config: &ServiceConfig) {
-        let stale: Vec<(String, bool)> = self
-            .services
-            .keys()
-            .filter_map(|sid| match config.get(sid) {
+        let stale: Vec<(String, bool)> = left_join(&self.services, config)
+            .filter_map(|(sid, _, cd)| match cd {
                 None => Some((sid.clone(), false)),
                 Some(cd) if cd.state == RequestState::Ignored => Some((sid.clone(), true)),
                 Some(_) => None,
@@ -776,13 +786,9 @@ impl Manager {
             comment: None,
         };
         // The state machine neither adds nor removes services.
-        let sids: Vec<String> = self.services.keys().cloned().collect();
         loop {
             let mut repeat = false;
-            for sid in &sids {
-                if only.is_some_and(|set| !set.contains(sid)) {
-                    continue;
-                }
+            for sid in &self.unsettled_services(config, &disabled, lrm, only) {
                 let Some(sd) = self.services.get(sid) else {
                     continue;
                 };
@@ -831,19 +837,82 @@ impl Manager {
         }
     }
 
+    /// The services (in sid order) one pass of the state machine has to
+    /// run through its handlers. Left out are those the pass would leave
+    /// as they are, decided in one walk over status and configuration
+    /// instead of the handlers' lookups:
+    ///
+    /// - `started` (and requested so) on an online node, with no LRM
+    ///   result, command, maintenance fallback or placement rule, and not
+    ///   to be frozen: `next_state_started` supervises it and selection's
+    ///   fast path keeps it where it is;
+    /// - moving (`migrate`, `relocate`, `request_start_balance`) from an
+    ///   online node with no LRM result yet: `next_state_migrate_relocate`
+    ///   waits.
+    ///
+    /// Deciding this before the pass rather than per service is the same:
+    /// a handler changes only its own service, and what the test reads of
+    /// the rest (node states, online nodes, LRM modes and results, rules,
+    /// requested states) only changes between passes, in the fencing pass.
+    fn unsettled_services(
+        &self,
+        config: &ServiceConfig,
+        disabled: &ResourceConfig,
+        lrm: &LrmView,
+        only: Option<&BTreeSet<String>>,
+    ) -> Vec<String> {
+        // node -> (online, started services there stay put)
+        let nodes: BTreeMap<&str, (bool, bool)> = self
+            .nodes
+            .status
+            .iter()
+            .map(|(node, state)| {
+                let online = *state == super::types::NodeState::Online;
+                let steady = online && self.usage.contains(node) && lrm.modes.get(node) != Some(&LrmMode::Restart);
+                (node.as_str(), (online, steady))
+            })
+            .collect();
+        let settled = |sid: &str, sd: &ServiceStatus, cd: &ResourceConfig| {
+            let Some(&(online, steady)) = nodes.get(sd.node.as_str()) else {
+                return false;
+            };
+            if !online || lrm.results.contains_key(&sd.uid) {
+                return false;
+            }
+            match sd.state {
+                ServiceState::Started => {
+                    steady
+                        && cd.state == RequestState::Started
+                        && sd.cmd.is_none()
+                        && sd.maintenance_node.is_none()
+                        && !self.rules.node_affinity.contains_key(sid)
+                        && !self.rules.positive.contains_key(sid)
+                        && !self.rules.negative.contains_key(sid)
+                }
+                ServiceState::Migrate | ServiceState::Relocate | ServiceState::RequestStartBalance => true,
+                _ => false,
+            }
+        };
+        left_join(&self.services, config)
+            .filter(|(sid, _, _)| only.is_none_or(|set| set.contains(*sid)))
+            .filter(|(sid, sd, cd)| !settled(sid, sd, cd.unwrap_or(disabled)))
+            .map(|(sid, _, _)| sid.clone())
+            .collect()
+    }
+
     /// Fences the nodes of `fence` services (at most once per node per pass)
     /// and moves their services to `recovery`. Returns whether anything
     /// changed.
     fn fencing_pass(&mut self, env: &mut dyn Env) -> bool {
         let mut changed = false;
         let mut fenced: BTreeMap<NodeName, bool> = BTreeMap::new();
-        let sids: Vec<String> = self.services.keys().cloned().collect();
-        for sid in sids {
-            let sd = &self.services[&sid];
-            if sd.state != ServiceState::Fence {
-                continue;
-            }
-            let node = sd.node.clone();
+        let fence: Vec<(String, NodeName)> = self
+            .services
+            .iter()
+            .filter(|(_, sd)| sd.state == ServiceState::Fence)
+            .map(|(sid, sd)| (sid.clone(), sd.node.clone()))
+            .collect();
+        for (sid, node) in fence {
             let ok = match fenced.get(&node) {
                 Some(ok) => *ok,
                 None => {
@@ -1318,6 +1387,31 @@ impl StateParams {
             timeout: None,
         }
     }
+}
+
+/// Every entry of `left` with the entry of `right` under the same key, if
+/// any: one merge walk over both sorted maps instead of a lookup per key.
+fn left_join<'a, 'b, V, W>(
+    left: &'a BTreeMap<String, V>,
+    right: &'b BTreeMap<String, W>,
+) -> impl Iterator<Item = (&'a String, &'a V, Option<&'b W>)> {
+    let mut right = right.iter().peekable();
+    left.iter().map(move |(key, value)| {
+        while let Some((k, w)) = right.peek() {
+            match k.as_str().cmp(key) {
+                Ordering::Less => {
+                    right.next();
+                }
+                Ordering::Equal => {
+                    let w = *w;
+                    right.next();
+                    return (key, value, Some(w));
+                }
+                Ordering::Greater => break,
+            }
+        }
+        (key, value, None)
+    })
 }
 
 /// The task name and target state of a move command.

@@ -29,7 +29,11 @@ impl NodeStatus {
     /// The state of `node`; an unknown node is recorded as `unknown`
     /// (upstream adds it to the table on first lookup).
     pub fn state(&mut self, node: &str) -> NodeState {
-        *self.status.entry(node.to_string()).or_insert(NodeState::Unknown)
+        if let Some(state) = self.status.get(node) {
+            return *state;
+        }
+        self.status.insert(node.to_string(), NodeState::Unknown);
+        NodeState::Unknown
     }
 
     pub fn set_state(&mut self, env: &mut dyn Env, node: &str, state: NodeState) {

@@ -112,61 +112,90 @@ pub fn select_service_node(
     if unconstrained && preference == Preference::None && sd.maintenance_node.is_none() && usage.contains(current) {
         return Some(current.to_string());
     }
-    let (allowed, mut preferred) = node_affinity(rules, sid, usage);
-    if preferred.is_empty() {
+    // Candidates are online nodes, addressed by their index in `usage`
+    // (which is name order, the order upstream walks them in).
+    let index = |node: &str| usage.node_index(node);
+    let (allowed_current, mut preferred) = match rules.node_affinity.get(sid) {
+        None => (usage.contains(current), vec![true; usage.online_nodes().len()]),
+        Some(rule) => {
+            let mut allowed = vec![false; usage.online_nodes().len()];
+            let mut best = None;
+            for (node, priority) in &rule.nodes {
+                if let Some(i) = index(node) {
+                    allowed[i] = true;
+                    best = best.max(Some(*priority));
+                }
+            }
+            let mut preferred = vec![false; allowed.len()];
+            for (node, priority) in &rule.nodes {
+                if let Some(i) = index(node) {
+                    preferred[i] = Some(*priority) == best;
+                }
+            }
+            (index(current).is_some_and(|i| allowed[i]), preferred)
+        }
+    };
+    if !preferred.contains(&true) {
         return None;
     }
+    let is_preferred = |preferred: &[bool], node: &str| index(node).is_some_and(|i| preferred[i]);
     let (together, separate) = resource_affinity(rules, sid, services, usage);
     let allowed_here = together.contains_key(current) || !separate.contains(current);
-    if preference == Preference::None && !failback && allowed.contains(current) && allowed_here {
+    if preference == Preference::None && !failback && allowed_current && allowed_here {
         return Some(current.to_string());
     }
     if preference == Preference::TryNext {
         for tried in sd.failed_nodes.iter().flatten() {
-            preferred.remove(tried.as_str());
+            if let Some(i) = index(tried) {
+                preferred[i] = false;
+            }
         }
     }
-    preferred.retain(|n| !separate.contains(n));
+    for node in &separate {
+        if let Some(i) = index(node) {
+            preferred[i] = false;
+        }
+    }
     let mut best_together: Option<(&str, usize)> = None;
-    for (node, count) in together.iter().filter(|(n, _)| preferred.contains(*n)) {
+    for (node, count) in together.iter().filter(|(n, _)| is_preferred(&preferred, n)) {
         if best_together.is_none_or(|(_, c)| *count > c) {
             best_together = Some((node, *count));
         }
     }
     if let Some((node, _)) = best_together {
-        preferred = BTreeSet::from([node]);
+        let only = index(node);
+        for (i, p) in preferred.iter_mut().enumerate() {
+            *p = Some(i) == only;
+        }
     }
-    if let Some(fallback) = sd.maintenance_node.as_deref().filter(|f| preferred.contains(f)) {
+    if let Some(fallback) = sd.maintenance_node.as_deref().filter(|f| is_preferred(&preferred, f)) {
         return Some(fallback.to_string());
     }
-    if preference == Preference::None && preferred.contains(current) {
+    if preference == Preference::None && is_preferred(&preferred, current) {
         return Some(current.to_string());
     }
     let scores = usage.node_scores(sid).unwrap_or_else(|err| {
         on_score_error(err);
         usage.count_scores()
     });
-    // Sorted by score, ties by name (the set is in name order and the sort
-    // is stable).
-    let mut ranked: Vec<(f64, &str)> = preferred
-        .into_iter()
-        .map(|n| {
-            (
-                usage.node_index(n).and_then(|i| scores.get(i)).copied().unwrap_or(0.0),
-                n,
-            )
-        })
-        .collect();
-    ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let nodes: Vec<&str> = ranked.into_iter().map(|(_, n)| n).collect();
-    let current_pos = nodes.iter().position(|n| *n == current);
-    if let Some(next) = current_pos
-        .filter(|_| preference == Preference::TryNext)
-        .and_then(|pos| nodes.get(pos + 1))
-    {
-        return Some(next.to_string());
+    // The preferred nodes ranked by score, ties by name (index): the first
+    // one, or with `TryNext` the one ranked right after the current node.
+    let key = |i: usize| (scores.get(i).copied().unwrap_or(0.0), i);
+    let before = |a: (f64, usize), b: (f64, usize)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).is_lt();
+    let current_key = index(current)
+        .filter(|i| preference == Preference::TryNext && preferred[*i])
+        .map(key);
+    let (mut first, mut next) = (None, None);
+    for i in (0..preferred.len()).filter(|i| preferred[*i]) {
+        let k = key(i);
+        if first.is_none_or(|f| before(k, f)) {
+            first = Some(k);
+        }
+        if current_key.is_some_and(|c| before(c, k)) && next.is_none_or(|n| before(k, n)) {
+            next = Some(k);
+        }
     }
-    nodes.first().map(|n| n.to_string())
+    next.or(first).map(|(_, i)| usage.online_nodes()[i].clone())
 }
 
 #[cfg(test)]

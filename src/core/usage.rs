@@ -74,6 +74,10 @@ impl NodeStats {
     fn load(&self) -> f64 {
         (self.cpu_load() + self.mem_load()) / 2.0
     }
+
+    fn loads(&self) -> (f64, f64) {
+        (self.cpu_load(), self.mem_load())
+    }
 }
 
 /// Usage of one service: measured (`cpu`, `mem`) and maximum values.
@@ -148,11 +152,80 @@ pub enum RebalanceMethod {
     Topsis,
 }
 
+/// One service counted at its maximum on a node, with the node's stats
+/// summed up to and including it (in sid order).
+#[derive(Debug, Clone)]
+struct StartedEntry {
+    sid: String,
+    stats: ResourceStats,
+    sum: NodeStats,
+}
+
+/// The services counted at their maximum on one node, sorted by sid, with
+/// running sums; `stale` is the first entry whose `sum` needs recomputing.
+#[derive(Debug, Clone, Default)]
+struct StartedList {
+    entries: Vec<StartedEntry>,
+    stale: usize,
+}
+
+impl StartedList {
+    fn insert(&mut self, sid: &str, stats: ResourceStats) {
+        let found = match self.entries.last() {
+            // the common case: services arrive in sid order
+            Some(last) if last.sid.as_str() < sid => Err(self.entries.len()),
+            None => Err(0),
+            Some(_) => self.entries.binary_search_by(|e| e.sid.as_str().cmp(sid)),
+        };
+        match found {
+            Ok(pos) => {
+                self.entries[pos].stats = stats;
+                self.stale = self.stale.min(pos);
+            }
+            Err(pos) => {
+                let entry = StartedEntry {
+                    sid: sid.to_string(),
+                    stats,
+                    sum: NodeStats::default(),
+                };
+                self.entries.insert(pos, entry);
+                self.stale = self.stale.min(pos);
+            }
+        }
+    }
+
+    fn remove(&mut self, sid: &str) {
+        if let Ok(pos) = self.entries.binary_search_by(|e| e.sid.as_str().cmp(sid)) {
+            self.entries.remove(pos);
+            self.stale = self.stale.min(pos);
+        }
+    }
+
+    /// `base` plus every entry's maximum values, summed in sid order. Only
+    /// the sums from the first changed entry on are recomputed; the fold is
+    /// the same left-to-right one as a full re-sum, so the result is
+    /// bit-identical to it.
+    fn resum(&mut self, base: NodeStats) -> NodeStats {
+        let start = self.stale.min(self.entries.len());
+        let mut stats = match start {
+            0 => base,
+            _ => self.entries[start - 1].sum,
+        };
+        for entry in &mut self.entries[start..] {
+            stats.add_started(&entry.stats);
+            entry.sum = stats;
+        }
+        self.stale = self.entries.len();
+        stats
+    }
+}
+
 /// Usage of the online nodes, kept current by every service state change.
 ///
 /// Nodes are addressed by index (sorted by name); each node's scheduler
-/// stats are re-summed from its services, in sid order, whenever one of
-/// them changes, so the figures never drift from a full recomputation.
+/// stats are the sum of its services in sid order whenever one of them
+/// changes (running sums make that cheap), so the figures never drift
+/// from a full recomputation.
 #[derive(Debug, Clone)]
 pub struct Usage {
     mode: CrsMode,
@@ -167,7 +240,7 @@ pub struct Usage {
     counts: Vec<i64>,
     /// Services counted at their maximum on each node, with their stats,
     /// for re-summing.
-    started: Vec<BTreeMap<String, ResourceStats>>,
+    started: Vec<StartedList>,
     services: BTreeMap<String, Placement>,
     stats: BTreeMap<String, ResourceStats>,
 }
@@ -201,7 +274,7 @@ impl Usage {
             index: names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect(),
             aggregated: base.clone(),
             counts: vec![0; names.len()],
-            started: vec![BTreeMap::new(); names.len()],
+            started: vec![StartedList::default(); names.len()],
             base,
             names,
             services: BTreeMap::new(),
@@ -232,8 +305,33 @@ impl Usage {
 
     /// Accounts every service of a fresh usage at once (one re-sum per node).
     pub fn set_all(&mut self, services: &BTreeMap<String, ServiceStatus>) {
+        // Both maps are sorted by sid: walk the stats alongside instead of
+        // looking each service up.
+        let mut stats = self.stats.iter().peekable();
+        let mut placed = Vec::new();
         for (sid, sd) in services {
-            self.place(sid, sd);
+            let mut service = ResourceStats::default();
+            while let Some((s, found)) = stats.peek() {
+                match s.as_str().cmp(sid) {
+                    Ordering::Less => {}
+                    Ordering::Equal => service = **found,
+                    Ordering::Greater => break,
+                }
+                stats.next();
+            }
+            if let Some(placement) = self.placement(sd, &service) {
+                placed.push((sid, placement, service));
+            }
+        }
+        for (sid, placement, service) in &placed {
+            self.account(sid, placement, service);
+        }
+        let placed = placed.into_iter().map(|(sid, placement, _)| (sid.clone(), placement));
+        if self.services.is_empty() {
+            // sorted input: built in one go
+            self.services = placed.collect();
+        } else {
+            self.services.extend(placed);
         }
         let all: Vec<usize> = (0..self.names.len()).collect();
         self.resum(&all);
@@ -242,34 +340,50 @@ impl Usage {
     /// Records where a (not yet accounted) service puts load; returns the
     /// nodes whose scheduler stats need re-summing.
     fn place(&mut self, sid: &str, sd: &ServiceStatus) -> Vec<usize> {
-        let (current, target) = used_service_nodes(|n| self.contains(n), sd);
-        let (current, target) = (current.map(|n| self.index[n]), target.map(|n| self.index[n]));
-        if current.is_none() && target.is_none() {
+        let stats = self.service_stats(sid);
+        let Some(placement) = self.placement(sd, &stats) else {
             return Vec::new();
+        };
+        let touched = self.account(sid, &placement, &stats);
+        self.services.insert(sid.to_string(), placement);
+        touched
+    }
+
+    /// Where a service puts load, if on any online node.
+    fn placement(&self, sd: &ServiceStatus, stats: &ResourceStats) -> Option<Placement> {
+        let (current, target) = used_service_nodes(|_| true, sd);
+        let (current, target) = (
+            current.and_then(|n| self.node_index(n)),
+            target.and_then(|n| self.node_index(n)),
+        );
+        if current.is_none() && target.is_none() {
+            return None;
         }
         // A service counts as running when the master saw it confirmed, or
         // when the measurements already include it; otherwise (dynamic
         // model) it is still starting and counts at its maximum.
-        let stats = self.service_stats(sid);
         let running = if sd.state == ServiceState::Started {
             sd.running || stats.measured_running
         } else {
             current.is_some()
         };
-        let placement = Placement {
+        Some(Placement {
             current,
             target,
             running,
-        };
-        for node in current.into_iter().chain(target) {
+        })
+    }
+
+    /// Counts a placed service on its nodes; returns the nodes whose
+    /// scheduler stats need re-summing.
+    fn account(&mut self, sid: &str, placement: &Placement, stats: &ResourceStats) -> Vec<usize> {
+        for node in placement.current.into_iter().chain(placement.target) {
             self.counts[node] += 1;
         }
         let touched: Vec<usize> = placement.started_on(self.mode).collect();
-        let sid = sid.to_string();
         for &node in &touched {
-            self.started[node].insert(sid.clone(), stats);
+            self.started[node].insert(sid, *stats);
         }
-        self.services.insert(sid, placement);
         touched
     }
 
@@ -289,11 +403,7 @@ impl Usage {
 
     fn resum(&mut self, nodes: &[usize]) {
         for &node in nodes {
-            let mut stats = self.base[node];
-            for service in self.started[node].values() {
-                stats.add_started(service);
-            }
-            self.aggregated[node] = stats;
+            self.aggregated[node] = self.started[node].resum(self.base[node]);
         }
     }
 
@@ -316,26 +426,32 @@ impl Usage {
             return Ok(self.count_scores());
         }
         let service = self.service_stats(sid);
+        let added = |stats: &NodeStats| {
+            let mut stats = *stats;
+            stats.add_started(&service);
+            stats
+        };
         let matrix: Vec<[f64; 4]> = if self.names.len() <= EXACT_SCORING_MAX_NODES {
+            let loads: Vec<(f64, f64)> = self.aggregated.iter().map(NodeStats::loads).collect();
             (0..self.names.len())
                 .map(|candidate| {
-                    criteria(self.aggregated.iter().enumerate().map(|(i, stats)| {
-                        let mut stats = *stats;
-                        if i == candidate {
-                            stats.add_started(&service);
-                        }
-                        stats
-                    }))
+                    let replaced = added(&self.aggregated[candidate]).loads();
+                    criteria_of_loads(
+                        loads
+                            .iter()
+                            .enumerate()
+                            .map(|(i, l)| if i == candidate { replaced } else { *l }),
+                    )
                 })
                 .collect()
         } else {
-            criteria_each_replaced(&self.aggregated, |stats| {
-                let mut stats = *stats;
-                stats.add_started(&service);
-                stats
-            })
+            criteria_each_replaced(&self.aggregated, added)
         };
-        Ok(topsis_scores(&matrix)?.into_iter().map(|s| -s).collect())
+        let mut scores = topsis_scores(matrix)?;
+        for score in &mut scores {
+            *score = -*score;
+        }
+        Ok(scores)
     }
 
     /// Service counts per node as scores.
@@ -404,7 +520,7 @@ impl Usage {
                     return Ok(None);
                 }
                 let matrix: Vec<[f64; 4]> = candidates.iter().map(|c| criteria(moved(c).into_iter())).collect();
-                let scores = topsis_scores(&matrix)?;
+                let scores = topsis_scores(matrix)?;
                 let mut best = 0;
                 for (i, score) in scores.iter().enumerate() {
                     if score.total_cmp(&scores[best]) == Ordering::Greater {
@@ -426,38 +542,52 @@ const EXACT_SCORING_MAX_NODES: usize = 16;
 /// The criteria of each cluster state in which node `i` is replaced by
 /// `replace(nodes[i])`, in O(n) overall.
 fn criteria_each_replaced(nodes: &[NodeStats], replace: impl Fn(&NodeStats) -> NodeStats) -> Vec<[f64; 4]> {
+    /// Sums of squares and maxima of the CPU and memory loads of a range.
+    #[derive(Clone, Copy)]
+    struct Partial {
+        sq: (f64, f64),
+        max: (f64, f64),
+    }
+    const EMPTY: Partial = Partial {
+        sq: (0.0, 0.0),
+        max: (0.0, 0.0),
+    };
     let n = nodes.len();
-    let loads: Vec<(f64, f64)> = nodes.iter().map(|s| (s.cpu_load(), s.mem_load())).collect();
-    let mut prefix = vec![(0.0, 0.0); n + 1];
-    let mut prefix_max = vec![(0.0f64, 0.0f64); n + 1];
-    for i in 0..n {
-        let (c, m) = loads[i];
-        prefix[i + 1] = (prefix[i].0 + c * c, prefix[i].1 + m * m);
-        prefix_max[i + 1] = (prefix_max[i].0.max(c), prefix_max[i].1.max(m));
+    // prefix[i]: nodes before i
+    let mut prefix = Vec::with_capacity(n + 1);
+    let mut acc = EMPTY;
+    prefix.push(acc);
+    for node in nodes {
+        let (c, m) = node.loads();
+        acc = Partial {
+            sq: (acc.sq.0 + c * c, acc.sq.1 + m * m),
+            max: (acc.max.0.max(c), acc.max.1.max(m)),
+        };
+        prefix.push(acc);
     }
-    let mut suffix = vec![(0.0, 0.0); n + 1];
-    let mut suffix_max = vec![(0.0f64, 0.0f64); n + 1];
+    let mut rows = vec![[0.0; 4]; n];
+    // suffix: nodes after i, built from the back
+    let mut suffix = EMPTY;
     for i in (0..n).rev() {
-        let (c, m) = loads[i];
-        suffix[i] = (suffix[i + 1].0 + c * c, suffix[i + 1].1 + m * m);
-        suffix_max[i] = (suffix_max[i + 1].0.max(c), suffix_max[i + 1].1.max(m));
+        let (c, m) = replace(&nodes[i]).loads();
+        let before = prefix[i];
+        let sq_cpu = before.sq.0 + c * c + suffix.sq.0;
+        let sq_mem = before.sq.1 + m * m + suffix.sq.1;
+        let max_cpu = before.max.0.max(suffix.max.0).max(c);
+        let max_mem = before.max.1.max(suffix.max.1).max(m);
+        rows[i] = [
+            1.0 + (sq_cpu / n as f64).sqrt(),
+            1.0 + max_cpu,
+            1.0 + (sq_mem / n as f64).sqrt(),
+            1.0 + max_mem,
+        ];
+        let (c, m) = nodes[i].loads();
+        suffix = Partial {
+            sq: (suffix.sq.0 + c * c, suffix.sq.1 + m * m),
+            max: (suffix.max.0.max(c), suffix.max.1.max(m)),
+        };
     }
-    (0..n)
-        .map(|i| {
-            let new = replace(&nodes[i]);
-            let (c, m) = (new.cpu_load(), new.mem_load());
-            let sq_cpu = prefix[i].0 + c * c + suffix[i + 1].0;
-            let sq_mem = prefix[i].1 + m * m + suffix[i + 1].1;
-            let max_cpu = prefix_max[i].0.max(suffix_max[i + 1].0).max(c);
-            let max_mem = prefix_max[i].1.max(suffix_max[i + 1].1).max(m);
-            [
-                1.0 + (sq_cpu / n as f64).sqrt(),
-                1.0 + max_cpu,
-                1.0 + (sq_mem / n as f64).sqrt(),
-                1.0 + max_mem,
-            ]
-        })
-        .collect()
+    rows
 }
 
 /// Drops digits beyond f64's precision so near-equal imbalances compare
@@ -482,9 +612,13 @@ fn imbalance_of(loads: impl Iterator<Item = f64>) -> f64 {
 /// the CPU loads, and the same for memory (the `1 +` keeps tiny loads from
 /// looking hugely different).
 fn criteria(nodes: impl Iterator<Item = NodeStats>) -> [f64; 4] {
+    criteria_of_loads(nodes.map(|n| n.loads()))
+}
+
+/// [`criteria`] over `(cpu load, memory load)` pairs.
+fn criteria_of_loads(loads: impl Iterator<Item = (f64, f64)>) -> [f64; 4] {
     let (mut count, mut sq_cpu, mut max_cpu, mut sq_mem, mut max_mem) = (0.0, 0.0, 0.0f64, 0.0, 0.0f64);
-    for n in nodes {
-        let (cpu, mem) = (n.cpu_load(), n.mem_load());
+    for (cpu, mem) in loads {
         count += 1.0;
         sq_cpu += cpu * cpu;
         sq_mem += mem * mem;
@@ -501,14 +635,13 @@ fn criteria(nodes: impl Iterator<Item = NodeStats>) -> [f64; 4] {
 
 /// TOPSIS closeness of each alternative to the ideal (all criteria
 /// minimised, weights normalised): 0..1, higher is better.
-fn topsis_scores(matrix: &[[f64; 4]]) -> Result<Vec<f64>, String> {
+fn topsis_scores(mut matrix: Vec<[f64; 4]>) -> Result<Vec<f64>, String> {
     let total: f64 = CRITERIA_WEIGHTS.iter().sum();
-    let weights: Vec<f64> = CRITERIA_WEIGHTS.iter().map(|w| w / total).collect();
-    let mut normalised = matrix.to_vec();
+    let weights = CRITERIA_WEIGHTS.map(|w| w / total);
     for j in 0..4 {
         let norm = matrix.iter().map(|row| row[j] * row[j]).sum::<f64>().sqrt();
         if norm != 0.0 {
-            for row in normalised.iter_mut() {
+            for row in matrix.iter_mut() {
                 row[j] /= norm;
                 if !row[j].is_finite() {
                     return Err(format!("criterion {j} got invalid value {}", row[j]));
@@ -516,6 +649,7 @@ fn topsis_scores(matrix: &[[f64; 4]]) -> Result<Vec<f64>, String> {
             }
         }
     }
+    let normalised = matrix;
     let mut best = [0.0; 4];
     let mut worst = [0.0; 4];
     for j in 0..4 {
@@ -637,6 +771,211 @@ mod tests {
                     exact[k]
                 );
             }
+        }
+    }
+
+    /// The straightforward scoring this module started with: every
+    /// candidate state summed node by node (or with prefix and suffix
+    /// arrays above [`EXACT_SCORING_MAX_NODES`]), then TOPSIS on a copy.
+    fn reference_scores(aggregated: &[NodeStats], service: &ResourceStats) -> Result<Vec<f64>, String> {
+        let add = |s: &NodeStats| {
+            let mut s = *s;
+            s.add_started(service);
+            s
+        };
+        let n = aggregated.len();
+        let matrix: Vec<[f64; 4]> = if n <= EXACT_SCORING_MAX_NODES {
+            (0..n)
+                .map(|c| {
+                    let (mut count, mut sq_cpu, mut max_cpu, mut sq_mem, mut max_mem) = (0.0, 0.0, 0.0f64, 0.0, 0.0f64);
+                    for (i, s) in aggregated.iter().enumerate() {
+                        let s = if i == c { add(s) } else { *s };
+                        let (cpu, mem) = (s.cpu_load(), s.mem_load());
+                        count += 1.0;
+                        sq_cpu += cpu * cpu;
+                        sq_mem += mem * mem;
+                        max_cpu = max_cpu.max(cpu);
+                        max_mem = max_mem.max(mem);
+                    }
+                    [
+                        1.0 + (sq_cpu / count).sqrt(),
+                        1.0 + max_cpu,
+                        1.0 + (sq_mem / count).sqrt(),
+                        1.0 + max_mem,
+                    ]
+                })
+                .collect()
+        } else {
+            let loads: Vec<(f64, f64)> = aggregated.iter().map(|s| (s.cpu_load(), s.mem_load())).collect();
+            let mut prefix = vec![(0.0, 0.0); n + 1];
+            let mut prefix_max = vec![(0.0f64, 0.0f64); n + 1];
+            for i in 0..n {
+                let (c, m) = loads[i];
+                prefix[i + 1] = (prefix[i].0 + c * c, prefix[i].1 + m * m);
+                prefix_max[i + 1] = (prefix_max[i].0.max(c), prefix_max[i].1.max(m));
+            }
+            let mut suffix = vec![(0.0, 0.0); n + 1];
+            let mut suffix_max = vec![(0.0f64, 0.0f64); n + 1];
+            for i in (0..n).rev() {
+                let (c, m) = loads[i];
+                suffix[i] = (suffix[i + 1].0 + c * c, suffix[i + 1].1 + m * m);
+                suffix_max[i] = (suffix_max[i + 1].0.max(c), suffix_max[i + 1].1.max(m));
+            }
+            (0..n)
+                .map(|i| {
+                    let new = add(&aggregated[i]);
+                    let (c, m) = (new.cpu_load(), new.mem_load());
+                    let sq_cpu = prefix[i].0 + c * c + suffix[i + 1].0;
+                    let sq_mem = prefix[i].1 + m * m + suffix[i + 1].1;
+                    let max_cpu = prefix_max[i].0.max(suffix_max[i + 1].0).max(c);
+                    let max_mem = prefix_max[i].1.max(suffix_max[i + 1].1).max(m);
+                    [
+                        1.0 + (sq_cpu / n as f64).sqrt(),
+                        1.0 + max_cpu,
+                        1.0 + (sq_mem / n as f64).sqrt(),
+                        1.0 + max_mem,
+                    ]
+                })
+                .collect()
+        };
+        let total: f64 = CRITERIA_WEIGHTS.iter().sum();
+        let weights: Vec<f64> = CRITERIA_WEIGHTS.iter().map(|w| w / total).collect();
+        let mut normalised = matrix.to_vec();
+        for j in 0..4 {
+            let norm = matrix.iter().map(|row| row[j] * row[j]).sum::<f64>().sqrt();
+            if norm != 0.0 {
+                for row in normalised.iter_mut() {
+                    row[j] /= norm;
+                    if !row[j].is_finite() {
+                        return Err(format!("criterion {j} got invalid value {}", row[j]));
+                    }
+                }
+            }
+        }
+        let mut best = [0.0; 4];
+        let mut worst = [0.0; 4];
+        for j in 0..4 {
+            let column = normalised.iter().map(|row| row[j]);
+            best[j] = column.clone().fold(f64::INFINITY, f64::min);
+            worst[j] = column.fold(f64::NEG_INFINITY, f64::max);
+        }
+        let distance = |row: &[f64; 4], ideal: &[f64; 4]| -> f64 {
+            (0..4)
+                .map(|j| ((row[j] - ideal[j]) * weights[j]).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let mut scores = Vec::new();
+        for row in &normalised {
+            let (to_best, to_worst) = (distance(row, &best), distance(row, &worst));
+            let score = if to_best + to_worst == 0.0 {
+                0.0
+            } else {
+                to_worst / (to_best + to_worst)
+            };
+            if !score.is_finite() {
+                return Err(format!("invalid score {score}"));
+            }
+            scores.push(-score);
+        }
+        Ok(scores)
+    }
+
+    /// A deterministic pseudo-random sequence for the differential tests.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % below
+        }
+    }
+
+    fn bits(scores: &Result<Vec<f64>, String>) -> Result<Vec<u64>, String> {
+        scores.clone().map(|s| s.iter().map(|x| x.to_bits()).collect())
+    }
+
+    #[test]
+    fn scoring_is_bit_identical_to_the_reference() {
+        let mut rng = Lcg(7);
+        for nodes in 1..=70 {
+            for round in 0..4 {
+                let names: Vec<NodeName> = (0..nodes).map(|i| format!("node{i:02}")).collect();
+                let stats: BTreeMap<NodeName, NodeStats> = names
+                    .iter()
+                    .map(|n| {
+                        let maxcpu = [0.0, 8.0, 64.0][(rng.next(20) as usize).min(2)];
+                        let s = node(rng.next(40) as f64 / 3.0, maxcpu, rng.next(1 << 20) as f64, 64e9);
+                        (n.clone(), s)
+                    })
+                    .collect();
+                let service = ResourceStats {
+                    cpu: 1.0,
+                    maxcpu: rng.next(9) as f64,
+                    mem: 1e9,
+                    maxmem: (rng.next(16) + 1) as f64 * 1e9,
+                    measured_running: false,
+                };
+                let mode = if round % 2 == 0 {
+                    CrsMode::Static
+                } else {
+                    CrsMode::Dynamic
+                };
+                let usage = Usage::scheduled(mode, stats, BTreeMap::from([("vm:1".to_string(), service)]));
+                let got = usage.node_scores("vm:1");
+                let want = reference_scores(&usage.aggregated, &service);
+                assert_eq!(bits(&got), bits(&want), "{nodes} nodes, round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn running_sums_match_a_full_re_sum_bit_for_bit() {
+        let mut rng = Lcg(11);
+        let online: Vec<NodeName> = (1..=3).map(|i| format!("node{i}")).collect();
+        let nodes: BTreeMap<NodeName, NodeStats> =
+            online.iter().map(|n| (n.clone(), node(0.3, 16.0, 1e8, 64e9))).collect();
+        let sids: Vec<String> = (0..40).map(|_| format!("vm:{}", 100 + rng.next(1000))).collect();
+        let stats: BTreeMap<String, ResourceStats> = sids
+            .iter()
+            .map(|sid| {
+                let s = ResourceStats {
+                    cpu: rng.next(100) as f64 / 7.0,
+                    maxcpu: rng.next(100) as f64 / 7.0,
+                    mem: rng.next(1 << 30) as f64 / 3.0,
+                    maxmem: rng.next(1 << 30) as f64 / 3.0,
+                    measured_running: false,
+                };
+                (sid.clone(), s)
+            })
+            .collect();
+        let mut usage = Usage::scheduled(CrsMode::Static, nodes.clone(), stats.clone());
+        let mut services = BTreeMap::new();
+        for step in 0..400 {
+            let sid = &sids[rng.next(sids.len() as u64) as usize];
+            if rng.next(4) == 0 {
+                services.remove(sid);
+                usage.remove_service(sid);
+            } else {
+                let state = [ServiceState::Started, ServiceState::Migrate, ServiceState::Stopped][rng.next(3) as usize];
+                let mut sd = ServiceStatus::new(state, &online[rng.next(3) as usize], "u".into());
+                sd.target = Some(online[rng.next(3) as usize].clone());
+                usage.set_service(sid, &sd);
+                services.insert(sid.clone(), sd);
+            }
+            let mut fresh = Usage::scheduled(CrsMode::Static, nodes.clone(), stats.clone());
+            fresh.set_all(&services);
+            let key = |u: &Usage| -> Vec<u64> {
+                u.aggregated
+                    .iter()
+                    .flat_map(|s| [s.cpu.to_bits(), s.mem.to_bits()])
+                    .collect()
+            };
+            assert_eq!(key(&usage), key(&fresh), "step {step}");
+            assert_eq!(usage.counts(), fresh.counts(), "step {step}");
         }
     }
 

@@ -171,8 +171,8 @@ impl Env for RoundEnv<'_> {
         Ok(self.state.manager_status.clone())
     }
 
-    fn write_manager_status(&mut self, status: &ManagerStatus) -> Result<(), EnvError> {
-        self.write(Op::WriteManagerStatus(status.clone()))
+    fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
+        self.write(Op::WriteManagerStatus(status))
     }
 
     fn read_lrm_status(&mut self, node: &str) -> Result<Option<LrmStatus>, EnvError> {

@@ -145,7 +145,7 @@ impl Simulator {
                 return Err(SimError("simulation exceeded maximum time".into()));
             }
             let now = self.world.now;
-            for clock in self.world.clocks.values_mut() {
+            for clock in self.world.clocks.values_mut().flat_map(BTreeMap::values_mut) {
                 clock.time = now;
                 clock.loop_delay = 0;
             }
@@ -191,13 +191,13 @@ impl Simulator {
     /// Starts a daemon iteration at the hardware time; returns its end time.
     fn begin(&mut self, node: &str, daemon: Daemon) {
         let now = self.world.now;
-        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
+        let clock = self.world.clock_mut(node, daemon);
         clock.time = now;
         clock.loop_delay = 0;
     }
 
     fn end(&mut self, node: &str, daemon: Daemon) -> Result<(), SimError> {
-        let clock = self.world.clocks.entry((node.to_string(), daemon)).or_default();
+        let clock = self.world.clock_mut(node, daemon);
         if clock.loop_delay > 300 {
             return Err(SimError(format!("loop take too long ({} seconds)", clock.loop_delay)));
         }

@@ -11,7 +11,7 @@ use crate::core::agent::AgentHost;
 use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
-use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
 use crate::core::usage::{NodeStats, ResourceStats};
 
@@ -72,7 +72,8 @@ pub struct World {
     /// The hardware clock.
     pub now: Time,
     pub nodes: BTreeMap<NodeName, NodeState>,
-    pub clocks: BTreeMap<(NodeName, Daemon), DaemonClock>,
+    /// Each daemon's clock, by node.
+    pub clocks: BTreeMap<NodeName, BTreeMap<Daemon, DaemonClock>>,
     pub manager_status: ManagerStatus,
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
     pub services: ServiceConfig,
@@ -117,8 +118,8 @@ impl World {
             .collect();
         let mut clocks = BTreeMap::new();
         for node in scenario.hardware.keys() {
-            clocks.insert((node.clone(), Daemon::Crm), DaemonClock::default());
-            clocks.insert((node.clone(), Daemon::Lrm), DaemonClock::default());
+            let both = [Daemon::Crm, Daemon::Lrm].map(|d| (d, DaemonClock::default()));
+            clocks.insert(node.clone(), BTreeMap::from(both));
         }
         World {
             now: 0,
@@ -140,6 +141,15 @@ impl World {
             fa_migrate_tries: BTreeMap::new(),
             log: Vec::new(),
         }
+    }
+
+    /// The clock of one daemon (created on first use).
+    pub fn clock_mut(&mut self, node: &str, daemon: Daemon) -> &mut DaemonClock {
+        if !self.clocks.contains_key(node) {
+            self.clocks.insert(node.to_string(), BTreeMap::new());
+        }
+        let clocks = self.clocks.get_mut(node).expect("inserted above");
+        clocks.entry(daemon).or_default()
     }
 
     /// A hardware-level line (`hardware`, `cmdlist`, `watchdog`, ...).
@@ -185,6 +195,27 @@ impl World {
         }
     }
 
+    /// Every configured guest with its configuration and stats (if any),
+    /// in sid order; one walk over both maps.
+    fn configured_guests(&self) -> Vec<(&str, &ResourceConfig, Option<&GuestStats>)> {
+        let mut stats = self.stats.iter().peekable();
+        self.services
+            .iter()
+            .map(|(sid, cd)| {
+                let mut guest = None;
+                while let Some((s, g)) = stats.peek() {
+                    match s.as_str().cmp(sid) {
+                        std::cmp::Ordering::Less => {}
+                        std::cmp::Ordering::Equal => guest = Some(*g),
+                        std::cmp::Ordering::Greater => break,
+                    }
+                    stats.next();
+                }
+                (sid.as_str(), cd, guest)
+            })
+            .collect()
+    }
+
     fn service_lock(&self, sid: &str) -> Option<String> {
         self.services.get(sid).and_then(|cd| cd.lock.clone())
     }
@@ -221,7 +252,7 @@ pub struct SimEnv<'a> {
 
 impl SimEnv<'_> {
     fn clock(&mut self) -> &mut DaemonClock {
-        self.world.clocks.entry((self.node.clone(), self.daemon)).or_default()
+        self.world.clock_mut(&self.node, self.daemon)
     }
 
     fn cfs_rw(&self) -> Result<(), EnvError> {
@@ -304,7 +335,8 @@ impl Env for SimEnv<'_> {
     fn now(&self) -> Time {
         self.world
             .clocks
-            .get(&(self.node.clone(), self.daemon))
+            .get(&self.node)
+            .and_then(|clocks| clocks.get(&self.daemon))
             .map(|c| c.time)
             .unwrap_or(0)
     }
@@ -327,9 +359,9 @@ impl Env for SimEnv<'_> {
         Ok(self.world.manager_status.clone())
     }
 
-    fn write_manager_status(&mut self, status: &ManagerStatus) -> Result<(), EnvError> {
+    fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world.manager_status = status.clone();
+        self.world.manager_status = status;
         Ok(())
     }
 
@@ -462,6 +494,10 @@ impl Env for SimEnv<'_> {
 
     fn dynamic_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
         let world = &*self.world;
+        // Configured guests with their stats, sorted by sid: each node's
+        // running guests (also sorted) are found by a search from where
+        // the previous one was.
+        let guests = world.configured_guests();
         Ok(world
             .nodes
             .iter()
@@ -472,11 +508,17 @@ impl Env for SimEnv<'_> {
                     mem: 0.0,
                     maxmem: n.hw.maxmem.unwrap_or(DYNAMIC_DEFAULT_MAXMEM).trunc(),
                 };
-                let running = world.running.get(name).into_iter().flatten();
-                for (sid, _) in running.filter(|(sid, on)| **on && world.services.contains_key(*sid)) {
-                    let guest = world.stats.get(sid).copied().unwrap_or_default();
-                    stats.cpu += guest.cpu.unwrap_or(DEFAULT_SERVICE_CPU);
-                    stats.mem += guest.mem.unwrap_or(DEFAULT_SERVICE_MEM).trunc();
+                let mut from = 0;
+                for (sid, on) in world.running.get(name).into_iter().flatten() {
+                    from += guests[from..].partition_point(|(s, _, _)| *s < sid.as_str());
+                    let Some((_, _, guest)) = guests.get(from).filter(|(s, _, _)| *s == sid.as_str()) else {
+                        continue;
+                    };
+                    if *on {
+                        let guest = guest.copied().unwrap_or_default();
+                        stats.cpu += guest.cpu.unwrap_or(DEFAULT_SERVICE_CPU);
+                        stats.mem += guest.mem.unwrap_or(DEFAULT_SERVICE_MEM).trunc();
+                    }
                 }
                 (name.clone(), stats)
             })
@@ -486,10 +528,10 @@ impl Env for SimEnv<'_> {
     fn service_stats(&mut self, dynamic: bool) -> BTreeMap<String, ResourceStats> {
         let world = &*self.world;
         world
-            .services
-            .iter()
-            .map(|(sid, cd)| {
-                let guest = world.stats.get(sid).copied().unwrap_or_default();
+            .configured_guests()
+            .into_iter()
+            .map(|(sid, cd, guest)| {
+                let guest = guest.copied().unwrap_or_default();
                 let maxcpu = guest.maxcpu.unwrap_or(DEFAULT_SERVICE_MAXCPU);
                 let maxmem = guest.maxmem.unwrap_or(DEFAULT_SERVICE_MAXMEM).trunc();
                 let stats = if dynamic {
@@ -514,7 +556,7 @@ impl Env for SimEnv<'_> {
                         measured_running: false,
                     }
                 };
-                (sid.clone(), stats)
+                (sid.to_string(), stats)
             })
             .collect()
     }
@@ -601,10 +643,13 @@ impl AgentHost for SimEnv<'_> {
     }
 
     fn log(&mut self, event: Event) {
-        let level = event.level();
-        let level: String = level.as_str().chars().take(4).collect();
+        use std::fmt::Write;
+        let level = event.level().as_str();
+        let level = level.char_indices().nth(4).map_or(level, |(end, _)| &level[..end]);
         let source = format!("{}/{}", self.node, self.daemon.as_str());
-        let line = render_line(&level, self.now(), &source, &event.to_string());
+        // render_line, without rendering the message on its own first
+        let mut line = String::with_capacity(64);
+        let _ = write!(line, "{level:<5} {:>5} {source:>12}: {event}", self.now());
         self.world.log.push(line);
     }
 
