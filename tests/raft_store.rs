@@ -498,7 +498,13 @@ async fn concurrent_compare_and_swap_edits_on_different_members_lose_no_update()
                 let mut conflicts = 0;
                 loop {
                     let digest = store.snapshot().config_digest();
-                    let op = Op::Cas { digest, ops: vec![Op::PutResource { sid: sid.clone(), resource: resource.clone() }] };
+                    let op = Op::Cas {
+                        digest,
+                        ops: vec![Op::PutResource {
+                            sid: sid.clone(),
+                            resource: resource.clone(),
+                        }],
+                    };
                     match store.apply(vec![op]).await {
                         Ok(replies) if matches!(replies[0], Reply::Batch(_)) => return conflicts,
                         Ok(replies) if matches!(replies[0], Reply::DigestMismatch { .. }) => conflicts += 1,

@@ -295,10 +295,12 @@ impl<R: Role> RoundActor<R> {
                 _ => None,
             })
             .collect();
+        let wrote = !ops.is_empty();
         let apply = self.lock.send(ApplyOps(ops));
         ctx.spawn(apply.into_actor(self).map(move |replies, act, _ctx| {
+            let refused = |r: &Reply| matches!(r, Reply::Held { .. } | Reply::Skipped);
             let granted: Vec<bool> = match replies {
-                Ok(Ok(replies)) => replies.iter().map(|r| !matches!(r, Reply::Held { .. })).collect(),
+                Ok(Ok(replies)) => replies.iter().map(|r| !refused(r)).collect(),
                 Ok(Err(e)) => {
                     tracing::warn!(node = %act.settings.node, "{}: store refused the round's writes - {e}", R::NAME);
                     Vec::new()
@@ -308,6 +310,19 @@ impl<R: Role> RoundActor<R> {
                     Vec::new()
                 }
             };
+            // The round decided on its replica's view (a lease it believed
+            // it held, writes it believed made). Unless the store confirmed
+            // all of it, its decisions must not act: no agent job runs, and
+            // the state machine starts afresh from the store next round.
+            let confirmed = !wrote || (!granted.is_empty() && granted.iter().all(|g| *g));
+            if !confirmed {
+                tracing::warn!(
+                    node = %act.settings.node,
+                    "{}: the store did not confirm this round, discarding its decisions",
+                    R::NAME
+                );
+                act.role = None;
+            }
             let late = now_ms().saturating_sub(stamp_ms) > act.settings.round.as_millis() as u64;
             if late && !granted.is_empty() {
                 tracing::warn!(
@@ -326,7 +341,7 @@ impl<R: Role> RoundActor<R> {
                 };
                 act.watchdog.do_send(cmd);
             }
-            for item in outbox {
+            for item in outbox.into_iter().filter(|_| confirmed) {
                 if let (Outgoing::Job(spec), Some(pool)) = (item, act.pool.as_ref()) {
                     let fencing_token = act.epochs.get(&spec.sid).copied().unwrap_or(0);
                     pool.do_send(RunJob { spec, fencing_token });

@@ -51,6 +51,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a demo cluster of N daemons on this machine's loopback (each
+    /// its own process, state dir, socket and process watchdog) with a few
+    /// `proc:` services, until Ctrl-C.
+    LocalCluster {
+        /// Where the nodes keep their state (wiped when it holds an
+        /// earlier local cluster; refused when it holds anything else).
+        #[arg(long, default_value = "/tmp/hactor-local")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+        nodes: u16,
+        #[arg(long, default_value_t = 3)]
+        services: usize,
+        /// node N listens on 127.0.0.1:<port + N>.
+        #[arg(long, default_value_t = 7400)]
+        port: u16,
+        #[arg(long, default_value = "fast", value_parser = ["fast", "pve"])]
+        profile: String,
+    },
     /// Cluster membership: create, grow, shrink, inspect.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -134,7 +152,19 @@ fn init_logging(format: LogFormat) {
 /// Whether the node itself is going down, `(shutdown, reboot)`, from the
 /// service manager's queued jobs (as upstream does); `(false, false)`
 /// without systemd, which makes SIGTERM a daemon restart.
-fn node_shutdown() -> (bool, bool) {
+///
+/// With `fault_injection`, `<state_dir>/node-shutdown` holding `shutdown`
+/// or `reboot` says the same (tests of the shutdown policies).
+fn node_shutdown(config: &NodeConfig) -> (bool, bool) {
+    if config.fault_injection
+        && let Ok(text) = std::fs::read_to_string(config.state_dir.join("node-shutdown"))
+    {
+        match text.trim() {
+            "shutdown" => return (true, false),
+            "reboot" => return (true, true),
+            _ => {}
+        }
+    }
     let output = std::process::Command::new("systemctl")
         .args(["--full", "--no-legend", "list-jobs"])
         .output();
@@ -156,7 +186,7 @@ async fn seed(store: &ClusterStore, config: &NodeConfig) -> Result<(), String> {
         .map(|(sid, r)| Op::PutResource {
             sid: sid.clone(),
             resource: StoredResource {
-                node: Some(config.node.clone()),
+                node: Some(r.node.clone().unwrap_or_else(|| config.node.clone())),
                 state: RequestState::parse(&r.state).unwrap_or(RequestState::Started),
                 max_restart: r.max_restart,
                 max_relocate: r.max_relocate,
@@ -323,7 +353,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             },
         }
     }
-    let going_down = node_shutdown();
+    let going_down = node_shutdown(&config);
     tracing::info!(shutdown = going_down.0, reboot = going_down.1, "shutdown requested");
     // The LRM goes first: it needs the master to freeze or move its
     // services (upstream orders its units the same way; the other order
@@ -350,6 +380,69 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     }
     tracing::info!(disarmed, "hactor stopped");
     tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(())
+}
+
+/// `hactor local-cluster`: forms the cluster, tells how to use it, and
+/// reports daemons that die until Ctrl-C.
+fn local_cluster(dir: &std::path::Path, spec: hactor::node::local_cluster::LocalSpec) -> Result<(), String> {
+    use hactor::node::local_cluster::LocalCluster;
+    let program = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let ha_manager = program.with_file_name("ha-manager");
+    println!("forming a {}-node cluster under {} ...", spec.nodes, dir.display());
+    let mut cluster = LocalCluster::create(dir, &program, spec)?;
+    let services = cluster.spec.services;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline && (0..services).any(|s| cluster.service_pids(s).len() != 1) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!();
+    for node in &cluster.nodes {
+        println!(
+            "{}  127.0.0.1:{}  pid {}  log {}",
+            node.name,
+            node.port,
+            node.child.as_ref().map(|c| c.id()).unwrap_or(0),
+            cluster.dir.join(format!("{}.log", node.name)).display()
+        );
+    }
+    let socket = cluster.nodes[0].dir.join("hactor.sock");
+    println!(
+        "\nwatch it:     watch -n1 {} --socket {} status\n\
+         fail a node:  kill -9 $(cat {}/node2/hactor.pid)   (or kill -STOP it)\n\
+         stop:         Ctrl-C (kills the daemons; their fence guards stop the services)\n",
+        ha_manager.display(),
+        socket.display(),
+        cluster.dir.display()
+    );
+    actix::System::new().block_on(async {
+        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            for node in &mut cluster.nodes {
+                if let Some(child) = node.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    println!(
+                        "{} stopped ({status}); start it again with: {} --config {} &",
+                        node.name,
+                        program.display(),
+                        node.config.display()
+                    );
+                    node.child = None;
+                }
+            }
+        }
+    });
+    println!("stopping the cluster");
+    cluster.shutdown();
     Ok(())
 }
 
@@ -410,6 +503,31 @@ fn main() -> ExitCode {
             log,
         };
         return ExitCode::from(u8::try_from(hactor::watchdog::guard::main(options)).unwrap_or(1));
+    }
+    if let Some(Command::LocalCluster {
+        dir,
+        nodes,
+        services,
+        port,
+        profile,
+    }) = cli.command
+    {
+        let spec = hactor::node::local_cluster::LocalSpec {
+            nodes: nodes as usize,
+            services,
+            profile,
+            base_port: port,
+            marker: format!("{port}000"),
+            extra: String::new(),
+            script: None,
+        };
+        return match local_cluster(&dir, spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hactor: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let Some(config_path) = cli.config else {
         eprintln!("hactor: --config <file> is required (see config/hactor.example.toml)");

@@ -215,6 +215,9 @@ pub struct SeedResource {
     pub failback: bool,
     #[serde(default)]
     pub comment: Option<String>,
+    /// The node it runs on at first (default: this node).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 fn default_state() -> String {

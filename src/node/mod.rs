@@ -6,5 +6,6 @@
 pub mod cluster_store;
 pub mod config;
 pub mod env;
+pub mod local_cluster;
 pub mod membership;
 pub mod store;

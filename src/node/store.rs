@@ -157,6 +157,9 @@ pub enum Reply {
     },
     /// The replies of a [`Op::Cas`]'s operations.
     Batch(Vec<Reply>),
+    /// Not applied: an earlier lease acquisition of the same proposal was
+    /// refused (see [`ClusterState::apply_proposal`]).
+    Skipped,
 }
 
 impl ClusterState {
@@ -167,6 +170,25 @@ impl ClusterState {
             None => true,
             Some(lease) => lease.holder == holder || now_ms > lease.expires_ms,
         }
+    }
+
+    /// Applies one proposal: its operations in order, except that once a
+    /// lease acquisition is refused the rest are skipped. A round proposes
+    /// its lease renewals first and its decisions after them, so a node
+    /// whose view was stale (it believed it held a lease it did not) never
+    /// gets its decisions written: writes are guarded by the lease.
+    pub fn apply_proposal(&mut self, ops: Vec<Op>) -> Vec<Reply> {
+        let mut refused = false;
+        ops.into_iter()
+            .map(|op| {
+                if refused {
+                    return Reply::Skipped;
+                }
+                let reply = self.apply(op);
+                refused = matches!(reply, Reply::Held { .. });
+                reply
+            })
+            .collect()
     }
 
     /// Applies one operation (deterministic; no clock reads).
@@ -420,7 +442,7 @@ impl MemoryStore {
         if !inner.quorate {
             return Err(StoreError::NoQuorum);
         }
-        let replies = ops.into_iter().map(|op| inner.state.apply(op)).collect();
+        let replies = inner.state.apply_proposal(ops);
         if let Some(path) = inner.path.clone() {
             persist(&path, &inner.state).map_err(|e| StoreError::Io(e.to_string()))?;
         }
@@ -483,6 +505,23 @@ mod tests {
             state.apply(acquire("ha_agent_node1_lock", "node2", 7001)),
             Reply::Granted { expires_ms: 13001 }
         );
+    }
+
+    #[test]
+    fn a_refused_acquisition_skips_the_rest_of_its_proposal() {
+        let mut state = ClusterState::default();
+        state.apply(acquire("ha_agent_node2_lock", "node1", 1000));
+        let replies = state.apply_proposal(vec![
+            acquire("ha_agent_node2_lock", "node2", 2000),
+            Op::QueueCrmCommand("stale decision".into()),
+        ]);
+        assert_eq!(replies[1], Reply::Skipped);
+        assert!(state.crm_commands.is_empty(), "a stale round's writes never land");
+        let replies = state.apply_proposal(vec![
+            acquire("ha_agent_node1_lock", "node1", 2000),
+            Op::QueueCrmCommand("holder's decision".into()),
+        ]);
+        assert_eq!(replies[1], Reply::Done);
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match entry.payload {
                 EntryPayload::Blank => outcomes.push(Json(Vec::new())),
                 EntryPayload::Normal(Json(ops)) => {
-                    let replies = ops.into_iter().map(|op| applied.state.apply(op)).collect();
+                    let replies = applied.state.apply_proposal(ops);
                     outcomes.push(Json(replies));
                 }
                 EntryPayload::Membership(membership) => {
