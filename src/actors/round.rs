@@ -297,7 +297,7 @@ impl<R: Role> RoundActor<R> {
             .collect();
         let wrote = !ops.is_empty();
         let apply = self.lock.send(ApplyOps(ops));
-        ctx.spawn(apply.into_actor(self).map(move |replies, act, _ctx| {
+        ctx.spawn(apply.into_actor(self).map(move |replies, act, ctx| {
             let refused = |r: &Reply| matches!(r, Reply::Held { .. } | Reply::Skipped);
             let granted: Vec<bool> = match replies {
                 Ok(Ok(replies)) => replies.iter().map(|r| !refused(r)).collect(),
@@ -322,6 +322,10 @@ impl<R: Role> RoundActor<R> {
                     R::NAME
                 );
                 act.role = None;
+                // Try again soon rather than a whole round later (a leader
+                // change is usually over by then).
+                let retry = act.settings.round / 4;
+                ctx.run_later(retry, |act, ctx| act.round(ctx));
             }
             let late = now_ms().saturating_sub(stamp_ms) > act.settings.round.as_millis() as u64;
             if late && !granted.is_empty() {

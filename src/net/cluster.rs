@@ -51,7 +51,9 @@ impl StoreTiming {
         StoreTiming {
             heartbeat: raft_heartbeat,
             election_min: raft_election,
-            write_timeout: round,
+            // Half a round: a write stalled by a leader change is given up
+            // in time for the next round to renew the lease.
+            write_timeout: round / 2,
             alive_interval: round / 2,
             quorum_window: round,
             online_window: round * 3,
@@ -300,6 +302,7 @@ impl RaftStore {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                store.warm_connections();
                 let op = Op::Heartbeat {
                     node: store.inner.node.clone(),
                     now_ms: wall_ms(),
@@ -309,6 +312,24 @@ impl RaftStore {
                 }
             }
         }));
+    }
+
+    /// Connects to every member not connected yet.
+    fn warm_connections(&self) {
+        let members: Vec<Member> = {
+            let applied = self.inner.sm.read();
+            applied
+                .membership
+                .membership()
+                .nodes()
+                .map(|(_, m)| m.clone())
+                .collect()
+        };
+        for member in members.into_iter().filter(|m| m.name != self.inner.node) {
+            if let Ok(addr) = member.addr.parse() {
+                self.inner.transport.warm(&member.name, addr);
+            }
+        }
     }
 
     fn keep(&self, task: tokio::task::JoinHandle<()>) {
@@ -336,6 +357,7 @@ impl RaftStore {
                 .collect(),
             settled: membership.get_joint_config().len() == 1,
             last_applied: metrics.last_applied.map(|l| l.index),
+            master: self.inner.sm.read().state.manager_status.master_node.clone(),
             services: services(&self.inner.sm.read().state),
         }
     }

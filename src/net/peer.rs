@@ -67,6 +67,8 @@ pub struct ClusterView {
     /// configuration needs a majority of the old and of the new voters).
     pub settled: bool,
     pub last_applied: Option<u64>,
+    /// The CRM master the manager status names.
+    pub master: Option<String>,
     /// `(sid, node, state)` of every HA resource in this replica's state:
     /// the manager's placement, or the configured node before it has one.
     pub services: Vec<(String, String, String)>,

@@ -67,6 +67,8 @@ pub struct Transport {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
     connections: Arc<Mutex<HashMap<String, quinn::Connection>>>,
+    /// Peers a connection is being set up to.
+    pending: Arc<Mutex<BTreeSet<String>>>,
     blocked: Arc<Mutex<BTreeSet<String>>>,
 }
 
@@ -76,8 +78,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut config = quinn::TransportConfig::default();
-    config.keep_alive_interval(Some(Duration::from_secs(1)));
-    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(5)) {
+    config.keep_alive_interval(Some(Duration::from_millis(500)));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(Duration::from_secs(3)) {
         config.max_idle_timeout(Some(idle));
     }
     Arc::new(config)
@@ -97,6 +99,7 @@ impl Transport {
             endpoint,
             client,
             connections: Arc::new(Mutex::new(HashMap::new())),
+            pending: Arc::new(Mutex::new(BTreeSet::new())),
             blocked: Arc::new(Mutex::new(BTreeSet::new())),
         })
     }
@@ -125,25 +128,64 @@ impl Transport {
         lock(&self.blocked).contains(peer)
     }
 
-    async fn connection(&self, peer: &str, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
-        if let Some(conn) = lock(&self.connections)
+    fn cached(&self, peer: &str) -> Option<quinn::Connection> {
+        lock(&self.connections)
             .get(peer)
             .filter(|c| c.close_reason().is_none())
             .cloned()
-        {
-            return Ok(conn);
+    }
+
+    /// Sets up a connection to `peer` in a task of its own, which caches
+    /// it when done. A caller that gives up waiting (its RPC timed out)
+    /// does not cancel the handshake: on a loaded machine a handshake may
+    /// take longer than one RPC may, and the next call finds it ready.
+    fn spawn_connect(
+        &self,
+        peer: &str,
+        addr: SocketAddr,
+    ) -> tokio::task::JoinHandle<Result<quinn::Connection, String>> {
+        let (transport, peer) = (self.clone(), peer.to_string());
+        tokio::spawn(async move {
+            let result = match transport.endpoint.connect_with(transport.client.clone(), addr, &peer) {
+                Ok(connecting) => connecting.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Ok(conn) = &result {
+                lock(&transport.connections).insert(peer.clone(), conn.clone());
+            }
+            lock(&transport.pending).remove(&peer);
+            result
+        })
+    }
+
+    async fn connection(&self, peer: &str, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
+        loop {
+            if let Some(conn) = self.cached(peer) {
+                return Ok(conn);
+            }
+            if lock(&self.pending).insert(peer.to_string()) {
+                let done = self.spawn_connect(peer, addr).await;
+                let unreachable = |reason: String| TransportError::Unreachable {
+                    peer: peer.to_string(),
+                    reason,
+                };
+                return done.map_err(|e| unreachable(e.to_string()))?.map_err(unreachable);
+            }
+            // Another call is connecting to this peer: wait for it.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let unreachable = |reason: String| TransportError::Unreachable {
-            peer: peer.to_string(),
-            reason,
-        };
-        let connecting = self
-            .endpoint
-            .connect_with(self.client.clone(), addr, peer)
-            .map_err(|e| unreachable(e.to_string()))?;
-        let conn = connecting.await.map_err(|e| unreachable(e.to_string()))?;
-        lock(&self.connections).insert(peer.to_string(), conn.clone());
-        Ok(conn)
+    }
+
+    /// Opens a connection to `peer` in the background unless one is up or
+    /// being set up (keeps connections between all members warm, so an
+    /// election never waits for handshakes).
+    pub fn warm(&self, peer: &str, addr: SocketAddr) {
+        if self.is_blocked(peer) || self.cached(peer).is_some() {
+            return;
+        }
+        if lock(&self.pending).insert(peer.to_string()) {
+            drop(self.spawn_connect(peer, addr));
+        }
     }
 
     /// Sends `request` to `peer` at `addr` and waits for its answer.
@@ -168,7 +210,19 @@ impl Transport {
             let mut last = None;
             for _ in 0..2 {
                 let conn = self.connection(peer, addr).await?;
-                match exchange(&conn, &frame).await {
+                // A call given up on (timed out here or by the caller) drops
+                // the connection it waited on: the peer may have restarted
+                // behind it, and that would only be noticed at the idle
+                // timeout; the next call connects afresh.
+                let guard = DropOnCancel {
+                    transport: self,
+                    peer,
+                    id: conn.stable_id(),
+                    armed: true,
+                };
+                let result = exchange(&conn, &frame).await;
+                guard.disarm();
+                match result {
                     Ok(bytes) => return Ok(bytes),
                     Err(reason) => {
                         lock(&self.connections).remove(peer);
@@ -306,6 +360,31 @@ impl Transport {
     /// address is free again once the last handle drops).
     pub async fn closed(&self) {
         self.endpoint.wait_idle().await;
+    }
+}
+
+/// Forgets a cached connection unless disarmed (see [`Transport::call`]).
+struct DropOnCancel<'a> {
+    transport: &'a Transport,
+    peer: &'a str,
+    id: usize,
+    armed: bool,
+}
+
+impl DropOnCancel<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for DropOnCancel<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut connections = lock(&self.transport.connections);
+            if connections.get(self.peer).is_some_and(|c| c.stable_id() == self.id) {
+                connections.remove(self.peer);
+            }
+        }
     }
 }
 

@@ -111,7 +111,10 @@ impl Timings {
                 round_ms: 1_000,
                 lease_ms: 6_000,
                 fence_delay_ms: 1_000,
-                watchdog_client_timeout_ms: 2_000,
+                // Longer than a leader election plus one failed round, so a
+                // leader change never fences healthy nodes; it does not
+                // lengthen a failover, which waits for the lease.
+                watchdog_client_timeout_ms: 3_000,
                 watchdog_device_timeout_ms: 1_000,
                 margin_ms: 1_000,
                 watchdog_tick_ms: 200,
