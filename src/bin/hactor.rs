@@ -232,6 +232,14 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
         raft.spawn_promotion();
     }
     raft.spawn_heartbeat();
+    // A restarted member holds its elections until the leader (if any)
+    // had a chance to reach it.
+    let hold = if info.bootstrap && raft.view().members.len() <= 1 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(t.raft_election_ms * 4)
+    };
+    raft.spawn_election_guard(hold);
     if config.fault_injection {
         spawn_fault_injection(transport, config.state_dir.join("fault-block"));
     }
@@ -298,6 +306,13 @@ fn api_config(config: &NodeConfig) -> hactor::api::server::ServerConfig {
 }
 
 async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
+    if std::process::id() == 1 && config.watchdog == hactor::node::config::WatchdogBackend::Process {
+        return Err(
+            "running as PID 1: the process watchdog could not fence this daemon (PID 1 ignores \
+                    SIGKILL); in a container, start it under an init (docker run --init)"
+                .into(),
+        );
+    }
     // Bound before anything is armed or joined: a socket problem stops the
     // daemon before it holds a lease or a watchdog.
     let listener = hactor::api::server::bind(&config.socket).map_err(|e| format!("api socket: {e}"))?;

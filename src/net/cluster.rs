@@ -314,6 +314,41 @@ impl RaftStore {
         }));
     }
 
+    /// Lets this node start elections only while it can reach a majority
+    /// of the voters (a crude pre-vote, which openraft 0.9 lacks): a node
+    /// cut off, or just restarted and not yet heard from the leader, would
+    /// otherwise keep raising its term and, once back, depose a healthy
+    /// leader; a leader change that outlasts the watchdog client timeout
+    /// fences every node holding services.
+    pub fn spawn_election_guard(&self, hold: Duration) {
+        let store = self.clone();
+        self.keep(tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut enabled = None;
+            loop {
+                let voters: Vec<Member> = {
+                    let applied = store.inner.sm.read();
+                    let membership = applied.membership.membership();
+                    membership
+                        .voter_ids()
+                        .filter_map(|id| membership.get_node(&id).cloned())
+                        .collect()
+                };
+                let reachable = voters
+                    .iter()
+                    .filter(|m| m.name == store.inner.node || store.inner.transport.connected(&m.name))
+                    .count();
+                let allow = voters.len() <= 1 || (started.elapsed() >= hold && 2 * reachable > voters.len());
+                if enabled != Some(allow) {
+                    tracing::debug!(allow, reachable, voters = voters.len(), "elections");
+                    store.inner.raft.runtime_config().elect(allow);
+                    enabled = Some(allow);
+                }
+                tokio::time::sleep(store.inner.timing.heartbeat).await;
+            }
+        }));
+    }
+
     /// Connects to every member not connected yet.
     fn warm_connections(&self) {
         let members: Vec<Member> = {

@@ -176,6 +176,11 @@ impl Transport {
         }
     }
 
+    /// Whether a live connection to `peer` is up.
+    pub fn connected(&self, peer: &str) -> bool {
+        !self.is_blocked(peer) && self.cached(peer).is_some()
+    }
+
     /// Opens a connection to `peer` in the background unless one is up or
     /// being set up (keeps connections between all members warm, so an
     /// election never waits for handshakes).

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
@@ -42,13 +42,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     }
 }
 
+/// Every transport failure is a plain network error, never
+/// `Unreachable`: openraft backs off from unreachable members for seconds,
+/// and a member that restarts meanwhile hears no leader and disrupts the
+/// cluster with an election. Retrying at the heartbeat pace costs little.
 fn network_error<E: std::error::Error>(e: TransportError) -> RPCError<NodeId, Member, E> {
-    match e {
-        TransportError::Unreachable { .. } | TransportError::Blocked(_) | TransportError::Timeout(_) => {
-            RPCError::Unreachable(Unreachable::new(&e))
-        }
-        other => RPCError::Network(NetworkError::new(&other)),
-    }
+    RPCError::Network(NetworkError::new(&e))
 }
 
 impl Peer {
