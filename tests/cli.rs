@@ -1036,9 +1036,42 @@ fn three_nodes_every_command_on_any_node() {
                  1       in use pin   node-affinity     vm:100\n\
                  1       in use apart resource-affinity proc:svc0,proc:svc1 not together\n";
     t.everywhere_text(&["rules", "config"], rules);
-    let listed = n2.json(&["rules", "config", "--type", "node-affinity"]);
+    assert_eq!(
+        n2.ok(&[
+            "rules",
+            "set",
+            "node-affinity",
+            "pin",
+            "--strict",
+            "--comment",
+            "pinned"
+        ]),
+        ""
+    );
+    let rules = "enabled state  rule  type              resources           comment\n\
+                 1       in use pin   node-affinity     vm:100              pinned\n\
+                 1       in use apart resource-affinity proc:svc0,proc:svc1 not together\n";
+    t.everywhere_text(&["rules", "config"], rules);
+    assert_eq!(
+        n3.ok(&["rules", "list", "--resource", "vm:100"]),
+        "enabled state  rule type          resources comment\n\
+         1       in use pin  node-affinity vm:100    pinned\n"
+    );
+    let listed = n1.json(&["rules", "config", "--type", "node-affinity"]);
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["nodes"], "node2,node3");
+    assert_eq!(listed[0]["strict"], 1);
+    let pretty = n2.ok(&[
+        "rules",
+        "config",
+        "--type",
+        "resource-affinity",
+        "--output-format",
+        "json-pretty",
+    ]);
+    let pretty: Value = serde_json::from_str(&pretty).unwrap();
+    assert_eq!(pretty[0]["rule"], "apart");
+    assert_eq!(pretty[0]["affinity"], "negative");
 
     // CRM commands from any node move services for real
     // proc:svc1 runs on node3: negative affinity blocks svc0 from going there
@@ -1199,6 +1232,16 @@ fn three_nodes_no_edits_without_quorum_and_real_membership() {
         out.starts_with("quorum No quorum on node 'node3'!\n")
     });
     assert_eq!(n3.json(&["status"])[0]["quorate"], false);
+    // Each side judges the timestamps it has: node3's replica stands
+    // still, the majority stops hearing from node3's LRM.
+    n3.wait_until(&["status"], "a stale master", |out| {
+        out.contains("\nmaster node1 (old timestamp - dead?, <time>)\n")
+            && out.contains("\nfencing standby (CRM watchdog standby)\n")
+    });
+    t.nodes[0].wait_until(&["status"], "node3's LRM stale", |out| {
+        out.starts_with("quorum OK\nmaster node1 (active, <time>)\n")
+            && out.contains("\nlrm node3 (old timestamp - dead?, watchdog standby, <time>)\n")
+    });
     let edits: &[&[&str]] = &[
         &["add", "vm:100"],
         &["set", "proc:svc0", "--comment", "isolated"],
@@ -1254,6 +1297,8 @@ fn three_nodes_no_edits_without_quorum_and_real_membership() {
         );
     }
     t.everywhere("fencing armed (CRM watchdog active)");
+    t.everywhere("master node1 (active, <time>)");
+    t.everywhere("lrm node3 (idle, watchdog standby, <time>)");
     t.everywhere("service proc:svc0 (node1, started)");
     t.wait_running_on(0, "node1");
 
