@@ -110,10 +110,11 @@ pub fn groups_migrated(state: &ClusterState) -> bool {
     state.groups_cfg.is_empty() && !state.rules_cfg.trim().is_empty()
 }
 
+/// The cluster's nodes: its members (upstream's cluster node list), online
+/// or not. Not the CRM's `node_status`, which keeps a removed node until
+/// the master forgets it.
 fn cluster_nodes(snapshot: &Snapshot) -> BTreeSet<NodeName> {
-    let mut nodes: BTreeSet<NodeName> = snapshot.members.keys().cloned().collect();
-    nodes.extend(snapshot.state.manager_status.node_status.keys().cloned());
-    nodes
+    snapshot.members.keys().cloned().collect()
 }
 
 fn check_node(snapshot: &Snapshot, node: &str) -> Result<()> {
@@ -1194,6 +1195,46 @@ mod tests {
             plan(&maint, &snap, &ctx()).unwrap().ops,
             vec![Op::QueueCrmCommand("disable-node-maintenance node2".into())]
         );
+    }
+
+    #[test]
+    fn nodes_are_the_cluster_members_online_or_not() {
+        let mut snap = snapshot();
+        // node4 left the cluster; the CRM still lists it for a while.
+        snap.state
+            .manager_status
+            .node_status
+            .insert("node4".into(), crate::core::types::NodeState::Gone);
+        snap.members.insert("node3".into(), false);
+        let migrate = |node: &str| Request::Move {
+            task: MoveTask::Migrate,
+            sid: "vm:100".into(),
+            node: node.into(),
+        };
+        assert_eq!(
+            plan(&migrate("node4"), &snap, &ctx()).unwrap_err(),
+            "no such cluster node 'node4'"
+        );
+        let maint = Request::NodeMaintenance {
+            enable: true,
+            node: "node4".into(),
+        };
+        assert_eq!(plan(&maint, &snap, &ctx()).unwrap_err(), "no such cluster node 'node4'");
+        let pin = rules_add(
+            "node-affinity",
+            "pin",
+            RuleOptions {
+                resources: Some("vm:100".into()),
+                nodes: Some("node3,node4".into()),
+                ..RuleOptions::default()
+            },
+        );
+        assert_eq!(
+            plan(&pin, &snap, &ctx()).unwrap_err(),
+            "cannot use non-existent node(s) node4."
+        );
+        // An offline member is still a node of the cluster.
+        assert!(plan(&migrate("node3"), &snap, &ctx()).is_ok());
     }
 
     #[test]

@@ -12,6 +12,11 @@
 //!   user-given `--digest` is not retried: a mismatch is the user's error.
 //! - Edits are refused without quorum ("cluster not quorate"), never
 //!   queued.
+//! - Over the replicated store, reads come from this node's replica,
+//!   which applies a committed change a moment after the leader. An edit
+//!   returns once the replica has it (a client reads its own writes), and
+//!   a lost race is planned again once the replica has the winner's
+//!   change.
 //!
 //! The LockActor may answer slowly (consensus): every call has a timeout.
 
@@ -153,6 +158,23 @@ async fn snapshot(lock: &Addr<LockActor>, config: &ServerConfig) -> Result<Snaps
     }
 }
 
+/// Longest wait for this node's replica to apply a committed change.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// Waits until this node's replica has moved past the configuration with
+/// `digest` (at most [`CATCH_UP`]; a replica that lags further is planned
+/// against anyway, and the compare-and-swap stays the judge).
+async fn catch_up(lock: &Addr<LockActor>, config: &ServerConfig, digest: &str) {
+    let deadline = tokio::time::Instant::now() + CATCH_UP.min(config.store_timeout);
+    while tokio::time::Instant::now() < deadline {
+        match snapshot(lock, config).await {
+            Ok(snap) if snap.state.config_digest() == digest => {}
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn now_secs() -> i64 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -187,8 +209,12 @@ pub async fn handle(lock: &Addr<LockActor>, config: &ServerConfig, request: Requ
         let plan = plan::plan(&request, &snap, &config.plan)?;
         let digest = plan.digest.clone().unwrap_or_else(|| snap.state.config_digest());
         let op = Op::Cas {
-            digest,
+            digest: digest.clone(),
             ops: plan.ops.clone(),
+        };
+        let changes_config = {
+            let mut next = snap.state.clone();
+            matches!(next.apply(op.clone()), Reply::Batch(_)) && next.config_digest() != digest
         };
         let replies = match tokio::time::timeout(config.store_timeout, lock.send(ApplyOps(vec![op]))).await {
             Ok(Ok(Ok(replies))) => replies,
@@ -198,6 +224,11 @@ pub async fn handle(lock: &Addr<LockActor>, config: &ServerConfig, request: Requ
         };
         match replies.first() {
             Some(Reply::Batch(_)) => {
+                if changes_config {
+                    // Read your own writes: the next command on this node
+                    // sees the change.
+                    catch_up(lock, config, &digest).await;
+                }
                 return match plan.error_after {
                     Some(message) => Err(message),
                     None => Ok(Response::Done {
@@ -208,7 +239,12 @@ pub async fn handle(lock: &Addr<LockActor>, config: &ServerConfig, request: Requ
             Some(Reply::DigestMismatch { .. }) if plan.digest.is_some() => {
                 return Err("detected modified configuration - file changed by other user? Try again.".into());
             }
-            Some(Reply::DigestMismatch { .. }) => continue,
+            Some(Reply::DigestMismatch { .. }) => {
+                // Somebody else's change committed first: plan again once
+                // this replica has it (a follower applies a moment after
+                // the leader).
+                catch_up(lock, config, &digest).await;
+            }
             other => return Err(format!("unexpected store reply {other:?}")),
         }
     }

@@ -17,6 +17,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 pub const HACTOR: &str = env!("CARGO_BIN_EXE_hactor");
+pub const HA_MANAGER: &str = env!("CARGO_BIN_EXE_ha-manager");
 
 pub struct Node {
     pub name: String,
@@ -263,6 +264,33 @@ impl Cluster {
     /// Live service processes of this cluster, by service index.
     pub fn service_pids(&self, s: usize) -> Vec<i32> {
         pids_with(&format!("sleep {}{s}", self.marker))
+    }
+
+    /// The nodes whose agents started the live instances of service `s`
+    /// (their `HACTOR_NODE`).
+    pub fn service_nodes(&self, s: usize) -> Vec<String> {
+        self.service_pids(s)
+            .into_iter()
+            .filter_map(|pid| {
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+                environ
+                    .split(|b| *b == 0)
+                    .find_map(|var| var.strip_prefix(b"HACTOR_NODE="))
+                    .map(|node| String::from_utf8_lossy(node).into_owned())
+            })
+            .collect()
+    }
+
+    /// Where node `i`'s daemon serves `ha-manager`.
+    pub fn socket(&self, i: usize) -> PathBuf {
+        self.nodes[i].dir.join("hactor.sock")
+    }
+
+    /// `ha-manager args…` against node `i`'s daemon.
+    pub fn ha_manager(&self, i: usize) -> Command {
+        let mut command = Command::new(HA_MANAGER);
+        command.env("HACTOR_SOCKET", self.socket(i)).stdin(Stdio::null());
+        command
     }
 
     pub fn dump_logs(&self) {
