@@ -27,10 +27,12 @@ use actix::{Actor, ActorContext, Addr, Arbiter, Context, Message, Recipient, Sup
 use tokio::sync::Semaphore;
 
 use crate::agents::Agents;
+use crate::agents::guest::GuestAgent;
 use crate::agents::proc::ProcAgent;
+use crate::agents::script::ScriptAgent;
 use crate::core::env::DatacenterSettings;
 use crate::node::cluster_store::ClusterStore;
-use crate::node::config::{NodeConfig, WatchdogBackend};
+use crate::node::config::{GuestAgentConfig, GuestKind, NodeConfig, WatchdogBackend};
 use crate::watchdog::Backend;
 
 use self::lock::LockActor;
@@ -66,7 +68,9 @@ pub struct NodeOptions {
     /// Whether a fence also kills this process (the daemon); tests that
     /// host a node in the test process say no.
     pub fence_kills_daemon: bool,
-    /// Extra agents (tests), besides the built-in `proc` agent.
+    /// Extra agents (tests), besides the built-in ones (`proc`, `script`,
+    /// and `vm`/`ct` when configured or installed); an extra agent of a
+    /// built-in type replaces it.
     pub agents: Agents,
     /// Receives [`Exited`] when the CRM or LRM exits.
     pub exited: Recipient<Exited>,
@@ -84,6 +88,7 @@ pub struct NodeHandle {
     pub lrm: Addr<LrmActor>,
     pub pool_stats: Arc<PoolStats>,
     pub proc_agent: Arc<ProcAgent>,
+    pub script_agent: Arc<ScriptAgent>,
 }
 
 /// Builds the configured watchdog backend; a missing device is an error,
@@ -134,20 +139,34 @@ pub fn start_node(
         Supervisor::start(move |_| LockActor::new(node, store))
     };
     let watchdog_for_groups = watchdog.clone();
-    let proc_agent = Arc::new(ProcAgent::new(
-        config.proc_services.clone(),
-        Some(config.state_dir.join("proc")),
-        Arc::new(move |pgid, started| {
-            let cmd = if started {
-                WatchdogCmd::Track(pgid)
-            } else {
-                WatchdogCmd::Untrack(pgid)
-            };
-            watchdog_for_groups.do_send(cmd);
-        }),
-    ));
-    let mut agents = options.agents;
+    let proc_agent = Arc::new(
+        ProcAgent::new(
+            config.proc_services.clone(),
+            Some(config.state_dir.join("proc")),
+            Arc::new(move |pgid, started| {
+                let cmd = if started {
+                    WatchdogCmd::Track(pgid)
+                } else {
+                    WatchdogCmd::Untrack(pgid)
+                };
+                watchdog_for_groups.do_send(cmd);
+            }),
+        )
+        .with_node(&node),
+    );
+    let script_agent = Arc::new(ScriptAgent::new(config.script_services.clone(), &node));
+    let mut agents = Agents::new();
     agents.register("proc", proc_agent.clone());
+    agents.register("script", script_agent.clone());
+    for (kind, configured) in [(GuestKind::Vm, &config.vm_agent), (GuestKind::Ct, &config.ct_agent)] {
+        let guest = configured.clone().or_else(|| {
+            program_installed(kind.default_program()).then(|| GuestAgentConfig::defaults(kind, kind.default_program()))
+        });
+        if let Some(guest) = guest {
+            agents.register(kind.as_str(), Arc::new(GuestAgent::new(guest, &node)));
+        }
+    }
+    agents.extend(options.agents);
 
     let settings = |max_workers| RoundSettings {
         node: node.clone(),
@@ -191,5 +210,16 @@ pub fn start_node(
         lrm,
         pool_stats,
         proc_agent,
+        script_agent,
+    })
+}
+
+/// Whether `program` is an executable file in `PATH`.
+fn program_installed(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
     })
 }

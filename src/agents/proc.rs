@@ -1,6 +1,17 @@
 //! The built-in `proc` agent: runs a configured command as a supervised
 //! child process in its own process group, so that fencing can kill the
 //! whole group.
+//!
+//! * A process that exited (crashed, killed) is reaped and reported not
+//!   running; the LRM's next `started` command starts it again, and a
+//!   start that fails goes through the restart policy.
+//! * An optional health check (`health_check = [program, args...]`, run
+//!   with the service's environment and `HACTOR_SID`, `HACTOR_NODE`) makes
+//!   the monitor report a live but failing process as failed: the LRM then
+//!   restarts it (stop, start). A start waits up to `start_timeout_secs`
+//!   for the first passing check, and ends the process if none passes.
+//! * A stop sends `stop_signal` (default `TERM`) to the group, waits up to
+//!   the timeout, then SIGKILLs whatever is left of the group.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -11,9 +22,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::node::config::ProcService;
+use crate::node::config::{ProcService, parse_signal};
 
-use super::{Agent, StartContext};
+use super::command::{self, Invocation};
+use super::{Agent, Health, StartContext};
 
 /// Told whenever a process group starts (`true`) or ends (`false`), so the
 /// watchdog's fence can kill every group this node started.
@@ -31,6 +43,8 @@ pub struct ProcAgent {
     adopted: Mutex<BTreeMap<String, i32>>,
     pid_dir: Option<PathBuf>,
     on_group: GroupHook,
+    /// This node, for the health check's `HACTOR_NODE`.
+    node: String,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -45,9 +59,55 @@ impl ProcAgent {
             adopted: Mutex::new(BTreeMap::new()),
             pid_dir,
             on_group,
+            node: String::new(),
         };
         agent.adopt();
         agent
+    }
+
+    /// Names this node in the environment of health checks.
+    pub fn with_node(mut self, node: &str) -> ProcAgent {
+        self.node = node.to_string();
+        self
+    }
+
+    fn service(&self, name: &str) -> Option<ProcService> {
+        lock(&self.services).get(name).cloned()
+    }
+
+    /// Runs the health check; `Err` says why it failed.
+    fn health(&self, name: &str, service: &ProcService) -> Result<(), String> {
+        let invocation = Invocation::new(
+            service.health_check.clone(),
+            Duration::from_secs(service.health_timeout_secs),
+        )
+        .envs(&service.env)
+        .env("HACTOR_SID", format!("proc:{name}"))
+        .env("HACTOR_NODE", self.node.clone())
+        .cwd(service.cwd.as_deref());
+        let done = command::run(&invocation)?;
+        if done.success() {
+            Ok(())
+        } else {
+            Err(format!("health check {}", done.describe(&invocation)))
+        }
+    }
+
+    /// Waits for the first passing health check of a fresh start.
+    fn await_health(&self, name: &str, service: &ProcService) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(service.start_timeout_secs);
+        let mut pause = Duration::from_millis(50);
+        loop {
+            if !self.check(name) {
+                return Err("the process exited before its health check passed".into());
+            }
+            let result = self.health(name, service);
+            if result.is_ok() || Instant::now() >= deadline {
+                return result.map_err(|e| format!("{e} (still failing after {}s)", service.start_timeout_secs));
+            }
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
     }
 
     fn pid_file(&self, name: &str) -> Option<PathBuf> {
@@ -118,7 +178,11 @@ impl ProcAgent {
         };
         match child.try_wait() {
             Ok(None) => true,
-            _ => {
+            other => {
+                match other {
+                    Ok(Some(status)) => tracing::warn!("proc:{name} exited unexpectedly ({status})"),
+                    _ => tracing::warn!("proc:{name}: cannot wait for its process"),
+                }
                 let pgid = Self::group_of(child).as_raw();
                 children.remove(name);
                 drop(children);
@@ -134,21 +198,41 @@ impl Agent for ProcAgent {
         self.check(name)
     }
 
-    fn start(&self, name: &str, ctx: &StartContext) -> Result<(), String> {
-        if self.check(name) {
-            return Ok(());
+    fn monitor(&self, name: &str) -> Health {
+        if !self.check(name) {
+            return Health::Stopped;
         }
-        let Some(service) = lock(&self.services).get(name).cloned() else {
+        match self.service(name) {
+            Some(service) if !service.health_check.is_empty() => match self.health(name, &service) {
+                Ok(()) => Health::Running,
+                Err(e) => Health::Failed(e),
+            },
+            _ => Health::Running,
+        }
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        lock(&self.services).contains_key(name)
+    }
+
+    fn start(&self, name: &str, ctx: &StartContext) -> Result<(), String> {
+        let Some(service) = self.service(name) else {
             return Err(format!("no proc service '{name}' defined in this node's configuration"));
         };
+        match self.monitor(name) {
+            Health::Running => return Ok(()),
+            Health::Stopped => {}
+            Health::Failed(why) => {
+                tracing::warn!("proc:{name} is running but failing ({why}); restarting it");
+                self.stop(name, None)?;
+            }
+        }
         let mut command = Command::new(&service.command);
-        command
-            .args(&service.args)
-            .envs(&service.env)
-            .env("HACTOR_SID", &ctx.sid)
-            .env("HACTOR_NODE", &ctx.node)
-            .env("HACTOR_FENCING_TOKEN", ctx.fencing_token.to_string())
-            .stdin(Stdio::null());
+        command.args(&service.args).envs(&service.env);
+        for (key, value) in ctx.env() {
+            command.env(key, value);
+        }
+        command.stdin(Stdio::null());
         if let Some(dir) = &service.cwd {
             command.current_dir(dir);
         }
@@ -165,16 +249,28 @@ impl Agent for ProcAgent {
             let _ = std::fs::write(&path, format!("{pgid}\n"));
         }
         lock(&self.children).insert(name.to_string(), child);
+        if !service.health_check.is_empty()
+            && let Err(e) = self.await_health(name, &service)
+        {
+            // A start that never became healthy leaves nothing behind.
+            self.stop(name, None)?;
+            return Err(e);
+        }
         Ok(())
     }
 
     fn stop(&self, name: &str, timeout: Option<Duration>) -> Result<(), String> {
+        let service = self.service(name);
         let grace = match timeout {
             Some(t) => t,
-            None => Duration::from_secs(lock(&self.services).get(name).map_or(10, |s| s.stop_timeout_secs)),
+            None => Duration::from_secs(service.as_ref().map_or(10, |s| s.stop_timeout_secs)),
         };
+        let signal = service
+            .as_ref()
+            .and_then(|s| parse_signal(&s.stop_signal))
+            .unwrap_or(Signal::SIGTERM);
         if let Some(group) = lock(&self.adopted).remove(name) {
-            let _ = killpg(Pid::from_raw(group), Signal::SIGTERM);
+            let _ = killpg(Pid::from_raw(group), signal);
             let deadline = Instant::now() + grace;
             while group_alive(group) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -187,7 +283,7 @@ impl Agent for ProcAgent {
             return Ok(());
         };
         let group = Self::group_of(&child);
-        let _ = killpg(group, Signal::SIGTERM);
+        let _ = killpg(group, signal);
         let deadline = Instant::now() + grace;
         let mut exited = false;
         while Instant::now() < deadline {
@@ -246,17 +342,21 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicI32, Ordering};
 
-    fn agent(groups: Arc<AtomicI32>) -> ProcAgent {
-        let services = BTreeMap::from([(
-            "sleeper".to_string(),
-            ProcService {
-                command: "sleep".into(),
-                args: vec!["30".into()],
-                env: BTreeMap::new(),
-                cwd: None,
-                stop_timeout_secs: 2,
-            },
-        )]);
+    fn service(command: &str, args: &[&str]) -> ProcService {
+        ProcService {
+            command: command.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+            stop_timeout_secs: 2,
+            stop_signal: "TERM".into(),
+            health_check: Vec::new(),
+            health_timeout_secs: 10,
+            start_timeout_secs: 30,
+        }
+    }
+
+    fn agent_with(services: BTreeMap<String, ProcService>, groups: Arc<AtomicI32>) -> ProcAgent {
         ProcAgent::new(
             services,
             None,
@@ -264,27 +364,48 @@ mod tests {
                 groups.fetch_add(if started { 1 } else { -1 }, Ordering::SeqCst);
             }),
         )
+        .with_node("node1")
+    }
+
+    fn agent(groups: Arc<AtomicI32>) -> ProcAgent {
+        agent_with(
+            BTreeMap::from([("sleeper".to_string(), service("sleep", &["30"]))]),
+            groups,
+        )
+    }
+
+    fn ctx(name: &str) -> StartContext {
+        StartContext {
+            sid: format!("proc:{name}"),
+            node: "node1".into(),
+            fencing_token: 7,
+        }
+    }
+
+    fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]
     fn starts_checks_and_stops_a_real_process_group() {
         let groups = Arc::new(AtomicI32::new(0));
         let agent = agent(groups.clone());
-        let ctx = StartContext {
-            sid: "proc:sleeper".into(),
-            node: "node1".into(),
-            fencing_token: 7,
-        };
         assert!(!agent.running("sleeper"));
-        agent.start("sleeper", &ctx).unwrap();
+        assert!(agent.exists("sleeper") && !agent.exists("nothing"));
+        agent.start("sleeper", &ctx("sleeper")).unwrap();
         assert!(agent.running("sleeper"));
+        assert_eq!(agent.monitor("sleeper"), Health::Running);
         assert_eq!(groups.load(Ordering::SeqCst), 1);
         agent.stop("sleeper", Some(Duration::from_secs(2))).unwrap();
         assert!(!agent.running("sleeper"));
         assert_eq!(groups.load(Ordering::SeqCst), 0);
         assert!(
             agent
-                .start("nothing", &ctx)
+                .start("nothing", &ctx("nothing"))
                 .unwrap_err()
                 .contains("no proc service 'nothing'")
         );
@@ -294,19 +415,75 @@ mod tests {
     fn a_crashed_process_is_seen_as_stopped() {
         let groups = Arc::new(AtomicI32::new(0));
         let agent = agent(groups.clone());
-        let ctx = StartContext {
-            sid: "proc:sleeper".into(),
-            node: "node1".into(),
-            fencing_token: 1,
-        };
-        agent.start("sleeper", &ctx).unwrap();
+        agent.start("sleeper", &ctx("sleeper")).unwrap();
         let pid = lock(&agent.children)["sleeper"].id();
         let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while agent.running("sleeper") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(!agent.running("sleeper"), "a killed child must be detected");
+        wait_for("the crash to be seen", || !agent.running("sleeper"));
+        assert_eq!(agent.monitor("sleeper"), Health::Stopped);
         assert_eq!(groups.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn stop_sends_the_configured_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("got");
+        let ready = dir.path().join("ready");
+        // Exits cleanly on INT only; TERM is ignored.
+        let script = format!(
+            "trap '' TERM; trap 'echo INT > {}; exit 0' INT; : > {}; while :; do sleep 0.1; done",
+            mark.display(),
+            ready.display()
+        );
+        let mut svc = service("sh", &["-c", &script]);
+        svc.stop_signal = "INT".into();
+        svc.stop_timeout_secs = 60;
+        let agent = agent_with(BTreeMap::from([("trap".to_string(), svc)]), Arc::new(AtomicI32::new(0)));
+        agent.start("trap", &ctx("trap")).unwrap();
+        wait_for("the traps", || ready.exists());
+        let started = Instant::now();
+        agent.stop("trap", None).unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(50),
+            "INT must end it before the timeout"
+        );
+        assert_eq!(std::fs::read_to_string(&mark).unwrap().trim(), "INT");
+        assert!(parse_signal("sigusr1") == Some(Signal::SIGUSR1) && parse_signal("BOGUS").is_none());
+    }
+
+    #[test]
+    fn a_failing_health_check_is_a_failed_monitor_and_a_start_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let healthy = dir.path().join("healthy");
+        let mut svc = service("sleep", &["60"]);
+        svc.health_check = vec!["test".into(), "-e".into(), healthy.display().to_string()];
+        svc.start_timeout_secs = 1;
+        let agent = agent_with(BTreeMap::from([("web".to_string(), svc)]), Arc::new(AtomicI32::new(0)));
+        // Never healthy: the start fails and leaves nothing running.
+        let err = agent.start("web", &ctx("web")).unwrap_err();
+        assert!(err.contains("health check 'test -e"), "{err}");
+        assert!(!agent.running("web"));
+        let mut svc = agent.service("web").unwrap();
+        svc.start_timeout_secs = 120;
+        agent.set_services(BTreeMap::from([("web".to_string(), svc)]));
+        std::fs::write(&healthy, "").unwrap();
+        agent.start("web", &ctx("web")).unwrap();
+        let first = lock(&agent.children)["web"].id();
+        assert_eq!(agent.monitor("web"), Health::Running);
+        std::fs::remove_file(&healthy).unwrap();
+        assert!(matches!(agent.monitor("web"), Health::Failed(why) if why.contains("exited with 1")));
+        assert!(agent.running("web"), "a failing process still needs a stop");
+        // A start of a failed service replaces the process.
+        let agent_ref = &agent;
+        let restarter = std::thread::scope(|scope| {
+            let handle = scope.spawn(move || agent_ref.start("web", &ctx("web")));
+            wait_for("the old process to be replaced", || {
+                lock(&agent_ref.children).get("web").is_some_and(|c| c.id() != first)
+            });
+            std::fs::write(&healthy, "").unwrap();
+            handle.join().unwrap()
+        });
+        restarter.unwrap();
+        assert_eq!(agent.monitor("web"), Health::Running);
+        agent.stop("web", None).unwrap();
     }
 }

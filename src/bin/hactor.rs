@@ -358,6 +358,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             _ = hangup.recv() => match NodeConfig::load(&config_path) {
                 Ok(new) => {
                     node.proc_agent.set_services(new.proc_services.clone());
+                    node.script_agent.set_services(new.script_services.clone());
                     if new.timings != config.timings || new.node != config.node || new.watchdog != config.watchdog {
                         tracing::warn!("configuration reloaded; timing, node name and watchdog changes need a restart");
                     } else {

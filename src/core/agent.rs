@@ -17,7 +17,14 @@ pub trait AgentHost {
     fn log(&mut self, event: Event);
     /// Whether an agent exists for this service type.
     fn agent_known(&self, kind: &str) -> bool;
+    /// Whether anything of the service runs here (what a stop must end).
     fn agent_running(&mut self, sid: &str) -> bool;
+    /// Whether it runs and works (an agent's monitor or health check); a
+    /// service that runs but fails it is restarted by a `started`
+    /// command. Without a monitor of its own: [`AgentHost::agent_running`].
+    fn agent_healthy(&mut self, sid: &str) -> bool {
+        self.agent_running(sid)
+    }
     fn agent_start(&mut self, sid: &str);
     fn agent_shutdown(&mut self, sid: &str, timeout: Option<i64>);
     /// Moves the guest to `target`; true when it left this node.
@@ -60,12 +67,12 @@ pub fn execute(host: &mut dyn AgentHost, job: &JobSpec) -> ExitCode {
     }
     match job.command {
         ServiceState::Started => {
-            if host.agent_running(sid) {
+            if host.agent_healthy(sid) {
                 return ExitCode::Success;
             }
             host.log(Event::StartingService { sid: sid.to_string() });
             host.agent_start(sid);
-            if host.agent_running(sid) {
+            if host.agent_healthy(sid) {
                 host.log(Event::ServiceStarted { sid: sid.to_string() });
                 ExitCode::Success
             } else {
@@ -214,6 +221,65 @@ mod tests {
         unconfigured.config = None;
         assert_eq!(execute(&mut host, &unconfigured), ExitCode::UnknownService);
         assert!(!host.running, "nothing may start on a refused command");
+    }
+
+    /// A service that runs but fails its health check until restarted.
+    struct Unhealthy {
+        restarted: bool,
+        events: Vec<String>,
+    }
+
+    impl AgentHost for Unhealthy {
+        fn nodename(&self) -> &str {
+            "node1"
+        }
+        fn log(&mut self, event: Event) {
+            self.events.push(event.to_string());
+        }
+        fn agent_known(&self, _kind: &str) -> bool {
+            true
+        }
+        fn agent_running(&mut self, _sid: &str) -> bool {
+            true
+        }
+        fn agent_healthy(&mut self, _sid: &str) -> bool {
+            self.restarted
+        }
+        fn agent_start(&mut self, _sid: &str) {
+            self.restarted = true;
+        }
+        fn agent_shutdown(&mut self, _sid: &str, _timeout: Option<i64>) {}
+        fn agent_migrate(&mut self, _sid: &str, _target: &str, _online: bool) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_running_but_unhealthy_service_is_started_again() {
+        let mut host = Unhealthy {
+            restarted: false,
+            events: vec![],
+        };
+        assert_eq!(
+            execute(&mut host, &job("proc:web", ServiceState::Started, "node1")),
+            ExitCode::Success
+        );
+        assert!(host.restarted);
+        assert_eq!(
+            host.events,
+            ["starting service proc:web", "service status proc:web started"]
+        );
+        // A stop goes by whether anything runs, healthy or not.
+        host.restarted = false;
+        host.events.clear();
+        assert_eq!(
+            execute(&mut host, &job("proc:web", ServiceState::Stopped, "node1")),
+            ExitCode::Error
+        );
+        assert_eq!(
+            host.events.last().map(String::as_str),
+            Some("unable to stop service proc:web (still running)")
+        );
     }
 
     #[test]

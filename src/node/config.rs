@@ -247,13 +247,276 @@ pub struct ProcService {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub cwd: Option<PathBuf>,
-    /// Seconds to wait after SIGTERM before SIGKILL.
+    /// Seconds to wait after the stop signal before SIGKILL.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: u64,
+    /// The signal a stop sends first (`TERM`, `INT`, `HUP`, `QUIT`,
+    /// `USR1`, ...; with or without `SIG`).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: String,
+    /// A command (program and arguments) that exits 0 while the service
+    /// works; anything else makes the service count as failed, so the
+    /// LRM restarts it. Empty: the process being alive is enough.
+    #[serde(default)]
+    pub health_check: Vec<String>,
+    /// Limit of one health check run.
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout_secs: u64,
+    /// How long a start waits for the first passing health check.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout_secs: u64,
 }
 
 fn default_stop_timeout() -> u64 {
     10
+}
+
+fn default_stop_signal() -> String {
+    "TERM".into()
+}
+
+fn default_health_timeout() -> u64 {
+    10
+}
+
+fn default_start_timeout() -> u64 {
+    30
+}
+
+/// Parses a signal name as the configuration writes it: `TERM`, `SIGTERM`
+/// or `sigterm`.
+pub fn parse_signal(name: &str) -> Option<nix::sys::signal::Signal> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    full.parse().ok()
+}
+
+/// A `script:<name>` service: an OCF-style script called as
+/// `<path> start|stop|monitor|migrate <target>` (see [`crate::agents::script`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptService {
+    /// The script (absolute path).
+    pub path: PathBuf,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Limit of `start`, `stop` and `migrate`.
+    #[serde(default = "default_script_timeout")]
+    pub timeout_secs: u64,
+    /// Limit of `monitor`.
+    #[serde(default = "default_monitor_timeout")]
+    pub monitor_timeout_secs: u64,
+}
+
+fn default_script_timeout() -> u64 {
+    60
+}
+
+fn default_monitor_timeout() -> u64 {
+    20
+}
+
+/// The hypervisor types driven through commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GuestKind {
+    /// `vm:<vmid>`, driven by `qm`.
+    Vm,
+    /// `ct:<vmid>`, driven by `pct`.
+    Ct,
+}
+
+impl GuestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Vm => "vm",
+            GuestKind::Ct => "ct",
+        }
+    }
+
+    /// The Proxmox command of this type.
+    pub fn default_program(self) -> &'static str {
+        match self {
+            GuestKind::Vm => "qm",
+            GuestKind::Ct => "pct",
+        }
+    }
+}
+
+/// How the `vm` or `ct` agent drives the hypervisor: one command template
+/// per action. Placeholders: `{id}` (the VMID), `{sid}`, `{node}` (this
+/// node), and `{target}` / `{timeout}` where noted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestAgentConfig {
+    pub kind: GuestKind,
+    pub start: Vec<String>,
+    /// Graceful shutdown within `{timeout}` seconds; a `stop` follows if
+    /// the guest still runs.
+    pub shutdown: Vec<String>,
+    /// Hard stop.
+    pub stop: Vec<String>,
+    /// Exit 0 while the guest is on this node; running when a line of its
+    /// output is `running_pattern`.
+    pub status: Vec<String>,
+    /// Migration of a stopped guest to `{target}`.
+    pub migrate: Vec<String>,
+    /// Migration of a running guest: live (`qm migrate --online`) for a
+    /// VM, restart mode (`pct migrate --restart`, shutdown within
+    /// `{timeout}`) for a container.
+    pub migrate_running: Vec<String>,
+    pub running_pattern: String,
+    /// Limit of `start`, `stop` and `status`.
+    pub timeout_secs: u64,
+    /// Shutdown timeout when the LRM gives none (upstream: 60 s).
+    pub shutdown_timeout_secs: u64,
+    /// Limit of a migration.
+    pub migrate_timeout_secs: u64,
+    pub env: BTreeMap<String, String>,
+}
+
+impl GuestAgentConfig {
+    /// A Proxmox host's commands, run through `program` (`qm` or `pct`
+    /// unless overridden).
+    pub fn defaults(kind: GuestKind, program: &str) -> GuestAgentConfig {
+        let argv = |args: &[&str]| -> Vec<String> {
+            std::iter::once(program.to_string())
+                .chain(args.iter().map(|a| a.to_string()))
+                .collect()
+        };
+        let migrate_running = match kind {
+            GuestKind::Vm => argv(&["migrate", "{id}", "{target}", "--online", "--with-local-disks"]),
+            GuestKind::Ct => argv(&["migrate", "{id}", "{target}", "--restart", "--timeout", "{timeout}"]),
+        };
+        GuestAgentConfig {
+            kind,
+            start: argv(&["start", "{id}"]),
+            shutdown: argv(&["shutdown", "{id}", "--timeout", "{timeout}"]),
+            stop: argv(&["stop", "{id}"]),
+            status: argv(&["status", "{id}"]),
+            migrate: argv(&["migrate", "{id}", "{target}"]),
+            migrate_running,
+            running_pattern: "status: running".into(),
+            timeout_secs: 120,
+            shutdown_timeout_secs: 60,
+            migrate_timeout_secs: 3600,
+            env: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[agent.vm]` / `[agent.ct]` as written: every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuestAgent {
+    command: Option<String>,
+    start: Option<Vec<String>>,
+    shutdown: Option<Vec<String>>,
+    stop: Option<Vec<String>>,
+    status: Option<Vec<String>>,
+    migrate: Option<Vec<String>>,
+    migrate_running: Option<Vec<String>>,
+    running_pattern: Option<String>,
+    timeout_secs: Option<u64>,
+    shutdown_timeout_secs: Option<u64>,
+    migrate_timeout_secs: Option<u64>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSections {
+    vm: Option<RawGuestAgent>,
+    ct: Option<RawGuestAgent>,
+}
+
+impl RawGuestAgent {
+    fn resolve(self, kind: GuestKind) -> Result<GuestAgentConfig, String> {
+        let prefix = format!("agent.{}", kind.as_str());
+        let program = self.command.unwrap_or_else(|| kind.default_program().to_string());
+        if program.trim().is_empty() {
+            return Err(format!("{prefix}.command: must not be empty"));
+        }
+        let base = GuestAgentConfig::defaults(kind, &program);
+        let config = GuestAgentConfig {
+            kind,
+            start: self.start.unwrap_or(base.start),
+            shutdown: self.shutdown.unwrap_or(base.shutdown),
+            stop: self.stop.unwrap_or(base.stop),
+            status: self.status.unwrap_or(base.status),
+            migrate: self.migrate.unwrap_or(base.migrate),
+            migrate_running: self.migrate_running.unwrap_or(base.migrate_running),
+            running_pattern: self.running_pattern.unwrap_or(base.running_pattern),
+            timeout_secs: self.timeout_secs.unwrap_or(base.timeout_secs),
+            shutdown_timeout_secs: self.shutdown_timeout_secs.unwrap_or(base.shutdown_timeout_secs),
+            migrate_timeout_secs: self.migrate_timeout_secs.unwrap_or(base.migrate_timeout_secs),
+            env: self.env,
+        };
+        let key = |name: &str| format!("{prefix}.{name}");
+        const PLAIN: &[&str] = &["id", "sid", "node"];
+        const TIMED: &[&str] = &["id", "sid", "node", "timeout"];
+        const MOVE: &[&str] = &["id", "sid", "node", "target", "timeout"];
+        check_template(&key("start"), &config.start, PLAIN, &[])?;
+        check_template(&key("shutdown"), &config.shutdown, TIMED, &[])?;
+        check_template(&key("stop"), &config.stop, PLAIN, &[])?;
+        check_template(&key("status"), &config.status, PLAIN, &[])?;
+        check_template(&key("migrate"), &config.migrate, &MOVE[..4], &["target"])?;
+        check_template(&key("migrate_running"), &config.migrate_running, MOVE, &["target"])?;
+        if config.running_pattern.trim().is_empty() {
+            return Err(format!("{prefix}.running_pattern: must not be empty"));
+        }
+        for (key, value) in [
+            ("timeout_secs", config.timeout_secs),
+            ("migrate_timeout_secs", config.migrate_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(format!("{prefix}.{key}: must be at least 1"));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Checks a command template: a program first, only `known` placeholders,
+/// every `required` one present.
+fn check_template(key: &str, template: &[String], known: &[&str], required: &[&str]) -> Result<(), String> {
+    if template.first().is_none_or(|program| program.trim().is_empty()) {
+        return Err(format!("{key}: must start with a command"));
+    }
+    let mut seen = Vec::new();
+    for arg in template {
+        let mut rest = arg.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("{key}: unterminated placeholder in '{arg}'"));
+            };
+            let name = &rest[open + 1..open + close];
+            if !known.contains(&name) {
+                let list: Vec<String> = known.iter().map(|k| format!("{{{k}}}")).collect();
+                return Err(format!(
+                    "{key}: unknown placeholder '{{{name}}}' (known here: {})",
+                    list.join(", ")
+                ));
+            }
+            seen.push(name.to_string());
+            rest = &rest[open + close + 1..];
+        }
+    }
+    if let Some(missing) = required.iter().find(|r| !seen.iter().any(|s| s == *r)) {
+        return Err(format!("{key}: must contain {{{missing}}}"));
+    }
+    Ok(())
+}
+
+/// Upstream's `verify_name` for guests: a VMID of at least two digits
+/// (upstream's quirk), no leading zero.
+pub fn valid_vmid(name: &str) -> bool {
+    name.len() >= 2 && name.chars().all(|c| c.is_ascii_digit()) && !name.starts_with('0')
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -286,6 +549,12 @@ struct RawConfig {
     /// `proc:<name>` services: what to run.
     #[serde(default)]
     proc: BTreeMap<String, ProcService>,
+    /// `script:<name>` services: which OCF-style script.
+    #[serde(default)]
+    script: BTreeMap<String, ScriptService>,
+    /// `[agent.vm]`, `[agent.ct]`: the hypervisor commands.
+    #[serde(default)]
+    agent: AgentSections,
     /// Testing only: lets `<state_dir>/fault-block` (one peer name a line)
     /// cut this node off from those peers, for partition tests across
     /// processes.
@@ -310,6 +579,12 @@ pub struct NodeConfig {
     pub shutdown_policy: String,
     pub resources: BTreeMap<String, SeedResource>,
     pub proc_services: BTreeMap<String, ProcService>,
+    pub script_services: BTreeMap<String, ScriptService>,
+    /// `[agent.vm]` when configured; without it the `vm` agent runs with
+    /// the defaults if `qm` is installed.
+    pub vm_agent: Option<GuestAgentConfig>,
+    /// `[agent.ct]`, likewise with `pct`.
+    pub ct_agent: Option<GuestAgentConfig>,
     pub fault_injection: bool,
 }
 
@@ -322,6 +597,13 @@ fn valid_node_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-')
+}
+
+fn check_service_name(kind: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ':') {
+        return Err(format!("{kind}.{name}: invalid service name"));
+    }
+    Ok(())
 }
 
 impl NodeConfig {
@@ -399,22 +681,69 @@ impl NodeConfig {
             if crate::core::types::RequestState::parse(&seed.state).is_none() {
                 return Err(format!("resource.\"{sid}\".state: invalid state '{}'", seed.state));
             }
-            if let Some(("proc", name)) = crate::core::types::split_sid(sid)
-                && !raw.proc.contains_key(name)
-            {
-                return Err(format!(
-                    "resource.\"{sid}\": no [proc.{name}] section defines what to run"
-                ));
+            match crate::core::types::split_sid(sid) {
+                Some(("proc", name)) if !raw.proc.contains_key(name) => {
+                    return Err(format!(
+                        "resource.\"{sid}\": no [proc.{name}] section defines what to run"
+                    ));
+                }
+                Some(("script", name)) if !raw.script.contains_key(name) => {
+                    return Err(format!(
+                        "resource.\"{sid}\": no [script.{name}] section names the script"
+                    ));
+                }
+                Some(("vm" | "ct", name)) if !valid_vmid(name) => {
+                    return Err(format!(
+                        "resource.\"{sid}\": invalid VMID '{name}' (at least two digits, no leading zero)"
+                    ));
+                }
+                _ => {}
             }
         }
         for (name, service) in &raw.proc {
-            if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ':') {
-                return Err(format!("proc.{name}: invalid service name"));
-            }
+            check_service_name("proc", name)?;
             if service.command.trim().is_empty() {
                 return Err(format!("proc.{name}.command: must not be empty"));
             }
+            if parse_signal(&service.stop_signal).is_none() {
+                return Err(format!(
+                    "proc.{name}.stop_signal: unknown signal '{}' (e.g. TERM, INT, HUP, QUIT)",
+                    service.stop_signal
+                ));
+            }
+            if !service.health_check.is_empty() {
+                if service.health_check[0].trim().is_empty() {
+                    return Err(format!("proc.{name}.health_check: must start with a command"));
+                }
+                for (key, value) in [
+                    ("health_timeout_secs", service.health_timeout_secs),
+                    ("start_timeout_secs", service.start_timeout_secs),
+                ] {
+                    if value == 0 {
+                        return Err(format!("proc.{name}.{key}: must be at least 1"));
+                    }
+                }
+            }
         }
+        for (name, script) in &raw.script {
+            check_service_name("script", name)?;
+            if !script.path.is_absolute() {
+                return Err(format!(
+                    "script.{name}.path: must be an absolute path, not '{}'",
+                    script.path.display()
+                ));
+            }
+            for (key, value) in [
+                ("timeout_secs", script.timeout_secs),
+                ("monitor_timeout_secs", script.monitor_timeout_secs),
+            ] {
+                if value == 0 {
+                    return Err(format!("script.{name}.{key}: must be at least 1"));
+                }
+            }
+        }
+        let vm_agent = raw.agent.vm.map(|a| a.resolve(GuestKind::Vm)).transpose()?;
+        let ct_agent = raw.agent.ct.map(|a| a.resolve(GuestKind::Ct)).transpose()?;
         Ok(NodeConfig {
             node: raw.node,
             state_dir: raw.state_dir,
@@ -430,6 +759,9 @@ impl NodeConfig {
             shutdown_policy: raw.shutdown_policy.unwrap_or_else(|| "conditional".into()),
             resources: raw.resource,
             proc_services: raw.proc,
+            script_services: raw.script,
+            vm_agent,
+            ct_agent,
             fault_injection: raw.fault_injection,
         })
     }
@@ -500,11 +832,118 @@ backend = "process"
                 &format!("{GOOD}\n[proc.web]\ncommand = \"x\"\n[resource.\"proc:web\"]\nstate = \"on\"\n"),
                 "invalid state 'on'",
             ),
+            (
+                &format!("{GOOD}\n[proc.web]\ncommand = \"x\"\nstop_signal = \"SIGFOO\"\n"),
+                "proc.web.stop_signal: unknown signal 'SIGFOO'",
+            ),
+            (
+                &format!("{GOOD}\n[proc.web]\ncommand = \"x\"\nhealth_check = [\"\"]\n"),
+                "proc.web.health_check: must start with a command",
+            ),
+            (
+                &format!("{GOOD}\n[proc.web]\ncommand = \"x\"\nhealth_check = [\"true\"]\nstart_timeout_secs = 0\n"),
+                "proc.web.start_timeout_secs: must be at least 1",
+            ),
+            (&format!("{GOOD}\n[script.db]\n"), "missing field `path`"),
+            (
+                &format!("{GOOD}\n[script.db]\npath = \"db.sh\"\n"),
+                "script.db.path: must be an absolute path, not 'db.sh'",
+            ),
+            (
+                &format!("{GOOD}\n[script.db]\npath = \"/x\"\ntimeout_secs = 0\n"),
+                "script.db.timeout_secs: must be at least 1",
+            ),
+            (
+                &format!("{GOOD}\n[script.db]\npath = \"/x\"\ninterval = 3\n"),
+                "unknown field `interval`",
+            ),
+            (&format!("{GOOD}\n[resource.\"script:db\"]\n"), "no [script.db] section"),
+            (&format!("{GOOD}\n[resource.\"vm:1\"]\n"), "invalid VMID '1'"),
+            (&format!("{GOOD}\n[resource.\"ct:0100\"]\n"), "invalid VMID '0100'"),
+            (&format!("{GOOD}\n[agent.xen]\n"), "unknown field `xen`"),
+            (
+                &format!("{GOOD}\n[agent.vm]\nstart_cmd = []\n"),
+                "unknown field `start_cmd`",
+            ),
+            (
+                &format!("{GOOD}\n[agent.vm]\nstart = []\n"),
+                "agent.vm.start: must start with a command",
+            ),
+            (
+                &format!("{GOOD}\n[agent.ct]\nstop = [\"pct\", \"stop\", \"{{vmid}}\"]\n"),
+                "agent.ct.stop: unknown placeholder '{vmid}' (known here: {id}, {sid}, {node})",
+            ),
+            (
+                &format!("{GOOD}\n[agent.vm]\nmigrate = [\"qm\", \"migrate\", \"{{id}}\"]\n"),
+                "agent.vm.migrate: must contain {target}",
+            ),
+            (
+                &format!("{GOOD}\n[agent.vm]\nstart = [\"qm\", \"start\", \"{{id\"]\n"),
+                "agent.vm.start: unterminated placeholder in '{id'",
+            ),
+            (
+                &format!("{GOOD}\n[agent.vm]\ncommand = \" \"\n"),
+                "agent.vm.command: must not be empty",
+            ),
+            (
+                &format!("{GOOD}\n[agent.vm]\nmigrate_timeout_secs = 0\n"),
+                "agent.vm.migrate_timeout_secs: must be at least 1",
+            ),
+            (&format!("{GOOD}\n[agent.vm]\ntimeout_secs = \"5\"\n"), "invalid type"),
         ];
         for (text, expected) in cases {
             let err = NodeConfig::parse(text).expect_err(expected);
             assert!(err.contains(expected), "expected '{expected}' in '{err}'");
         }
+    }
+
+    #[test]
+    fn agent_sections_default_to_a_proxmox_host() {
+        let config = NodeConfig::parse(GOOD).unwrap();
+        assert_eq!((config.vm_agent.is_none(), config.ct_agent.is_none()), (true, true));
+        let text = format!(
+            "{GOOD}\n[agent.vm]\ncommand = \"/opt/fake/qm\"\nshutdown_timeout_secs = 5\n\
+             [agent.ct]\nstatus = [\"lxc-info\", \"-n\", \"{{id}}\"]\nrunning_pattern = \"State: RUNNING\"\n\
+             [proc.web]\ncommand = \"web\"\nstop_signal = \"INT\"\nhealth_check = [\"curl\", \"-f\", \"http://localhost/\"]\n\
+             [script.db]\npath = \"/etc/hactor/db.sh\"\n[resource.\"script:db\"]\n[resource.\"vm:100\"]\n"
+        );
+        let config = NodeConfig::parse(&text).unwrap();
+        let vm = config.vm_agent.unwrap();
+        assert_eq!(vm.start, ["/opt/fake/qm", "start", "{id}"]);
+        assert_eq!(
+            vm.shutdown,
+            ["/opt/fake/qm", "shutdown", "{id}", "--timeout", "{timeout}"]
+        );
+        assert_eq!(
+            vm.migrate_running,
+            [
+                "/opt/fake/qm",
+                "migrate",
+                "{id}",
+                "{target}",
+                "--online",
+                "--with-local-disks"
+            ]
+        );
+        assert_eq!((vm.shutdown_timeout_secs, vm.timeout_secs), (5, 120));
+        let ct = config.ct_agent.unwrap();
+        assert_eq!(ct.status, ["lxc-info", "-n", "{id}"]);
+        assert_eq!(ct.running_pattern, "State: RUNNING");
+        assert_eq!(
+            ct.migrate_running,
+            [
+                "pct",
+                "migrate",
+                "{id}",
+                "{target}",
+                "--restart",
+                "--timeout",
+                "{timeout}"
+            ]
+        );
+        let web = &config.proc_services["web"];
+        assert_eq!((web.stop_signal.as_str(), web.health_check.len()), ("INT", 3));
+        assert_eq!(config.script_services["db"].timeout_secs, 60);
     }
 
     #[test]
