@@ -333,6 +333,15 @@ fn containers_survive_kill_partition_and_pause() {
     c.wait_view(asking, "the killed node back", Duration::from_secs(60), |v| {
         v.quorate && v.settled
     });
+    // One fault at a time: the restarted node itself commits again and
+    // the cluster runs steadily before the next fault.
+    c.wait_view(
+        victim,
+        "the killed node back and committing",
+        Duration::from_secs(60),
+        |v| v.quorate,
+    );
+    std::thread::sleep(Duration::from_secs(3));
 
     // 2. Partition: docker network disconnect of the node running svc1.
     let home = wait_started(&c);
@@ -355,6 +364,15 @@ fn containers_survive_kill_partition_and_pause() {
     c.wait_view(asking, "the healed node back", Duration::from_secs(60), |v| {
         v.quorate && v.settled
     });
+    // One fault at a time: the restarted node itself commits again and
+    // the cluster runs steadily before the next fault.
+    c.wait_view(
+        victim,
+        "the healed node back and committing",
+        Duration::from_secs(60),
+        |v| v.quorate,
+    );
+    std::thread::sleep(Duration::from_secs(3));
 
     // 3. The whole node frozen: docker pause. Frozen processes look alive
     // from outside, so instead of sampling, check the old one is gone once
