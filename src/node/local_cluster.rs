@@ -143,6 +143,30 @@ pub fn pids(needle: &str, frozen: bool) -> Vec<i32> {
         .collect()
 }
 
+/// Writes the daemons' fault-injection files so that node `i` of `nodes`
+/// (name, state directory) and each of `peers` stop talking to each other;
+/// `&[]` heals node `i`.
+pub fn write_partition(nodes: &[(String, PathBuf)], i: usize, peers: &[usize]) {
+    let names: Vec<String> = peers.iter().map(|p| nodes[*p].0.clone()).collect();
+    let _ = std::fs::write(nodes[i].1.join("fault-block"), names.join("\n"));
+    for (j, (_, dir)) in nodes.iter().enumerate() {
+        if j == i {
+            continue;
+        }
+        let path = dir.join("fault-block");
+        let mut theirs: Vec<String> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.is_empty() && *l != nodes[i].0)
+            .map(String::from)
+            .collect();
+        if peers.contains(&j) {
+            theirs.push(nodes[i].0.clone());
+        }
+        let _ = std::fs::write(&path, theirs.join("\n"));
+    }
+}
+
 impl LocalCluster {
     /// Writes the configurations under `dir` (which must be new, or one a
     /// previous local cluster made), forms the cluster and starts every
@@ -336,25 +360,8 @@ impl LocalCluster {
     /// Testing (needs `fault_injection = true` in the spec's `extra`): cuts
     /// node `i` off from `peers` and them from it; `&[]` heals.
     pub fn partition(&self, i: usize, peers: &[usize]) {
-        let name = |j: usize| self.nodes[j].name.clone();
-        let names: Vec<String> = peers.iter().map(|p| name(*p)).collect();
-        let _ = std::fs::write(self.nodes[i].dir.join("fault-block"), names.join("\n"));
-        for (j, node) in self.nodes.iter().enumerate() {
-            if j == i {
-                continue;
-            }
-            let path = node.dir.join("fault-block");
-            let mut theirs: Vec<String> = std::fs::read_to_string(&path)
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| !l.is_empty() && *l != name(i))
-                .map(String::from)
-                .collect();
-            if peers.contains(&j) {
-                theirs.push(name(i));
-            }
-            let _ = std::fs::write(&path, theirs.join("\n"));
-        }
+        let nodes: Vec<(String, PathBuf)> = self.nodes.iter().map(|n| (n.name.clone(), n.dir.clone())).collect();
+        write_partition(&nodes, i, peers);
     }
 
     /// Kills every daemon and any service process left over.

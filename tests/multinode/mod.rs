@@ -51,21 +51,7 @@ pub fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) 
 
 /// Pids of live processes whose command line contains `needle`.
 pub fn pids_with(needle: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
+    hactor::node::local_cluster::pids(needle, true)
 }
 
 impl Cluster {
@@ -236,24 +222,8 @@ impl Cluster {
 
     /// Cuts node `i` off from `peers` (and them from it), or heals with `&[]`.
     pub fn partition(&self, i: usize, peers: &[usize]) {
-        let names: Vec<String> = peers.iter().map(|p| self.nodes[*p].name.clone()).collect();
-        std::fs::write(self.nodes[i].dir.join("fault-block"), names.join("\n")).unwrap();
-        for (j, node) in self.nodes.iter().enumerate() {
-            if j == i {
-                continue;
-            }
-            let path = node.dir.join("fault-block");
-            let mut theirs: Vec<String> = std::fs::read_to_string(&path)
-                .unwrap_or_default()
-                .lines()
-                .filter(|l| *l != self.nodes[i].name && !l.is_empty())
-                .map(String::from)
-                .collect();
-            if peers.contains(&j) {
-                theirs.push(self.nodes[i].name.clone());
-            }
-            std::fs::write(&path, theirs.join("\n")).unwrap();
-        }
+        let nodes: Vec<(String, PathBuf)> = self.nodes.iter().map(|n| (n.name.clone(), n.dir.clone())).collect();
+        hactor::node::local_cluster::write_partition(&nodes, i, peers);
     }
 
     /// Where each service is placed and in what state, as node `i` sees it.
