@@ -506,15 +506,7 @@ impl Handler<Exited> for Ignore {
 }
 
 fn resource() -> StoredResource {
-    StoredResource {
-        node: Some("node1".into()),
-        state: RequestState::Started,
-        max_restart: 1,
-        max_relocate: 1,
-        failback: true,
-        group: None,
-        comment: None,
-    }
+    StoredResource::new("node1", RequestState::Started)
 }
 
 fn start_daemon(state_dir: &Path, sections: &str, sids: &[&str]) -> (NodeConfig, NodeHandle) {

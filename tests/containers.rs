@@ -156,6 +156,16 @@ impl Containers {
         docker(&cmd.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
     }
 
+    /// Starts node `i` again and waits until `asking` sees the cluster
+    /// whole, node `i` itself commits again, and a few seconds pass: one
+    /// fault at a time.
+    fn restart_settled(&self, i: usize, asking: usize, what: &str) {
+        self.start(i);
+        self.wait_view(asking, what, Duration::from_secs(60), |v| v.quorate && v.settled);
+        self.wait_view(i, what, Duration::from_secs(60), |v| v.quorate);
+        std::thread::sleep(Duration::from_secs(3));
+    }
+
     fn exec(&self, i: usize, args: &[&str]) -> Result<String, String> {
         let name = self.name(i);
         let mut cmd = vec![
@@ -329,19 +339,7 @@ fn containers_survive_kill_partition_and_pause() {
     docker(&["kill", &c.name(victim)]).unwrap();
     let (node, took) = recovered(&c, asking, &needle, &home, true);
     println!("docker kill {home}: svc1 on {node} after {took:?}");
-    c.start(victim);
-    c.wait_view(asking, "the killed node back", Duration::from_secs(60), |v| {
-        v.quorate && v.settled
-    });
-    // One fault at a time: the restarted node itself commits again and
-    // the cluster runs steadily before the next fault.
-    c.wait_view(
-        victim,
-        "the killed node back and committing",
-        Duration::from_secs(60),
-        |v| v.quorate,
-    );
-    std::thread::sleep(Duration::from_secs(3));
+    c.restart_settled(victim, asking, "the killed node back");
 
     // 2. Partition: docker network disconnect of the node running svc1.
     let home = wait_started(&c);
@@ -360,19 +358,7 @@ fn containers_survive_kill_partition_and_pause() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let _ = docker(&["rm", "-f", &c.name(victim)]);
-    c.start(victim);
-    c.wait_view(asking, "the healed node back", Duration::from_secs(60), |v| {
-        v.quorate && v.settled
-    });
-    // One fault at a time: the restarted node itself commits again and
-    // the cluster runs steadily before the next fault.
-    c.wait_view(
-        victim,
-        "the healed node back and committing",
-        Duration::from_secs(60),
-        |v| v.quorate,
-    );
-    std::thread::sleep(Duration::from_secs(3));
+    c.restart_settled(victim, asking, "the healed node back");
 
     // 3. The whole node frozen: docker pause. Frozen processes look alive
     // from outside, so instead of sampling, check the old one is gone once

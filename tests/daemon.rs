@@ -76,15 +76,7 @@ fn config(state_dir: &Path, extra: &str) -> NodeConfig {
 }
 
 fn resource() -> StoredResource {
-    StoredResource {
-        node: Some("node1".into()),
-        state: RequestState::Started,
-        max_restart: 1,
-        max_relocate: 1,
-        failback: true,
-        group: None,
-        comment: None,
-    }
+    StoredResource::new("node1", RequestState::Started)
 }
 
 fn store_with(sids: &[&str]) -> MemoryStore {

@@ -477,15 +477,7 @@ async fn concurrent_compare_and_swap_edits_on_different_members_lose_no_update()
     use hactor::core::types::RequestState;
     use hactor::node::store::StoredResource;
     let cluster = Cluster::start(3).await;
-    let resource = || StoredResource {
-        node: Some("node1".into()),
-        state: RequestState::Started,
-        max_restart: 1,
-        max_relocate: 1,
-        failback: true,
-        group: None,
-        comment: None,
-    };
+    let resource = || StoredResource::new("node1", RequestState::Started);
     // Four editors per member, each adding its own resource with a
     // read-digest-then-CAS loop, as ha-manager does.
     let mut editors = Vec::new();

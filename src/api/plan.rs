@@ -323,15 +323,7 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             if sid_kind == "proc" && !ctx.proc_services.contains(name) {
                 return Err(format!("resource '{sid}' does not exist in cluster"));
             }
-            let mut resource = StoredResource {
-                node: Some(ctx.node.clone()),
-                state: RequestState::Started,
-                max_restart: 1,
-                max_relocate: 1,
-                failback: true,
-                group: None,
-                comment: None,
-            };
+            let mut resource = StoredResource::new(&ctx.node, RequestState::Started);
             apply_resource_options(state, &mut resource, options)?;
             Ok(Plan::of(vec![Op::PutResource { sid, resource }]))
         }
@@ -766,15 +758,7 @@ mod tests {
     use crate::core::status::ServiceStatus;
 
     fn resource(node: &str) -> StoredResource {
-        StoredResource {
-            node: Some(node.into()),
-            state: RequestState::Started,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
-            group: None,
-            comment: None,
-        }
+        StoredResource::new(node, RequestState::Started)
     }
 
     fn snapshot() -> Snapshot {

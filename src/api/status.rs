@@ -260,15 +260,7 @@ mod tests {
     const NOW: i64 = 1_777_024_803; // Fri Apr 24 10:00:03 2026 UTC
 
     fn resource(state: RequestState) -> StoredResource {
-        StoredResource {
-            node: Some("node1".into()),
-            state,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
-            group: None,
-            comment: None,
-        }
+        StoredResource::new("node1", state)
     }
 
     fn lrm(state: &str, mode: LrmMode, timestamp: i64) -> LrmStatus {

@@ -65,6 +65,22 @@ pub struct ClusterState {
     pub manager_writes: u64,
 }
 
+impl StoredResource {
+    /// A resource on `node` in `state` with upstream's defaults
+    /// (max_restart 1, max_relocate 1, failback, no group, no comment).
+    pub fn new(node: &str, state: RequestState) -> StoredResource {
+        StoredResource {
+            node: Some(node.to_string()),
+            state,
+            max_restart: 1,
+            max_relocate: 1,
+            failback: true,
+            group: None,
+            comment: None,
+        }
+    }
+}
+
 /// A legacy group as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredGroup {
@@ -546,15 +562,7 @@ mod tests {
     }
 
     fn stored(state: RequestState) -> StoredResource {
-        StoredResource {
-            node: Some("node1".into()),
-            state,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
-            group: None,
-            comment: None,
-        }
+        StoredResource::new("node1", state)
     }
 
     #[test]
