@@ -28,6 +28,15 @@ pub struct Snapshot {
 #[rtype(result = "Snapshot")]
 pub struct GetSnapshot;
 
+/// Asks for a [`Snapshot`] to decide a CRM or LRM round from: taken only
+/// after the store's read barrier, so it holds everything the cluster had
+/// committed when the round began. When the barrier fails (no leader, a
+/// replica still catching up) the snapshot counts as not quorate: the
+/// round then takes no lock and writes nothing.
+#[derive(Message)]
+#[rtype(result = "Snapshot")]
+pub struct GetRoundSnapshot;
+
 /// Asks how many manager status writes the store applied (cheap: no
 /// snapshot).
 #[derive(Message)]
@@ -75,6 +84,29 @@ impl Handler<GetSnapshot> for LockActor {
             state: self.store.snapshot(),
             quorate,
             members,
+        })
+    }
+}
+
+impl Handler<GetRoundSnapshot> for LockActor {
+    type Result = ResponseFuture<Snapshot>;
+
+    fn handle(&mut self, _msg: GetRoundSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let node = self.node.clone();
+        Box::pin(async move {
+            let current = match store.read_barrier().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(node = %node, "read barrier failed: {e}");
+                    false
+                }
+            };
+            Snapshot {
+                quorate: current && store.quorate(),
+                members: store.members(&node),
+                state: store.snapshot(),
+            }
         })
     }
 }

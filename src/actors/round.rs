@@ -23,7 +23,7 @@ use crate::core::watchdog::Client;
 use crate::node::env::{Outgoing, RoundContext, RoundEnv, confirmed_watchdog_ops};
 use crate::node::store::{Op, Reply};
 
-use super::lock::{ApplyOps, GetManagerWrites, GetSnapshot, LockActor};
+use super::lock::{ApplyOps, GetManagerWrites, GetRoundSnapshot, LockActor};
 use super::watchdog::{WatchdogActor, WatchdogCmd};
 use super::worker_pool::{JobDone, RunJob, WorkerPool};
 use super::{InjectPanic, guarded};
@@ -148,6 +148,10 @@ pub struct RoundActor<R: Role> {
     done: bool,
     /// Manager status writes seen (for [`Role::FOLLOWS_MANAGER`]).
     manager_writes: u64,
+    /// Unconfirmed rounds in a row: the quick retry backs off with them.
+    unconfirmed: u32,
+    /// A quick retry is scheduled (at most one at a time).
+    retry_pending: bool,
     _role: PhantomData<R>,
 }
 
@@ -197,6 +201,8 @@ impl<R: Role> RoundActor<R> {
             busy: false,
             done: false,
             manager_writes: 0,
+            unconfirmed: 0,
+            retry_pending: false,
             _role: PhantomData,
         }
     }
@@ -221,7 +227,7 @@ impl<R: Role> RoundActor<R> {
             return;
         }
         self.busy = true;
-        let snapshot = self.lock.send(GetSnapshot);
+        let snapshot = self.lock.send(GetRoundSnapshot);
         ctx.spawn(snapshot.into_actor(self).map(|snapshot, act, ctx| match snapshot {
             Ok(snapshot) => act.run_core(snapshot, ctx),
             Err(e) => {
@@ -269,6 +275,26 @@ impl<R: Role> RoundActor<R> {
         self.apply(outbox, alive, round_ctx.now_ms, ctx);
     }
 
+    /// After an unconfirmed round, tries again sooner than the next tick
+    /// (a leader change is usually over by then), backing off while rounds
+    /// stay unconfirmed (a full disk, a long election) and never with more
+    /// than one retry pending: failures must not multiply rounds or logs.
+    fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
+        self.unconfirmed = self.unconfirmed.saturating_add(1);
+        if self.retry_pending {
+            return;
+        }
+        let delay = retry_delay(self.settings.round, self.unconfirmed);
+        if delay >= self.settings.round {
+            return; // the regular tick comes as soon
+        }
+        self.retry_pending = true;
+        ctx.run_later(delay, |act, ctx| {
+            act.retry_pending = false;
+            act.round(ctx);
+        });
+    }
+
     /// Starts a round when the manager wrote a new status since the last look.
     fn follow_manager(&mut self, ctx: &mut Context<Self>) {
         let writes = self.lock.send(GetManagerWrites);
@@ -298,9 +324,15 @@ impl<R: Role> RoundActor<R> {
         let wrote = !ops.is_empty();
         let apply = self.lock.send(ApplyOps(ops));
         ctx.spawn(apply.into_actor(self).map(move |replies, act, ctx| {
-            let refused = |r: &Reply| matches!(r, Reply::Held { .. } | Reply::Skipped);
             let granted: Vec<bool> = match replies {
-                Ok(Ok(replies)) => replies.iter().map(|r| !refused(r)).collect(),
+                Ok(Ok(replies)) => {
+                    for reply in &replies {
+                        if let Reply::Stale { reason } = reply {
+                            tracing::warn!(node = %act.settings.node, "{}: store refused a stale decision - {reason}", R::NAME);
+                        }
+                    }
+                    replies.iter().map(|r| !r.refused()).collect()
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(node = %act.settings.node, "{}: store refused the round's writes - {e}", R::NAME);
                     Vec::new()
@@ -322,10 +354,9 @@ impl<R: Role> RoundActor<R> {
                     R::NAME
                 );
                 act.role = None;
-                // Try again soon rather than a whole round later (a leader
-                // change is usually over by then).
-                let retry = act.settings.round / 4;
-                ctx.run_later(retry, |act, ctx| act.round(ctx));
+                act.schedule_retry(ctx);
+            } else {
+                act.unconfirmed = 0;
             }
             let late = now_ms().saturating_sub(stamp_ms) > act.settings.round.as_millis() as u64;
             if late && !granted.is_empty() {
@@ -361,6 +392,14 @@ impl<R: Role> RoundActor<R> {
     }
 }
 
+/// The quick retry's delay after `unconfirmed` unconfirmed rounds in a
+/// row: a quarter round, doubling each time (at least a full round from
+/// the third on, i.e. no quick retry any more).
+fn retry_delay(round: Duration, unconfirmed: u32) -> Duration {
+    let doublings = unconfirmed.saturating_sub(1).min(8);
+    (round / 4).saturating_mul(1 << doublings)
+}
+
 impl<R: Role> Actor for RoundActor<R> {
     type Context = Context<Self>;
 
@@ -379,6 +418,7 @@ impl<R: Role> Supervised for RoundActor<R> {
         tracing::warn!(node = %self.settings.node, "{} actor restarting with fresh state", R::NAME);
         self.role = None;
         self.busy = false;
+        self.retry_pending = false;
         // A shutdown in progress goes on after the restart.
         self.pending_shutdown = self.shutting_down.or(self.pending_shutdown);
     }
@@ -427,5 +467,18 @@ impl<R: Role> Handler<InjectPanic> for RoundActor<R> {
 
     fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
         guarded(ctx, R::NAME, || std::panic::resume_unwind(Box::new("injected fault")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_retries_back_off_to_the_round() {
+        let round = Duration::from_secs(1);
+        let delays: Vec<u128> = (1..=5).map(|n| retry_delay(round, n).as_millis()).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000]);
+        assert_eq!(retry_delay(round, u32::MAX), round / 4 * 256, "no overflow");
     }
 }

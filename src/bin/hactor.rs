@@ -241,14 +241,18 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
     };
     raft.spawn_election_guard(hold);
     if config.fault_injection {
-        spawn_fault_injection(transport, config.state_dir.join("fault-block"));
+        spawn_fault_injection(transport, raft.clone(), config.state_dir.clone());
     }
     tracing::info!(cluster = %info.cluster, id = info.id, %listen, "replicated store started");
     Ok((ClusterStore::Replicated(raft.clone()), Some(raft)))
 }
 
-/// Testing only: cuts this node off from the peers listed in `path`.
-fn spawn_fault_injection(transport: Transport, path: PathBuf) {
+/// Testing only: `<state_dir>/fault-block` cuts this node off from the
+/// peers it lists; `<state_dir>/fault-elect` (removed when seen) makes this
+/// node start an election at once.
+fn spawn_fault_injection(transport: Transport, raft: RaftStore, dir: PathBuf) {
+    let path = dir.join("fault-block");
+    let elect = dir.join("fault-elect");
     tracing::warn!(
         "fault injection enabled: {} cuts this node off from the peers it lists",
         path.display()
@@ -271,6 +275,10 @@ fn spawn_fault_injection(transport: Transport, path: PathBuf) {
                 transport.unblock(peer);
             }
             blocked = wanted;
+            if std::fs::remove_file(&elect).is_ok() {
+                tracing::warn!("fault injection: starting an election");
+                raft.trigger_election().await;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });

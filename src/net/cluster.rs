@@ -254,7 +254,8 @@ impl RaftStore {
             match reply {
                 PeerReply::Written(Err(Refusal::NotLeader(next)))
                 | PeerReply::Joined(Err(Refusal::NotLeader(next)))
-                | PeerReply::Done(Err(Refusal::NotLeader(next))) => {
+                | PeerReply::Done(Err(Refusal::NotLeader(next)))
+                | PeerReply::ReadIndex(Err(Refusal::NotLeader(next))) => {
                     tokio::time::sleep(self.inner.timing.heartbeat / 2).await;
                     hint = next.or_else(|| self.leader_hint());
                 }
@@ -273,6 +274,58 @@ impl RaftStore {
         match self.to_leader(|| PeerRequest::Write(proposal.clone())).await? {
             PeerReply::Written(result) => result.map(|o| o.0),
             _ => Err(Refusal::Failed("unexpected reply to a write".into())),
+        }
+    }
+
+    /// If this node leads: the index of the last entry in its log, which
+    /// covers everything the cluster committed so far. Not confirmed by a
+    /// quorum (openraft's read index confirms with a heartbeat whose
+    /// timeout is one heartbeat interval, which a loaded machine misses
+    /// often): a deposed leader may answer with an old index, and that is
+    /// safe, because every decision a round proposes is checked again
+    /// where it commits (lease guards, [`Op::ExpectManagerVersion`],
+    /// [`Op::ClaimStart`]). The barrier is there so that a node catching up
+    /// decides nothing at all until it has, rather than having its
+    /// decisions refused.
+    fn read_index_local(&self) -> Result<u64, Refusal> {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        if metrics.state == openraft::ServerState::Leader && metrics.current_leader == Some(self.inner.id) {
+            Ok(metrics.last_log_index.unwrap_or(0))
+        } else {
+            Err(Refusal::NotLeader(self.leader_hint()))
+        }
+    }
+
+    /// A read barrier: returns once this replica has applied everything
+    /// the leader had in its log when the call began (asked of the leader
+    /// from a follower). A CRM or LRM round reads its snapshot only after
+    /// it, so no node decides from a stale replica, e.g. one restarted
+    /// after its node was fenced and its services recovered elsewhere: it
+    /// neither becomes master nor starts anything before it caught up.
+    /// Fails (the round then counts as not quorate) when no leader answers
+    /// or this replica does not catch up within the write timeout.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        let timeout = self.inner.timing.write_timeout;
+        let barrier = async {
+            let index = match self.read_index_local() {
+                Err(Refusal::NotLeader(_)) => match self.to_leader(|| PeerRequest::ReadIndex).await? {
+                    PeerReply::ReadIndex(index) => index?,
+                    _ => return Err(Refusal::Failed("unexpected reply to a read index request".into())),
+                },
+                other => other?,
+            };
+            self.inner
+                .raft
+                .wait(Some(timeout))
+                .applied_index_at_least(Some(index), "read barrier")
+                .await
+                .map_err(|e| Refusal::Failed(format!("replica not caught up: {e}")))?;
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, barrier).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Refusal::NotLeader(_))) | Err(_) => Err(StoreError::NoQuorum),
+            Ok(Err(Refusal::Failed(e))) => Err(StoreError::Unavailable(e)),
         }
     }
 
@@ -503,6 +556,7 @@ impl RaftStore {
                 result => PeerReply::Done(result),
             },
             PeerRequest::Status => PeerReply::Status(self.view()),
+            PeerRequest::ReadIndex => PeerReply::ReadIndex(self.read_index_local()),
         })
     }
 
@@ -540,6 +594,14 @@ impl RaftStore {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }));
+    }
+
+    /// Starts an election at once (fault injection: tests that need the
+    /// Raft leader on a given node).
+    pub async fn trigger_election(&self) {
+        if let Err(e) = self.inner.raft.trigger().elect().await {
+            tracing::warn!("triggering an election: {e}");
+        }
     }
 
     /// Stops Raft (the node is going down).

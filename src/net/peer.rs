@@ -35,6 +35,10 @@ pub enum PeerRequest {
     },
     /// The cluster as this member sees it.
     Status,
+    /// A follower asks the leader for the index of its last log entry: the
+    /// index the follower's replica must apply before it may decide
+    /// anything from it.
+    ReadIndex,
 }
 
 /// Leader hint in refusals: who to ask instead.
@@ -84,6 +88,7 @@ pub enum PeerReply {
     Joined(Result<NodeId, Refusal>),
     Done(Result<(), Refusal>),
     Status(ClusterView),
+    ReadIndex(Result<u64, Refusal>),
 }
 
 #[cfg(test)]

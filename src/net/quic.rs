@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,18 @@ pub struct Transport {
     /// Peers a connection is being set up to.
     pending: Arc<Mutex<BTreeSet<String>>>,
     blocked: Arc<Mutex<BTreeSet<String>>>,
+    /// When each peer last answered a call.
+    answered: Arc<Mutex<HashMap<String, Instant>>>,
 }
+
+/// A call given up on drops its connection only if the peer has not
+/// answered anything for this long: a peer that restarted behind the
+/// connection never answers on it again, but a peer that is merely slow
+/// (a vote's fsync on a loaded disk outlasting openraft's short vote
+/// timeout) must not lose a working connection, or every following call
+/// waits for a new handshake and times out too, and an election that
+/// should take a second outlasts the watchdog.
+const DROP_SILENT_AFTER: Duration = Duration::from_secs(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -101,6 +112,7 @@ impl Transport {
             connections: Arc::new(Mutex::new(HashMap::new())),
             pending: Arc::new(Mutex::new(BTreeSet::new())),
             blocked: Arc::new(Mutex::new(BTreeSet::new())),
+            answered: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -228,7 +240,10 @@ impl Transport {
                 let result = exchange(&conn, &frame).await;
                 guard.disarm();
                 match result {
-                    Ok(bytes) => return Ok(bytes),
+                    Ok(bytes) => {
+                        lock(&self.answered).insert(peer.to_string(), Instant::now());
+                        return Ok(bytes);
+                    }
                     Err(reason) => {
                         lock(&self.connections).remove(peer);
                         last = Some(reason);
@@ -384,7 +399,10 @@ impl DropOnCancel<'_> {
 
 impl Drop for DropOnCancel<'_> {
     fn drop(&mut self) {
-        if self.armed {
+        let silent = lock(&self.transport.answered)
+            .get(self.peer)
+            .is_none_or(|at| at.elapsed() >= DROP_SILENT_AFTER);
+        if self.armed && silent {
             let mut connections = lock(&self.transport.connections);
             if connections.get(self.peer).is_some_and(|c| c.stable_id() == self.id) {
                 connections.remove(self.peer);

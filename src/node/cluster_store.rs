@@ -24,6 +24,17 @@ impl ClusterStore {
         }
     }
 
+    /// Waits until this replica holds everything the cluster committed
+    /// before the call (see [`RaftStore::read_barrier`]); a single node's
+    /// store is always current.
+    pub async fn read_barrier(&self) -> Result<(), StoreError> {
+        match self {
+            ClusterStore::Local(store) if store.quorate() => Ok(()),
+            ClusterStore::Local(_) => Err(StoreError::NoQuorum),
+            ClusterStore::Replicated(store) => store.read_barrier().await,
+        }
+    }
+
     /// Whether this node can commit writes.
     pub fn quorate(&self) -> bool {
         match self {

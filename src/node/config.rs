@@ -7,7 +7,12 @@
 //! ```text
 //! lease ≥ round (renew interval) + watchdog client timeout
 //!         + watchdog device timeout + margin
+//! watchdog client timeout ≥ round + quorum recovery (a new Raft leader
+//!         that commits: 4 × election timeout + 2 × heartbeat) + margin
 //! ```
+//!
+//! The second keeps a lost Raft leader from fencing the healthy majority:
+//! while no leader commits, no lease is renewed and no watchdog is fed.
 //!
 //! A node that cannot renew its lease stops petting its watchdog; the
 //! inequality guarantees its watchdog fired (and its services died) before
@@ -111,17 +116,33 @@ impl Timings {
                 round_ms: 1_000,
                 lease_ms: 6_000,
                 fence_delay_ms: 1_000,
-                // Longer than a leader election plus one failed round, so a
-                // leader change never fences healthy nodes; it does not
-                // lengthen a failover, which waits for the lease.
+                // Longer than a round plus the majority's recovery from a
+                // lost leader plus the margin (see `quorum_recovery_ms`),
+                // so a leader change never fences healthy nodes; it does
+                // not lengthen a failover, which waits for the lease.
                 watchdog_client_timeout_ms: 3_000,
                 watchdog_device_timeout_ms: 1_000,
                 margin_ms: 1_000,
                 watchdog_tick_ms: 200,
+                // openraft times an append out after one heartbeat interval:
+                // shorter than a loaded machine's fsync, and replication
+                // stalls.
                 raft_heartbeat_ms: 100,
-                raft_election_ms: 400,
+                raft_election_ms: 200,
             },
         }
+    }
+
+    /// The longest the majority can be without a leader that commits,
+    /// after the leader is lost: openraft 0.9 lets a follower campaign
+    /// only once the leader lease (twice the election timeout) and a
+    /// random election timeout (at most twice `raft_election_ms`) passed
+    /// since it last heard the leader; then a vote and the new leader's
+    /// first commit take about a heartbeat each.
+    pub fn quorum_recovery_ms(&self) -> u64 {
+        self.raft_election_ms
+            .saturating_mul(4)
+            .saturating_add(self.raft_heartbeat_ms.saturating_mul(2))
     }
 
     /// The safety inequality; `Err` explains which side is short.
@@ -148,11 +169,19 @@ impl Timings {
                 self.raft_heartbeat_ms, self.raft_election_ms
             ));
         }
-        if 2 * self.raft_election_ms >= self.watchdog_client_timeout_ms {
+        let recovery = self.quorum_recovery_ms();
+        let budget = self.round_ms.saturating_add(recovery).saturating_add(self.margin_ms);
+        if budget > self.watchdog_client_timeout_ms {
             return Err(format!(
-                "raft_election_ms ({}) must be under half of watchdog_client_timeout_ms ({}): a leader \
-                 election must end before the watchdogs of healthy nodes run out",
-                self.raft_election_ms, self.watchdog_client_timeout_ms
+                "unsafe timing: watchdog_client_timeout_ms ({}) must be at least round_ms ({}) + the time a \
+                 majority needs to elect a new leader and commit ({recovery}: 4 × raft_election_ms ({}) + \
+                 2 × raft_heartbeat_ms ({})) + margin_ms ({}) = {budget}, or losing the Raft leader fences \
+                 every healthy node",
+                self.watchdog_client_timeout_ms,
+                self.round_ms,
+                self.raft_election_ms,
+                self.raft_heartbeat_ms,
+                self.margin_ms
             ));
         }
         if self.watchdog_tick_ms >= self.watchdog_client_timeout_ms {
@@ -787,6 +816,28 @@ backend = "process"
         assert_eq!(config.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(Timings::of(Profile::Pve).check_safety().is_ok());
         assert_eq!(Timings::of(Profile::Pve).core(), Timing::UPSTREAM);
+    }
+
+    #[test]
+    fn a_raft_election_that_outlasts_the_watchdog_is_refused() {
+        let fast = Timings::of(Profile::Fast);
+        assert!(fast.check_safety().is_ok());
+        // The old fast profile: its majority could not elect and commit
+        // within the watchdog client timeout after losing its leader.
+        let slow_election = Timings {
+            raft_heartbeat_ms: 100,
+            raft_election_ms: 400,
+            ..fast
+        };
+        let err = slow_election.check_safety().unwrap_err();
+        assert!(err.contains("watchdog_client_timeout_ms (3000)"), "{err}");
+        assert!(err.contains("raft_election_ms (400)"), "{err}");
+        let longer_watchdog = Timings {
+            watchdog_client_timeout_ms: 4_000,
+            lease_ms: 7_000,
+            ..slow_election
+        };
+        assert!(longer_watchdog.check_safety().is_ok());
     }
 
     #[test]

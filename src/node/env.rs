@@ -172,6 +172,10 @@ impl Env for RoundEnv<'_> {
     }
 
     fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
+        // Only for the version this round read (with its own earlier
+        // writes): a stale master's status never lands.
+        let version = self.state.manager_version;
+        self.write(Op::ExpectManagerVersion(version))?;
         self.write(Op::WriteManagerStatus(status))
     }
 
@@ -261,7 +265,9 @@ impl Env for RoundEnv<'_> {
             return Ok(Vec::new());
         }
         let commands: Vec<String> = self.state.crm_commands.iter().cloned().collect();
-        self.write(Op::TakeCrmCommands)?;
+        let version = self.state.manager_version;
+        self.write(Op::ExpectManagerVersion(version))?;
+        self.write(Op::TakeFirstCrmCommands(commands.len()))?;
         Ok(commands)
     }
 
@@ -317,8 +323,27 @@ impl Env for RoundEnv<'_> {
     }
 
     fn spawn_job(&mut self, job: JobSpec) {
+        if let Some(op) = start_claim(&job, &self.ctx.node, self.state) {
+            self.outbox.push(Outgoing::Store(op));
+        }
         self.outbox.push(Outgoing::Job(job));
     }
+}
+
+/// The guard a job that may start a service needs: the committed state
+/// must still place the service on this node under the fencing epoch the
+/// round read (which is the token the job hands to the agent). Stops need
+/// none: stopping is always safe.
+pub fn start_claim(job: &JobSpec, node: &str, state: &ClusterState) -> Option<Op> {
+    use crate::core::types::ServiceState::{Migrate, Relocate, RequestStartBalance, Started};
+    if job.uid.is_none() || !matches!(job.command, Started | Migrate | Relocate | RequestStartBalance) {
+        return None;
+    }
+    Some(Op::ClaimStart {
+        sid: job.sid.clone(),
+        node: node.to_string(),
+        epoch: state.epochs.get(&job.sid).copied().unwrap_or(0),
+    })
 }
 
 /// Decides, for the outbox of one round, which watchdog operations stand:

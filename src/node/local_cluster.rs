@@ -314,13 +314,18 @@ impl LocalCluster {
         mut check: impl FnMut(&ClusterView) -> bool,
     ) -> Result<Duration, String> {
         let started = Instant::now();
+        let mut last = None;
         while started.elapsed() < timeout {
-            if self.view(i).is_some_and(|v| check(&v)) {
+            last = self.view(i);
+            if last.as_ref().is_some_and(&mut check) {
                 return Ok(started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Err(format!("{}: condition not met within {timeout:?}", self.nodes[i].name))
+        Err(format!(
+            "{}: condition not met within {timeout:?}; its last view: {last:?}",
+            self.nodes[i].name
+        ))
     }
 
     /// Waits until every running node sees every node as a voter and no

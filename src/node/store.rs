@@ -58,6 +58,12 @@ pub struct ClusterState {
     /// epoch): how members of a replicated store see each other online.
     #[serde(default)]
     pub heartbeats: BTreeMap<NodeName, u64>,
+    /// How many manager status writes were ever applied (persisted, the
+    /// same on every replica): a CRM round proposes its writes only for
+    /// the version it read ([`Op::ExpectManagerVersion`]), so a master
+    /// deciding from a stale view never overwrites a newer status.
+    #[serde(default)]
+    pub manager_version: u64,
     /// Manager status writes applied by this replica since it started (not
     /// persisted): lets an LRM act on a new command at once instead of at
     /// its next round.
@@ -112,6 +118,22 @@ pub enum Op {
     },
     /// Take every queued CRM command (the master consumes them).
     TakeCrmCommands,
+    /// Take the first `count` queued CRM commands: those the master read
+    /// (a command queued after its read stays for the next round).
+    TakeFirstCrmCommands(usize),
+    /// Guard: refused (and the rest of the proposal skipped) unless the
+    /// manager status is still at this version, i.e. the round that
+    /// proposes it read the newest status.
+    ExpectManagerVersion(u64),
+    /// Guard before an agent job that starts (or moves) a service: refused
+    /// unless the committed manager status still places `sid` on `node`
+    /// and its fencing epoch is still `epoch`. A start is only ever run
+    /// under the service's current fencing token.
+    ClaimStart {
+        sid: String,
+        node: NodeName,
+        epoch: u64,
+    },
     QueueCrmCommand(String),
     SetRequestState {
         sid: String,
@@ -173,9 +195,23 @@ pub enum Reply {
     },
     /// The replies of a [`Op::Cas`]'s operations.
     Batch(Vec<Reply>),
-    /// Not applied: an earlier lease acquisition of the same proposal was
-    /// refused (see [`ClusterState::apply_proposal`]).
+    /// Not applied: an earlier lease acquisition or guard of the same
+    /// proposal was refused (see [`ClusterState::apply_proposal`]).
     Skipped,
+    /// A guard ([`Op::ExpectManagerVersion`], [`Op::ClaimStart`]) found the
+    /// proposer's view out of date.
+    Stale {
+        reason: String,
+    },
+}
+
+impl Reply {
+    /// Whether this reply refuses its operation (and with it the rest of
+    /// its proposal): a lock held by another node, a stale view, or a
+    /// skipped operation.
+    pub fn refused(&self) -> bool {
+        matches!(self, Reply::Held { .. } | Reply::Stale { .. } | Reply::Skipped)
+    }
 }
 
 impl ClusterState {
@@ -189,10 +225,12 @@ impl ClusterState {
     }
 
     /// Applies one proposal: its operations in order, except that once a
-    /// lease acquisition is refused the rest are skipped. A round proposes
-    /// its lease renewals first and its decisions after them, so a node
-    /// whose view was stale (it believed it held a lease it did not) never
-    /// gets its decisions written: writes are guarded by the lease.
+    /// lease acquisition or a guard is refused the rest are skipped. A
+    /// round proposes its lease renewals first and its decisions after
+    /// them, so a node whose view was stale (it believed it held a lease it
+    /// did not, or read an old manager status or fencing epoch) never gets
+    /// its decisions written: writes are guarded by the lease and by the
+    /// versions the round read.
     pub fn apply_proposal(&mut self, ops: Vec<Op>) -> Vec<Reply> {
         let mut refused = false;
         ops.into_iter()
@@ -201,7 +239,7 @@ impl ClusterState {
                     return Reply::Skipped;
                 }
                 let reply = self.apply(op);
-                refused = matches!(reply, Reply::Held { .. });
+                refused = reply.refused();
                 reply
             })
             .collect()
@@ -250,6 +288,7 @@ impl ClusterState {
                 }
                 self.manager_status = status;
                 self.manager_writes += 1;
+                self.manager_version += 1;
                 Reply::Done
             }
             Op::WriteLrmStatus { node, status } => {
@@ -257,6 +296,36 @@ impl ClusterState {
                 Reply::Done
             }
             Op::TakeCrmCommands => Reply::Commands(self.crm_commands.drain(..).collect()),
+            Op::TakeFirstCrmCommands(count) => {
+                let count = count.min(self.crm_commands.len());
+                Reply::Commands(self.crm_commands.drain(..count).collect())
+            }
+            Op::ExpectManagerVersion(version) => {
+                if self.manager_version == version {
+                    Reply::Done
+                } else {
+                    Reply::Stale {
+                        reason: format!(
+                            "manager status is at version {}, the round read {version}",
+                            self.manager_version
+                        ),
+                    }
+                }
+            }
+            Op::ClaimStart { sid, node, epoch } => {
+                let placed = self.manager_status.service_status.get(&sid).map(|s| s.node.as_str());
+                let current = self.epochs.get(&sid).copied().unwrap_or(0);
+                if placed == Some(node.as_str()) && current == epoch {
+                    Reply::Done
+                } else {
+                    Reply::Stale {
+                        reason: format!(
+                            "'{sid}' is placed on {} with fencing token {current}, not on {node} with {epoch}",
+                            placed.unwrap_or("no node")
+                        ),
+                    }
+                }
+            }
             Op::QueueCrmCommand(line) => {
                 self.crm_commands.push_back(line);
                 Reply::Done
