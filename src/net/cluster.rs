@@ -116,9 +116,7 @@ impl RaftStore {
         }
         .validate()
         .map_err(|e| format!("raft configuration: {e}"))?;
-        let network = Network {
-            transport: transport.clone(),
-        };
+        let network = Network::new(transport.clone());
         let raft = Raft::new(id, Arc::new(config), network, log, sm.clone())
             .await
             .map_err(|e| format!("starting raft: {e}"))?;

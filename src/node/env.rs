@@ -380,6 +380,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn jobs_that_may_start_a_service_claim_its_placement_first() {
+        use crate::core::types::ServiceState;
+        let mut state = ClusterState::default();
+        state.epochs.insert("proc:a".into(), 7);
+        let job = |command, uid: Option<&str>| JobSpec {
+            sid: "proc:a".into(),
+            uid: uid.map(String::from),
+            command,
+            target: None,
+            timeout: None,
+            config: None,
+        };
+        assert_eq!(
+            start_claim(&job(ServiceState::Started, Some("u1")), "node2", &state),
+            Some(Op::ClaimStart {
+                sid: "proc:a".into(),
+                node: "node2".into(),
+                epoch: 7
+            })
+        );
+        assert!(start_claim(&job(ServiceState::Migrate, Some("u1")), "node2", &state).is_some());
+        assert_eq!(
+            start_claim(&job(ServiceState::Stopped, Some("u1")), "node2", &state),
+            None
+        );
+        assert_eq!(
+            start_claim(&job(ServiceState::Started, None), "node2", &state),
+            None,
+            "the untracked stops of a node shutdown"
+        );
+    }
+
+    #[test]
     fn pets_after_refused_acquisitions_are_dropped() {
         let acquire = Outgoing::Store(Op::Acquire {
             lock: "l".into(),

@@ -740,6 +740,89 @@ mod tests {
         assert!(state.groups_cfg.is_empty());
     }
 
+    fn placed(state: &mut ClusterState, sid: &str, node: &str) {
+        let mut ms = state.manager_status.clone();
+        ms.service_status.insert(
+            sid.into(),
+            crate::core::status::ServiceStatus::new(crate::core::types::ServiceState::Started, node, "u".into()),
+        );
+        state.apply(Op::WriteManagerStatus(ms));
+    }
+
+    #[test]
+    fn a_start_is_confirmed_only_under_the_current_placement_and_token() {
+        let mut state = ClusterState::default();
+        placed(&mut state, "proc:a", "node2");
+        let claim = |node: &str, epoch: u64| Op::ClaimStart {
+            sid: "proc:a".into(),
+            node: node.into(),
+            epoch,
+        };
+        assert_eq!(state.apply(claim("node2", 1)), Reply::Done);
+        // Recovered elsewhere: a restarted node2 deciding from its stale
+        // replica claims the old placement and token, and is refused, with
+        // every later op of its proposal.
+        placed(&mut state, "proc:a", "node3");
+        let replies = state.apply_proposal(vec![
+            acquire("ha_agent_node2_lock", "node2", 1000),
+            claim("node2", 1),
+            Op::QueueCrmCommand("after the claim".into()),
+        ]);
+        assert!(matches!(replies[0], Reply::Granted { .. }));
+        assert!(matches!(&replies[1], Reply::Stale { reason } if reason.contains("node3 with fencing token 2")));
+        assert_eq!(replies[2], Reply::Skipped);
+        assert!(state.crm_commands.is_empty());
+        assert!(replies[1].refused() && replies[2].refused() && !replies[0].refused());
+        // The right node with an old token is refused too.
+        assert!(state.apply(claim("node3", 1)).refused());
+        assert_eq!(state.apply(claim("node3", 2)), Reply::Done);
+        assert!(
+            state.apply(claim("node3", 3)).refused(),
+            "a token from the future is no token"
+        );
+        assert!(
+            state
+                .apply(Op::ClaimStart {
+                    sid: "proc:unknown".into(),
+                    node: "node3".into(),
+                    epoch: 0
+                })
+                .refused()
+        );
+    }
+
+    #[test]
+    fn a_status_write_lands_only_on_the_version_its_round_read() {
+        let mut state = ClusterState::default();
+        assert_eq!(state.manager_version, 0);
+        let write = Op::WriteManagerStatus(ManagerStatus::default());
+        let replies = state.apply_proposal(vec![Op::ExpectManagerVersion(0), write.clone()]);
+        assert_eq!(replies, vec![Reply::Done, Reply::Done]);
+        assert_eq!(state.manager_version, 1);
+        // A master that read version 0 (a stale replica) writes nothing.
+        let before = state.clone();
+        let replies = state.apply_proposal(vec![Op::ExpectManagerVersion(0), write]);
+        assert!(matches!(replies[0], Reply::Stale { .. }));
+        assert_eq!(replies[1], Reply::Skipped);
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn the_master_takes_only_the_commands_it_read() {
+        let mut state = ClusterState::default();
+        state.apply(Op::QueueCrmCommand("arm-ha".into()));
+        state.apply(Op::QueueCrmCommand("stop vm:100 0".into()));
+        assert_eq!(
+            state.apply(Op::TakeFirstCrmCommands(1)),
+            Reply::Commands(vec!["arm-ha".into()])
+        );
+        assert_eq!(state.crm_commands, VecDeque::from(["stop vm:100 0".to_string()]));
+        assert_eq!(
+            state.apply(Op::TakeFirstCrmCommands(5)),
+            Reply::Commands(vec!["stop vm:100 0".into()])
+        );
+    }
+
     #[test]
     fn epochs_increase_on_every_placement() {
         let mut state = ClusterState::default();

@@ -1,7 +1,20 @@
 //! openraft's network over the QUIC transport: one [`PeerRequest`] per
 //! RPC, to the address and name the membership records for the target.
+//!
+//! openraft gives an append only one heartbeat interval and a vote one
+//! election timeout, and drops the RPC when that runs out. On a loaded
+//! machine a follower's fsync outlasts that often; cancelling the exchange
+//! then would lose its work and, retried at once, the next one too, so
+//! that a new leader never gets its first entry committed and the
+//! majority's watchdogs run out. So each RPC runs in a task of its own,
+//! which finishes (bounded by the transport's call timeout) even when
+//! openraft stopped waiting: the follower keeps what it appended and
+//! answers the retry at once. At most [`MAX_DETACHED`] run per member.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -14,10 +27,25 @@ use super::{Member, NodeId, TypeConfig};
 use crate::net::peer::{PeerReply, PeerRequest};
 use crate::net::quic::{Transport, TransportError};
 
+/// RPCs to one member still running after openraft stopped waiting, at
+/// most: past it a member that does not answer gets no new task.
+const MAX_DETACHED: usize = 8;
+
 /// Builds a client per target member.
 #[derive(Clone)]
 pub struct Network {
-    pub transport: Transport,
+    transport: Transport,
+    /// RPCs running per member (shared by all its clients).
+    running: Arc<Mutex<HashMap<NodeId, Arc<AtomicUsize>>>>,
+}
+
+impl Network {
+    pub fn new(transport: Transport) -> Network {
+        Network {
+            transport,
+            running: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
 }
 
 /// The connection to one member (the transport caches the QUIC
@@ -26,6 +54,16 @@ pub struct Peer {
     transport: Transport,
     target: NodeId,
     member: Member,
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts one running RPC until dropped.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
@@ -34,10 +72,18 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Peer {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target)
+            .or_default()
+            .clone();
         Peer {
             transport: self.transport.clone(),
             target,
             member: node.clone(),
+            running,
         }
     }
 }
@@ -61,12 +107,20 @@ impl Peer {
             .addr
             .parse()
             .map_err(|e: std::net::AddrParseError| RPCError::Network(NetworkError::new(&e)))?;
-        let call = self
-            .transport
-            .call::<PeerRequest, PeerReply>(&self.member.name, addr, &request);
+        if self.running.fetch_add(1, Ordering::AcqRel) >= MAX_DETACHED {
+            self.running.fetch_sub(1, Ordering::AcqRel);
+            return Err(network_error(TransportError::Timeout(self.member.name.clone())));
+        }
+        let running = Running(self.running.clone());
+        let (transport, name) = (self.transport.clone(), self.member.name.clone());
+        let call = tokio::spawn(async move {
+            let _running = running;
+            transport.call::<PeerRequest, PeerReply>(&name, addr, &request).await
+        });
         match tokio::time::timeout(option.hard_ttl(), call).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(network_error(e)),
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(e))) => Err(network_error(e)),
+            Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
             Err(_) => Err(network_error(TransportError::Timeout(self.member.name.clone()))),
         }
     }
