@@ -178,6 +178,24 @@ pub(crate) fn replay(bytes: &[u8]) -> Result<Replayed, LogError> {
     })
 }
 
+/// Every record that is intact anywhere in a (possibly damaged) log
+/// file, resynchronising byte by byte after a bad one: what a member can
+/// still learn from a log it no longer trusts (where its peers are).
+pub(crate) fn salvage(bytes: &[u8]) -> Vec<Record> {
+    let mut records = Vec::new();
+    let mut offset = LOG_MAGIC.len().min(bytes.len());
+    while offset < bytes.len() {
+        match checked_body(bytes, offset).map(|(body, next)| (codec::decode::<Record>(body), next)) {
+            Ok((Ok(record), next)) => {
+                records.push(record);
+                offset = next;
+            }
+            _ => offset += 1,
+        }
+    }
+    records
+}
+
 #[derive(Debug)]
 struct Inner {
     dir: PathBuf,

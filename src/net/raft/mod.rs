@@ -137,6 +137,36 @@ pub fn open_storage(dir: &std::path::Path) -> Result<(log_store::LogStore, state
     Ok((log, sm))
 }
 
+/// Every member named by whatever is still intact in the Raft state under
+/// `dir` (the snapshot's membership, membership entries of the log),
+/// however damaged the rest: where `cluster reset-local` finds the other
+/// members.
+pub fn known_members(dir: &std::path::Path) -> Vec<Member> {
+    let mut members: Vec<Member> = Vec::new();
+    let mut add = |m: &Member| {
+        if !members.contains(m) {
+            members.push(m.clone());
+        }
+    };
+    if let Ok(bytes) = std::fs::read(dir.join("snapshot"))
+        && let Ok(file) = state_machine::decode_snapshot(&bytes)
+    {
+        file.meta.last_membership.membership().nodes().for_each(|(_, m)| add(m));
+    }
+    if let Ok(bytes) = std::fs::read(dir.join("log")) {
+        for record in log_store::salvage(&bytes) {
+            if let log_store::Record::Entry(Entry {
+                payload: openraft::EntryPayload::Membership(membership),
+                ..
+            }) = record
+            {
+                membership.nodes().for_each(|(_, m)| add(m));
+            }
+        }
+    }
+    members
+}
+
 /// Turns an I/O failure into openraft's storage error.
 pub(crate) fn io_error(
     subject: openraft::ErrorSubject<NodeId>,
