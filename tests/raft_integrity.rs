@@ -261,7 +261,7 @@ async fn replicas_never_diverge_across_restarts_a_leader_kill_and_a_rebuilt_memb
     cluster.stop(victim).await;
     let log = cluster.replicas[victim].dir.join("raft/log");
     let len = damage(&log);
-    let err = cluster.restart(victim).await.err().expect("a damaged log is refused");
+    let err = cluster.restart(victim).await.expect_err("a damaged log is refused");
     assert!(err.contains(&log.display().to_string()), "{err}");
     assert!(
         err.contains("corrupt record at byte offset") && err.contains("cluster reset-local"),
