@@ -65,6 +65,11 @@ fn restarts_after_a_partition_past_the_lease_never_run_a_service_twice() {
 }
 
 #[test]
+fn restarts_after_a_full_disk_never_run_a_service_twice() {
+    restarts_after(Fault::DiskFull, "");
+}
+
+#[test]
 fn restarts_after_a_shutdown_with_the_conditional_policy_never_run_a_service_twice() {
     restarts_after(Fault::Shutdown("conditional"), "shutdown_policy = \"conditional\"\n");
 }

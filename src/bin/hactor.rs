@@ -2,8 +2,8 @@
 //!
 //! - `hactor --config <file>`: run the node (CRM, LRM, worker pool,
 //!   watchdog, store) until SIGTERM; SIGHUP re-reads the configuration.
-//! - `hactor cluster init|add-node|join|remove-node|status --config <file>`:
-//!   cluster membership (see `hactor::node::membership`).
+//! - `hactor cluster init|add-node|join|remove-node|status|reset-local
+//!   --config <file>`: cluster membership (see `hactor::node::membership`).
 //! - `hactor fence-guard ...`: the separate fence guard process of the
 //!   `process` watchdog backend (started by the daemon itself).
 //!
@@ -27,10 +27,12 @@ use hactor::core::types::RequestState;
 use hactor::core::watchdog::Client;
 use hactor::net::cluster::{RaftStore, StoreTiming};
 use hactor::net::quic::Transport;
+use hactor::net::raft::log_store::FAULT_DISK_FULL;
 use hactor::node::cluster_store::ClusterStore;
 use hactor::node::config::{LogFormat, NodeConfig};
 use hactor::node::membership;
 use hactor::node::store::{MemoryStore, Op, StoredResource};
+use std::sync::atomic::Ordering;
 
 #[derive(Parser)]
 #[command(
@@ -108,6 +110,18 @@ enum ClusterCommand {
     },
     /// Remove a member (stop its daemon first).
     RemoveNode { node: String },
+    /// Rebuild this member's Raft state from the other members, when its
+    /// daemon refuses to start because that state is damaged or lost:
+    /// moves <state_dir>/raft aside, has the cluster remove this node and
+    /// admit it again as a learner (same name and certificate, new Raft
+    /// id); start the daemon after it: it catches up and becomes a voter.
+    /// The cluster's data is not changed. Stop the daemon first.
+    ResetLocal {
+        /// Another member as NAME=ADDRESS (repeatable), if neither the
+        /// configuration's [peers] nor the damaged Raft state name one.
+        #[arg(long = "peer", value_name = "NAME=ADDRESS")]
+        peers: Vec<String>,
+    },
     /// This node's view of the cluster.
     Status {
         /// JSON output.
@@ -224,6 +238,7 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
         Duration::from_millis(t.raft_heartbeat_ms),
         Duration::from_millis(t.raft_election_ms),
     );
+    membership::check_raft_state(config)?;
     let raft = RaftStore::start(&info.cluster, info.id, &config.state_dir, transport.clone(), timing).await?;
     raft.serve();
     if info.bootstrap {
@@ -249,7 +264,8 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
 
 /// Testing only: `<state_dir>/fault-block` cuts this node off from the
 /// peers it lists; `<state_dir>/fault-elect` (removed when seen) makes this
-/// node start an election at once.
+/// node start an election at once; while `<state_dir>/fault-disk-full`
+/// exists, Raft log writes fail with ENOSPC.
 fn spawn_fault_injection(transport: Transport, raft: RaftStore, dir: PathBuf) {
     let path = dir.join("fault-block");
     let elect = dir.join("fault-elect");
@@ -275,6 +291,10 @@ fn spawn_fault_injection(transport: Transport, raft: RaftStore, dir: PathBuf) {
                 transport.unblock(peer);
             }
             blocked = wanted;
+            let disk_full = dir.join("fault-disk-full").exists();
+            if disk_full != FAULT_DISK_FULL.swap(disk_full, Ordering::Relaxed) {
+                tracing::warn!(disk_full, "fault injection: Raft log writes fail as on a full disk");
+            }
             if std::fs::remove_file(&elect).is_ok() {
                 tracing::warn!("fault injection: starting an election");
                 raft.trigger_election().await;
@@ -328,7 +348,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         Ok(opened) => opened,
         Err(e) => {
             let _ = std::fs::remove_file(&config.socket);
-            return Err(e);
+            return Err(e.replace("<node config>", &config_path.display().to_string()));
         }
     };
     let bootstrap = membership::load(&config)?.is_none_or(|(info, _)| info.bootstrap);
@@ -359,8 +379,19 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let core_stopped = {
+        let raft = raft.clone();
+        async move {
+            match raft {
+                Some(raft) => raft.core_stopped().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    tokio::pin!(core_stopped);
     loop {
         tokio::select! {
+            reason = &mut core_stopped => fail_stop(&reason),
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => match NodeConfig::load(&config_path) {
@@ -405,6 +436,25 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     tracing::info!(disarmed, "hactor stopped");
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(())
+}
+
+/// Exit code of a daemon whose Raft core stopped under it.
+const FAIL_STOP_EXIT: i32 = 70;
+
+/// The Raft core stopped while the daemon runs (a storage error, a lost
+/// or damaged Raft directory): this replica will never change again, so
+/// serving its frozen view or renewing leases from it would be wrong.
+/// Exit at once, without disarming the watchdog: its fencing (the device
+/// resets the node, the fence guard kills the services) is what makes the
+/// others' recovery of this node's services safe.
+fn fail_stop(reason: &str) -> ! {
+    let message = format!(
+        "the Raft core stopped ({reason}): failing stop, the watchdog fences this node; \
+         if the Raft state is damaged, restart refuses and names the recovery"
+    );
+    tracing::error!("{message}");
+    eprintln!("hactor: {message}");
+    std::process::exit(FAIL_STOP_EXIT)
 }
 
 /// `hactor local-cluster`: forms the cluster, tells how to use it, and
@@ -499,6 +549,30 @@ fn cluster_command(config: &NodeConfig, command: ClusterCommand) -> Result<(), S
         ClusterCommand::RemoveNode { node } => {
             actix::System::new().block_on(membership::remove_node(config, &node))?;
             println!("removed '{node}' from the cluster");
+            Ok(())
+        }
+        ClusterCommand::ResetLocal { peers } => {
+            let peers = peers
+                .iter()
+                .map(|p| {
+                    let (name, addr) = p
+                        .split_once('=')
+                        .ok_or_else(|| format!("--peer '{p}': expected NAME=ADDRESS"))?;
+                    let addr = addr
+                        .parse()
+                        .map_err(|e| format!("--peer '{p}': address '{addr}': {e}"))?;
+                    Ok((name.to_string(), addr))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let outcome = actix::System::new().block_on(membership::reset_local(config, &peers))?;
+            if let Some(moved) = &outcome.moved_to {
+                println!("moved the old Raft state to {} (delete it when done)", moved.display());
+            }
+            println!(
+                "'{}' rejoined cluster '{}' as a learner (new Raft id {}); start its daemon: it catches up \
+                 from the other members and becomes a voter",
+                outcome.info.node, outcome.info.cluster, outcome.info.id
+            );
             Ok(())
         }
         ClusterCommand::Status { json } => {

@@ -21,7 +21,6 @@ use openraft::{ChangeMembers, SnapshotPolicy};
 
 use super::peer::{ClusterView, LeaderHint, PeerReply, PeerRequest, Refusal};
 use super::quic::{Transport, TransportError};
-use super::raft::log_store::LogStore;
 use super::raft::network::Network;
 use super::raft::state_machine::StateMachine;
 use super::raft::{Json, Member, NodeId, Raft};
@@ -101,8 +100,7 @@ impl RaftStore {
         timing: StoreTiming,
     ) -> Result<RaftStore, String> {
         let raft_dir = dir.join("raft");
-        let log = LogStore::open(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
-        let sm = StateMachine::open(&raft_dir).map_err(|e| format!("{}: {e}", raft_dir.display()))?;
+        let (log, sm) = super::raft::open_storage(&raft_dir)?;
         let heartbeat = timing.heartbeat.as_millis() as u64;
         let election = timing.election_min.as_millis() as u64;
         let config = openraft::Config {
@@ -600,6 +598,29 @@ impl RaftStore {
         if let Err(e) = self.inner.raft.trigger().elect().await {
             tracing::warn!("triggering an election: {e}");
         }
+    }
+
+    /// Resolves once the Raft core has stopped (a storage error, a panic
+    /// in the core, or [`RaftStore::shutdown`]), with the reason: after
+    /// that this replica never changes again, so the daemon must fail
+    /// stop rather than serve a frozen view.
+    pub async fn core_stopped(&self) -> String {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if let Err(e) = &metrics.borrow().running_state {
+                return e.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft core is gone".into();
+            }
+        }
+    }
+
+    /// The applied log index and the digest of the applied state, read
+    /// together (replicas at one index must agree).
+    pub fn applied_digest(&self) -> (Option<u64>, String) {
+        let applied = self.inner.sm.read();
+        (applied.last_applied.map(|l| l.index), applied.digest())
     }
 
     /// Stops Raft (the node is going down).

@@ -152,4 +152,69 @@ mod tests {
             let _ = declared_len(&bytes);
         }
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn arb_message() -> impl Strategy<Value = Message> {
+            prop_oneof![
+                any::<u64>().prop_map(Message::Ping),
+                (".{0,24}", proptest::collection::vec(any::<u32>(), 0..8))
+                    .prop_map(|(node, items)| Message::Text { node, items }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn frames_round_trip(message in arb_message()) {
+                let frame = encode(&message).unwrap();
+                prop_assert_eq!(declared_len(&frame).unwrap(), frame.len());
+                prop_assert_eq!(decode::<Message>(&frame).unwrap(), message);
+            }
+
+            /// A mutated frame is an error with a message, or a value
+            /// whose own encoding decodes back to it.
+            #[test]
+            fn mutated_frames_are_errors_or_consistent_values(
+                message in arb_message(),
+                flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..4),
+                cut in proptest::option::of(any::<prop::sample::Index>()),
+                extra in proptest::collection::vec(any::<u8>(), 0..4),
+            ) {
+                let mut bytes = encode(&message).unwrap();
+                for (at, x) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= x;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(bytes.len()));
+                }
+                bytes.extend_from_slice(&extra);
+                match decode::<Message>(&bytes) {
+                    Ok(value) => {
+                        let again = encode(&value).unwrap();
+                        prop_assert_eq!(decode::<Message>(&again).unwrap(), value);
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..96), header: bool) {
+                let mut bytes = bytes;
+                if header && bytes.len() >= HEADER_BYTES {
+                    let body = (bytes.len() - 4) as u32;
+                    bytes[..4].copy_from_slice(&body.to_be_bytes());
+                    bytes[4..6].copy_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+                }
+                let _ = declared_len(&bytes);
+                if let Ok(value) = decode::<Message>(&bytes) {
+                    prop_assert_eq!(decode::<Message>(&encode(&value).unwrap()).unwrap(), value);
+                }
+            }
+        }
+    }
 }

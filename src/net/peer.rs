@@ -147,4 +147,146 @@ mod tests {
             let _ = codec::decode::<PeerRequest>(&bytes);
         }
     }
+
+    mod fuzz {
+        use super::*;
+        use crate::net::raft::{Entry, LogId, Member};
+        use openraft::{CommittedLeaderId, EntryPayload, Membership, SnapshotMeta, StoredMembership, Vote};
+        use proptest::prelude::*;
+        use std::collections::{BTreeMap, BTreeSet};
+
+        fn arb_log_id() -> impl Strategy<Value = LogId> {
+            (0u64..9, 0u64..4, any::<u64>()).prop_map(|(t, n, i)| LogId::new(CommittedLeaderId::new(t, n), i))
+        }
+
+        fn arb_op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                ".{0,16}".prop_map(Op::QueueCrmCommand),
+                Just(Op::TakeCrmCommands),
+                ("[a-z_]{1,12}", "[a-z0-9]{1,6}", any::<u64>(), any::<u64>()).prop_map(
+                    |(lock, holder, now_ms, lease_ms)| Op::Acquire {
+                        lock,
+                        holder,
+                        now_ms,
+                        lease_ms,
+                    }
+                ),
+                ("[a-z0-9]{1,6}", any::<u64>()).prop_map(|(node, now_ms)| Op::Heartbeat { node, now_ms }),
+            ]
+        }
+
+        fn arb_entry() -> impl Strategy<Value = Entry> {
+            let payload = prop_oneof![
+                Just(EntryPayload::Blank),
+                proptest::collection::vec(arb_op(), 0..3).prop_map(|ops| EntryPayload::Normal(Json(ops))),
+                (1u64..4, "[a-z0-9]{1,6}").prop_map(|(id, name)| {
+                    let member = Member {
+                        name,
+                        addr: "127.0.0.1:7401".into(),
+                    };
+                    EntryPayload::Membership(Membership::new(
+                        vec![BTreeSet::from([id])],
+                        BTreeMap::from([(id, member)]),
+                    ))
+                }),
+            ];
+            (arb_log_id(), payload).prop_map(|(log_id, payload)| Entry { log_id, payload })
+        }
+
+        fn arb_request() -> impl Strategy<Value = PeerRequest> {
+            let vote = (any::<u64>(), 0u64..5).prop_map(|(t, n)| Vote::new(t, n));
+            prop_oneof![
+                proptest::collection::vec(arb_op(), 0..4).prop_map(|ops| PeerRequest::Write(Json(ops))),
+                ("[a-z0-9]{1,8}", ".{0,21}").prop_map(|(name, addr)| PeerRequest::Join { name, addr }),
+                any::<u64>().prop_map(|id| PeerRequest::Promote { id }),
+                ".{0,8}".prop_map(|name| PeerRequest::Remove { name }),
+                Just(()).prop_map(|_| PeerRequest::Status),
+                (vote.clone(), proptest::option::of(arb_log_id()))
+                    .prop_map(|(v, last)| PeerRequest::Vote(openraft::raft::VoteRequest::new(v, last))),
+                (
+                    vote.clone(),
+                    proptest::option::of(arb_log_id()),
+                    proptest::collection::vec(arb_entry(), 0..3),
+                    proptest::option::of(arb_log_id())
+                )
+                    .prop_map(|(vote, prev_log_id, entries, leader_commit)| {
+                        PeerRequest::Append(openraft::raft::AppendEntriesRequest {
+                            vote,
+                            prev_log_id,
+                            entries,
+                            leader_commit,
+                        })
+                    }),
+                (
+                    vote,
+                    any::<u64>(),
+                    proptest::collection::vec(any::<u8>(), 0..64),
+                    any::<bool>()
+                )
+                    .prop_map(|(vote, offset, data, done)| {
+                        PeerRequest::Snapshot(openraft::raft::InstallSnapshotRequest {
+                            vote,
+                            meta: SnapshotMeta {
+                                last_log_id: None,
+                                last_membership: StoredMembership::default(),
+                                snapshot_id: "1-1-1".into(),
+                            },
+                            offset,
+                            data,
+                            done,
+                        })
+                    }),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Every request survives a frame: decoding gives a value
+            /// that encodes to the same bytes.
+            #[test]
+            fn requests_round_trip(request in arb_request()) {
+                let frame = codec::encode(&request).unwrap();
+                let back: PeerRequest = codec::decode(&frame).unwrap();
+                prop_assert_eq!(codec::encode(&back).unwrap(), frame);
+            }
+
+            /// A mangled request frame is an error with a message, or a
+            /// value whose own frame decodes to the same frame again.
+            #[test]
+            fn mangled_requests_are_errors_or_consistent_values(
+                request in arb_request(),
+                flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 1..4),
+                cut in proptest::option::of(any::<prop::sample::Index>()),
+            ) {
+                let mut bytes = codec::encode(&request).unwrap();
+                for (at, x) in &flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= x;
+                }
+                if let Some(cut) = cut {
+                    bytes.truncate(cut.index(bytes.len()));
+                }
+                match codec::decode::<PeerRequest>(&bytes) {
+                    Ok(value) => {
+                        let again = codec::encode(&value).unwrap();
+                        let back: PeerRequest = codec::decode(&again).unwrap();
+                        prop_assert_eq!(codec::encode(&back).unwrap(), again);
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+                let _ = codec::decode::<PeerReply>(&bytes);
+            }
+
+            #[test]
+            fn arbitrary_frames_never_panic(body in proptest::collection::vec(any::<u8>(), 0..128)) {
+                let mut bytes = ((body.len() + 2) as u32).to_be_bytes().to_vec();
+                bytes.extend_from_slice(&codec::PROTOCOL_VERSION.to_be_bytes());
+                bytes.extend_from_slice(&body);
+                let _ = codec::decode::<PeerRequest>(&bytes);
+                let _ = codec::decode::<PeerReply>(&bytes);
+                let _ = codec::decode::<PeerRequest>(&body);
+            }
+        }
+    }
 }

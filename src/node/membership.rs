@@ -12,6 +12,14 @@
 //! holds the new node's key). On the new node, `join --bundle FILE` asks
 //! the cluster's leader to admit it, and its daemon then catches up and
 //! becomes a voter.
+//!
+//! Recovering a member whose Raft state is damaged or lost (its daemon
+//! refuses to start and says so): `reset-local` moves `<state_dir>/raft`
+//! aside, has the cluster remove the member and admit it again as a
+//! learner under a new Raft id (same name, certificate and address), and
+//! leaves an empty Raft state; its daemon then catches up from the others
+//! and becomes a voter. A new id means no other member can confuse the
+//! empty log with the member's old one.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,7 +33,8 @@ use super::config::NodeConfig;
 use crate::net::cluster::ask;
 use crate::net::peer::{ClusterView, PeerReply, PeerRequest, Refusal};
 use crate::net::quic::{Transport, TransportError};
-use crate::net::raft::NodeId;
+use crate::net::raft::log_store::LogStore;
+use crate::net::raft::{NodeId, RESET_HINT};
 use crate::net::tls::{ClusterCa, NodeIdentity};
 
 /// This node's membership record.
@@ -126,7 +135,30 @@ fn save(config: &NodeConfig, info: &ClusterInfo, identity: &NodeIdentity) -> Res
     write_file(&dir.join("node.key"), &identity.key_pem, true)?;
     write_file(&dir.join("ca.pem"), &identity.ca_pem, false)?;
     let json = serde_json::to_string_pretty(info).map_err(|e| e.to_string())?;
-    write_file(&dir.join("cluster.json"), &json, false)
+    write_file(&dir.join("cluster.json"), &json, false)?;
+    // A member's Raft state exists from the start, so a later start can
+    // tell a lost one from a new one.
+    let raft = raft_dir(config);
+    LogStore::create(&raft).map_err(|e| format!("{}: {e}", raft.display()))
+}
+
+/// Where a member keeps its Raft state.
+pub fn raft_dir(config: &NodeConfig) -> PathBuf {
+    config.state_dir.join("raft")
+}
+
+/// Refuses a member whose Raft state is gone (its directory or log lost):
+/// starting it would make an empty voter, or re-create the cluster.
+pub fn check_raft_state(config: &NodeConfig) -> Result<(), String> {
+    let log = raft_dir(config).join("log");
+    if log.exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: missing, but {} says this node is a cluster member: its Raft state was lost; {RESET_HINT}",
+        log.display(),
+        dir(config).join("cluster.json").display()
+    ))
 }
 
 /// `hactor cluster init`: a new cluster whose first member is this node.
@@ -221,7 +253,27 @@ pub async fn join(config: &NodeConfig, bundle: &JoinBundle) -> Result<ClusterInf
             bundle.identity.node, config.node
         ));
     }
-    let mut queue: Vec<(String, String)> = bundle.seeds.clone().into_iter().collect();
+    let id = ask_admission(config, &bundle.identity, &bundle.cluster, bundle.seeds.clone(), listen).await?;
+    let info = ClusterInfo {
+        cluster: bundle.cluster.clone(),
+        node: config.node.clone(),
+        id,
+        bootstrap: false,
+    };
+    save(config, &info, &bundle.identity)?;
+    Ok(info)
+}
+
+/// Asks the members `seeds` (name → address), following leader hints,
+/// to admit this node as a learner at `listen`; returns its Raft id.
+async fn ask_admission(
+    config: &NodeConfig,
+    identity: &NodeIdentity,
+    cluster: &str,
+    seeds: BTreeMap<String, String>,
+    listen: SocketAddr,
+) -> Result<NodeId, String> {
+    let mut queue: Vec<(String, String)> = seeds.into_iter().collect();
     let mut errors = Vec::new();
     let mut hops = 0;
     let mut asked = std::collections::BTreeSet::new();
@@ -235,7 +287,7 @@ pub async fn join(config: &NodeConfig, bundle: &JoinBundle) -> Result<ClusterInf
             errors.push(format!("{peer}: bad address '{addr}'"));
             continue;
         };
-        let transport = client_transport(&bundle.identity, addr)?;
+        let transport = client_transport(identity, addr)?;
         let request = PeerRequest::Join {
             name: config.node.clone(),
             addr: listen.to_string(),
@@ -243,16 +295,7 @@ pub async fn join(config: &NodeConfig, bundle: &JoinBundle) -> Result<ClusterInf
         let reply = ask(&transport, &peer, addr, request).await;
         transport.close();
         match reply {
-            Ok(PeerReply::Joined(Ok(id))) => {
-                let info = ClusterInfo {
-                    cluster: bundle.cluster.clone(),
-                    node: config.node.clone(),
-                    id,
-                    bootstrap: false,
-                };
-                save(config, &info, &bundle.identity)?;
-                return Ok(info);
-            }
+            Ok(PeerReply::Joined(Ok(id))) => return Ok(id),
             Ok(PeerReply::Joined(Err(Refusal::NotLeader(Some(hint))))) => {
                 // The hint may be stale (a leader that just died): ask it
                 // once, and go on with the other seeds after.
@@ -272,8 +315,123 @@ pub async fn join(config: &NodeConfig, bundle: &JoinBundle) -> Result<ClusterInf
         }
     }
     Err(format!(
-        "could not join cluster '{}' (no member reachable, or no quorum to admit a node): {}",
-        bundle.cluster,
+        "could not join cluster '{cluster}' (no member reachable, or no quorum to admit a node): {}",
+        errors.join("; ")
+    ))
+}
+
+/// What `reset-local` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetOutcome {
+    pub info: ClusterInfo,
+    /// Where the old Raft state was moved (if there was one).
+    pub moved_to: Option<PathBuf>,
+}
+
+/// `hactor cluster reset-local [--peer NAME=ADDR]...`: discards this
+/// member's Raft state (moves it aside) and has the cluster admit it
+/// again as a learner under a new id; membership identity and
+/// certificates stay. Its daemon must be stopped. The other members are
+/// found in the configuration's `peers`, in `peers` given here and in
+/// whatever of the local Raft state is still intact. Safe to run again
+/// after a failure: a member already removed is admitted again.
+pub async fn reset_local(config: &NodeConfig, peers: &[(String, SocketAddr)]) -> Result<ResetOutcome, String> {
+    let Some((info, identity)) = load(config)? else {
+        return Err("this node is not in a cluster: there is no Raft state to reset".into());
+    };
+    let listen = listen_addr(config)?;
+    if let Err(e) = std::net::UdpSocket::bind(listen) {
+        return Err(format!(
+            "cannot bind {listen} ({e}): is this node's daemon still running? Stop it first"
+        ));
+    }
+    let raft = raft_dir(config);
+    // The members named in this Raft state, or in one an earlier attempt
+    // moved aside.
+    let mut seeds = BTreeMap::new();
+    let olds = std::fs::read_dir(&config.state_dir)
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("raft.discarded-"))
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    for dir in olds.iter().chain([&raft]) {
+        for member in crate::net::raft::known_members(dir) {
+            seeds.insert(member.name, member.addr);
+        }
+    }
+    for (name, addr) in config
+        .peers
+        .iter()
+        .map(|(n, a)| (n.clone(), *a))
+        .chain(peers.iter().cloned())
+    {
+        seeds.insert(name, addr.to_string());
+    }
+    seeds.remove(&config.node);
+    if seeds.is_empty() {
+        return Err(format!(
+            "no other member of cluster '{}' is known (the local Raft state names none): list them under \
+             [peers] in the configuration or pass --peer NAME=ADDRESS",
+            info.cluster
+        ));
+    }
+    // First discard: from here on the daemon refuses to start until the
+    // reset is complete, so an empty log never runs under the old id.
+    let moved_to = if raft.exists() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let to = config.state_dir.join(format!("raft.discarded-{stamp}"));
+        std::fs::rename(&raft, &to).map_err(|e| format!("moving {} aside: {e}", raft.display()))?;
+        Some(to)
+    } else {
+        None
+    };
+    remove_self(config, &identity, &seeds).await?;
+    let id = ask_admission(config, &identity, &info.cluster, seeds, listen).await?;
+    let info = ClusterInfo {
+        id,
+        bootstrap: false,
+        ..info
+    };
+    save(config, &info, &identity)?;
+    Ok(ResetOutcome { info, moved_to })
+}
+
+/// Asks the members `seeds` to remove this node (a node that is no longer
+/// a member counts as removed).
+async fn remove_self(
+    config: &NodeConfig,
+    identity: &NodeIdentity,
+    seeds: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut errors = Vec::new();
+    for (peer, addr) in seeds {
+        let Ok(addr) = addr.parse::<SocketAddr>() else {
+            errors.push(format!("{peer}: bad address '{addr}'"));
+            continue;
+        };
+        let transport = client_transport(identity, addr)?;
+        let request = PeerRequest::Remove {
+            name: config.node.clone(),
+        };
+        let reply = ask(&transport, peer, addr, request).await;
+        transport.close();
+        match reply {
+            Ok(PeerReply::Done(Ok(()))) => return Ok(()),
+            Ok(PeerReply::Done(Err(Refusal::Failed(e)))) if e.contains("is not a cluster member") => return Ok(()),
+            Ok(PeerReply::Done(Err(e))) => errors.push(format!("{peer}: {e}")),
+            Ok(_) => errors.push(format!("{peer}: unexpected reply")),
+            Err(e) => errors.push(format!("{peer}: {}", explain(peer, &e))),
+        }
+    }
+    Err(format!(
+        "the cluster could not remove this node's old Raft identity (no member reachable, or no quorum); \
+         run reset-local again once it can: {}",
         errors.join("; ")
     ))
 }

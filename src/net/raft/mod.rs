@@ -97,6 +97,76 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
 
+/// What a member whose Raft state cannot be trusted is told to do;
+/// `<node config>` stands for its configuration file (the daemon names it).
+pub const RESET_HINT: &str = "this member cannot trust its Raft state: rebuild it from the other members with \
+     `hactor --config <node config> cluster reset-local` (see README, Cluster)";
+
+/// Opens a member's log and state machine under `dir` (its
+/// `<state_dir>/raft`) and checks that they fit together: a snapshot that
+/// is missing or older than the log's purge point, or a log that ends
+/// before what this member knows was committed, means entries are lost.
+/// Every refusal names the file and ends with [`RESET_HINT`].
+pub fn open_storage(dir: &std::path::Path) -> Result<(log_store::LogStore, state_machine::StateMachine), String> {
+    let refuse = |what: String| format!("{what}; {RESET_HINT}");
+    let log = log_store::LogStore::open(dir).map_err(|e| refuse(e.to_string()))?;
+    let sm = state_machine::StateMachine::open(dir).map_err(|e| refuse(e.to_string()))?;
+    let snapshot = sm.snapshot_last_log_id().map_err(|e| refuse(e.to_string()))?;
+    let (purged, last, committed) = log.bounds();
+    let snapshot_index = snapshot.flatten().map(|l| l.index);
+    if let Some(purged) = purged
+        && snapshot_index.is_none_or(|s| s < purged.index)
+    {
+        return Err(refuse(format!(
+            "{}: missing or older than the log's purge point (index {}): the entries up to it are lost",
+            dir.join("snapshot").display(),
+            purged.index
+        )));
+    }
+    let held = last.map(|l| l.index).max(snapshot_index);
+    if let Some(committed) = committed
+        && held.is_none_or(|h| h < committed.index)
+    {
+        return Err(refuse(format!(
+            "{}: ends at index {} but index {} was committed: committed entries are lost",
+            dir.join("log").display(),
+            held.unwrap_or(0),
+            committed.index
+        )));
+    }
+    Ok((log, sm))
+}
+
+/// Every member named by whatever is still intact in the Raft state under
+/// `dir` (the snapshot's membership, membership entries of the log),
+/// however damaged the rest: where `cluster reset-local` finds the other
+/// members.
+pub fn known_members(dir: &std::path::Path) -> Vec<Member> {
+    let mut members: Vec<Member> = Vec::new();
+    let mut add = |m: &Member| {
+        if !members.contains(m) {
+            members.push(m.clone());
+        }
+    };
+    if let Ok(bytes) = std::fs::read(dir.join("snapshot"))
+        && let Ok(file) = state_machine::decode_snapshot(&bytes)
+    {
+        file.meta.last_membership.membership().nodes().for_each(|(_, m)| add(m));
+    }
+    if let Ok(bytes) = std::fs::read(dir.join("log")) {
+        for record in log_store::salvage(&bytes) {
+            if let log_store::Record::Entry(Entry {
+                payload: openraft::EntryPayload::Membership(membership),
+                ..
+            }) = record
+            {
+                membership.nodes().for_each(|(_, m)| add(m));
+            }
+        }
+    }
+    members
+}
+
 /// Turns an I/O failure into openraft's storage error.
 pub(crate) fn io_error(
     subject: openraft::ErrorSubject<NodeId>,
@@ -141,5 +211,49 @@ mod tests {
         let frame = codec::encode(&Json(ops.clone())).unwrap();
         let back: Proposal = codec::decode(&frame).unwrap();
         assert_eq!(back.0, ops);
+    }
+
+    fn blank(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        }
+    }
+
+    /// A member that lost its snapshot (after the log was purged into it)
+    /// or lost committed log entries is refused with the file named and
+    /// the recovery command.
+    #[test]
+    fn lost_snapshots_and_lost_committed_entries_are_refused() {
+        use openraft::storage::{RaftLogStorage, RaftSnapshotBuilder, RaftStateMachine};
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        {
+            let (mut log, mut sm) = open_storage(dir.path()).unwrap();
+            let entries: Vec<Entry> = (1..=5).map(blank).collect();
+            rt.block_on(async {
+                log.append_for_test(entries.clone());
+                sm.apply(entries[..3].to_vec()).await.unwrap();
+                sm.build_snapshot().await.unwrap();
+                sm.apply(entries[3..].to_vec()).await.unwrap();
+                log.purge(blank(3).log_id).await.unwrap();
+                log.save_committed(Some(blank(5).log_id)).await.unwrap();
+            });
+        }
+        assert!(open_storage(dir.path()).is_ok());
+        std::fs::rename(dir.path().join("snapshot"), dir.path().join("snapshot.away")).unwrap();
+        let err = open_storage(dir.path()).err().unwrap();
+        assert!(
+            err.contains("snapshot: missing") && err.contains("cluster reset-local"),
+            "{err}"
+        );
+        std::fs::rename(dir.path().join("snapshot.away"), dir.path().join("snapshot")).unwrap();
+        // The log file lost: it ends before the committed index.
+        std::fs::remove_file(dir.path().join("log")).unwrap();
+        let err = open_storage(dir.path()).err().unwrap();
+        assert!(
+            err.contains("index 5 was committed") && err.contains("cluster reset-local"),
+            "{err}"
+        );
     }
 }

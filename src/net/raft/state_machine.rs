@@ -6,7 +6,8 @@
 //! snapshots: every snapshot (built here or installed from the leader) is
 //! written to `<state_dir>/raft/snapshot` before openraft is told about it,
 //! and a restart loads it and lets openraft re-apply the committed log
-//! after it.
+//! after it. The snapshot file is checksummed (see [`encode_snapshot`]):
+//! a damaged one is refused with its path, never half-read.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -28,11 +29,75 @@ pub struct Applied {
     pub state: ClusterState,
 }
 
+impl Applied {
+    /// SHA-256 (hex) of the applied state: replicas at the same applied
+    /// log id must have the same digest.
+    pub fn digest(&self) -> String {
+        let bytes = serde_json::to_vec(&self.state).unwrap_or_default();
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// The snapshot file: openraft's metadata and the state.
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SnapshotFile {
+    pub meta: SnapshotMeta,
+    pub data: Vec<u8>,
+}
+
+/// First bytes of a snapshot file of this format.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"HACTSNP2";
+
+/// `[magic][u32 crc32c of the rest][u32 metadata length][metadata JSON][data]`.
+pub(crate) fn encode_snapshot(file: &SnapshotFile) -> std::io::Result<Vec<u8>> {
+    let meta = serde_json::to_vec(&file.meta).map_err(std::io::Error::other)?;
+    let meta_len = u32::try_from(meta.len()).map_err(std::io::Error::other)?;
+    let mut rest = Vec::with_capacity(4 + meta.len() + file.data.len());
+    rest.extend_from_slice(&meta_len.to_be_bytes());
+    rest.extend_from_slice(&meta);
+    rest.extend_from_slice(&file.data);
+    let mut out = SNAPSHOT_MAGIC.to_vec();
+    out.extend_from_slice(&crc32c::crc32c(&rest).to_be_bytes());
+    out.extend_from_slice(&rest);
+    Ok(out)
+}
+
+/// Decodes a snapshot file; every flaw is an error, never a panic.
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<SnapshotFile, String> {
+    let head = SNAPSHOT_MAGIC.len() + 4;
+    if bytes.len() < head + 4 || &bytes[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+        return Err(format!(
+            "not a snapshot of this version (no '{}' header)",
+            String::from_utf8_lossy(SNAPSHOT_MAGIC)
+        ));
+    }
+    let crc = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let rest = &bytes[head..];
+    if crc32c::crc32c(rest) != crc {
+        return Err("checksum mismatch".into());
+    }
+    let meta_len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    let Some(meta) = rest.get(4..4 + meta_len) else {
+        return Err(format!("metadata length {meta_len} runs past the end"));
+    };
+    let meta: SnapshotMeta = serde_json::from_slice(meta).map_err(|e| format!("metadata: {e}"))?;
+    Ok(SnapshotFile {
+        meta,
+        data: rest[4 + meta_len..].to_vec(),
+    })
+}
+
+/// Decodes the state a snapshot carries, checked against its metadata.
+pub(crate) fn decode_applied(file: &SnapshotFile) -> Result<Applied, String> {
+    let applied: Applied = serde_json::from_slice(&file.data).map_err(|e| format!("state: {e}"))?;
+    if applied.last_applied != file.meta.last_log_id {
+        return Err(format!(
+            "state applied up to {:?} but the metadata says {:?}",
+            applied.last_applied, file.meta.last_log_id
+        ));
+    }
+    Ok(applied)
 }
 
 /// The state machine; clones share it, so the node reads the state the
@@ -57,8 +122,9 @@ impl StateMachine {
     pub fn open(dir: &Path) -> std::io::Result<StateMachine> {
         std::fs::create_dir_all(dir)?;
         let applied = match read_snapshot(dir)? {
-            Some(file) => serde_json::from_slice(&file.data)
-                .map_err(|e| std::io::Error::other(format!("{}: corrupt snapshot: {e}", dir.display())))?,
+            Some(file) => decode_applied(&file).map_err(|e| {
+                std::io::Error::other(format!("{}: corrupt snapshot: {e}", dir.join("snapshot").display()))
+            })?,
             None => Applied::default(),
         };
         Ok(StateMachine {
@@ -66,6 +132,12 @@ impl StateMachine {
             dir: dir.to_path_buf(),
             built: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The last log id of the snapshot on disk, if there is one (for the
+    /// trust check at start).
+    pub fn snapshot_last_log_id(&self) -> std::io::Result<Option<Option<LogId>>> {
+        Ok(read_snapshot(&self.dir)?.map(|f| f.meta.last_log_id))
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
@@ -80,7 +152,7 @@ impl StateMachine {
 fn read_snapshot(dir: &Path) -> std::io::Result<Option<SnapshotFile>> {
     let path = dir.join("snapshot");
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
+        Ok(bytes) => decode_snapshot(&bytes)
             .map(Some)
             .map_err(|e| std::io::Error::other(format!("{}: corrupt snapshot: {e}", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -93,8 +165,7 @@ fn save_snapshot(dir: &Path, meta: &SnapshotMeta, data: &[u8]) -> std::io::Resul
         meta: meta.clone(),
         data: data.to_vec(),
     };
-    let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
-    super::write_atomic(&dir.join("snapshot"), &bytes)
+    super::write_atomic(&dir.join("snapshot"), &encode_snapshot(&file)?)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -212,5 +283,92 @@ mod tests {
         let (last, _) = rt.block_on(reopened.applied_state()).unwrap();
         assert_eq!(last.map(|l| l.index), Some(1));
         assert_eq!(reopened.read().state.leases["ha_manager_lock"].expires_ms, 7000);
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        rt.block_on(sm.build_snapshot()).unwrap();
+        let path = dir.path().join("snapshot");
+        let clean = std::fs::read(&path).unwrap();
+        for at in [0, 9, 13, clean.len() / 2, clean.len() - 1] {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 0x20;
+            std::fs::write(&path, &bytes).unwrap();
+            let err = StateMachine::open(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains("corrupt snapshot"),
+                "{err}"
+            );
+        }
+        // The first format (plain JSON) is refused the same way.
+        std::fs::write(&path, br#"{"meta":{},"data":[]}"#).unwrap();
+        assert!(
+            StateMachine::open(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("not a snapshot of this version")
+        );
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn file(index: Option<u64>, id: String, data: Vec<u8>) -> SnapshotFile {
+            SnapshotFile {
+                meta: SnapshotMeta {
+                    last_log_id: index.map(|i| LogId::new(CommittedLeaderId::new(1, 1), i)),
+                    last_membership: StoredMembership::default(),
+                    snapshot_id: id,
+                },
+                data,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn snapshots_round_trip(index: Option<u64>, id in ".{0,20}", data in proptest::collection::vec(any::<u8>(), 0..200)) {
+                let f = file(index, id, data);
+                let bytes = encode_snapshot(&f).unwrap();
+                let back = decode_snapshot(&bytes).unwrap();
+                prop_assert_eq!(&back, &f);
+                prop_assert_eq!(encode_snapshot(&back).unwrap(), bytes);
+            }
+
+            /// A changed or cut snapshot file is always an error.
+            #[test]
+            fn mutated_snapshots_are_refused(
+                data in proptest::collection::vec(any::<u8>(), 0..100),
+                at in any::<prop::sample::Index>(),
+                x in 1u8..=255,
+                cut: bool,
+            ) {
+                let mut bytes = encode_snapshot(&file(Some(3), "1-3-1".into(), data)).unwrap();
+                let i = at.index(bytes.len());
+                if cut {
+                    bytes.truncate(i);
+                } else {
+                    bytes[i] ^= x;
+                }
+                prop_assert!(decode_snapshot(&bytes).is_err());
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..200), magic: bool) {
+                let mut bytes = if magic { SNAPSHOT_MAGIC.to_vec() } else { Vec::new() };
+                if magic && tail.len() > 4 {
+                    bytes.extend_from_slice(&crc32c::crc32c(&tail[4..]).to_be_bytes());
+                }
+                bytes.extend_from_slice(&tail);
+                if let Ok(f) = decode_snapshot(&bytes) {
+                    let _ = decode_applied(&f);
+                }
+            }
+        }
     }
 }
