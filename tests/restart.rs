@@ -21,10 +21,19 @@ const NODES: usize = 3;
 const SERVICES: usize = 6;
 const DELAYS_S: [u64; 6] = [3, 5, 10, 15, 25, 60];
 
+/// The delays to try: `HACTOR_RESTART_DELAYS=15,25` narrows them (e.g.
+/// to show an older build failing where it did).
+fn delays() -> Vec<u64> {
+    std::env::var("HACTOR_RESTART_DELAYS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|d| d.trim().parse().ok()).collect())
+        .unwrap_or_else(|| DELAYS_S.to_vec())
+}
+
 fn restarts_after(fault: Fault, extra: &str) {
     let mut t = setup(NODES, SERVICES, extra);
-    for (round, delay) in DELAYS_S.iter().enumerate() {
-        let delay = Duration::from_secs(*delay);
+    for (round, delay) in delays().into_iter().enumerate() {
+        let delay = Duration::from_secs(delay);
         let master = t.master().expect("a master");
         // Alternate between the master's node and another one.
         let victim = if round % 2 == 0 { master } else { (master + 1) % NODES };

@@ -114,13 +114,13 @@ impl Timings {
             },
             Profile::Fast => Timings {
                 round_ms: 1_000,
-                lease_ms: 6_000,
+                lease_ms: 6_500,
                 fence_delay_ms: 1_000,
                 // Longer than a round plus the majority's recovery from a
                 // lost leader plus the margin (see `quorum_recovery_ms`),
                 // so a leader change never fences healthy nodes; it does
                 // not lengthen a failover, which waits for the lease.
-                watchdog_client_timeout_ms: 3_000,
+                watchdog_client_timeout_ms: 3_500,
                 watchdog_device_timeout_ms: 1_000,
                 margin_ms: 1_000,
                 watchdog_tick_ms: 200,
@@ -128,7 +128,7 @@ impl Timings {
                 // shorter than a loaded machine's fsync, and replication
                 // stalls.
                 raft_heartbeat_ms: 100,
-                raft_election_ms: 200,
+                raft_election_ms: 300,
             },
         }
     }
@@ -830,7 +830,7 @@ backend = "process"
             ..fast
         };
         let err = slow_election.check_safety().unwrap_err();
-        assert!(err.contains("watchdog_client_timeout_ms (3000)"), "{err}");
+        assert!(err.contains("watchdog_client_timeout_ms (3500)"), "{err}");
         assert!(err.contains("raft_election_ms (400)"), "{err}");
         let longer_watchdog = Timings {
             watchdog_client_timeout_ms: 4_000,

@@ -266,7 +266,7 @@ impl Setup {
 
     pub fn dump(&self) {
         // Keep the whole logs for a look after the test.
-        let keep = std::env::temp_dir().join(format!("hactor-test-logs-{}", std::process::id()));
+        let keep = std::env::temp_dir().join(format!("hactor-test-logs-{}", self.cluster.spec.marker));
         let _ = std::fs::create_dir_all(&keep);
         for i in 0..self.cluster.nodes.len() {
             let _ = std::fs::copy(
