@@ -188,6 +188,19 @@ impl Transport {
         }
     }
 
+    /// Closes the connection to `peer` if the peer has answered nothing
+    /// for [`DROP_SILENT_AFTER`]: the calls waiting on it fail at once and
+    /// the next call connects afresh (to a peer that restarted behind the
+    /// old connection, say). A peer that is merely slow keeps it.
+    pub fn drop_if_silent(&self, peer: &str) {
+        let silent = lock(&self.answered)
+            .get(peer)
+            .is_none_or(|at| at.elapsed() >= DROP_SILENT_AFTER);
+        if silent && let Some(conn) = lock(&self.connections).remove(peer) {
+            conn.close(0u32.into(), b"peer silent");
+        }
+    }
+
     /// Whether a live connection to `peer` is up.
     pub fn connected(&self, peer: &str) -> bool {
         !self.is_blocked(peer) && self.cached(peer).is_some()

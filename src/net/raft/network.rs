@@ -9,7 +9,9 @@
 //! majority's watchdogs run out. So each RPC runs in a task of its own,
 //! which finishes (bounded by the transport's call timeout) even when
 //! openraft stopped waiting: the follower keeps what it appended and
-//! answers the retry at once. At most [`MAX_DETACHED`] run per member.
+//! answers the retry at once. At most [`MAX_DETACHED`] run per member, and
+//! a connection whose peer answered nothing for a second is closed when a
+//! call to it times out (ending the calls still waiting on it).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,6 +111,9 @@ impl Peer {
             .map_err(|e: std::net::AddrParseError| RPCError::Network(NetworkError::new(&e)))?;
         if self.running.fetch_add(1, Ordering::AcqRel) >= MAX_DETACHED {
             self.running.fetch_sub(1, Ordering::AcqRel);
+            // Calls pile up: the connection is likely dead. Closing it ends
+            // the calls waiting on it, and the next one connects afresh.
+            self.transport.drop_if_silent(&self.member.name);
             return Err(network_error(TransportError::Timeout(self.member.name.clone())));
         }
         let running = Running(self.running.clone());
@@ -121,7 +126,10 @@ impl Peer {
             Ok(Ok(Ok(reply))) => Ok(reply),
             Ok(Ok(Err(e))) => Err(network_error(e)),
             Ok(Err(e)) => Err(RPCError::Network(NetworkError::new(&e))),
-            Err(_) => Err(network_error(TransportError::Timeout(self.member.name.clone()))),
+            Err(_) => {
+                self.transport.drop_if_silent(&self.member.name);
+                Err(network_error(TransportError::Timeout(self.member.name.clone())))
+            }
         }
     }
 
