@@ -213,7 +213,8 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
                 config.state_dir.display()
             ));
         }
-        let store = MemoryStore::open(&config.state_dir).map_err(|e| e.to_string())?;
+        let store = MemoryStore::open(&config.state_dir)
+            .map_err(|e| format!("state_dir: {}: {e}", config.state_dir.display()))?;
         return Ok((ClusterStore::Local(store), None));
     };
     let listen = membership::listen_addr(config)?;
@@ -237,7 +238,7 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
     let hold = if info.bootstrap && raft.view().members.len() <= 1 {
         Duration::ZERO
     } else {
-        Duration::from_millis(t.raft_election_ms * 4)
+        Duration::from_millis(t.raft_election_ms.saturating_mul(4))
     };
     raft.spawn_election_guard(hold);
     if config.fault_injection {
@@ -556,6 +557,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = hactor::node::config::prepare_state_dir(&config.state_dir) {
+        eprintln!("hactor: {}: {e}", config_path.display());
+        return ExitCode::FAILURE;
+    }
     if let Some(Command::Cluster(command)) = cli.command {
         return match cluster_command(&config, command) {
             Ok(()) => ExitCode::SUCCESS,
