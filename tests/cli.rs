@@ -306,7 +306,7 @@ fn every_command_in_text_and_json() {
     let config = c.json(&["config", "--type", "vm"]);
     assert_eq!(config[0]["sid"], "vm:100");
     assert_eq!(config[0]["max_restart"], 3);
-    assert_eq!(config[0]["node"], "node1");
+    assert_eq!(config[0].get("node"), None, "where it runs is status, not configuration");
     let digest = config[0]["digest"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64);
     assert_eq!(
@@ -944,8 +944,15 @@ fn three_nodes_every_command_on_any_node() {
     assert_eq!(n2.ok(&["config"]), added, "a node reads its own write at once");
     t.everywhere_text(&["config"], &added);
     let vm = n1.json(&["config", "--type", "vm"]);
+    let status = n1.json(&["status"]);
+    let entry = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "service:vm:100")
+        .unwrap();
     assert_eq!(
-        vm[0]["node"], "node2",
+        entry["node"], "node2",
         "a new resource's node is the node that answered"
     );
     let digest = vm[0]["digest"].as_str().unwrap().to_string();

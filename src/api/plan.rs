@@ -139,7 +139,6 @@ fn resource_view(sid: &str, r: &StoredResource) -> ResourceView {
         group: r.group.clone(),
         max_relocate: (r.max_relocate != 1).then_some(r.max_relocate),
         max_restart: (r.max_restart != 1).then_some(r.max_restart),
-        node: r.node.clone(),
     }
 }
 

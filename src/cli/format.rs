@@ -175,7 +175,6 @@ mod tests {
             group: None,
             max_relocate: None,
             max_restart: None,
-            node: Some("node1".into()),
         }
     }
 
