@@ -13,6 +13,7 @@ pub mod args;
 pub mod client;
 pub mod format;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -167,6 +168,34 @@ fn local(command: &Command) -> Result<(), String> {
     }
 }
 
+/// The arguments as text. No command, sid, node or option takes
+/// anything but UTF-8, so an argument that is not is a usage error (exit
+/// 2) rather than the panic of `std::env::args`.
+pub fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| match arg.into_string() {
+            Ok(text) => Ok(text),
+            Err(arg) if i == 0 => Ok(arg.to_string_lossy().into_owned()),
+            Err(arg) => Err(format!(
+                "invalid argument '{}': not valid UTF-8",
+                arg.to_string_lossy()
+            )),
+        })
+        .collect()
+}
+
+/// Runs `ha-manager` with the process's arguments (see [`utf8_args`]).
+pub fn run_os(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    match utf8_args(args) {
+        Ok(args) => run(args),
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs `ha-manager` with these arguments (the program name first).
 pub fn run(args: Vec<String>) -> ExitCode {
     let cli = match Cli::try_parse_from(args::normalize(args)) {
@@ -202,5 +231,27 @@ pub fn run(args: Vec<String>) -> ExitCode {
             eprintln!("{}", message.trim_end());
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStringExt;
+
+    use super::*;
+
+    #[test]
+    fn arguments_that_are_not_utf8_are_a_usage_error() {
+        let args = vec![
+            OsString::from("ha-manager"),
+            OsString::from("add"),
+            OsString::from_vec(b"vm:1\xff0".to_vec()),
+        ];
+        assert_eq!(
+            utf8_args(args).unwrap_err(),
+            "invalid argument 'vm:1\u{fffd}0': not valid UTF-8"
+        );
+        let program = vec![OsString::from_vec(b"ha-\xffmanager".to_vec()), OsString::from("status")];
+        assert_eq!(utf8_args(program).unwrap(), ["ha-\u{fffd}manager", "status"]);
     }
 }
