@@ -134,11 +134,19 @@ pub fn escape_control(text: &str) -> String {
 
 /// pve-common `encode_text`: percent-escapes (upper-case hex) every byte of
 /// the UTF-8 text outside printable ASCII, and `:`. `%` itself is left as
-/// it is, as upstream does.
+/// it is, as upstream does, unless two hex digits follow it: upstream
+/// writes `%41` as it is and reads it back as `A`; escaping that `%` as
+/// `%25` (which upstream decodes to `%` too) makes every comment read
+/// back as it was written, and leaves the bytes of every other text as
+/// upstream writes them.
 pub fn encode_text(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if (0x20..=0x7e).contains(&byte) && byte != b':' {
+    for (i, &byte) in bytes.iter().enumerate() {
+        let hex_follows = bytes.len() > i + 2 && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit();
+        if byte == b'%' && hex_follows {
+            out.push_str("%25");
+        } else if (0x20..=0x7e).contains(&byte) && byte != b':' {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -247,5 +255,10 @@ mod tests {
         assert_eq!(decode_text("50%"), "50%");
         assert_eq!(decode_text("%4"), "%4");
         assert_eq!(decode_text("%zz%41"), "%zzA");
+        // Found by the property tests: a literal `%41` read back as `A`.
+        for text in ["%aa", "%41", "100%", "%%41", "50%2", "%4"] {
+            assert_eq!(decode_text(&encode_text(text)), text, "{text}");
+        }
+        assert_eq!(encode_text("%41 100%"), "%2541 100%");
     }
 }
