@@ -61,10 +61,12 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
         nodes: u16,
-        #[arg(long, default_value_t = 3)]
-        services: usize,
-        /// node N listens on 127.0.0.1:<port + N>.
-        #[arg(long, default_value_t = 7400)]
+        /// `proc:` services to seed (at most 1000).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        services: u64,
+        /// node N listens on 127.0.0.1:<port + N> (port at most 65525, so
+        /// the ninth node's port exists).
+        #[arg(long, default_value_t = 7400, value_parser = clap::value_parser!(u16).range(1..=65525))]
         port: u16,
         #[arg(long, default_value = "fast", value_parser = ["fast", "pve"])]
         profile: String,
@@ -531,7 +533,7 @@ fn main() -> ExitCode {
     {
         let spec = hactor::node::local_cluster::LocalSpec {
             nodes: nodes as usize,
-            services,
+            services: usize::try_from(services).unwrap_or(0),
             profile,
             base_port: port,
             marker: format!("{port}000"),
