@@ -306,7 +306,11 @@ fn every_command_in_text_and_json() {
     let config = c.json(&["config", "--type", "vm"]);
     assert_eq!(config[0]["sid"], "vm:100");
     assert_eq!(config[0]["max_restart"], 3);
-    assert_eq!(config[0].get("node"), None, "where it runs is status, not configuration");
+    assert_eq!(
+        config[0].get("node"),
+        None,
+        "where it runs is status, not configuration"
+    );
     let digest = config[0]["digest"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64);
     assert_eq!(
@@ -687,7 +691,9 @@ fn bad_inputs_get_one_line_and_change_nothing() {
     let run: Run = c
         .command(0)
         .arg("add")
-        .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"vm:1\xff0"))
+        .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            b"vm:1\xff0",
+        ))
         .output()
         .unwrap()
         .into();
@@ -697,7 +703,9 @@ fn bad_inputs_get_one_line_and_change_nothing() {
     use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(&c.nodes[0].socket).unwrap();
     stream
-        .write_all(b"{\"version\":1,\"body\":{\"command\":\"stop\",\"sid\":\"proc:web\",\"timeout\":18446744073709551615}}\n")
+        .write_all(
+            b"{\"version\":1,\"body\":{\"command\":\"stop\",\"sid\":\"proc:web\",\"timeout\":18446744073709551615}}\n",
+        )
         .unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();

@@ -215,7 +215,9 @@ fn value_for(key: &str) -> BoxedStrategy<String> {
     let valid: BoxedStrategy<String> = match key {
         "state" => pick(&["started", "stopped", "enabled", "disabled", "ignored"]).boxed(),
         "failback" | "restricted" | "nofailback" | "strict" | "disable" => pick(&["0", "1", "yes", "off"]).boxed(),
-        "max_restart" | "max_relocate" => prop_oneof![3 => (0u32..10).prop_map(|n| n.to_string()), 1 => number()].boxed(),
+        "max_restart" | "max_relocate" => {
+            prop_oneof![3 => (0u32..10).prop_map(|n| n.to_string()), 1 => number()].boxed()
+        }
         "group" => "[a-z][a-z0-9_]{1,8}".boxed(),
         "nodes" => "[a-z][a-z0-9]{0,4}(:[0-9]{1,20})?(,[a-z][a-z0-9]{0,4}(:[0-9]{1,3})?){0,3}".boxed(),
         "resources" => "(vm|ct):[0-9]{2,4}([,; ](vm|ct):[0-9]{2,4}){0,3}".boxed(),
@@ -516,7 +518,12 @@ fn toml_table(header: &'static str, fixed: &'static str, keys: &'static [&'stati
 /// tables of every kind, rarely a line of garbage.
 fn node_toml_text() -> impl Strategy<Value = String> {
     let top = prop_oneof![
-        pick(&["profile = \"pve\"\n", "profile = \"fast\"\n", "shutdown_policy = \"freeze\"\n", ""]),
+        pick(&[
+            "profile = \"pve\"\n",
+            "profile = \"fast\"\n",
+            "shutdown_policy = \"freeze\"\n",
+            ""
+        ]),
         toml_value("max_worker").prop_map(|v| format!("max_worker = {v}\n")),
         text().prop_map(|t| format!("node = {}\n", toml_string(&t))),
     ];
@@ -601,7 +608,11 @@ fn check_node_config(text: &str) -> Result<(), TestCaseError> {
     prop_assert!(u128::from(t.raft_election_ms) * 2 < u128::from(t.watchdog_client_timeout_ms));
     prop_assert!((1..=MAX_WORKERS).contains(&config.max_worker));
     for service in config.proc_services.values() {
-        for secs in [service.stop_timeout_secs, service.health_timeout_secs, service.start_timeout_secs] {
+        for secs in [
+            service.stop_timeout_secs,
+            service.health_timeout_secs,
+            service.start_timeout_secs,
+        ] {
             prop_assert!(secs <= MAX_TIMEOUT_SECS);
         }
     }
@@ -609,7 +620,11 @@ fn check_node_config(text: &str) -> Result<(), TestCaseError> {
         prop_assert!(script.timeout_secs <= MAX_TIMEOUT_SECS && script.monitor_timeout_secs <= MAX_TIMEOUT_SECS);
     }
     for agent in config.vm_agent.iter().chain(&config.ct_agent) {
-        for secs in [agent.timeout_secs, agent.shutdown_timeout_secs, agent.migrate_timeout_secs] {
+        for secs in [
+            agent.timeout_secs,
+            agent.shutdown_timeout_secs,
+            agent.migrate_timeout_secs,
+        ] {
             prop_assert!(secs <= MAX_TIMEOUT_SECS);
         }
     }
@@ -719,11 +734,9 @@ fn request_json() -> impl Strategy<Value = serde_json::Value> {
         let values: Vec<BoxedStrategy<Value>> = keys
             .iter()
             .map(|k| match *k {
-                "max_restart" | "max_relocate" => prop_oneof![
-                    (0u64..10).prop_map(Value::from),
-                    any::<u64>().prop_map(Value::from)
-                ]
-                .boxed(),
+                "max_restart" | "max_relocate" => {
+                    prop_oneof![(0u64..10).prop_map(Value::from), any::<u64>().prop_map(Value::from)].boxed()
+                }
                 _ => option_value.clone().prop_map(Value::from).boxed(),
             })
             .collect();
@@ -843,7 +856,10 @@ fn check_request(request: &Request, snap: &Snapshot) -> Result<(), TestCaseError
     if let Request::Stop { timeout, .. } = request
         && *timeout > MAX_TIMEOUT_SECS
     {
-        prop_assert!(plan::plan(request, snap, &ctx).is_err(), "stop timeout {timeout} accepted");
+        prop_assert!(
+            plan::plan(request, snap, &ctx).is_err(),
+            "stop timeout {timeout} accepted"
+        );
     }
     Ok(())
 }

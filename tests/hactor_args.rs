@@ -42,7 +42,10 @@ fn overflowing_timings_are_refused_naming_the_key() {
         let output = hactor(&["--config", path.to_str().unwrap()]);
         assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
         let text = stderr(&output);
-        assert!(text.contains(&path.display().to_string()) && text.contains(key), "{text}");
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains(key),
+            "{text}"
+        );
         assert!(!dir.path().join("state").exists(), "nothing was created");
     }
 }

@@ -47,8 +47,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::core::agent::AgentHost;
-use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::event::Event;
+use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::types::{NodeName, split_sid};
 
 /// What a start needs to know besides the service's name.
@@ -262,7 +262,6 @@ impl AgentHost for WorkerHost<'_> {
 pub fn stop_timeout(secs: i64) -> Duration {
     Duration::from_secs(u64::try_from(secs).unwrap_or(0).min(MAX_TIMEOUT_SECS))
 }
-
 
 #[cfg(test)]
 mod stop_timeout_tests {

@@ -22,8 +22,8 @@ use crate::config::resources::is_resource_name;
 use crate::config::value::{
     check_comment, check_single_line, format_node_list, is_config_id, parse_bool, parse_node_list, split_list,
 };
-use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::rules::{self, Rule, RuleKind};
+use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::types::{NodeName, RequestState, ServiceState, split_sid};
 use crate::node::store::{ClusterState, Op, StoredGroup, StoredResource};
 
@@ -1306,7 +1306,10 @@ mod tests {
                 ..GroupOptions::default()
             },
         };
-        assert_eq!(plan(&group, &snap, &ctx()).unwrap_err(), "comment: contains a line feed");
+        assert_eq!(
+            plan(&group, &snap, &ctx()).unwrap_err(),
+            "comment: contains a line feed"
+        );
         let rule = rules_add(
             "resource-affinity",
             "apart",

@@ -302,7 +302,7 @@ fn api_config(config: &NodeConfig) -> hactor::api::server::ServerConfig {
             node: config.node.clone(),
             proc_services: config.proc_services.keys().cloned().collect(),
         },
-        fresh_secs: (3 * round_secs).max(5),
+        fresh_secs: round_secs.saturating_mul(3).max(5),
         crs: "basic".into(),
         store_timeout: Duration::from_secs(30),
     }

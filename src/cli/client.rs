@@ -77,7 +77,10 @@ mod tests {
         let err = call_within(&path, &Request::GroupConfig, Duration::from_millis(200)).unwrap_err();
         assert_eq!(
             err,
-            format!("the HA daemon at {} did not answer within 0.2 s (timeout)", path.display())
+            format!(
+                "the HA daemon at {} did not answer within 0.2 s (timeout)",
+                path.display()
+            )
         );
         holder.join().unwrap();
     }

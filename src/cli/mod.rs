@@ -177,10 +177,7 @@ pub fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>
         .map(|(i, arg)| match arg.into_string() {
             Ok(text) => Ok(text),
             Err(arg) if i == 0 => Ok(arg.to_string_lossy().into_owned()),
-            Err(arg) => Err(format!(
-                "invalid argument '{}': not valid UTF-8",
-                arg.to_string_lossy()
-            )),
+            Err(arg) => Err(format!("invalid argument '{}': not valid UTF-8", arg.to_string_lossy())),
         })
         .collect()
 }

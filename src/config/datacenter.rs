@@ -102,9 +102,9 @@ fn parse_crs(line: usize, value: &str, settings: &mut DatacenterSettings) -> Res
     };
     let number = |option: &str, v: &str, max: f64| match v.parse::<f64>() {
         Ok(n) if n.is_finite() && (0.0..=max).contains(&n) => Ok(n),
-        Ok(n) if n.is_finite() && n > max => Err(err(format!(
-            "option '{option}': {v} is out of range (at most {max})"
-        ))),
+        Ok(n) if n.is_finite() && n > max => {
+            Err(err(format!("option '{option}': {v} is out of range (at most {max})")))
+        }
         _ => Err(err(format!("option '{option}': expected a number >= 0, got '{v}'"))),
     };
     for &(option, v) in &options {

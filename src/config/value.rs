@@ -53,10 +53,7 @@ pub fn parse_node_list(text: &str) -> Result<BTreeMap<NodeName, i64>, String> {
                 let priority = match p.parse::<i64>() {
                     Ok(priority) if digits => priority,
                     Err(_) if digits => {
-                        return Err(format!(
-                            "priority in '{entry}' is out of range (at most {})",
-                            i64::MAX
-                        ));
+                        return Err(format!("priority in '{entry}' is out of range (at most {})", i64::MAX));
                     }
                     _ => {
                         return Err(format!(

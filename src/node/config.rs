@@ -641,8 +641,7 @@ pub struct NodeConfig {
 pub const DEFAULT_SOCKET: &str = "/run/hactor/hactor.sock";
 
 /// What a node name may be, for error messages.
-pub const NODE_NAME_RULE: &str =
-    "1 to 63 characters: letters, digits and '-', neither first nor last";
+pub const NODE_NAME_RULE: &str = "1 to 63 characters: letters, digits and '-', neither first nor last";
 
 fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
@@ -674,8 +673,9 @@ pub fn prepare_state_dir(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => Ok(()),
         Ok(_) => Err(format!("state_dir: {} exists and is not a directory", dir.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
-            .map_err(|e| format!("state_dir: cannot create {}: {e}", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("state_dir: cannot create {}: {e}", dir.display()))
+        }
         Err(e) => Err(format!("state_dir: cannot use {}: {e}", dir.display())),
     }
 }
@@ -741,7 +741,9 @@ impl NodeConfig {
             return Err("max_worker: must be at least 1".into());
         }
         if max_worker > MAX_WORKERS {
-            return Err(format!("max_worker: {max_worker} is out of range (at most {MAX_WORKERS})"));
+            return Err(format!(
+                "max_worker: {max_worker} is out of range (at most {MAX_WORKERS})"
+            ));
         }
         if raw.watchdog.backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
             return Err("watchdog.device: only meaningful with backend = \"device\"".into());
@@ -987,7 +989,10 @@ backend = "process"
                 "[timing]\nlease_ms = 18446744073709551615\nround_ms = 3600001\n",
                 "timing.round_ms: 3600001 is out of range",
             ),
-            ("[timing]\nmargin_ms = 3600001\n", "timing.margin_ms: 3600001 is out of range"),
+            (
+                "[timing]\nmargin_ms = 3600001\n",
+                "timing.margin_ms: 3600001 is out of range",
+            ),
             (
                 "[proc.web]\ncommand = \"x\"\nstop_timeout_secs = 9223372036854775807\n",
                 "proc.web.stop_timeout_secs: 9223372036854775807 is out of range (at most 86400 seconds, one day)",
@@ -1046,7 +1051,10 @@ backend = "process"
         assert!(err.contains("1 to 63 characters"), "{err}");
         assert!(NodeConfig::parse(&GOOD.replace("node1", &"n".repeat(63))).is_ok());
         let err = NodeConfig::parse(&format!("{GOOD}\n[peers]\n\"{long}\" = \"127.0.0.1:7000\"\n")).unwrap_err();
-        assert!(err.contains("peers: invalid node name") && err.contains("63 characters"), "{err}");
+        assert!(
+            err.contains("peers: invalid node name") && err.contains("63 characters"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1128,7 +1136,10 @@ backend = "process"
             "{err}"
         );
         let err = prepare_state_dir(Path::new("/proc/hactor-state")).unwrap_err();
-        assert!(err.starts_with("state_dir: cannot create /proc/hactor-state: "), "{err}");
+        assert!(
+            err.starts_with("state_dir: cannot create /proc/hactor-state: "),
+            "{err}"
+        );
     }
 
     #[test]

@@ -340,7 +340,15 @@ impl ClusterState {
         let resources = self
             .resources
             .iter()
-            .map(|(sid, r)| (sid.as_str(), StoredResource { node: None, ..r.clone() }))
+            .map(|(sid, r)| {
+                (
+                    sid.as_str(),
+                    StoredResource {
+                        node: None,
+                        ..r.clone()
+                    },
+                )
+            })
             .collect();
         let canonical = Canonical {
             resources,
@@ -628,10 +636,17 @@ mod tests {
         let before = state.config_digest();
         // Pinned (sha256 of "hactor-config-v1\0" and the canonical JSON,
         // checked with sha256sum): the node is rendered as null.
-        assert_eq!(before, "70d92ed2e9db9af1a7fd26bca5d5471e07eb7a4dce1d74297abab1ea2a5bbda1");
+        assert_eq!(
+            before,
+            "70d92ed2e9db9af1a7fd26bca5d5471e07eb7a4dce1d74297abab1ea2a5bbda1"
+        );
         let mut moved = state.clone();
         moved.resources.get_mut("vm:100").unwrap().node = Some("node2".into());
-        assert_eq!(moved.config_digest(), before, "a failover is not a configuration change");
+        assert_eq!(
+            moved.config_digest(),
+            before,
+            "a failover is not a configuration change"
+        );
         moved.resources.get_mut("vm:100").unwrap().max_restart = 2;
         assert_ne!(moved.config_digest(), before, "a setting is");
     }

@@ -13,7 +13,6 @@ use crate::core::rules::{Rule, parse_rules};
 use crate::core::status::{Groups, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, split_sid};
 
-
 /// Longest `delay` of a cmdlist entry, in virtual seconds (about 11 days).
 pub const MAX_DELAY_SECS: i64 = 1_000_000;
 /// A scenario input problem: which file, which line (1-based, if known), what.
