@@ -1143,6 +1143,13 @@ backend = "process"
     }
 
     #[test]
+    fn the_example_configuration_is_valid() {
+        let config = NodeConfig::parse(include_str!("../../config/hactor.example.toml")).unwrap();
+        assert_eq!(config.timings, Timings::of(Profile::Fast));
+        assert!(config.proc_services.contains_key("web"));
+    }
+
+    #[test]
     fn errors_carry_the_line() {
         let err = NodeConfig::parse("node = \"n1\"\nstate_dir = \"/x\"\n[watchdog]\nbackend = 7\n").unwrap_err();
         assert!(err.starts_with("line 4:"), "{err}");
