@@ -22,6 +22,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::core::timing::{MAX_TIMEOUT_SECS, MAX_TIMING_MS, MAX_WORKERS, Timing};
+use crate::net::tls::NODE_NAME_RULE;
 
 /// A configuration problem, with the file it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -639,9 +640,6 @@ pub struct NodeConfig {
 
 /// Default client socket of the local daemon.
 pub const DEFAULT_SOCKET: &str = "/run/hactor/hactor.sock";
-
-/// What a node name may be, for error messages.
-pub const NODE_NAME_RULE: &str = "1 to 63 characters: letters, digits and '-', neither first nor last";
 
 fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
