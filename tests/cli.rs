@@ -470,6 +470,28 @@ fn every_command_in_text_and_json() {
     assert_eq!(std::fs::read_to_string(&page).unwrap(), man);
 }
 
+/// A reader that went away is no error (it panicked in clap_complete's
+/// writer, exit 101).
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    for args in [&["completions", "bash"][..], &["man"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_ha-manager"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stderr, b"", "{args:?}");
+    }
+}
+
 #[test]
 fn bad_inputs_get_one_line_and_change_nothing() {
     let c = Cluster::start(1);

@@ -145,12 +145,25 @@ pub fn request(command: Command) -> Result<Option<Request>, String> {
     Ok(Some(request))
 }
 
+/// Writes `bytes` to stdout. A reader that went away (`ha-manager ... |
+/// head`) is no error: there is nobody left to tell, and `print!` would
+/// panic on it.
+fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
+        _ => Ok(()),
+    }
+}
+
 fn local(command: &Command) -> Result<(), String> {
     let mut cmd = Cli::command();
     match command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut cmd, "ha-manager", &mut std::io::stdout());
-            Ok(())
+            // Into a buffer first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "ha-manager", &mut script);
+            write_stdout(&script)
         }
         Command::Man { output } => {
             let mut page = Vec::new();
@@ -159,9 +172,7 @@ fn local(command: &Command) -> Result<(), String> {
                 .map_err(|e| format!("cannot render the man page: {e}"))?;
             match output {
                 Some(path) => std::fs::write(path, page).map_err(|e| format!("cannot write {}: {e}", path.display())),
-                None => std::io::stdout()
-                    .write_all(&page)
-                    .map_err(|e| format!("cannot write the man page: {e}")),
+                None => write_stdout(&page),
             }
         }
         _ => Ok(()),
@@ -219,10 +230,13 @@ pub fn run(args: Vec<String>) -> ExitCode {
         }),
     };
     match result {
-        Ok(Some(response)) => {
-            print!("{}", format::render(&response, format));
-            ExitCode::SUCCESS
-        }
+        Ok(Some(response)) => match write_stdout(format::render(&response, format).as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::FAILURE
+            }
+        },
         Ok(None) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{}", message.trim_end());
