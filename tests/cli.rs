@@ -306,7 +306,11 @@ fn every_command_in_text_and_json() {
     let config = c.json(&["config", "--type", "vm"]);
     assert_eq!(config[0]["sid"], "vm:100");
     assert_eq!(config[0]["max_restart"], 3);
-    assert_eq!(config[0]["node"], "node1");
+    assert_eq!(
+        config[0].get("node"),
+        None,
+        "where it runs is status, not configuration"
+    );
     let digest = config[0]["digest"].as_str().unwrap().to_string();
     assert_eq!(digest.len(), 64);
     assert_eq!(
@@ -464,6 +468,28 @@ fn every_command_in_text_and_json() {
     let page = c.dir.path().join("ha-manager.1");
     assert_eq!(c.ok(&["man", "--output", page.to_str().unwrap()]), "");
     assert_eq!(std::fs::read_to_string(&page).unwrap(), man);
+}
+
+/// A reader that went away is no error (it panicked in clap_complete's
+/// writer, exit 101).
+#[test]
+fn a_closed_stdout_is_no_panic() {
+    for args in [&["completions", "bash"][..], &["man"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_ha-manager"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stderr, b"", "{args:?}");
+    }
 }
 
 #[test]
@@ -628,6 +654,37 @@ fn bad_inputs_get_one_line_and_change_nothing() {
             2,
             "unexpected argument '-1' found",
         ),
+        // issue 11: accepted, then dropped by the CRM or panicking the agent
+        (
+            &["crm-command", "stop", "proc:web", "18446744073709551615"],
+            2,
+            "invalid value '18446744073709551615' for '<TIMEOUT>': 18446744073709551615 is not in 0..=86400",
+        ),
+        (
+            &["crm-command", "stop", "proc:web", "9223372036854775807"],
+            2,
+            "invalid value '9223372036854775807' for '<TIMEOUT>': 9223372036854775807 is not in 0..=86400",
+        ),
+        (
+            &["config", "--type", "bogus"],
+            1,
+            "type: value 'bogus' does not have a value in the enumeration 'ct, proc, vm'",
+        ),
+        (
+            &["rules", "config", "--type", "bogus"],
+            1,
+            "type: value 'bogus' does not have a value in the enumeration 'node-affinity, resource-affinity'",
+        ),
+        (
+            &["rules", "config", "--resource", "vm:abc"],
+            1,
+            "resource: invalid resource name 'abc' in service id 'vm:abc' (expected a number of at least two digits)",
+        ),
+        (
+            &["set", "proc:web", "--comment", "db\n\tstate stopped"],
+            1,
+            "comment: contains a line feed",
+        ),
         (
             &["add", "vm:101", "--max_restart", "many"],
             2,
@@ -652,6 +709,35 @@ fn bad_inputs_get_one_line_and_change_nothing() {
         "enabled state rule type resources comment\n"
     );
 
+    // an argument that is not UTF-8: a usage error, not a panic (issue 11)
+    let run: Run = c
+        .command(0)
+        .arg("add")
+        .arg(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            b"vm:1\xff0",
+        ))
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stderr, "invalid argument 'vm:1\u{fffd}0': not valid UTF-8\n");
+    // the API refuses what the command line would not send
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(&c.nodes[0].socket).unwrap();
+    stream
+        .write_all(
+            b"{\"version\":1,\"body\":{\"command\":\"stop\",\"sid\":\"proc:web\",\"timeout\":18446744073709551615}}\n",
+        )
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        answer["body"]["error"],
+        "timeout: 18446744073709551615 is out of range (0 to 86400 seconds; 0 stops hard)"
+    );
+    assert_eq!(c.ok(&["config"]), before, "nothing changed");
+
     // no daemon
     let run: Run = Command::new(env!("CARGO_BIN_EXE_ha-manager"))
         .args(["--socket", "/nonexistent/hactor.sock", "status"])
@@ -674,7 +760,6 @@ fn bad_inputs_get_one_line_and_change_nothing() {
     assert!(run.stderr.contains("/nonexistent/hactor.sock"), "{run:?}");
 
     // another protocol version
-    use std::io::{Read, Write};
     let mut stream = std::os::unix::net::UnixStream::connect(&c.nodes[0].socket).unwrap();
     stream
         .write_all(b"{\"version\":99,\"body\":{\"command\":\"status\",\"verbose\":false}}\n")
@@ -944,8 +1029,15 @@ fn three_nodes_every_command_on_any_node() {
     assert_eq!(n2.ok(&["config"]), added, "a node reads its own write at once");
     t.everywhere_text(&["config"], &added);
     let vm = n1.json(&["config", "--type", "vm"]);
+    let status = n1.json(&["status"]);
+    let entry = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "service:vm:100")
+        .unwrap();
     assert_eq!(
-        vm[0]["node"], "node2",
+        entry["node"], "node2",
         "a new resource's node is the node that answered"
     );
     let digest = vm[0]["digest"].as_str().unwrap().to_string();

@@ -121,7 +121,7 @@ pub fn run(invocation: &Invocation) -> Result<Finished, String> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run '{}': {e}", invocation.display()))?;
-    let deadline = Instant::now() + invocation.timeout;
+    let deadline = deadline_after(invocation.timeout);
     let mut stdout = Capture::new(child.stdout.take());
     let mut stderr = Capture::new(child.stderr.take());
     let mut pause = Duration::from_millis(2);
@@ -227,9 +227,30 @@ pub fn expand(template: &[String], vars: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
+/// `now + timeout` without the panic of `Instant + Duration` on overflow:
+/// a timeout too long to represent (configuration and `crm-command stop`
+/// bound it, but an agent must not trust that) waits "forever", a
+/// century, and failing even that, not at all.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deadline_never_overflows() {
+        let before = Instant::now();
+        assert!(deadline_after(Duration::from_secs(u64::MAX)) > before + Duration::from_secs(86_400));
+        assert!(deadline_after(Duration::from_secs(9_223_372_036_854_775_807)) > before);
+        assert!(deadline_after(Duration::MAX) >= before);
+        let soon = deadline_after(Duration::from_secs(5));
+        assert!(soon > before && soon <= Instant::now() + Duration::from_secs(5));
+    }
 
     fn sh(script: &str, timeout_secs: u64) -> Invocation {
         Invocation::new(

@@ -118,7 +118,7 @@ impl GuestAgent {
                 &self.config.shutdown,
                 id,
                 &[("timeout", secs.as_str())],
-                timeout + self.limit(),
+                timeout.saturating_add(self.limit()),
             );
             match Self::run_ok(&invocation) {
                 Ok(()) if matches!(self.status(id), Status::Stopped | Status::Absent) => return Ok(()),

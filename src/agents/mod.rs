@@ -48,6 +48,7 @@ use std::time::Duration;
 
 use crate::core::agent::AgentHost;
 use crate::core::event::Event;
+use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::types::{NodeName, split_sid};
 
 /// What a start needs to know besides the service's name.
@@ -222,7 +223,7 @@ impl AgentHost for WorkerHost<'_> {
         let Some((agent, name)) = self.agents.lookup(sid) else {
             return;
         };
-        let timeout = timeout.map(|t| Duration::from_secs(u64::try_from(t).unwrap_or(0)));
+        let timeout = timeout.map(stop_timeout);
         if let Err(error) = agent.stop(name, timeout) {
             self.events.push(Event::AgentFailed {
                 sid: sid.to_string(),
@@ -252,5 +253,24 @@ impl AgentHost for WorkerHost<'_> {
                 false
             }
         }
+    }
+}
+/// The stop timeout of a `crm-command stop` as the manager status carries
+/// it (seconds): a negative one stops hard (0), and one above
+/// [`MAX_TIMEOUT_SECS`] (the API refuses those; an old queue might hold
+/// one) is cut to it, so no agent computes a deadline it cannot represent.
+pub fn stop_timeout(secs: i64) -> Duration {
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0).min(MAX_TIMEOUT_SECS))
+}
+
+#[cfg(test)]
+mod stop_timeout_tests {
+    use super::*;
+
+    #[test]
+    fn stop_timeouts_are_bounded() {
+        assert_eq!(stop_timeout(30), Duration::from_secs(30));
+        assert_eq!(stop_timeout(-1), Duration::ZERO);
+        assert_eq!(stop_timeout(i64::MAX), Duration::from_secs(MAX_TIMEOUT_SECS));
     }
 }

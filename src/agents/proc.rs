@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 
 use crate::node::config::{ProcService, parse_signal};
 
-use super::command::{self, Invocation};
+use super::command::{self, Invocation, deadline_after};
 use super::{Agent, Health, StartContext};
 
 /// Told whenever a process group starts (`true`) or ends (`false`), so the
@@ -95,7 +95,7 @@ impl ProcAgent {
 
     /// Waits for the first passing health check of a fresh start.
     fn await_health(&self, name: &str, service: &ProcService) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(service.start_timeout_secs);
+        let deadline = deadline_after(Duration::from_secs(service.start_timeout_secs));
         let mut pause = Duration::from_millis(50);
         loop {
             if !self.check(name) {
@@ -271,7 +271,7 @@ impl Agent for ProcAgent {
             .unwrap_or(Signal::SIGTERM);
         if let Some(group) = lock(&self.adopted).remove(name) {
             let _ = killpg(Pid::from_raw(group), signal);
-            let deadline = Instant::now() + grace;
+            let deadline = deadline_after(grace);
             while group_alive(group) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -284,7 +284,7 @@ impl Agent for ProcAgent {
         };
         let group = Self::group_of(&child);
         let _ = killpg(group, signal);
-        let deadline = Instant::now() + grace;
+        let deadline = deadline_after(grace);
         let mut exited = false;
         while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {
@@ -409,6 +409,20 @@ mod tests {
                 .unwrap_err()
                 .contains("no proc service 'nothing'")
         );
+    }
+
+    /// Issue 11 §2: `crm-command stop <sid> 9223372036854775807` panicked
+    /// here ("overflow when adding duration to instant").
+    #[test]
+    fn a_huge_stop_timeout_does_not_panic() {
+        let groups = Arc::new(AtomicI32::new(0));
+        let agent = agent(groups.clone());
+        for secs in [9_223_372_036_854_775_807, u64::MAX] {
+            agent.start("sleeper", &ctx("sleeper")).unwrap();
+            agent.stop("sleeper", Some(Duration::from_secs(secs))).unwrap();
+            assert!(!agent.running("sleeper"));
+        }
+        assert_eq!(groups.load(Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -19,8 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::actors::lock::Snapshot;
 use crate::config::resources::is_resource_name;
-use crate::config::value::{check_comment, format_node_list, is_config_id, parse_bool, parse_node_list, split_list};
+use crate::config::value::{
+    check_comment, check_single_line, format_node_list, is_config_id, parse_bool, parse_node_list, split_list,
+};
 use crate::core::rules::{self, Rule, RuleKind};
+use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::types::{NodeName, RequestState, ServiceState, split_sid};
 use crate::node::store::{ClusterState, Op, StoredGroup, StoredResource};
 
@@ -91,6 +94,28 @@ fn comment(value: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
+/// A resource's or group's comment: also one line, as upstream's section
+/// config refuses to write a line feed. (A rule's comment is text-encoded
+/// in rules.cfg, so it may hold one.)
+fn line_comment(value: &str) -> Result<String> {
+    check_single_line(value).map_err(|e| format!("comment: {e}"))?;
+    comment(value)
+}
+
+/// Resource types `config --type` takes (upstream: the registered
+/// resource plugins, `ct` and `vm`; here also `proc`).
+const RESOURCE_TYPES: &[&str] = &["ct", "proc", "vm"];
+
+fn check_resource_type(kind: Option<&str>) -> Result<()> {
+    match kind {
+        Some(k) if !RESOURCE_TYPES.contains(&k) => Err(format!(
+            "type: value '{k}' does not have a value in the enumeration '{}'",
+            RESOURCE_TYPES.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn delete_keys(delete: &[String], allowed: &[&str], set: &[&str]) -> Result<BTreeSet<String>> {
     let mut keys = BTreeSet::new();
     for key in delete.iter().flat_map(|d| split_list(d)) {
@@ -139,7 +164,6 @@ fn resource_view(sid: &str, r: &StoredResource) -> ResourceView {
         group: r.group.clone(),
         max_relocate: (r.max_relocate != 1).then_some(r.max_relocate),
         max_restart: (r.max_restart != 1).then_some(r.max_restart),
-        node: r.node.clone(),
     }
 }
 
@@ -213,6 +237,7 @@ pub fn read(request: &Request, snapshot: &Snapshot) -> Result<Response> {
     let digest = state.config_digest();
     match request {
         Request::Config { kind } => {
+            check_resource_type(kind.as_deref())?;
             let resources = state
                 .resources
                 .iter()
@@ -232,6 +257,13 @@ pub fn read(request: &Request, snapshot: &Snapshot) -> Result<Response> {
             Ok(Response::Groups { digest, groups })
         }
         Request::RulesConfig { kind, resource } => {
+            if let Some(kind) = kind {
+                check_rule_kind(kind)?;
+            }
+            let resource = match resource {
+                Some(r) => Some(parse_sid(r).map_err(|e| format!("resource: {e}"))?),
+                None => None,
+            };
             let mut all = read_rules(state)?;
             let services = state.service_config();
             all.extend(rules::rules_from_groups(&state.groups(), &services, all.len() + 1));
@@ -283,7 +315,7 @@ fn apply_resource_options(
         resource.failback = boolean("failback", value)?;
     }
     if let Some(value) = &options.comment {
-        resource.comment = Some(comment(value)?);
+        resource.comment = Some(line_comment(value)?);
     }
     Ok(())
 }
@@ -394,6 +426,11 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
         }
         Request::Move { task, sid, node } => plan_move(snapshot, *task, sid, node),
         Request::Stop { sid, timeout } => {
+            if *timeout > MAX_TIMEOUT_SECS {
+                return Err(format!(
+                    "timeout: {timeout} is out of range (0 to {MAX_TIMEOUT_SECS} seconds; 0 stops hard)"
+                ));
+            }
             let sid = parse_sid(sid)?;
             managed(state, &sid)?;
             Ok(Plan::of(vec![Op::QueueCrmCommand(format!("stop {sid} {timeout}"))]))
@@ -577,7 +614,7 @@ fn apply_group_options(group: &mut StoredGroup, options: &GroupOptions) -> Resul
         group.nofailback = boolean("nofailback", v)?;
     }
     if let Some(v) = &options.comment {
-        group.comment = Some(comment(v)?);
+        group.comment = Some(line_comment(v)?);
     }
     Ok(())
 }
@@ -1179,6 +1216,115 @@ mod tests {
             plan(&maint, &snap, &ctx()).unwrap().ops,
             vec![Op::QueueCrmCommand("disable-node-maintenance node2".into())]
         );
+    }
+
+    /// Issue 11 §2: `stop <sid> 18446744073709551615` was queued and then
+    /// dropped by the CRM ("unable to parse crm command"), and
+    /// `9223372036854775807` panicked the proc agent.
+    #[test]
+    fn stop_timeouts_out_of_range_are_refused() {
+        let snap = snapshot();
+        let stop = |timeout: u64| Request::Stop {
+            sid: "vm:100".into(),
+            timeout,
+        };
+        for timeout in [18_446_744_073_709_551_615, 9_223_372_036_854_775_807, 86_401] {
+            assert_eq!(
+                plan(&stop(timeout), &snap, &ctx()).unwrap_err(),
+                format!("timeout: {timeout} is out of range (0 to 86400 seconds; 0 stops hard)")
+            );
+        }
+        assert_eq!(
+            plan(&stop(86_400), &snap, &ctx()).unwrap().ops,
+            vec![Op::QueueCrmCommand("stop vm:100 86400".into())]
+        );
+    }
+
+    /// Issue 11 §5: filters with values upstream's schema refuses.
+    #[test]
+    fn read_filters_are_checked() {
+        let snap = snapshot();
+        let config = |kind: &str| Request::Config {
+            kind: Some(kind.into()),
+        };
+        assert_eq!(
+            read(&config("bogus"), &snap).unwrap_err(),
+            "type: value 'bogus' does not have a value in the enumeration 'ct, proc, vm'"
+        );
+        let Response::Resources { resources, .. } = read(&config("vm"), &snap).unwrap() else {
+            panic!()
+        };
+        assert_eq!(resources.len(), 3);
+        let rules = |kind: Option<&str>, resource: Option<&str>| Request::RulesConfig {
+            kind: kind.map(str::to_string),
+            resource: resource.map(str::to_string),
+        };
+        assert_eq!(
+            read(&rules(Some("bogus"), None), &snap).unwrap_err(),
+            "type: value 'bogus' does not have a value in the enumeration 'node-affinity, resource-affinity'"
+        );
+        assert_eq!(
+            read(&rules(None, Some("vm:abc")), &snap).unwrap_err(),
+            "resource: invalid resource name 'abc' in service id 'vm:abc' (expected a number of at least two digits)"
+        );
+        let mut snap = snap;
+        snap.state.rules_cfg = "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n".into();
+        for resource in ["100", "vm:100"] {
+            let Response::Rules { rules, .. } = read(&rules(Some("resource-affinity"), Some(resource)), &snap).unwrap()
+            else {
+                panic!()
+            };
+            assert_eq!(rules.len(), 1, "{resource}");
+        }
+    }
+
+    /// Issue 11 §5: upstream's section config cannot store a line feed in
+    /// a resource's or group's comment; a rule's is text-encoded.
+    #[test]
+    fn comments_with_line_feeds() {
+        let snap = snapshot();
+        let options = ResourceOptions {
+            comment: Some("db\n\tstate stopped".into()),
+            ..ResourceOptions::default()
+        };
+        assert_eq!(
+            plan(&add("vm:200", options.clone()), &snap, &ctx()).unwrap_err(),
+            "comment: contains a line feed"
+        );
+        let set = Request::Set {
+            sid: "vm:100".into(),
+            options,
+            delete: vec![],
+            digest: None,
+        };
+        assert_eq!(plan(&set, &snap, &ctx()).unwrap_err(), "comment: contains a line feed");
+        let group = Request::GroupAdd {
+            group: "g1".into(),
+            options: GroupOptions {
+                nodes: Some("node1".into()),
+                comment: Some("a\rb".into()),
+                ..GroupOptions::default()
+            },
+        };
+        assert_eq!(
+            plan(&group, &snap, &ctx()).unwrap_err(),
+            "comment: contains a line feed"
+        );
+        let rule = rules_add(
+            "resource-affinity",
+            "apart",
+            RuleOptions {
+                resources: Some("vm:100,vm:101".into()),
+                affinity: Some("negative".into()),
+                comment: Some("two\nlines".into()),
+                ..RuleOptions::default()
+            },
+        );
+        let p = plan(&rule, &snap, &ctx()).unwrap();
+        let [Op::SetRules(text)] = p.ops.as_slice() else {
+            panic!("{:?}", p.ops)
+        };
+        assert!(text.contains("\tcomment two%0Alines\n"), "{text}");
     }
 
     #[test]

@@ -225,7 +225,10 @@ impl StatusEntry {
 }
 
 /// One configured resource with the keys that differ from the defaults
-/// (`state` always), as `config` prints them.
+/// (`state` always), as `config` prints them. Configuration only, as
+/// upstream's: where the resource runs is status (`ha-manager status`),
+/// and leaving it out keeps this view, like the digest, unchanged by a
+/// failover.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceView {
     pub sid: String,
@@ -242,9 +245,6 @@ pub struct ResourceView {
     pub max_relocate: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_restart: Option<u32>,
-    /// Where the guest is (not a key of resources.cfg).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
 }
 
 /// One legacy group.

@@ -2,5 +2,5 @@
 //! `hactor` daemon (see `hactor::cli`).
 
 fn main() -> std::process::ExitCode {
-    hactor::cli::run(std::env::args().collect())
+    hactor::cli::run_os(std::env::args_os())
 }

@@ -107,7 +107,7 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
         }
     }
     let elapsed = started.elapsed();
-    let runs = dirs.len() as u32 * repeat;
+    let runs = u32::try_from(dirs.len()).unwrap_or(u32::MAX).saturating_mul(repeat);
     println!(
         "{runs} scenario runs ({} scenarios x {repeat}) in {:.3} s, {:.2} ms per scenario, {failed} failed",
         dirs.len(),

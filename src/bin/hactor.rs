@@ -63,10 +63,12 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
         nodes: u16,
-        #[arg(long, default_value_t = 3)]
-        services: usize,
-        /// node N listens on 127.0.0.1:<port + N>.
-        #[arg(long, default_value_t = 7400)]
+        /// `proc:` services to seed (at most 1000).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=1000))]
+        services: u64,
+        /// node N listens on 127.0.0.1:<port + N> (port at most 65525, so
+        /// the ninth node's port exists).
+        #[arg(long, default_value_t = 7400, value_parser = clap::value_parser!(u16).range(1..=65525))]
         port: u16,
         #[arg(long, default_value = "fast", value_parser = ["fast", "pve"])]
         profile: String,
@@ -227,7 +229,8 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
                 config.state_dir.display()
             ));
         }
-        let store = MemoryStore::open(&config.state_dir).map_err(|e| e.to_string())?;
+        let store = MemoryStore::open(&config.state_dir)
+            .map_err(|e| format!("state_dir: {}: {e}", config.state_dir.display()))?;
         return Ok((ClusterStore::Local(store), None));
     };
     let listen = membership::listen_addr(config)?;
@@ -252,7 +255,7 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
     let hold = if info.bootstrap && raft.view().members.len() <= 1 {
         Duration::ZERO
     } else {
-        Duration::from_millis(t.raft_election_ms * 4)
+        Duration::from_millis(t.raft_election_ms.saturating_mul(4))
     };
     raft.spawn_election_guard(hold);
     if config.fault_injection {
@@ -327,7 +330,7 @@ fn api_config(config: &NodeConfig) -> hactor::api::server::ServerConfig {
             node: config.node.clone(),
             proc_services: config.proc_services.keys().cloned().collect(),
         },
-        fresh_secs: (3 * round_secs).max(5),
+        fresh_secs: round_secs.saturating_mul(3).max(5),
         crs: "basic".into(),
         store_timeout: Duration::from_secs(30),
     }
@@ -612,7 +615,7 @@ fn main() -> ExitCode {
     {
         let spec = hactor::node::local_cluster::LocalSpec {
             nodes: nodes as usize,
-            services,
+            services: usize::try_from(services).unwrap_or(0),
             profile,
             base_port: port,
             marker: format!("{port}000"),
@@ -638,6 +641,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = hactor::node::config::prepare_state_dir(&config.state_dir) {
+        eprintln!("hactor: {}: {e}", config_path.display());
+        return ExitCode::FAILURE;
+    }
     if let Some(Command::Cluster(command)) = cli.command {
         return match cluster_command(&config, command) {
             Ok(()) => ExitCode::SUCCESS,

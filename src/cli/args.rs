@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::node::config::DEFAULT_SOCKET;
 
 /// How results are printed.
@@ -198,8 +199,12 @@ pub enum CrmCommand {
     Migrate { sid: String, node: String },
     /// Relocate a resource.
     Relocate { sid: String, node: String },
-    /// Stop a resource; timeout in seconds, 0 stops hard.
-    Stop { sid: String, timeout: u64 },
+    /// Stop a resource; timeout in seconds (at most 86400, one day), 0 stops hard.
+    Stop {
+        sid: String,
+        #[arg(value_parser = clap::value_parser!(u64).range(0..=MAX_TIMEOUT_SECS))]
+        timeout: u64,
+    },
     /// Put a node into maintenance or take it out.
     #[command(name = "node-maintenance", subcommand)]
     NodeMaintenance(Maintenance),
@@ -366,5 +371,17 @@ mod tests {
             Command::CrmCommand(CrmCommand::Stop { timeout: 0, .. })
         ));
         assert!(Cli::try_parse_from(["ha-manager", "crm-command", "stop", "vm:100", "-1"]).is_err());
+        let cli = parse(&["ha-manager", "crm-command", "stop", "vm:100", "86400"]);
+        assert!(matches!(
+            cli.command,
+            Command::CrmCommand(CrmCommand::Stop { timeout: 86_400, .. })
+        ));
+        // Issue 11 §2: accepted, then dropped by the CRM or panicking an agent.
+        for timeout in ["18446744073709551615", "9223372036854775807", "86401"] {
+            let err = Cli::try_parse_from(["ha-manager", "crm-command", "stop", "vm:100", timeout]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{timeout}");
+            let text = err.to_string();
+            assert!(text.contains(&format!("{timeout} is not in 0..=86400")), "{text}");
+        }
     }
 }

@@ -4,11 +4,14 @@ use serde_json::{Value, json};
 
 use crate::api::protocol::{GroupView, ResourceView, Response, RuleView};
 use crate::api::status;
+use crate::config::value::escape_control;
 
 use super::args::OutputFormat;
 
 /// `config`: per resource `<sid>`, then `\t<key> <value>` for every stored
-/// key (sorted), then an empty line.
+/// key (sorted), then an empty line. A comment is printed with its
+/// control characters escaped (`%0A`, as pve-common `encode_text`), so
+/// it cannot look like more property lines.
 pub fn config_text(resources: &[ResourceView]) -> String {
     let mut out = String::new();
     for r in resources {
@@ -16,7 +19,7 @@ pub fn config_text(resources: &[ResourceView]) -> String {
         out.push('\n');
         let mut keys: Vec<(&str, String)> = Vec::new();
         if let Some(c) = &r.comment {
-            keys.push(("comment", c.clone()));
+            keys.push(("comment", escape_control(c)));
         }
         if let Some(f) = r.failback {
             keys.push(("failback", f.to_string()));
@@ -45,7 +48,7 @@ pub fn groups_text(groups: &[GroupView]) -> String {
     for g in groups {
         out.push_str(&format!("group: {}\n", g.group));
         if let Some(c) = &g.comment {
-            out.push_str(&format!("\tcomment {c}\n"));
+            out.push_str(&format!("\tcomment {}\n", escape_control(c)));
         }
         out.push_str(&format!("\tnodes {}\n", g.nodes));
         if let Some(v) = g.nofailback {
@@ -82,7 +85,8 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// `rules config`: enabled, state, rule, type, resources, comment.
+/// `rules config`: enabled, state, rule, type, resources, comment (one
+/// line per rule: control characters in the comment are escaped).
 pub fn rules_text(rules: &[RuleView]) -> String {
     let rows: Vec<Vec<String>> = rules
         .iter()
@@ -93,7 +97,7 @@ pub fn rules_text(rules: &[RuleView]) -> String {
                 r.rule.clone(),
                 r.kind.clone(),
                 r.resources.clone(),
-                r.comment.clone().unwrap_or_default(),
+                r.comment.as_deref().map(escape_control).unwrap_or_default(),
             ]
         })
         .collect();
@@ -175,7 +179,6 @@ mod tests {
             group: None,
             max_relocate: None,
             max_restart: None,
-            node: Some("node1".into()),
         }
     }
 
@@ -191,6 +194,42 @@ mod tests {
             "ct:101\n\tcomment db\n\tfailback 0\n\tmax_restart 3\n\tstate stopped\n\nvm:100\n\tstate started\n\n"
         );
         assert_eq!(config_text(&[]), "");
+    }
+
+    /// Issue 11 §5: a comment with a line break looked like more keys.
+    #[test]
+    fn comments_with_line_breaks_stay_on_their_line() {
+        let mut a = view("vm:100", "started");
+        a.comment = Some("db\n\tstate stopped".into());
+        assert_eq!(
+            config_text(&[a]),
+            "vm:100\n\tcomment db%0A%09state stopped\n\tstate started\n\n"
+        );
+        let g = GroupView {
+            group: "g1".into(),
+            kind: "group".into(),
+            nodes: "node1".into(),
+            comment: Some("x\r\ny".into()),
+            nofailback: None,
+            restricted: None,
+        };
+        assert_eq!(groups_text(&[g]), "group: g1\n\tcomment x%0D%0Ay\n\tnodes node1\n\n");
+        let rule = RuleView {
+            rule: "r1".into(),
+            kind: "resource-affinity".into(),
+            resources: "vm:100,vm:101".into(),
+            nodes: None,
+            strict: None,
+            affinity: Some("negative".into()),
+            disable: None,
+            comment: Some("a\nb".into()),
+            state: "in use".into(),
+            errors: vec![],
+            order: 1,
+        };
+        let text = rules_text(&[rule]);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.ends_with(" a%0Ab\n"), "{text}");
     }
 
     #[test]

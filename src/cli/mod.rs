@@ -13,6 +13,7 @@ pub mod args;
 pub mod client;
 pub mod format;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -144,12 +145,25 @@ pub fn request(command: Command) -> Result<Option<Request>, String> {
     Ok(Some(request))
 }
 
+/// Writes `bytes` to stdout. A reader that went away (`ha-manager ... |
+/// head`) is no error: there is nobody left to tell, and `print!` would
+/// panic on it.
+fn write_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("cannot write the output: {e}")),
+        _ => Ok(()),
+    }
+}
+
 fn local(command: &Command) -> Result<(), String> {
     let mut cmd = Cli::command();
     match command {
         Command::Completions { shell } => {
-            clap_complete::generate(*shell, &mut cmd, "ha-manager", &mut std::io::stdout());
-            Ok(())
+            // Into a buffer first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "ha-manager", &mut script);
+            write_stdout(&script)
         }
         Command::Man { output } => {
             let mut page = Vec::new();
@@ -158,12 +172,35 @@ fn local(command: &Command) -> Result<(), String> {
                 .map_err(|e| format!("cannot render the man page: {e}"))?;
             match output {
                 Some(path) => std::fs::write(path, page).map_err(|e| format!("cannot write {}: {e}", path.display())),
-                None => std::io::stdout()
-                    .write_all(&page)
-                    .map_err(|e| format!("cannot write the man page: {e}")),
+                None => write_stdout(&page),
             }
         }
         _ => Ok(()),
+    }
+}
+
+/// The arguments as text. No command, sid, node or option takes
+/// anything but UTF-8, so an argument that is not is a usage error (exit
+/// 2) rather than the panic of `std::env::args`.
+pub fn utf8_args(args: impl IntoIterator<Item = OsString>) -> Result<Vec<String>, String> {
+    args.into_iter()
+        .enumerate()
+        .map(|(i, arg)| match arg.into_string() {
+            Ok(text) => Ok(text),
+            Err(arg) if i == 0 => Ok(arg.to_string_lossy().into_owned()),
+            Err(arg) => Err(format!("invalid argument '{}': not valid UTF-8", arg.to_string_lossy())),
+        })
+        .collect()
+}
+
+/// Runs `ha-manager` with the process's arguments (see [`utf8_args`]).
+pub fn run_os(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    match utf8_args(args) {
+        Ok(args) => run(args),
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -193,14 +230,39 @@ pub fn run(args: Vec<String>) -> ExitCode {
         }),
     };
     match result {
-        Ok(Some(response)) => {
-            print!("{}", format::render(&response, format));
-            ExitCode::SUCCESS
-        }
+        Ok(Some(response)) => match write_stdout(format::render(&response, format).as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("{message}");
+                ExitCode::FAILURE
+            }
+        },
         Ok(None) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("{}", message.trim_end());
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStringExt;
+
+    use super::*;
+
+    #[test]
+    fn arguments_that_are_not_utf8_are_a_usage_error() {
+        let args = vec![
+            OsString::from("ha-manager"),
+            OsString::from("add"),
+            OsString::from_vec(b"vm:1\xff0".to_vec()),
+        ];
+        assert_eq!(
+            utf8_args(args).unwrap_err(),
+            "invalid argument 'vm:1\u{fffd}0': not valid UTF-8"
+        );
+        let program = vec![OsString::from_vec(b"ha-\xffmanager".to_vec()), OsString::from("status")];
+        assert_eq!(utf8_args(program).unwrap(), ["ha-\u{fffd}manager", "status"]);
     }
 }

@@ -21,6 +21,17 @@ const SHUTDOWN_POLICIES: &[&str] = &["conditional", "freeze", "failover", "migra
 const CRS_MODES: &[&str] = &["basic", "static", "dynamic"];
 const REBALANCE_METHODS: &[&str] = &["bruteforce", "topsis"];
 
+/// Upper bound of `ha-auto-rebalance-threshold` and `-margin`: the
+/// imbalance is a coefficient of variation (at most the square root of
+/// the node count), the margin a relative improvement (at most 1), so
+/// anything larger only means "never"; the bound keeps out values that
+/// mean nothing, such as 1e300.
+pub const MAX_REBALANCE_FACTOR: f64 = 1000.0;
+
+/// Upper bound of `ha-auto-rebalance-hold-duration`, in rounds (more than
+/// eleven days of 1 s rounds): the manager counts rounds in a `u32`.
+pub const MAX_HOLD_ROUNDS: f64 = 1_000_000.0;
+
 /// `a, b or c`.
 fn one_of(values: &[&str]) -> String {
     match values.split_last() {
@@ -89,8 +100,11 @@ fn parse_crs(line: usize, value: &str, settings: &mut DatacenterSettings) -> Res
     let boolean = |option: &str, v: &str| {
         parse_bool(v).ok_or_else(|| err(format!("option '{option}': expected 0 or 1, got '{v}'")))
     };
-    let number = |option: &str, v: &str| match v.parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+    let number = |option: &str, v: &str, max: f64| match v.parse::<f64>() {
+        Ok(n) if n.is_finite() && (0.0..=max).contains(&n) => Ok(n),
+        Ok(n) if n.is_finite() && n > max => {
+            Err(err(format!("option '{option}': {v} is out of range (at most {max})")))
+        }
         _ => Err(err(format!("option '{option}': expected a number >= 0, got '{v}'"))),
     };
     for &(option, v) in &options {
@@ -98,10 +112,14 @@ fn parse_crs(line: usize, value: &str, settings: &mut DatacenterSettings) -> Res
             "ha" => settings.crs_mode = enumerated(option, v, CRS_MODES)?,
             "ha-rebalance-on-start" => settings.rebalance_on_start = boolean(option, v)?,
             "ha-auto-rebalance" => settings.auto_rebalance = boolean(option, v)?,
-            "ha-auto-rebalance-threshold" => settings.rebalance_threshold = number(option, v)?,
+            "ha-auto-rebalance-threshold" => {
+                settings.rebalance_threshold = number(option, v, MAX_REBALANCE_FACTOR)?;
+            }
             "ha-auto-rebalance-method" => settings.rebalance_method = enumerated(option, v, REBALANCE_METHODS)?,
-            "ha-auto-rebalance-hold-duration" => settings.rebalance_hold_rounds = number(option, v)?,
-            "ha-auto-rebalance-margin" => settings.rebalance_margin = number(option, v)?,
+            "ha-auto-rebalance-hold-duration" => {
+                settings.rebalance_hold_rounds = number(option, v, MAX_HOLD_ROUNDS)?;
+            }
+            "ha-auto-rebalance-margin" => settings.rebalance_margin = number(option, v, MAX_REBALANCE_FACTOR)?,
             other => return Err(err(format!("unknown option '{other}'"))),
         }
     }
@@ -243,6 +261,26 @@ mod tests {
             (
                 "crs: ha=static,ha-auto-rebalance-hold-duration=inf\n",
                 "line 1: key 'crs': option 'ha-auto-rebalance-hold-duration': expected a number >= 0, got 'inf'",
+                Some("crs"),
+            ),
+            (
+                "crs: ha=static,ha-auto-rebalance-hold-duration=18446744073709551616\n",
+                "line 1: key 'crs': option 'ha-auto-rebalance-hold-duration': 18446744073709551616 is out of range (at most 1000000)",
+                Some("crs"),
+            ),
+            (
+                "crs: ha=static,ha-auto-rebalance=1,ha-auto-rebalance-threshold=1e300\n",
+                "line 1: key 'crs': option 'ha-auto-rebalance-threshold': 1e300 is out of range (at most 1000)",
+                Some("crs"),
+            ),
+            (
+                "crs: ha=static,ha-auto-rebalance-margin=1e400\n",
+                "line 1: key 'crs': option 'ha-auto-rebalance-margin': expected a number >= 0, got '1e400'",
+                Some("crs"),
+            ),
+            (
+                "crs: ha=static,ha-auto-rebalance-margin=NaN\n",
+                "line 1: key 'crs': option 'ha-auto-rebalance-margin': expected a number >= 0, got 'NaN'",
                 Some("crs"),
             ),
             (

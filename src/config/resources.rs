@@ -172,6 +172,7 @@ fn resource_from_section(s: &Section) -> Result<ResourceSection, ConfigError> {
         let digits = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
         match v.parse::<u32>() {
             Ok(n) if digits => Ok(Some(n)),
+            Err(_) if digits => Err(key_err(key, format!("{v} is out of range (at most {})", u32::MAX))),
             _ => Err(key_err(key, format!("expected a non-negative integer, got '{v}'"))),
         }
     };
@@ -327,6 +328,11 @@ mod tests {
             (
                 "ct: 101\n\tstate started\n\tmax_restart -1\n",
                 "line 3: resource 'ct:101': key 'max_restart': expected a non-negative integer, got '-1'",
+                Some("max_restart"),
+            ),
+            (
+                "ct: 101\n\tmax_restart 4294967296\n",
+                "line 2: resource 'ct:101': key 'max_restart': 4294967296 is out of range (at most 4294967295)",
                 Some("max_restart"),
             ),
             (

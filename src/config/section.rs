@@ -130,6 +130,15 @@ pub fn parse(text: &str) -> Result<Vec<Section>, SectionError> {
         if raw.trim_start().starts_with('#') {
             continue;
         }
+        // `lines` ends a line at "\n" or "\r\n"; a carriage return left
+        // inside would be kept in a value, which no writer can write back
+        // (upstream's refuses to, [`write`] would turn it into a space).
+        if raw.contains('\r') {
+            return Err(SectionError {
+                line,
+                message: "carriage return inside a line".into(),
+            });
+        }
         let indented = raw.starts_with(|c: char| c.is_whitespace());
         if indented {
             let Some(section) = sections.last_mut().filter(|_| in_section) else {
@@ -238,6 +247,10 @@ mod tests {
         assert_eq!(err.line, 4);
         let err = parse("group: a b\n").unwrap_err();
         assert_eq!(err.to_string(), "line 1: invalid section header 'group: a b'");
+        // Found by the property tests: read as "a\rb", written as "a b".
+        let err = parse("vm: 100\n\tcomment a\rb\n").unwrap_err();
+        assert_eq!(err.to_string(), "line 2: carriage return inside a line");
+        assert_eq!(parse("group: a\r\n\tnodes x\r\n").unwrap()[0].get("nodes"), Some("x"));
     }
 
     #[test]

@@ -50,11 +50,16 @@ pub fn parse_node_list(text: &str) -> Result<BTreeMap<NodeName, i64>, String> {
         let (node, priority) = match entry.split_once(':') {
             Some((n, p)) => {
                 let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-                let priority = p.parse::<i64>().ok().filter(|_| digits);
-                let Some(priority) = priority else {
-                    return Err(format!(
-                        "invalid priority in '{entry}' (expected a non-negative integer)"
-                    ));
+                let priority = match p.parse::<i64>() {
+                    Ok(priority) if digits => priority,
+                    Err(_) if digits => {
+                        return Err(format!("priority in '{entry}' is out of range (at most {})", i64::MAX));
+                    }
+                    _ => {
+                        return Err(format!(
+                            "invalid priority in '{entry}' (expected a non-negative integer)"
+                        ));
+                    }
                 };
                 (n, priority)
             }
@@ -94,13 +99,51 @@ pub fn check_comment(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses a line break in a one-line value (a resource or group
+/// comment): upstream's section config refuses to write one ("property
+/// 'comment' contains a line feed"), since it would start a new line of
+/// the file.
+pub fn check_single_line(text: &str) -> Result<(), String> {
+    if text.contains(['\n', '\r']) {
+        return Err("contains a line feed".to_string());
+    }
+    Ok(())
+}
+
+/// Escapes control characters (line breaks, tabs, escape sequences) the
+/// way [`encode_text`] does (`%0A`), and leaves everything else as it
+/// is: how a comment is printed on its one line of `ha-manager` output,
+/// so it can never look like more lines or rewrite the terminal.
+pub fn escape_control(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for byte in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// pve-common `encode_text`: percent-escapes (upper-case hex) every byte of
 /// the UTF-8 text outside printable ASCII, and `:`. `%` itself is left as
-/// it is, as upstream does.
+/// it is, as upstream does, unless two hex digits follow it: upstream
+/// writes `%41` as it is and reads it back as `A`; escaping that `%` as
+/// `%25` (which upstream decodes to `%` too) makes every comment read
+/// back as it was written, and leaves the bytes of every other text as
+/// upstream writes them.
 pub fn encode_text(text: &str) -> String {
+    let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if (0x20..=0x7e).contains(&byte) && byte != b':' {
+    for (i, &byte) in bytes.iter().enumerate() {
+        let hex_follows = bytes.len() > i + 2 && bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit();
+        if byte == b'%' && hex_follows {
+            out.push_str("%25");
+        } else if (0x20..=0x7e).contains(&byte) && byte != b':' {
             out.push(byte as char);
         } else {
             out.push_str(&format!("%{byte:02X}"));
@@ -170,6 +213,10 @@ mod tests {
                 "invalid priority in 'node1:' (expected a non-negative integer)",
             ),
             (":2", "invalid node name in ':2'"),
+            (
+                "node1:9223372036854775808",
+                "priority in 'node1:9223372036854775808' is out of range (at most 9223372036854775807)",
+            ),
             ("node1,node1:2", "node 'node1' is listed twice"),
             (",", "no nodes given"),
         ] {
@@ -186,6 +233,16 @@ mod tests {
     }
 
     #[test]
+    fn line_breaks_are_refused_or_escaped() {
+        assert_eq!(check_single_line("one line: ok"), Ok(()));
+        assert_eq!(check_single_line("one\ntwo").unwrap_err(), "contains a line feed");
+        assert_eq!(check_single_line("one\rtwo").unwrap_err(), "contains a line feed");
+        assert_eq!(escape_control("db\n\tstate stopped"), "db%0A%09state stopped");
+        assert_eq!(escape_control("a\r\u{1b}[2J\u{85}b"), "a%0D%1B[2J%C2%85b");
+        assert_eq!(escape_control("keep: né 100%"), "keep: né 100%");
+    }
+
+    #[test]
     fn text_encoding_round_trips() {
         let text = "keep db: web\tné 100%";
         let encoded = encode_text(text);
@@ -195,5 +252,10 @@ mod tests {
         assert_eq!(decode_text("50%"), "50%");
         assert_eq!(decode_text("%4"), "%4");
         assert_eq!(decode_text("%zz%41"), "%zzA");
+        // Found by the property tests: a literal `%41` read back as `A`.
+        for text in ["%aa", "%41", "100%", "%%41", "50%2", "%4"] {
+            assert_eq!(decode_text(&encode_text(text)), text, "{text}");
+        }
+        assert_eq!(encode_text("%41 100%"), "%2541 100%");
     }
 }

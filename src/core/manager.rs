@@ -666,7 +666,7 @@ impl Manager {
             self.sustained_imbalance_rounds = 0;
             return;
         }
-        self.sustained_imbalance_rounds += 1;
+        self.sustained_imbalance_rounds = self.sustained_imbalance_rounds.saturating_add(1);
         if f64::from(self.sustained_imbalance_rounds) < self.settings.rebalance_hold_rounds {
             return;
         }

@@ -39,3 +39,20 @@ impl Default for Timing {
         Timing::UPSTREAM
     }
 }
+
+/// Upper bound of every `[timing]` value of the node configuration, in
+/// milliseconds (one hour). Far above any sensible setting (upstream's
+/// longest is the 120 s lease), and low enough that the sums and products
+/// the daemon forms from them (the safety inequality, election hold-offs)
+/// cannot overflow: a larger value is refused with its key.
+pub const MAX_TIMING_MS: u64 = 3_600_000;
+
+/// Upper bound of every agent and service timeout in seconds (one day):
+/// the node configuration's `*_timeout_secs` keys and the timeout of
+/// `crm-command stop <sid> <timeout>`. A deadline `now + timeout` of at
+/// most a day can always be represented, so no agent can panic on it.
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
+/// Upper bound of the node configuration's `max_worker` (concurrent agent
+/// jobs): a semaphore of more permits cannot be built.
+pub const MAX_WORKERS: usize = 1024;

@@ -60,6 +60,9 @@ fn ca_params(cluster: &str) -> CertificateParams {
     params
 }
 
+/// What [`valid_node_name`] accepts, for error messages.
+pub const NODE_NAME_RULE: &str = "1 to 63 characters: letters, digits and '-', neither first nor last";
+
 /// Node names must be valid DNS labels (they are the certificates' names).
 pub fn valid_node_name(node: &str) -> bool {
     !node.is_empty()
@@ -86,9 +89,7 @@ impl ClusterCa {
     /// Issues `node` its identity.
     pub fn issue(&self, node: &str) -> Result<NodeIdentity, TlsError> {
         if !valid_node_name(node) {
-            return Err(TlsError(format!(
-                "invalid node name '{node}' (letters, digits and '-')"
-            )));
+            return Err(TlsError(format!("invalid node name '{node}' ({NODE_NAME_RULE})")));
         }
         let ca_key = KeyPair::from_pem(&self.key_pem).map_err(|e| err("reading the CA key", e))?;
         let issuer = Issuer::new(ca_params(&self.cluster), ca_key);
@@ -197,6 +198,12 @@ mod tests {
         server_config(&identity).unwrap();
         client_config(&identity).unwrap();
         assert!(ca.issue("bad name").unwrap_err().0.contains("invalid node name"));
+        let long = "n".repeat(64);
+        assert_eq!(
+            ca.issue(&long).unwrap_err().0,
+            format!("invalid node name '{long}' (1 to 63 characters: letters, digits and '-', neither first nor last)")
+        );
+        assert!(ca.issue(&"n".repeat(63)).is_ok());
         let broken = NodeIdentity {
             key_pem: "garbage".into(),
             ..identity

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::core::timing::Timing;
+use crate::core::timing::{MAX_TIMEOUT_SECS, MAX_TIMING_MS, MAX_WORKERS, Timing};
+use crate::net::tls::NODE_NAME_RULE;
 
 /// A configuration problem, with the file it is in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +146,23 @@ impl Timings {
             .saturating_add(self.raft_heartbeat_ms.saturating_mul(2))
     }
 
-    /// The safety inequality; `Err` explains which side is short.
+    /// The safety inequalities; `Err` explains which side is short. The
+    /// sums are formed with checked (or, over values already bounded,
+    /// saturating) arithmetic: a sum that does not fit is refused, never
+    /// wrapped into a small number that would pass.
     pub fn check_safety(&self) -> Result<(), String> {
-        let needed = self.round_ms + self.watchdog_client_timeout_ms + self.watchdog_device_timeout_ms + self.margin_ms;
-        if self.lease_ms < needed {
+        for (key, value) in self.named() {
+            if value > MAX_TIMING_MS {
+                return Err(out_of_range(key, value));
+            }
+        }
+        let needed = self
+            .round_ms
+            .checked_add(self.watchdog_client_timeout_ms)
+            .and_then(|sum| sum.checked_add(self.watchdog_device_timeout_ms))
+            .and_then(|sum| sum.checked_add(self.margin_ms));
+        if needed.is_none_or(|needed| self.lease_ms < needed) {
+            let needed = needed.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
             return Err(format!(
                 "unsafe timing: lease_ms ({}) must be at least round_ms ({}) + watchdog_client_timeout_ms ({}) \
                  + watchdog_device_timeout_ms ({}) + margin_ms ({}) = {needed}, or a node could be recovered \
@@ -193,6 +207,21 @@ impl Timings {
         Ok(())
     }
 
+    /// Every value with its key under `[timing]`.
+    fn named(&self) -> [(&'static str, u64); 9] {
+        [
+            ("round_ms", self.round_ms),
+            ("lease_ms", self.lease_ms),
+            ("fence_delay_ms", self.fence_delay_ms),
+            ("watchdog_client_timeout_ms", self.watchdog_client_timeout_ms),
+            ("watchdog_device_timeout_ms", self.watchdog_device_timeout_ms),
+            ("margin_ms", self.margin_ms),
+            ("watchdog_tick_ms", self.watchdog_tick_ms),
+            ("raft_heartbeat_ms", self.raft_heartbeat_ms),
+            ("raft_election_ms", self.raft_election_ms),
+        ]
+    }
+
     /// The core's timing: delays in whole seconds (rounded up, never
     /// shorter than configured), idle limits in rounds.
     pub fn core(&self) -> Timing {
@@ -206,6 +235,25 @@ impl Timings {
     pub fn round(&self) -> Duration {
         Duration::from_millis(self.round_ms)
     }
+}
+
+/// The refusal of a `[timing]` value above [`MAX_TIMING_MS`].
+fn out_of_range(key: &str, value: u64) -> String {
+    format!("timing.{key}: {value} is out of range (at most {MAX_TIMING_MS} ms, one hour)")
+}
+
+/// Checks an agent or service timeout (`<prefix>.<key>`, seconds):
+/// at least 1 where `positive`, at most [`MAX_TIMEOUT_SECS`].
+fn check_timeout_secs(prefix: &str, key: &str, value: u64, positive: bool) -> Result<(), String> {
+    if positive && value == 0 {
+        return Err(format!("{prefix}.{key}: must be at least 1"));
+    }
+    if value > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "{prefix}.{key}: {value} is out of range (at most {MAX_TIMEOUT_SECS} seconds, one day)"
+        ));
+    }
+    Ok(())
 }
 
 /// Optional overrides of the profile's timing.
@@ -499,13 +547,12 @@ impl RawGuestAgent {
         if config.running_pattern.trim().is_empty() {
             return Err(format!("{prefix}.running_pattern: must not be empty"));
         }
-        for (key, value) in [
-            ("timeout_secs", config.timeout_secs),
-            ("migrate_timeout_secs", config.migrate_timeout_secs),
+        for (key, value, positive) in [
+            ("timeout_secs", config.timeout_secs, true),
+            ("shutdown_timeout_secs", config.shutdown_timeout_secs, false),
+            ("migrate_timeout_secs", config.migrate_timeout_secs, true),
         ] {
-            if value == 0 {
-                return Err(format!("{prefix}.{key}: must be at least 1"));
-            }
+            check_timeout_secs(&prefix, key, value, positive)?;
         }
         Ok(config)
     }
@@ -628,11 +675,33 @@ fn valid_node_name(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// A seed's comment goes into the store as an `ha-manager add --comment`
+/// would: at most 4096 characters, no line break (upstream's section
+/// config cannot store one).
+fn check_seed_comment(comment: &str) -> Result<(), String> {
+    crate::config::value::check_comment(comment)?;
+    crate::config::value::check_single_line(comment)
+}
+
 fn check_service_name(kind: &str, name: &str) -> Result<(), String> {
     if name.is_empty() || name.contains(|c: char| c.is_whitespace() || c == ':') {
         return Err(format!("{kind}.{name}: invalid service name"));
     }
     Ok(())
+}
+
+/// Creates the state directory if needed and checks that it is one; the
+/// errors name the path (the store, Raft log and membership files below
+/// it would otherwise fail with a bare "Not a directory").
+pub fn prepare_state_dir(dir: &Path) -> Result<(), String> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!("state_dir: {} exists and is not a directory", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("state_dir: cannot create {}: {e}", dir.display()))
+        }
+        Err(e) => Err(format!("state_dir: cannot use {}: {e}", dir.display())),
+    }
 }
 
 impl NodeConfig {
@@ -659,14 +728,11 @@ impl NodeConfig {
             }
         })?;
         if !valid_node_name(&raw.node) {
-            return Err(format!(
-                "node: invalid node name '{}' (letters, digits and '-')",
-                raw.node
-            ));
+            return Err(format!("node: invalid node name '{}' ({NODE_NAME_RULE})", raw.node));
         }
         for peer in raw.peers.keys() {
             if !valid_node_name(peer) {
-                return Err(format!("peers: invalid node name '{peer}'"));
+                return Err(format!("peers: invalid node name '{peer}' ({NODE_NAME_RULE})"));
             }
             if *peer == raw.node {
                 return Err(format!("peers: '{peer}' is this node; list the other nodes only"));
@@ -698,6 +764,11 @@ impl NodeConfig {
         if max_worker == 0 {
             return Err("max_worker: must be at least 1".into());
         }
+        if max_worker > MAX_WORKERS {
+            return Err(format!(
+                "max_worker: {max_worker} is out of range (at most {MAX_WORKERS})"
+            ));
+        }
         if raw.watchdog.backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
             return Err("watchdog.device: only meaningful with backend = \"device\"".into());
         }
@@ -709,6 +780,9 @@ impl NodeConfig {
             }
             if crate::core::types::RequestState::parse(&seed.state).is_none() {
                 return Err(format!("resource.\"{sid}\".state: invalid state '{}'", seed.state));
+            }
+            if let Some(comment) = &seed.comment {
+                check_seed_comment(comment).map_err(|e| format!("resource.\"{sid}\".comment: {e}"))?;
             }
             match crate::core::types::split_sid(sid) {
                 Some(("proc", name)) if !raw.proc.contains_key(name) => {
@@ -740,18 +814,16 @@ impl NodeConfig {
                     service.stop_signal
                 ));
             }
-            if !service.health_check.is_empty() {
-                if service.health_check[0].trim().is_empty() {
-                    return Err(format!("proc.{name}.health_check: must start with a command"));
-                }
-                for (key, value) in [
-                    ("health_timeout_secs", service.health_timeout_secs),
-                    ("start_timeout_secs", service.start_timeout_secs),
-                ] {
-                    if value == 0 {
-                        return Err(format!("proc.{name}.{key}: must be at least 1"));
-                    }
-                }
+            let checked = !service.health_check.is_empty();
+            if checked && service.health_check[0].trim().is_empty() {
+                return Err(format!("proc.{name}.health_check: must start with a command"));
+            }
+            for (key, value, positive) in [
+                ("stop_timeout_secs", service.stop_timeout_secs, false),
+                ("health_timeout_secs", service.health_timeout_secs, checked),
+                ("start_timeout_secs", service.start_timeout_secs, checked),
+            ] {
+                check_timeout_secs(&format!("proc.{name}"), key, value, positive)?;
             }
         }
         for (name, script) in &raw.script {
@@ -766,9 +838,7 @@ impl NodeConfig {
                 ("timeout_secs", script.timeout_secs),
                 ("monitor_timeout_secs", script.monitor_timeout_secs),
             ] {
-                if value == 0 {
-                    return Err(format!("script.{name}.{key}: must be at least 1"));
-                }
+                check_timeout_secs(&format!("script.{name}"), key, value, true)?;
             }
         }
         let vm_agent = raw.agent.vm.map(|a| a.resolve(GuestKind::Vm)).transpose()?;
@@ -948,6 +1018,100 @@ backend = "process"
         }
     }
 
+    /// Issue 11 §2: values whose sum wrapped around passed the safety
+    /// check; every value now has an upper bound and the sum is checked.
+    #[test]
+    fn too_large_values_are_refused_naming_the_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[timing]\nwatchdog_device_timeout_ms = 18446744073709546616\n",
+                "timing.watchdog_device_timeout_ms: 18446744073709546616 is out of range (at most 3600000 ms, one hour)",
+            ),
+            (
+                "[timing]\nraft_election_ms = 9223372036854775808\n",
+                "timing.raft_election_ms: 9223372036854775808 is out of range",
+            ),
+            (
+                "[timing]\nlease_ms = 18446744073709551615\nround_ms = 3600001\n",
+                "timing.round_ms: 3600001 is out of range",
+            ),
+            (
+                "[timing]\nmargin_ms = 3600001\n",
+                "timing.margin_ms: 3600001 is out of range",
+            ),
+            (
+                "[proc.web]\ncommand = \"x\"\nstop_timeout_secs = 9223372036854775807\n",
+                "proc.web.stop_timeout_secs: 9223372036854775807 is out of range (at most 86400 seconds, one day)",
+            ),
+            (
+                "[proc.web]\ncommand = \"x\"\nhealth_check = [\"true\"]\nhealth_timeout_secs = 86401\n",
+                "proc.web.health_timeout_secs: 86401 is out of range",
+            ),
+            (
+                "[script.db]\npath = \"/x\"\nmonitor_timeout_secs = 18446744073709551615\n",
+                "script.db.monitor_timeout_secs: 18446744073709551615 is out of range",
+            ),
+            (
+                "[agent.vm]\nshutdown_timeout_secs = 86401\n",
+                "agent.vm.shutdown_timeout_secs: 86401 is out of range",
+            ),
+            (
+                "[agent.ct]\nmigrate_timeout_secs = 18446744073709551615\n",
+                "agent.ct.migrate_timeout_secs: 18446744073709551615 is out of range",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = NodeConfig::parse(&format!("{GOOD}\n{extra}")).expect_err(expected);
+            assert!(err.contains(expected), "expected '{expected}' in '{err}'");
+        }
+        let err = NodeConfig::parse(&format!("max_worker = 2305843009213693952\n{GOOD}")).unwrap_err();
+        assert_eq!(err, "max_worker: 2305843009213693952 is out of range (at most 1024)");
+        // The largest values allowed are accepted and cannot overflow.
+        let text = format!(
+            "{GOOD}\n[timing]\nlease_ms = 3600000\nround_ms = 1000\nwatchdog_client_timeout_ms = 3000\n\
+             [proc.web]\ncommand = \"x\"\nstop_timeout_secs = 86400\n"
+        );
+        let config = NodeConfig::parse(&text).unwrap();
+        assert_eq!(config.timings.lease_ms, 3_600_000);
+        assert_eq!(config.proc_services["web"].stop_timeout_secs, 86_400);
+    }
+
+    #[test]
+    fn the_safety_sum_cannot_wrap() {
+        // The reported value: with the fast profile's other values the sum
+        // wrapped to 4000 - 5000 + ... and passed. Checked before the bound.
+        let mut timings = Timings::of(Profile::Fast);
+        timings.watchdog_device_timeout_ms = 18_446_744_073_709_546_616;
+        let err = timings.check_safety().unwrap_err();
+        assert!(err.contains("timing.watchdog_device_timeout_ms"), "{err}");
+        let mut timings = Timings::of(Profile::Fast);
+        timings.raft_election_ms = 9_223_372_036_854_775_808;
+        let err = timings.check_safety().unwrap_err();
+        assert!(err.contains("timing.raft_election_ms"), "{err}");
+    }
+
+    #[test]
+    fn node_name_errors_give_the_rule() {
+        let long = "n".repeat(64);
+        let err = NodeConfig::parse(&GOOD.replace("node1", &long)).unwrap_err();
+        assert!(err.contains("1 to 63 characters"), "{err}");
+        assert!(NodeConfig::parse(&GOOD.replace("node1", &"n".repeat(63))).is_ok());
+        let err = NodeConfig::parse(&format!("{GOOD}\n[peers]\n\"{long}\" = \"127.0.0.1:7000\"\n")).unwrap_err();
+        assert!(
+            err.contains("peers: invalid node name") && err.contains("63 characters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn seed_comments_are_one_line() {
+        let text = format!(
+            "{GOOD}\n[proc.web]\ncommand = \"x\"\n[resource.\"proc:web\"]\ncomment = \"one\\n\\tstate stopped\"\n"
+        );
+        let err = NodeConfig::parse(&text).unwrap_err();
+        assert_eq!(err, "resource.\"proc:web\".comment: contains a line feed");
+    }
+
     #[test]
     fn agent_sections_default_to_a_proxmox_host() {
         let config = NodeConfig::parse(GOOD).unwrap();
@@ -995,6 +1159,40 @@ backend = "process"
         let web = &config.proc_services["web"];
         assert_eq!((web.stop_signal.as_str(), web.health_check.len()), ("INT", 3));
         assert_eq!(config.script_services["db"].timeout_secs, 60);
+    }
+
+    /// Issue 11 §5: these errors named no path.
+    #[test]
+    fn state_dir_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("a/b");
+        prepare_state_dir(&fresh).unwrap();
+        assert!(fresh.is_dir());
+        prepare_state_dir(&fresh).unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(
+            prepare_state_dir(&file).unwrap_err(),
+            format!("state_dir: {} exists and is not a directory", file.display())
+        );
+        let below = file.join("state");
+        let err = prepare_state_dir(&below).unwrap_err();
+        assert!(
+            err.starts_with(&format!("state_dir: cannot use {}: ", below.display())),
+            "{err}"
+        );
+        let err = prepare_state_dir(Path::new("/proc/hactor-state")).unwrap_err();
+        assert!(
+            err.starts_with("state_dir: cannot create /proc/hactor-state: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let config = NodeConfig::parse(include_str!("../../config/hactor.example.toml")).unwrap();
+        assert_eq!(config.timings, Timings::of(Profile::Fast));
+        assert!(config.proc_services.contains_key("web"));
     }
 
     #[test]

@@ -166,7 +166,10 @@ pub fn init(config: &NodeConfig, cluster: &str) -> Result<ClusterInfo, String> {
     listen_addr(config)?;
     refuse_existing(config)?;
     if !crate::net::tls::valid_node_name(cluster) {
-        return Err(format!("invalid cluster name '{cluster}' (letters, digits and '-')"));
+        return Err(format!(
+            "invalid cluster name '{cluster}' ({})",
+            crate::net::tls::NODE_NAME_RULE
+        ));
     }
     let ca = ClusterCa::generate(cluster).map_err(|e| e.to_string())?;
     let identity = ca.issue(&config.node).map_err(|e| e.to_string())?;

@@ -395,16 +395,32 @@ impl ClusterState {
     /// SHA-256 over a canonical JSON rendering (maps are ordered, structs
     /// have a fixed field order), so every process and replica computes
     /// the same value for the same configuration. Editors send it back in
-    /// an [`Op::Cas`] to detect concurrent changes.
+    /// an [`Op::Cas`] to detect concurrent changes. A resource's `node` is
+    /// left out: it is where the resource runs (status, as upstream's
+    /// digest of resources.cfg does not cover it), so a failover or
+    /// migration does not invalidate a digest a user took before it.
     pub fn config_digest(&self) -> String {
         #[derive(Serialize)]
         struct Canonical<'a> {
-            resources: &'a BTreeMap<String, StoredResource>,
+            resources: BTreeMap<&'a str, StoredResource>,
             groups: &'a BTreeMap<String, StoredGroup>,
             rules: &'a str,
         }
+        let resources = self
+            .resources
+            .iter()
+            .map(|(sid, r)| {
+                (
+                    sid.as_str(),
+                    StoredResource {
+                        node: None,
+                        ..r.clone()
+                    },
+                )
+            })
+            .collect();
         let canonical = Canonical {
-            resources: &self.resources,
+            resources,
             groups: &self.groups_cfg,
             rules: &self.rules_cfg,
         };
@@ -675,6 +691,33 @@ mod tests {
         );
         state.apply(Op::SetRules("x".into()));
         assert_ne!(state.config_digest(), one);
+    }
+
+    /// Issue 11 §5: the digest changed on every failover, so a `--digest`
+    /// taken before one was refused after it.
+    #[test]
+    fn config_digest_does_not_cover_where_a_resource_runs() {
+        let mut state = ClusterState::default();
+        state.apply(Op::PutResource {
+            sid: "vm:100".into(),
+            resource: stored(RequestState::Started),
+        });
+        let before = state.config_digest();
+        // Pinned (sha256 of "hactor-config-v1\0" and the canonical JSON,
+        // checked with sha256sum): the node is rendered as null.
+        assert_eq!(
+            before,
+            "70d92ed2e9db9af1a7fd26bca5d5471e07eb7a4dce1d74297abab1ea2a5bbda1"
+        );
+        let mut moved = state.clone();
+        moved.resources.get_mut("vm:100").unwrap().node = Some("node2".into());
+        assert_eq!(
+            moved.config_digest(),
+            before,
+            "a failover is not a configuration change"
+        );
+        moved.resources.get_mut("vm:100").unwrap().max_restart = 2;
+        assert_ne!(moved.config_digest(), before, "a setting is");
     }
 
     #[test]

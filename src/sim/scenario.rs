@@ -13,6 +13,8 @@ use crate::core::rules::{Rule, parse_rules};
 use crate::core::status::{Groups, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, split_sid};
 
+/// Longest `delay` of a cmdlist entry, in virtual seconds (about 11 days).
+pub const MAX_DELAY_SECS: i64 = 1_000_000;
 /// A scenario input problem: which file, which line (1-based, if known), what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScenarioError {
@@ -607,7 +609,12 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
             version: v.to_string(),
         },
         ["delay", secs] => HwCommand::Delay {
-            secs: secs.parse().map_err(|_| format!("invalid delay '{secs}'"))?,
+            // Bounded so that `now + secs` cannot overflow and a run ends.
+            secs: secs
+                .parse()
+                .ok()
+                .filter(|s| (0..=MAX_DELAY_SECS).contains(s))
+                .ok_or_else(|| format!("invalid delay '{secs}' (0 to {MAX_DELAY_SECS} seconds)"))?,
         },
         ["skip-round", daemon, rest @ ..] if rest.len() <= 1 => HwCommand::SkipRound {
             daemon: match *daemon {
@@ -724,6 +731,17 @@ mod tests {
         );
         assert!(parse_command("service xx:1 started", &hw).is_err());
         assert!(parse_command("fly node1 away", &hw).is_err());
+        // `now + secs` overflowed (a panic) for the largest delays.
+        assert_eq!(
+            parse_command("delay 1000000", &hw),
+            Ok(HwCommand::Delay { secs: 1_000_000 })
+        );
+        for bad in ["9223372036854775807", "1000001", "-1"] {
+            assert_eq!(
+                parse_command(&format!("delay {bad}"), &hw).unwrap_err(),
+                format!("invalid delay '{bad}' (0 to 1000000 seconds)")
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use crate::agents::command::deadline_after;
+
 /// Exit status of a guard that fenced the node.
 pub const FENCED_EXIT: i32 = 3;
 
@@ -73,7 +75,7 @@ pub fn run(options: &GuardOptions, input: BorrowedFd<'_>) -> i32 {
     let _ = blocked.thread_block();
     let mut groups = BTreeSet::new();
     let mut disarming = false;
-    let mut deadline = Instant::now() + options.timeout;
+    let mut deadline = deadline_after(options.timeout);
     let mut pending = Vec::new();
     loop {
         let now = Instant::now();
@@ -106,7 +108,7 @@ pub fn run(options: &GuardOptions, input: BorrowedFd<'_>) -> i32 {
                 "daemon connection closed without magic close (daemon died?)",
             );
         }
-        deadline = Instant::now() + options.timeout;
+        deadline = deadline_after(options.timeout);
         pending.extend_from_slice(&buffer[..read]);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=end).collect();
