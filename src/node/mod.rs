@@ -9,3 +9,4 @@ pub mod env;
 pub mod local_cluster;
 pub mod membership;
 pub mod store;
+pub mod store_check;
