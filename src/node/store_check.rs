@@ -232,4 +232,264 @@ mod tests {
         let err = decode(path, &[0xff, 0xfe, b'{']).unwrap_err();
         assert!(err.starts_with("/var/lib/hactor/store.json: corrupt store: "), "{err}");
     }
+
+    /// Property tests over the decoding of store records: generated
+    /// states, arbitrary bytes and mutated valid encodings. A fixed, small
+    /// number of cases each (no failure files), so `cargo test` stays fast.
+    mod properties {
+        use std::collections::VecDeque;
+
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::super::*;
+        use crate::core::types::RequestState;
+        use crate::node::store::{Lease, StoredGroup, StoredResource};
+
+        const PATH: &str = "/var/lib/hactor/store.json";
+
+        fn config(cases: u32) -> ProptestConfig {
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn sid() -> impl Strategy<Value = String> {
+            prop_oneof![
+                (10u32..100_000).prop_map(|n| format!("vm:{n}")),
+                (10u32..100_000).prop_map(|n| format!("ct:{n}")),
+                "[a-z][a-z0-9_.-]{0,8}".prop_map(|n| format!("proc:{n}")),
+            ]
+        }
+
+        fn node() -> impl Strategy<Value = String> {
+            "[a-z][a-z0-9-]{0,6}[a-z0-9]"
+        }
+
+        fn state_of() -> impl Strategy<Value = RequestState> {
+            prop_oneof![
+                Just(RequestState::Started),
+                Just(RequestState::Stopped),
+                Just(RequestState::Disabled),
+                Just(RequestState::Ignored),
+            ]
+        }
+
+        /// A state the API could have written: every id valid, every
+        /// group a resource names defined.
+        fn valid_state() -> impl Strategy<Value = ClusterState> {
+            let groups = proptest::collection::btree_map(
+                "[a-z][a-z0-9_-]{1,6}",
+                (
+                    proptest::collection::btree_map(node(), -5i64..1000, 0..4),
+                    any::<bool>(),
+                    any::<bool>(),
+                    proptest::option::of(any::<String>()),
+                ),
+                0..4,
+            );
+            let resources = proptest::collection::btree_map(
+                sid(),
+                (
+                    proptest::option::of(node()),
+                    state_of(),
+                    any::<u32>(),
+                    any::<u32>(),
+                    any::<bool>(),
+                    any::<prop::sample::Index>(),
+                    any::<bool>(),
+                    proptest::option::of(any::<String>()),
+                ),
+                0..6,
+            );
+            let runtime = (
+                proptest::collection::vec_deque(any::<String>(), 0..3),
+                proptest::collection::btree_map(any::<String>(), (node(), any::<u64>()), 0..3),
+                proptest::collection::btree_map(sid(), any::<u64>(), 0..3),
+                proptest::collection::btree_map(node(), any::<u64>(), 0..3),
+            );
+            (groups, resources, runtime).prop_map(|(groups, resources, runtime)| {
+                let mut state = ClusterState::default();
+                for (id, (nodes, restricted, nofailback, comment)) in groups {
+                    let group = StoredGroup {
+                        nodes,
+                        restricted,
+                        nofailback,
+                        comment,
+                    };
+                    state.groups_cfg.insert(id, group);
+                }
+                let ids: Vec<String> = state.groups_cfg.keys().cloned().collect();
+                for (sid, (node, request, max_restart, max_relocate, failback, pick, grouped, comment)) in resources {
+                    let group = (grouped && !ids.is_empty()).then(|| pick.get(&ids).clone());
+                    let resource = StoredResource {
+                        node,
+                        state: request,
+                        max_restart,
+                        max_relocate,
+                        failback,
+                        group,
+                        comment,
+                    };
+                    state.resources.insert(sid, resource);
+                }
+                let (commands, leases, epochs, heartbeats) = runtime;
+                state.crm_commands = VecDeque::from(Vec::from(commands));
+                state.leases = leases
+                    .into_iter()
+                    .map(|(lock, (holder, expires_ms))| (lock, Lease { holder, expires_ms }))
+                    .collect();
+                state.epochs = epochs;
+                state.heartbeats = heartbeats;
+                state
+            })
+        }
+
+        /// Decodes, and checks what any input must give: an error that
+        /// names the file, or a valid state whose encoding decodes to
+        /// itself and encodes to the same bytes again.
+        fn check_decode(bytes: &[u8]) -> Result<(), TestCaseError> {
+            match decode(Path::new(PATH), bytes) {
+                Err(e) => prop_assert!(e.starts_with(&format!("{PATH}: ")), "{}", e),
+                Ok(state) => {
+                    prop_assert_eq!(validate(&state), Ok(()));
+                    let once = serde_json::to_vec(&state).unwrap();
+                    let again = decode(Path::new(PATH), &once).unwrap();
+                    prop_assert_eq!(&again, &state);
+                    prop_assert_eq!(serde_json::to_vec(&again).unwrap(), once);
+                }
+            }
+            Ok(())
+        }
+
+        /// Every leaf's JSON pointer.
+        fn leaves(value: &Value, at: String, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) if !map.is_empty() => {
+                    for (k, v) in map {
+                        leaves(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                    }
+                }
+                Value::Array(items) if !items.is_empty() => {
+                    for (i, v) in items.iter().enumerate() {
+                        leaves(v, format!("{at}/{i}"), out);
+                    }
+                }
+                _ => out.push(at),
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                (-1e300f64..1e300).prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+                "(vm|ct|proc|x)?:?[a-z0-9 ]{0,4}".prop_map(Value::String),
+                Just(Value::Array(vec![])),
+                Just(Value::Object(serde_json::Map::new())),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(config(64))]
+
+            #[test]
+            fn a_valid_state_writes_back_to_the_same_bytes(state in valid_state()) {
+                let bytes = serde_json::to_vec(&state).unwrap();
+                let decoded = decode(Path::new(PATH), &bytes);
+                prop_assert_eq!(decoded.as_ref(), Ok(&state));
+                prop_assert_eq!(serde_json::to_vec(&decoded.unwrap()).unwrap(), bytes);
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+                check_decode(&bytes)?;
+            }
+
+            #[test]
+            fn mutated_bytes_never_panic(
+                state in valid_state(),
+                edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+            ) {
+                let mut bytes = serde_json::to_vec(&state).unwrap();
+                for (at, byte, how) in edits {
+                    let i = at.index(bytes.len() + 1);
+                    match how {
+                        0 if i < bytes.len() => bytes[i] = byte,
+                        1 => bytes.insert(i, byte),
+                        _ if i < bytes.len() => {
+                            bytes.remove(i);
+                        }
+                        _ => {}
+                    }
+                }
+                check_decode(&bytes)?;
+            }
+
+            #[test]
+            fn a_replaced_value_is_refused_or_kept_valid(
+                state in valid_state(),
+                at in any::<prop::sample::Index>(),
+                with in json_value(),
+            ) {
+                let mut value = serde_json::to_value(&state).unwrap();
+                let mut pointers = Vec::new();
+                leaves(&value, String::new(), &mut pointers);
+                let pointer = at.get(&pointers).clone();
+                if let Some(slot) = value.pointer_mut(&pointer) {
+                    *slot = with;
+                }
+                check_decode(&serde_json::to_vec(&value).unwrap())?;
+            }
+
+            #[test]
+            fn a_resource_with_any_id_or_group_is_refused_by_key_or_valid(
+                state in valid_state(),
+                sid in "[a-z]{0,4}:?[a-z0-9 :]{0,5}",
+                group in proptest::option::of("[a-z0-9_-]{0,4}"),
+            ) {
+                let mut state = state;
+                let mut resource = StoredResource::new("node1", RequestState::Started);
+                resource.group = group.clone();
+                state.resources.insert(sid.clone(), resource);
+                let bytes = serde_json::to_vec(&state).unwrap();
+                let known_group = group.as_ref().is_none_or(|g| state.groups_cfg.contains_key(g));
+                let sid_ok = match split_sid(&sid) {
+                    Some(("vm" | "ct", name)) => crate::config::resources::is_resource_name(name),
+                    Some(_) => true,
+                    None => false,
+                };
+                match decode(Path::new(PATH), &bytes) {
+                    Ok(_) => prop_assert!(sid_ok && known_group),
+                    Err(e) => {
+                        prop_assert!(!(sid_ok && known_group), "{}", e);
+                        let key = format!("resources.\"{sid}\"");
+                        prop_assert!(e.contains(&key), "{}", e);
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(config(16))]
+
+            /// The same through the file: `MemoryStore::open` refuses with
+            /// the path or opens a state that is written back unchanged.
+            #[test]
+            fn open_refuses_with_the_path_or_loads(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("store.json");
+                std::fs::write(&path, &bytes).unwrap();
+                match crate::node::store::MemoryStore::open(dir.path()) {
+                    Err(e) => prop_assert!(e.to_string().contains(&path.display().to_string()), "{}", e),
+                    Ok(store) => prop_assert_eq!(validate(&store.snapshot()), Ok(())),
+                }
+            }
+        }
+    }
 }
