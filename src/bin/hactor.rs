@@ -593,6 +593,10 @@ fn main() -> ExitCode {
             ClusterCommand::Init { .. } | ClusterCommand::Join { .. } => {
                 match StateDirLock::acquire(&config.state_dir) {
                     Ok(lock) => Some(lock),
+                    // A member's init or join is refused below for that
+                    // reason before it writes anything: say so rather than
+                    // that its daemon runs.
+                    Err(_) if matches!(membership::load(&config), Ok(Some(_))) => None,
                     Err(e) => {
                         eprintln!("hactor: {e}");
                         return ExitCode::FAILURE;
