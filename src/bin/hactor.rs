@@ -625,7 +625,7 @@ fn main() -> ExitCode {
         lock.write_pid_file()?;
         Ok(lock)
     });
-    let _state_lock = match state_lock {
+    let state_lock = match state_lock {
         Ok(lock) => lock,
         Err(e) => {
             tracing::error!("{e}");
@@ -634,12 +634,17 @@ fn main() -> ExitCode {
         }
     };
     let system = actix::System::new();
-    match system.block_on(run(config_path, config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match system.block_on(run(config_path, config)) {
+        Ok(()) => 0,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("hactor: {e}");
-            ExitCode::FAILURE
+            1
         }
-    }
+    };
+    // The pid file goes and the lock is released; then exit at once rather
+    // than drop the runtime, which would wait for its blocking threads (an
+    // agent job or a write stuck on the disk after a missed deadline).
+    drop(state_lock);
+    std::process::exit(code)
 }
