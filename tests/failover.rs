@@ -10,6 +10,7 @@
 
 mod observer;
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

@@ -32,7 +32,7 @@ use crate::agents::proc::ProcAgent;
 use crate::agents::script::ScriptAgent;
 use crate::core::env::DatacenterSettings;
 use crate::node::cluster_store::ClusterStore;
-use crate::node::config::{GuestAgentConfig, GuestKind, NodeConfig, WatchdogBackend};
+use crate::node::config::{NodeConfig, WatchdogBackend};
 use crate::watchdog::Backend;
 
 use self::lock::LockActor;
@@ -158,13 +158,8 @@ pub fn start_node(
     let mut agents = Agents::new();
     agents.register("proc", proc_agent.clone());
     agents.register("script", script_agent.clone());
-    for (kind, configured) in [(GuestKind::Vm, &config.vm_agent), (GuestKind::Ct, &config.ct_agent)] {
-        let guest = configured.clone().or_else(|| {
-            program_installed(kind.default_program()).then(|| GuestAgentConfig::defaults(kind, kind.default_program()))
-        });
-        if let Some(guest) = guest {
-            agents.register(kind.as_str(), Arc::new(GuestAgent::new(guest, &node)));
-        }
+    for guest in crate::node::shutdown::guest_agents(config, crate::node::shutdown::program_installed) {
+        agents.register(guest.kind.as_str(), Arc::new(GuestAgent::new(guest, &node)));
     }
     agents.extend(options.agents);
 
@@ -211,15 +206,5 @@ pub fn start_node(
         pool_stats,
         proc_agent,
         script_agent,
-    })
-}
-
-/// Whether `program` is an executable file in `PATH`.
-fn program_installed(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(program)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
     })
 }

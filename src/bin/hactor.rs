@@ -9,6 +9,9 @@
 //!
 //! A node whose state directory holds cluster membership runs on the
 //! replicated store; otherwise on the in-process store of a single node.
+//! The daemon, `cluster init` and `cluster join` hold the state
+//! directory's lock (`hactor::node::state_lock`) while they run; the
+//! daemon writes `<state_dir>/hactor.pid` and removes it when it exits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +34,7 @@ use hactor::net::raft::log_store::FAULT_DISK_FULL;
 use hactor::node::cluster_store::ClusterStore;
 use hactor::node::config::{LogFormat, NodeConfig};
 use hactor::node::membership;
+use hactor::node::state_lock::StateDirLock;
 use hactor::node::store::{MemoryStore, Op, StoredResource};
 use std::sync::atomic::Ordering;
 
@@ -412,33 +416,53 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         }
     }
     let going_down = node_shutdown(&config);
-    tracing::info!(shutdown = going_down.0, reboot = going_down.1, "shutdown requested");
+    let guests = hactor::node::shutdown::guest_agents(&config, hactor::node::shutdown::program_installed);
+    let deadline = hactor::node::shutdown::deadline(&config, &guests);
+    tracing::info!(
+        shutdown = going_down.0,
+        reboot = going_down.1,
+        deadline_secs = deadline.as_secs(),
+        "shutdown requested"
+    );
     // The LRM goes first: it needs the master to freeze or move its
     // services (upstream orders its units the same way; the other order
     // deadlocks a single node).
     node.lrm.do_send(ShutdownRequest(going_down));
-    let mut exited = Vec::new();
-    while exited.len() < 2 {
-        tokio::select! {
-            client = exit_rx.recv() => match client {
-                Some(Client::Lrm) => {
-                    exited.push(Client::Lrm);
-                    node.crm.do_send(ShutdownRequest(going_down));
-                }
-                Some(client) => exited.push(client),
-                None => break,
-            },
-            _ = terminate.recv() => tracing::warn!("still shutting down (services are being stopped or frozen)"),
+    let nagging = actix::spawn(async move {
+        while terminate.recv().await.is_some() {
+            tracing::warn!("still shutting down (services are being stopped or frozen)");
         }
+    });
+    // Whatever the disk or the store does, the daemon exits: past the
+    // deadline an LRM that has not exited is still armed, and the
+    // watchdog fences the node once the daemon is gone.
+    let finished = hactor::node::shutdown::wait_for_exits(&mut exit_rx, deadline, || {
+        node.crm.do_send(ShutdownRequest(going_down))
+    })
+    .await;
+    nagging.abort();
+    if !finished {
+        tracing::error!(
+            "shutdown did not finish within {deadline:?} (is the store failing to write?); exiting anyway, \
+             an armed watchdog fences this node"
+        );
     }
     let _ = std::fs::remove_file(&config.socket);
-    let disarmed = node.watchdog.send(WatchdogShutdown).await.unwrap_or(false);
-    if let Some(raft) = raft {
-        raft.shutdown().await;
+    let disarmed = tokio::time::timeout(SHUTDOWN_STEP, node.watchdog.send(WatchdogShutdown))
+        .await
+        .is_ok_and(|reply| reply.unwrap_or(false));
+    if let Some(raft) = raft
+        && tokio::time::timeout(SHUTDOWN_STEP, raft.shutdown()).await.is_err()
+    {
+        tracing::error!("the replicated store did not stop within {SHUTDOWN_STEP:?}");
     }
     tracing::info!(disarmed, "hactor stopped");
     tokio::time::sleep(Duration::from_millis(50)).await;
-    Ok(())
+    if finished {
+        Ok(())
+    } else {
+        Err(format!("shutdown did not finish within {deadline:?}"))
+    }
 }
 
 /// Exit code of a daemon whose Raft core stopped under it.
@@ -459,6 +483,9 @@ fn fail_stop(reason: &str) -> ! {
     eprintln!("hactor: {message}");
     std::process::exit(FAIL_STOP_EXIT)
 }
+
+/// Limit of each last step of a shutdown (watchdog close, store stop).
+const SHUTDOWN_STEP: Duration = Duration::from_secs(5);
 
 /// `hactor local-cluster`: forms the cluster, tells how to use it, and
 /// reports daemons that die until Ctrl-C.
@@ -486,11 +513,13 @@ fn local_cluster(dir: &std::path::Path, spec: hactor::node::local_cluster::Local
     let socket = cluster.nodes[0].dir.join("hactor.sock");
     println!(
         "\nwatch it:     watch -n1 {} --socket {} status\n\
-         fail a node:  kill -9 $(cat {}/node2/hactor.pid)   (or kill -STOP it)\n\
-         stop:         Ctrl-C (kills the daemons; their fence guards stop the services)\n",
+         fail a node:  kill -9 $(cat {dir}/node2/hactor.pid)   (or kill -STOP: its fence guard kills it ~1 s later)\n\
+         restart it:   {} --config {dir}/node2.toml >> {dir}/node2.log 2>&1 &\n\
+         stop:         Ctrl-C (kills every node's daemon, restarted ones too; their fence guards stop the services)\n",
         ha_manager.display(),
         socket.display(),
-        cluster.dir.display()
+        program.display(),
+        dir = cluster.dir.display()
     );
     actix::System::new().block_on(async {
         let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
@@ -508,10 +537,11 @@ fn local_cluster(dir: &std::path::Path, spec: hactor::node::local_cluster::Local
                     && let Ok(Some(status)) = child.try_wait()
                 {
                     println!(
-                        "{} stopped ({status}); start it again with: {} --config {} &",
+                        "{} stopped ({status}); start it again with: {} --config {} >> {} 2>&1 &",
                         node.name,
                         program.display(),
-                        node.config.display()
+                        node.config.display(),
+                        cluster.dir.join(format!("{}.log", node.name)).display()
                     );
                     node.child = None;
                 }
@@ -646,6 +676,24 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(Command::Cluster(command)) = cli.command {
+        // The commands that write the state directory never run beside a
+        // daemon (or another such command) on it.
+        let _lock = match command {
+            ClusterCommand::Init { .. } | ClusterCommand::Join { .. } => {
+                match StateDirLock::acquire(&config.state_dir) {
+                    Ok(lock) => Some(lock),
+                    // A member's init or join is refused below for that
+                    // reason before it writes anything: say so rather than
+                    // that its daemon runs.
+                    Err(_) if matches!(membership::load(&config), Ok(Some(_))) => None,
+                    Err(e) => {
+                        eprintln!("hactor: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            _ => None,
+        };
         return match cluster_command(&config, command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -660,13 +708,32 @@ fn main() -> ExitCode {
         None => config.log_format,
     };
     init_logging(format);
-    let system = actix::System::new();
-    match system.block_on(run(config_path, config)) {
-        Ok(()) => ExitCode::SUCCESS,
+    // Before anything else touches the state directory; held (and the pid
+    // file kept) until the daemon exits.
+    let state_lock = StateDirLock::acquire(&config.state_dir).and_then(|mut lock| {
+        lock.write_pid_file()?;
+        Ok(lock)
+    });
+    let state_lock = match state_lock {
+        Ok(lock) => lock,
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("hactor: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let system = actix::System::new();
+    let code = match system.block_on(run(config_path, config)) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("hactor: {e}");
+            1
+        }
+    };
+    // The pid file goes and the lock is released; then exit at once rather
+    // than drop the runtime, which would wait for its blocking threads (an
+    // agent job or a write stuck on the disk after a missed deadline).
+    drop(state_lock);
+    std::process::exit(code)
 }

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod codec;
+pub mod log_limit;
 pub mod peer;
 pub mod quic;
 pub mod raft;

@@ -6,7 +6,10 @@
 //! answer. Every request is answered with a result envelope (a handler
 //! failure is an error value, never a silently dropped stream). Malformed
 //! or oversized frames close that stream with a logged reason; the node
-//! keeps serving. A fault-injection switch ([`Transport::block`]) drops
+//! keeps serving. Warnings that a peer (or anybody who can send UDP to
+//! the port) can trigger at will are rate-limited ([`super::log_limit`]):
+//! a few per interval, then one line with the count left out. A
+//! fault-injection switch ([`Transport::block`]) drops
 //! traffic to and from chosen peers, for partition tests across processes.
 
 use std::collections::{BTreeSet, HashMap};
@@ -19,10 +22,44 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, CodecError, MAX_FRAME_BYTES};
+use super::log_limit::LogLimiter;
 use super::tls::{self, NodeIdentity, TlsError};
 
 /// How long one call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Refused handshakes or malformed requests logged per [`NOISE_INTERVAL`].
+const NOISE_BURST: u32 = 5;
+const NOISE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The limiters of warnings an outsider can trigger.
+#[derive(Debug)]
+struct Noise {
+    /// Failed handshakes: garbage datagrams, foreign certificates.
+    handshakes: LogLimiter,
+    /// Malformed or unauthenticated requests on a connection.
+    requests: LogLimiter,
+}
+
+impl Noise {
+    fn new() -> Noise {
+        Noise {
+            handshakes: LogLimiter::new(NOISE_BURST, NOISE_INTERVAL),
+            requests: LogLimiter::new(NOISE_BURST, NOISE_INTERVAL),
+        }
+    }
+
+    /// Logs how many warnings were left out since the last report.
+    fn report(&mut self) {
+        let every = self.handshakes.interval();
+        if let Some(n) = self.handshakes.flush() {
+            tracing::warn!("{n} more refused incoming connections not logged (at most {NOISE_BURST} per {every:?})");
+        }
+        if let Some(n) = self.requests.flush() {
+            tracing::warn!("{n} more refused requests not logged (at most {NOISE_BURST} per {every:?})");
+        }
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RequestEnvelope<Req> {
@@ -72,6 +109,7 @@ pub struct Transport {
     blocked: Arc<Mutex<BTreeSet<String>>>,
     /// When each peer last answered a call.
     answered: Arc<Mutex<HashMap<String, Instant>>>,
+    noise: Arc<Mutex<Noise>>,
 }
 
 /// A call given up on drops its connection only if the peer has not
@@ -113,6 +151,7 @@ impl Transport {
             pending: Arc::new(Mutex::new(BTreeSet::new())),
             blocked: Arc::new(Mutex::new(BTreeSet::new())),
             answered: Arc::new(Mutex::new(HashMap::new())),
+            noise: Arc::new(Mutex::new(Noise::new())),
         })
     }
 
@@ -134,6 +173,16 @@ impl Transport {
 
     pub fn unblock(&self, peer: &str) {
         lock(&self.blocked).remove(peer);
+    }
+
+    /// Whether a refused handshake may be logged now.
+    fn log_handshake(&self) -> bool {
+        lock(&self.noise).handshakes.allow(Instant::now())
+    }
+
+    /// Whether a refused request may be logged now.
+    fn log_request(&self) -> bool {
+        lock(&self.noise).requests.allow(Instant::now())
     }
 
     fn is_blocked(&self, peer: &str) -> bool {
@@ -305,13 +354,23 @@ impl Transport {
         let handler = Arc::new(handler);
         let transport = self.clone();
         tokio::spawn(async move {
+            // The summaries of left-out warnings, once an interval.
+            let noise = transport.noise.clone();
+            let reporter = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(NOISE_INTERVAL).await;
+                    lock(&noise).report();
+                }
+            });
             while let Some(incoming) = transport.endpoint.accept().await {
                 let (handler, transport) = (handler.clone(), transport.clone());
                 tokio::spawn(async move {
                     let conn = match incoming.await {
                         Ok(conn) => conn,
                         Err(e) => {
-                            tracing::warn!("refused incoming connection: {e}");
+                            if transport.log_handshake() {
+                                tracing::warn!("refused incoming connection: {e}");
+                            }
                             return;
                         }
                     };
@@ -321,6 +380,8 @@ impl Transport {
                     }
                 });
             }
+            reporter.abort();
+            lock(&transport.noise).report();
         })
     }
 
@@ -339,7 +400,9 @@ impl Transport {
         let bytes = match recv.read_to_end(MAX_FRAME_BYTES + 8).await {
             Ok(bytes) => bytes,
             Err(e) => {
-                tracing::warn!("closing stream from {}: {e}", conn.remote_address());
+                if self.log_request() {
+                    tracing::warn!("closing stream from {}: {e}", conn.remote_address());
+                }
                 let _ = send.reset(1u32.into());
                 return;
             }
@@ -347,7 +410,9 @@ impl Transport {
         let request: RequestEnvelope<Req> = match codec::decode(&bytes) {
             Ok(request) => request,
             Err(e) => {
-                tracing::warn!("closing stream from {}: {e}", conn.remote_address());
+                if self.log_request() {
+                    tracing::warn!("closing stream from {}: {e}", conn.remote_address());
+                }
                 let reply: Result<Resp, RemoteError> = Err(RemoteError::Malformed(e.to_string()));
                 if let Ok(frame) = codec::encode(&reply) {
                     let _ = send.write_all(&frame).await;
@@ -363,11 +428,13 @@ impl Transport {
         let reply: Result<Resp, RemoteError> = if tls::peer_is(conn, &request.from) {
             handler(request.from, request.body).await.map_err(RemoteError::Handler)
         } else {
-            tracing::warn!(
-                "refusing request claiming to be from '{}' ({})",
-                request.from,
-                conn.remote_address()
-            );
+            if self.log_request() {
+                tracing::warn!(
+                    "refusing request claiming to be from '{}' ({})",
+                    request.from,
+                    conn.remote_address()
+                );
+            }
             Err(RemoteError::Unauthenticated(request.from))
         };
         match codec::encode(&reply) {

@@ -6,6 +6,10 @@
 //! Formation uses the real lifecycle commands (`cluster init` on node1,
 //! `add-node` and `join` for the others), by running the `hactor` program
 //! itself, so what it shows is what an operator would do by hand.
+//!
+//! Every daemon writes its own pid to `<node dir>/hactor.pid`, so a node
+//! restarted by hand (`hactor --config <dir>/nodeN.toml`) is found there
+//! too: [`LocalCluster::shutdown`] stops it with the others.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -57,8 +61,9 @@ pub struct LocalNode {
     pub child: Option<Child>,
 }
 
-/// The running cluster. Dropping it kills every daemon (whose fence
-/// guards then stop the services).
+/// The running cluster. Dropping it kills every daemon, the ones it
+/// started and any restarted by hand (whose fence guards then stop the
+/// services).
 #[derive(Debug)]
 pub struct LocalCluster {
     pub dir: PathBuf,
@@ -141,6 +146,34 @@ pub fn pids(needle: &str, frozen: bool) -> Vec<i32> {
         .filter(|(_, ppid)| !all.contains(ppid))
         .map(|(pid, _)| pid)
         .collect()
+}
+
+/// Whether process `pid` is alive (not a zombie) and runs `hactor
+/// --config <config>` (the path compared after resolving it).
+fn runs_config(pid: i32, config: &Path) -> bool {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let stat = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+    let zombie = stat
+        .rsplit_once(')')
+        .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+    if zombie {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
+        return false;
+    };
+    let want = std::fs::canonicalize(config).unwrap_or_else(|_| config.to_path_buf());
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let given = args.iter().enumerate().filter_map(|(k, arg)| match *arg {
+        b"--config" | b"-c" => args.get(k + 1).copied(),
+        _ => arg.strip_prefix(b"--config=".as_slice()),
+    });
+    let cwd = std::fs::read_link(proc_dir.join("cwd")).unwrap_or_default();
+    given.into_iter().any(|path| {
+        use std::os::unix::ffi::OsStrExt;
+        let path = cwd.join(std::ffi::OsStr::from_bytes(path));
+        std::fs::canonicalize(&path).unwrap_or(path) == want
+    })
 }
 
 /// Writes the daemons' fault-injection files so that node `i` of `nodes`
@@ -261,13 +294,20 @@ impl LocalCluster {
             .stderr(err)
             .spawn()
             .map_err(|e| format!("{}: {e}", self.program.display()))?;
-        let _ = std::fs::write(self.nodes[i].dir.join("hactor.pid"), child.id().to_string());
         self.nodes[i].child = Some(child);
         Ok(())
     }
 
     pub fn pid(&self, i: usize) -> Option<i32> {
         self.nodes[i].child.as_ref().map(|c| c.id() as i32)
+    }
+
+    /// The daemon of node `i` by its pid file: also one restarted by hand.
+    /// `None` unless that pid is a live process whose command line names
+    /// node `i`'s configuration (a stale pid file may name a reused pid).
+    pub fn daemon_pid(&self, i: usize) -> Option<i32> {
+        let pid = super::state_lock::read_pid_file(&self.nodes[i].dir)?;
+        runs_config(pid, &self.nodes[i].config).then_some(pid)
     }
 
     pub fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
@@ -369,10 +409,19 @@ impl LocalCluster {
         write_partition(&nodes, i, peers);
     }
 
-    /// Kills every daemon and any service process left over.
+    /// Kills every daemon (the ones started here and any restarted by
+    /// hand, found by their pid files) and any service process left over.
     pub fn shutdown(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+            if let Some(pid) = self.daemon_pid(i) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline && runs_config(pid, &self.nodes[i].config) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let _ = std::fs::remove_file(self.nodes[i].dir.join(super::state_lock::PID_FILE));
         }
         let needle = self.spec.marker.clone();
         let deadline = Instant::now() + Duration::from_secs(5);

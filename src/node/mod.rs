@@ -8,4 +8,7 @@ pub mod config;
 pub mod env;
 pub mod local_cluster;
 pub mod membership;
+pub mod shutdown;
+pub mod state_lock;
 pub mod store;
+pub mod store_check;

@@ -268,7 +268,7 @@ impl ClusterState {
                     .get(&lock)
                     .filter(|l| l.holder == holder)
                     .map(|l| l.expires_ms);
-                let expires_ms = (now_ms + lease_ms).max(previous.unwrap_or(0));
+                let expires_ms = now_ms.saturating_add(lease_ms).max(previous.unwrap_or(0));
                 self.leases.insert(lock, Lease { holder, expires_ms });
                 Reply::Granted { expires_ms }
             }
@@ -484,15 +484,17 @@ struct StoreInner {
 }
 
 impl MemoryStore {
-    /// A store persisted to `dir/store.json` (loaded when present).
+    /// A store persisted to `dir/store.json` (loaded when present). A
+    /// file that is not a valid store, or holds a record the API would
+    /// have refused (see [`super::store_check`]), is refused with its path
+    /// and the line or key.
     pub fn open(dir: &Path) -> std::io::Result<MemoryStore> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         let path = dir.join("store.json");
-        let state = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| std::io::Error::other(format!("{}: corrupt store: {e}", path.display())))?,
+        let state = match std::fs::read(&path) {
+            Ok(bytes) => super::store_check::decode(&path, &bytes).map_err(std::io::Error::other)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterState::default(),
-            Err(e) => return Err(e),
+            Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         };
         Ok(MemoryStore {
             inner: Arc::new(Mutex::new(StoreInner {
@@ -537,30 +539,43 @@ impl MemoryStore {
         self.lock().quorate = quorate;
     }
 
-    /// Applies a batch; fails without changing anything when not quorate.
+    /// Applies a batch; fails without changing anything when not quorate
+    /// or when the new state cannot be persisted. The batch is applied to
+    /// a copy, which replaces the state only once it is on disk: a failed
+    /// write (read-only or full disk) leaves nothing visible, not even
+    /// until the next restart.
     pub fn apply(&self, ops: Vec<Op>) -> Result<Vec<Reply>, StoreError> {
         let mut inner = self.lock();
         if !inner.quorate {
             return Err(StoreError::NoQuorum);
         }
-        let replies = inner.state.apply_proposal(ops);
-        if let Some(path) = inner.path.clone() {
-            persist(&path, &inner.state).map_err(|e| StoreError::Io(e.to_string()))?;
+        let mut next = inner.state.clone();
+        let replies = next.apply_proposal(ops);
+        if let Some(path) = &inner.path {
+            persist(path, &next).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
         }
+        inner.state = next;
         Ok(replies)
     }
 }
 
+/// Writes `state` to `path` atomically: a temporary file, fsync'd, then
+/// renamed over the old one. A failure removes the temporary file (best
+/// effort) and leaves the old file as it was.
 fn persist(path: &Path, state: &ClusterState) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec(state).map_err(std::io::Error::other)?;
-    {
+    let written = (|| {
         use std::io::Write;
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(&text)?;
         file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() && std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.is_file()) {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)
+    written
 }
 
 /// Why a write was refused.
@@ -644,6 +659,41 @@ mod tests {
         assert_eq!(store.apply(vec![Op::TakeCrmCommands]), Err(StoreError::NoQuorum));
         let reopened = MemoryStore::open(dir.path()).unwrap();
         assert_eq!(reopened.snapshot().crm_commands, VecDeque::from(["arm-ha".to_string()]));
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_visible() {
+        // Tests run as root, which ignores file modes: a directory where
+        // the temporary file or the store goes makes the write fail.
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::open(dir.path()).unwrap();
+        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
+        let before = store.snapshot();
+        let put = || Op::PutResource {
+            sid: "vm:100".into(),
+            resource: stored(RequestState::Started),
+        };
+        let tmp = dir.path().join("store.json.tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let err = store.apply(vec![put(), Op::TakeCrmCommands]).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io(e) if e.contains(&dir.path().join("store.json").display().to_string())),
+            "{err:?}"
+        );
+        assert_eq!(store.snapshot(), before, "a failed write changes nothing");
+        std::fs::remove_dir(&tmp).unwrap();
+        // The rename fails: the store's path is a non-empty directory.
+        let path = dir.path().join("store.json");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir_all(path.join("x")).unwrap();
+        assert!(store.apply(vec![put()]).is_err());
+        assert_eq!(store.snapshot(), before);
+        assert!(!tmp.exists(), "the temporary file is cleaned up");
+        std::fs::remove_dir_all(&path).unwrap();
+        store.apply(vec![put()]).unwrap();
+        let reopened = MemoryStore::open(dir.path()).unwrap().snapshot();
+        assert!(reopened.resources.contains_key("vm:100"));
+        assert_eq!(reopened.crm_commands, VecDeque::from(["arm-ha".to_string()]));
     }
 
     fn stored(state: RequestState) -> StoredResource {

@@ -127,6 +127,12 @@ impl StateMachine {
             })?,
             None => Applied::default(),
         };
+        // Records the API would have refused (edited by hand) are refused
+        // here too, by key (see `node::store_check`).
+        crate::node::store_check::validate(&applied.state).map_err(|e| {
+            let path = dir.join("snapshot");
+            std::io::Error::other(format!("{}: refused store record: {e}", path.display()))
+        })?;
         Ok(StateMachine {
             applied: Arc::new(RwLock::new(applied)),
             dir: dir.to_path_buf(),
@@ -310,6 +316,33 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("not a snapshot of this version")
+        );
+    }
+
+    #[test]
+    fn a_snapshot_with_a_bad_record_is_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let mut resource = crate::node::store::StoredResource::new("node1", crate::core::types::RequestState::Started);
+        resource.group = Some("gone".into());
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(Json(vec![Op::PutResource {
+                sid: "vm:100".into(),
+                resource,
+            }])),
+        };
+        rt.block_on(sm.apply(vec![entry])).unwrap();
+        rt.block_on(sm.build_snapshot()).unwrap();
+        let err = StateMachine::open(dir.path()).unwrap_err().to_string();
+        let path = dir.path().join("snapshot");
+        assert!(
+            err.starts_with(&format!(
+                "{}: refused store record: resources.\"vm:100\".group: unknown group 'gone'",
+                path.display()
+            )),
+            "{err}"
         );
     }
 
