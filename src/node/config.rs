@@ -1068,7 +1068,7 @@ backend = "process"
         assert_eq!(err, "max_worker: 2305843009213693952 is out of range (at most 1024)");
         // The largest values allowed are accepted and cannot overflow.
         let text = format!(
-            "{GOOD}\n[timing]\nlease_ms = 3600000\nround_ms = 1000\nwatchdog_client_timeout_ms = 3000\n\
+            "{GOOD}\n[timing]\nlease_ms = 3600000\nround_ms = 1000\nwatchdog_client_timeout_ms = 3500\n\
              [proc.web]\ncommand = \"x\"\nstop_timeout_secs = 86400\n"
         );
         let config = NodeConfig::parse(&text).unwrap();

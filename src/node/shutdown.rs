@@ -125,18 +125,19 @@ mod tests {
     #[test]
     fn the_deadline_covers_the_lease_ten_rounds_and_the_longest_job() {
         let config = NodeConfig::parse(BASE).unwrap();
-        // fast profile: 6 s lease, 1 s rounds, no services.
-        assert_eq!(deadline(&config, &[]), Duration::from_secs(16));
+        // fast profile: 6.5 s lease, 1 s rounds, no services.
+        let base = Duration::from_millis(16_500);
+        assert_eq!(deadline(&config, &[]), base);
         let text = format!(
             "{BASE}[proc.web]\ncommand = \"x\"\nstop_timeout_secs = 100\n\
              [script.db]\npath = \"/bin/true\"\ntimeout_secs = 20\n"
         );
         let config = NodeConfig::parse(&text).unwrap();
         // proc: max(start 30, stop 100) + health 10 = 110 s.
-        assert_eq!(deadline(&config, &[]), Duration::from_secs(16 + 110));
+        assert_eq!(deadline(&config, &[]), base + Duration::from_secs(110));
         let vm = GuestAgentConfig::defaults(GuestKind::Vm, "qm");
         // a VM: migration 3600 s, then a status 120 s.
-        assert_eq!(deadline(&config, &[vm]), Duration::from_secs(16 + 3720));
+        assert_eq!(deadline(&config, &[vm]), base + Duration::from_secs(3720));
     }
 
     #[test]
