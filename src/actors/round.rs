@@ -238,6 +238,13 @@ impl<R: Role> RoundActor<R> {
     }
 
     fn run_core(&mut self, snapshot: super::lock::Snapshot, ctx: &mut Context<Self>) {
+        if !snapshot.quorate {
+            // No quorum (an election, a replica catching up): look again
+            // soon, so that the first round after the store is back renews
+            // the lease and pets the watchdog at once, not up to a round
+            // later; the watchdog client timeout has no round to spare.
+            self.schedule_retry(ctx);
+        }
         let round_ctx = self.context(&snapshot);
         let mut state = snapshot.state;
         let mut env = RoundEnv::new(&round_ctx, &mut state);
@@ -272,13 +279,15 @@ impl<R: Role> RoundActor<R> {
                 return;
             }
         };
-        self.apply(outbox, alive, round_ctx.now_ms, ctx);
+        self.apply(outbox, alive, round_ctx.now_ms, round_ctx.quorate, ctx);
     }
 
-    /// After an unconfirmed round, tries again sooner than the next tick
-    /// (a leader change is usually over by then), backing off while rounds
-    /// stay unconfirmed (a full disk, a long election) and never with more
-    /// than one retry pending: failures must not multiply rounds or logs.
+    /// After an unconfirmed or unquorate round, tries again sooner than
+    /// the next tick (a leader change is usually over by then): a quarter
+    /// round for the first [`QUICK_RETRIES`], then backing off to the
+    /// round while rounds stay unconfirmed (a full disk, a lost majority),
+    /// and never with more than one retry pending: failures must not
+    /// multiply rounds or logs.
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
         self.unconfirmed = self.unconfirmed.saturating_add(1);
         if self.retry_pending {
@@ -313,7 +322,14 @@ impl<R: Role> RoundActor<R> {
     /// within one round of the renewal's timestamp: the lease runs from
     /// that timestamp, and the safety inequality allows exactly one round
     /// between it and the pet (lease ≥ round + watchdog timeouts + margin).
-    fn apply(&mut self, outbox: Vec<Outgoing>, alive: bool, stamp_ms: u64, ctx: &mut Context<Self>) {
+    fn apply(
+        &mut self,
+        outbox: Vec<Outgoing>,
+        alive: bool,
+        stamp_ms: u64,
+        round_ctx_quorate: bool,
+        ctx: &mut Context<Self>,
+    ) {
         let ops: Vec<Op> = outbox
             .iter()
             .filter_map(|o| match o {
@@ -355,7 +371,7 @@ impl<R: Role> RoundActor<R> {
                 );
                 act.role = None;
                 act.schedule_retry(ctx);
-            } else {
+            } else if round_ctx_quorate {
                 act.unconfirmed = 0;
             }
             let late = now_ms().saturating_sub(stamp_ms) > act.settings.round.as_millis() as u64;
@@ -392,11 +408,15 @@ impl<R: Role> RoundActor<R> {
     }
 }
 
+/// Quick retries at a quarter round before backing off: together they
+/// span two rounds, longer than a leader election takes.
+const QUICK_RETRIES: u32 = 8;
+
 /// The quick retry's delay after `unconfirmed` unconfirmed rounds in a
-/// row: a quarter round, doubling each time (at least a full round from
-/// the third on, i.e. no quick retry any more).
+/// row: a quarter round for the first [`QUICK_RETRIES`], then doubling
+/// (a full round, i.e. no quick retry any more, from the third doubling).
 fn retry_delay(round: Duration, unconfirmed: u32) -> Duration {
-    let doublings = unconfirmed.saturating_sub(1).min(8);
+    let doublings = unconfirmed.saturating_sub(QUICK_RETRIES).min(8);
     (round / 4).saturating_mul(1 << doublings)
 }
 
@@ -477,8 +497,8 @@ mod tests {
     #[test]
     fn quick_retries_back_off_to_the_round() {
         let round = Duration::from_secs(1);
-        let delays: Vec<u128> = (1..=5).map(|n| retry_delay(round, n).as_millis()).collect();
-        assert_eq!(delays, [250, 500, 1000, 2000, 4000]);
+        let delays: Vec<u128> = (1..=11).map(|n| retry_delay(round, n).as_millis()).collect();
+        assert_eq!(delays, [250, 250, 250, 250, 250, 250, 250, 250, 500, 1000, 2000]);
         assert_eq!(retry_delay(round, u32::MAX), round / 4 * 256, "no overflow");
     }
 }

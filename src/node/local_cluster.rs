@@ -360,7 +360,9 @@ impl LocalCluster {
             if last.as_ref().is_some_and(&mut check) {
                 return Ok(started.elapsed());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            // Each look runs `hactor cluster status`: not too often, or the
+            // looking loads a small machine more than the cluster does.
+            std::thread::sleep(Duration::from_millis(200));
         }
         Err(format!(
             "{}: condition not met within {timeout:?}; its last view: {last:?}",
