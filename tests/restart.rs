@@ -43,16 +43,18 @@ fn restarts_after(fault: Fault, extra: &str) {
         std::thread::sleep(delay.saturating_sub(at.elapsed()));
         t.restart(victim, fault);
         let restarted = at.elapsed();
-        t.cluster.wait_settled(RECOVERY_BOUND).unwrap_or_else(|e| {
-            t.dump();
-            panic!("{e}")
-        });
+        let revived = t.settle(RECOVERY_BOUND * 2).unwrap_or_else(|e| panic!("{e}"));
         let back = t.wait_all_running(SERVICES, RECOVERY_BOUND * 2);
         // Watch a little longer: a stale start shows within a few rounds.
         std::thread::sleep(Duration::from_secs(3));
         println!(
-            "{fault:?} of {name} ({}), restarted after {restarted:.1?}: every service running {back:.1?} later",
-            if victim == master { "master" } else { "not master" }
+            "{fault:?} of {name} ({}), restarted after {restarted:.1?}: every service running {back:.1?} later{}",
+            if victim == master { "master" } else { "not master" },
+            if revived > 0 {
+                format!(" ({revived} other daemon(s) fenced meanwhile, restarted)")
+            } else {
+                String::new()
+            }
         );
         t.observer.check_no_stale_start();
     }

@@ -449,6 +449,41 @@ impl Setup {
         std::fs::read_to_string(self.cluster.nodes[i].dir.join("fence.log")).unwrap_or_default()
     }
 
+    /// Restarts every node whose daemon died (fenced by its watchdog, as a
+    /// second fault can do to a healthy node while the cluster has no
+    /// leader), as its service manager would (`Restart=` of the systemd
+    /// unit); returns how many.
+    pub fn revive(&mut self) -> usize {
+        let mut revived = 0;
+        for i in 0..self.cluster.nodes.len() {
+            if self.cluster.nodes[i].child.is_some() && !self.daemon_alive(i) {
+                self.cluster.kill(i);
+                self.cluster.start(i).unwrap();
+                revived += 1;
+            }
+        }
+        revived
+    }
+
+    /// Waits until the cluster is whole again, restarting daemons that
+    /// die meanwhile ([`Setup::revive`]); returns how many were.
+    pub fn settle(&mut self, timeout: Duration) -> Result<usize, String> {
+        let started = Instant::now();
+        let mut revived = 0;
+        loop {
+            revived += self.revive();
+            match self.cluster.wait_settled(Duration::from_secs(5)) {
+                Ok(()) if self.revive() == 0 => return Ok(revived),
+                Ok(()) => revived += 1,
+                Err(e) if started.elapsed() > timeout => {
+                    self.dump();
+                    return Err(e);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Whether node `i`'s daemon process is alive.
     pub fn daemon_alive(&self, i: usize) -> bool {
         self.cluster.pid(i).is_some_and(|pid| !zombie(pid))
