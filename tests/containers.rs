@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use hactor::net::peer::ClusterView;
 use hactor::node::local_cluster::pids;
 
+mod seeded;
+
 const HACTOR: &str = env!("CARGO_BIN_EXE_hactor");
 const IMAGE: &str = "hactor-test:local";
 const NODES: usize = 3;
@@ -43,6 +45,21 @@ fn docker(args: &[&str]) -> Result<String, String> {
 
 fn engine_available() -> bool {
     docker(&["info", "--format", "{{.ServerVersion}}"]).is_ok()
+}
+
+/// Without a Docker engine the container tests say so and pass, unless
+/// `HACTOR_CONTAINER_TESTS=1` demands the tier (then a missing engine
+/// fails them).
+fn skipped_without_engine() -> bool {
+    if engine_available() {
+        return false;
+    }
+    assert!(
+        std::env::var("HACTOR_CONTAINER_TESTS").as_deref() != Ok("1"),
+        "HACTOR_CONTAINER_TESTS=1 but no Docker engine answers"
+    );
+    println!("skipped: no Docker engine");
+    true
 }
 
 /// The shared libraries `program` loads (from `ldd`).
@@ -317,12 +334,7 @@ fn recovered(c: &Containers, asking: usize, needle: &str, not_on: &str, sample: 
 
 #[test]
 fn containers_survive_kill_partition_and_pause() {
-    if !engine_available() {
-        assert!(
-            std::env::var("HACTOR_CONTAINER_TESTS").as_deref() != Ok("1"),
-            "HACTOR_CONTAINER_TESTS=1 but no Docker engine answers"
-        );
-        println!("skipped: no Docker engine");
+    if skipped_without_engine() {
         return;
     }
     let tag = format!("{}", std::process::id());
@@ -484,38 +496,16 @@ impl Watch {
 /// (default 30).
 #[test]
 fn containers_soak_random_faults_with_restarts() {
-    if !engine_available() {
-        assert!(
-            std::env::var("HACTOR_CONTAINER_TESTS").as_deref() != Ok("1"),
-            "HACTOR_CONTAINER_TESTS=1 but no Docker engine answers"
-        );
-        println!("skipped: no Docker engine");
+    if skipped_without_engine() {
         return;
     }
     let _one_cluster_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let services = 6;
-    let seed: u64 = std::env::var("HACTOR_SOAK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    let faults: usize = std::env::var("HACTOR_CONTAINER_SOAK_FAULTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+    let seed = seeded::seed();
+    let faults = seeded::count("HACTOR_CONTAINER_SOAK_FAULTS", 30);
     println!("container soak seed {seed} ({faults} faults); replay with HACTOR_SOAK_SEED={seed}");
-    let mut rng = seed;
-    let mut next = move |n: u64| {
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    };
+    let mut rng = seeded::Rng(seed);
+    let mut next = move |n: u64| rng.below(n);
     let tag = format!("{}s", std::process::id());
     let marker = format!("7{}", 10_000_000 + std::process::id() % 1_000_000);
     let c = form(&tag, &marker, services);

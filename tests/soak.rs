@@ -15,29 +15,15 @@
 //! real machine still varies), `HACTOR_SOAK_FAULTS=<n>` changes the count.
 
 mod observer;
+mod seeded;
 
 use std::time::{Duration, Instant};
 
 use observer::*;
+use seeded::Rng;
 
 const NODES: usize = 3;
 const SERVICES: usize = 6;
-
-/// A small deterministic generator (xorshift64*), so a seed replays.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -48,20 +34,8 @@ enum Target {
 
 #[test]
 fn thirty_random_faults_with_restarts_at_random_delays() {
-    let seed = std::env::var("HACTOR_SOAK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    let faults: usize = std::env::var("HACTOR_SOAK_FAULTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+    let seed = seeded::seed();
+    let faults = seeded::count("HACTOR_SOAK_FAULTS", 30);
     println!("soak seed {seed} ({faults} faults); replay with HACTOR_SOAK_SEED={seed}");
     let mut rng = Rng(seed);
     // One shutdown policy for the whole run (it is a datacenter setting):
