@@ -528,7 +528,7 @@ fn containers_soak_random_faults_with_restarts() {
         }
         .unwrap_or_else(|| next(NODES as u64) as usize);
         let fault = ["kill", "disconnect", "pause"][next(3) as usize];
-        let delay = Duration::from_millis(next(20_000));
+        let delay = Duration::from_millis(next(15_000));
         match fault {
             "kill" => docker(&["kill", &c.name(victim)]).map(|_| ()),
             "disconnect" => docker(&["network", "disconnect", &c.net.name, &c.name(victim)]).map(|_| ()),
