@@ -10,6 +10,7 @@
 //! ```
 
 pub mod bench;
+pub mod rules_check;
 pub mod run;
 pub mod scenario;
 pub mod world;
