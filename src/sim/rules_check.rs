@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn a_parse_error_names_the_line() {
         let err = report(
-            "resource-affinity: x\n\taffinity sideways\n\tresources vm:1,vm:2\n",
+            "resource-affinity: apart\n\taffinity sideways\n\tresources vm:1,vm:2\n",
             &default_nodes(),
         )
         .unwrap_err();
