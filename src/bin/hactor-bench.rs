@@ -172,14 +172,30 @@ fn daemon_timeline(cluster: &mut LocalCluster, master: bool, bound: Duration) ->
     let any = cluster.any_running().ok_or("no node running")?;
     let view = cluster.view(any).ok_or("no view")?;
     let current = view.master.clone().ok_or("no master")?;
+    // The simulator has no Raft leader: for "another node" prefer one that
+    // is neither the master nor the Raft leader, whose loss also costs an
+    // election (the label says which it was).
+    let leader = view.leader.clone();
     let victim_name = if master {
         current
     } else {
-        view.services
+        let candidates: Vec<String> = view
+            .services
             .iter()
             .map(|(_, node, _)| node.clone())
-            .find(|node| *node != current)
+            .filter(|node| *node != current)
+            .collect();
+        candidates
+            .iter()
+            .find(|node| Some(*node) != leader.as_ref())
+            .or(candidates.first())
+            .cloned()
             .ok_or("no service outside the master's node")?
+    };
+    let victim_label = if leader.as_deref() == Some(victim_name.as_str()) {
+        format!("{victim_name}, the Raft leader")
+    } else {
+        victim_name.clone()
     };
     let victim = cluster.index(&victim_name).ok_or("unknown node")?;
     // The victim's services with their one live process each.
@@ -218,7 +234,7 @@ fn daemon_timeline(cluster: &mut LocalCluster, master: bool, bound: Duration) ->
     let t = timeline::timeline(&entries, &victim_name, fault);
     cluster.start(victim)?;
     cluster.wait_settled(bound)?;
-    Ok((victim_name, t))
+    Ok((victim_label, t))
 }
 
 fn timelines(

@@ -221,7 +221,7 @@ mod tests {
         let [unknown, fence, ack, recovery, started] = [t[1], t[2], t[3], t[4], t[5]].map(|x| x.unwrap());
         assert!(unknown <= 20.0 && fence > unknown && fence <= 60.0, "{t:?}");
         assert!(
-            ack >= 100.0 && ack <= 120.0 && recovery == ack && started > recovery,
+            (100.0..=120.0).contains(&ack) && recovery == ack && started > recovery,
             "{t:?}"
         );
     }
