@@ -276,9 +276,9 @@ fn timelines(
         let title = format!(
             "{} killed ({profile} profile; the simulator kills node{sim_victim}), seconds after the kill:",
             if master {
-                format!("the master's node {victim}")
+                format!("the master's node ({victim})")
             } else {
-                format!("node {victim} (not the master)")
+                format!("another node ({victim})")
             }
         );
         let (table, ok) = timeline::compare(&title, &simulated, &daemon, round);
