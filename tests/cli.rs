@@ -452,10 +452,48 @@ fn every_command_in_text_and_json() {
         "enabled state               rule     type              resources comment\n\
          1       ignored (conflicts) together resource-affinity proc:web  web and db\n"
     );
+    // rules check: upstream's log lines for the configured rules, or for a
+    // candidate file, against the cluster's nodes; nothing changes
+    assert_eq!(
+        c.ok(&["rules", "check"]),
+        "Drop rule 'together', because rule is ineffective as there are less than two resources.\n"
+    );
+    assert_eq!(
+        c.json(&["rules", "check"]),
+        serde_json::json!({"nodes": ["node1"], "checked": 1, "dropped": [
+            {"rule": "together", "messages": ["rule is ineffective as there are less than two resources"]}
+        ]})
+    );
+    let candidate = c.dir.path().join("candidate-rules.cfg");
+    std::fs::write(
+        &candidate,
+        "resource-affinity: apart\n\taffinity negative\n\tresources proc:web,vm:200\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.ok(&["rules", "check", "--file", candidate.to_str().unwrap()]),
+        "Drop rule 'apart', because rule defines more resources than available nodes.\n"
+    );
+    std::fs::write(
+        &candidate,
+        "resource-affinity: apart\n\taffinity sideways\n\tresources proc:web,vm:200\n",
+    )
+    .unwrap();
+    let bad = c.ha(&["rules", "check", "--file", candidate.to_str().unwrap()]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.starts_with("rules.cfg: line 2: ") && bad.stderr.contains("'affinity'"),
+        "{}",
+        bad.stderr
+    );
     assert_eq!(c.ok(&["rules", "remove", "together"]), "");
     assert_eq!(
         c.ok(&["rules", "config"]),
         "enabled state rule type resources comment\n"
+    );
+    assert_eq!(
+        c.ok(&["rules", "check"]),
+        "no rule dropped (0 rules checked against nodes node1)\n"
     );
     assert_eq!(c.ok(&["config"]), "proc:web\n\tstate started\n\n");
 

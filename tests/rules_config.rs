@@ -19,64 +19,18 @@
 //! `UPDATE_EXPECT=1 cargo test --test rules_config` rewrites the expect
 //! files (review the diff against the spec). Indented lines start with a tab.
 //!
-//! A case whose `.cfg` has a line `# xfail: <reason>` documents a known
-//! contradiction between the code and the spec: its expect file holds what
-//! the spec demands, is never rewritten, and the case fails only once the
-//! code produces that output (then remove the marker).
+//! Each case runs through the code path of `hactor-sim rules <file>`
+//! ([`hactor::sim::rules_check::report`]), so the command prints exactly
+//! what is checked here.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use hactor::core::rules::{compile, parse_rules, transform, write_rules};
-use hactor::core::select::CompiledRules;
-
-fn nodes() -> Vec<String> {
-    vec!["node1".into(), "node2".into(), "node3".into()]
-}
-
-fn dump_sets(out: &mut String, title: &str, map: &BTreeMap<String, BTreeSet<String>>) {
-    out.push_str(title);
-    out.push('\n');
-    for (sid, partners) in map {
-        let partners: Vec<&str> = partners.iter().map(String::as_str).collect();
-        writeln!(out, "\t{sid}: {}", partners.join(",")).unwrap();
-    }
-}
-
-fn dump_compiled(compiled: &CompiledRules) -> String {
-    let mut out = String::from("node_affinity\n");
-    for (sid, affinity) in &compiled.node_affinity {
-        let nodes: Vec<String> = affinity.nodes.iter().map(|(n, p)| format!("{n}:{p}")).collect();
-        writeln!(out, "\t{sid}: {}", nodes.join(",")).unwrap();
-    }
-    dump_sets(&mut out, "positive", &compiled.positive);
-    dump_sets(&mut out, "negative", &compiled.negative);
-    out
-}
+use hactor::sim::rules_check::{default_nodes, report};
 
 fn run_case(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let rules = parse_rules(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (kept, messages) = transform(&rules, &nodes());
-    let compiled = compile(&kept, &nodes());
-    let mut out = String::from("--- Log ---\n");
-    for message in &messages {
-        out.push_str(message);
-        out.push('\n');
-    }
-    out.push_str("--- Config ---\n");
-    out.push_str(&write_rules(&kept));
-    out.push_str("--- Compiled Config ---\n");
-    out.push_str(&dump_compiled(&compiled));
-    out
-}
-
-fn xfail_reason(path: &Path) -> Option<String> {
-    let text = fs::read_to_string(path).ok()?;
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("# xfail:").map(|r| r.trim().to_string()))
+    report(&text, &default_nodes()).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn cases() -> Vec<PathBuf> {
@@ -96,13 +50,11 @@ fn rules_config_golden_cases() {
     assert!(!cases.is_empty(), "no test cases in tests/rules");
     let update = std::env::var("UPDATE_EXPECT").is_ok_and(|v| v == "1");
     let mut failures = Vec::new();
-    let mut known = Vec::new();
     for case in &cases {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let expect_path = case.with_file_name(format!("{name}.expect"));
         let actual = run_case(case);
-        let xfail = xfail_reason(case);
-        if update && xfail.is_none() {
+        if update {
             fs::write(&expect_path, &actual).unwrap();
             continue;
         }
@@ -113,29 +65,70 @@ fn rules_config_golden_cases() {
             ));
             continue;
         };
-        match (xfail, actual == expected) {
-            (None, true) => {}
-            (None, false) => failures.push(format!(
+        if actual != expected {
+            failures.push(format!(
                 "{name}: output differs from {}\n--- expected\n{expected}--- actual\n{actual}",
                 expect_path.display()
-            )),
-            (Some(reason), false) => known.push(format!(
-                "{name} (known contradiction: {reason})\n--- spec\n{expected}--- code\n{actual}"
-            )),
-            (Some(_), true) => failures.push(format!(
-                "{name}: the code now gives the spec's output: remove the '# xfail:' line"
-            )),
+            ));
         }
     }
-    for note in &known {
-        eprintln!("xfail {note}");
-    }
     eprintln!(
-        "{} rules cases: {} passed, {} known contradictions, {} failed",
+        "{} rules cases: {} passed, {} failed",
         cases.len(),
-        cases.len() - known.len() - failures.len(),
-        known.len(),
+        cases.len() - failures.len(),
         failures.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The command prints the same report as the library, and a bad file or
+/// node list is refused with its name and line, without a report.
+#[test]
+fn hactor_sim_rules_command() {
+    let bin = env!("CARGO_BIN_EXE_hactor-sim");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rules");
+    let case = dir.join("message-order.cfg");
+    let output = std::process::Command::new(bin)
+        .arg("rules")
+        .arg(&case)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let expected = fs::read_to_string(dir.join("message-order.cfg.expect")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+
+    let case = dir.join("resource-affinity-counts.cfg");
+    let output = std::process::Command::new(bin)
+        .args(["rules", "--nodes", "node1,node2,node3,node4"])
+        .arg(&case)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("resource-affinity: four-apart"), "{stdout}");
+    assert!(!stdout.contains("Drop rule 'four-apart'"), "{stdout}");
+
+    let bad = std::env::temp_dir().join(format!("hactor-rules-{}.cfg", std::process::id()));
+    fs::write(
+        &bad,
+        "node-affinity: pin\n\tnodes node1\n\tresources vm:1\n\tstrict maybe\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(bin).arg("rules").arg(&bad).output().unwrap();
+    fs::remove_file(&bad).unwrap();
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&*bad.to_string_lossy()) && stderr.contains("line 4") && stderr.contains("strict"),
+        "{stderr}"
+    );
+
+    let output = std::process::Command::new(bin)
+        .args(["rules", "--nodes", "node1,,node_2"])
+        .arg(&case)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid node name 'node_2'"));
 }

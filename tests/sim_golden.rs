@@ -617,6 +617,35 @@ const EXPECTED: &[Expect] = &[
         ],
     },
     Expect {
+        scenario: "maintenance-ends-after-arm-freeze",
+        services: &[
+            ("vm:101", "started", "node1"),
+            ("vm:102", "started", "node2"),
+            ("vm:103", "started", "node3"),
+        ],
+        fenced: &[],
+        decisions: &[
+            "disarm: freezing service 'vm:103' (was 'started')",
+            "service 'vm:103': state changed from 'freeze' to 'started'",
+            "moving service 'vm:103' back to 'node3', node came back from maintenance.",
+        ],
+    },
+    Expect {
+        scenario: "maintenance-ends-while-disarmed-freeze",
+        services: &[
+            ("vm:101", "started", "node1"),
+            ("vm:102", "started", "node2"),
+            ("vm:103", "started", "node3"),
+        ],
+        fenced: &[],
+        decisions: &[
+            "disarm: freezing service 'vm:103' (was 'started')",
+            "node 'node3': state changed from 'maintenance' => 'online'",
+            "service 'vm:103': state changed from 'freeze' to 'started'",
+            "moving service 'vm:103' back to 'node3', node came back from maintenance.",
+        ],
+    },
+    Expect {
         scenario: "manual-maintenance-4node",
         services: &[
             ("ct:173", "started", "node2"),

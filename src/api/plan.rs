@@ -28,7 +28,8 @@ use crate::core::types::{NodeName, RequestState, ServiceState, split_sid};
 use crate::node::store::{ClusterState, Op, StoredGroup, StoredResource};
 
 use super::protocol::{
-    GroupOptions, GroupView, MoveTask, Request, ResourceOptions, ResourceView, Response, RuleOptions, RuleView,
+    DroppedRule, GroupOptions, GroupView, MoveTask, Request, ResourceOptions, ResourceView, Response, RuleOptions,
+    RuleView,
 };
 
 /// What planning needs besides the snapshot.
@@ -213,22 +214,34 @@ fn rule_view(rule: &Rule, errors: Vec<String>) -> RuleView {
     }
 }
 
-/// Why the checks drop each rule, by rule id.
+/// Why the checks drop each rule, by rule id (messages in check order).
 fn rule_errors(rules: &[Rule], nodes: &[NodeName]) -> BTreeMap<String, Vec<String>> {
-    let (_, messages) = rules::transform(rules, nodes);
-    let mut errors: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for message in messages {
-        // `Drop rule '<id>', because <reason>.`
-        let Some(rest) = message.strip_prefix("Drop rule '") else {
-            continue;
-        };
-        let Some((id, reason)) = rest.split_once("', because ") else {
-            continue;
-        };
-        let reason = reason.strip_suffix('.').unwrap_or(reason);
-        errors.entry(id.to_string()).or_default().push(reason.to_string());
-    }
-    errors
+    rules::check(rules, nodes).dropped
+}
+
+/// `rules check`: the stored rules with the legacy groups' ones, or a
+/// candidate rules.cfg, against the cluster's members.
+fn rules_check(snapshot: &Snapshot, rules_cfg: Option<&str>) -> Result<Response> {
+    let state = &snapshot.state;
+    let all = match rules_cfg {
+        Some(text) => rules::parse_rules(text).map_err(|e| format!("rules.cfg: {e}"))?,
+        None => {
+            let mut all = read_rules(state)?;
+            let services = state.service_config();
+            all.extend(rules::rules_from_groups(&state.groups(), &services, all.len() + 1));
+            all
+        }
+    };
+    let nodes: Vec<NodeName> = cluster_nodes(snapshot).into_iter().collect();
+    let dropped = rule_errors(&all, &nodes)
+        .into_iter()
+        .map(|(rule, messages)| DroppedRule { rule, messages })
+        .collect();
+    Ok(Response::RulesCheck {
+        nodes,
+        checked: all.len(),
+        dropped,
+    })
 }
 
 /// Answers a read request (`config`, `groupconfig`, `rules config`).
@@ -281,6 +294,7 @@ pub fn read(request: &Request, snapshot: &Snapshot) -> Result<Response> {
                 .collect();
             Ok(Response::Rules { digest, rules })
         }
+        Request::RulesCheck { rules_cfg } => rules_check(snapshot, rules_cfg.as_deref()),
         _ => Err("not a read request".into()),
     }
 }
@@ -597,9 +611,11 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             }
             Ok(Plan::of(vec![Op::SetRules(rules::write_rules(&rules))]))
         }
-        Request::Status { .. } | Request::Config { .. } | Request::GroupConfig | Request::RulesConfig { .. } => {
-            Err("not an edit".into())
-        }
+        Request::Status { .. }
+        | Request::Config { .. }
+        | Request::GroupConfig
+        | Request::RulesConfig { .. }
+        | Request::RulesCheck { .. } => Err("not an edit".into()),
     }
 }
 
@@ -1422,5 +1438,66 @@ mod tests {
             rules[0].errors,
             ["resource 'vm:100' is already used in another node affinity rule"]
         );
+    }
+
+    #[test]
+    fn rules_check_reports_dropped_rules_in_check_order() {
+        let mut snap = snapshot();
+        snap.state.rules_cfg = "node-affinity: first-home\n\tnodes node1\n\tresources vm:100\n\n\
+                                node-affinity: second-home\n\tnodes node2\n\tresources vm:100,vm:101\n\n\
+                                resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:101\n\n"
+            .into();
+        let before = snap.state.clone();
+        let Response::RulesCheck {
+            nodes,
+            checked,
+            dropped,
+        } = read(&Request::RulesCheck { rules_cfg: None }, &snap).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(nodes, ["node1", "node2", "node3"]);
+        assert_eq!(checked, 3);
+        let ids: Vec<&str> = dropped.iter().map(|d| d.rule.as_str()).collect();
+        assert_eq!(ids, ["first-home", "second-home", "together"]);
+        assert_eq!(
+            dropped[0].messages,
+            [
+                "resource 'vm:100' is already used in another node affinity rule",
+                "at least one resource is in a positive resource affinity rule and there are other resources in at least one other node affinity rule already",
+            ]
+        );
+        assert_eq!(snap.state, before);
+    }
+
+    #[test]
+    fn rules_check_of_a_candidate_file() {
+        let snap = snapshot();
+        let candidate = "resource-affinity: apart\n\taffinity negative\n\tresources vm:1,vm:2,vm:3,vm:4\n";
+        let Response::RulesCheck { checked, dropped, .. } = read(
+            &Request::RulesCheck {
+                rules_cfg: Some(candidate.into()),
+            },
+            &snap,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(checked, 1);
+        assert_eq!(
+            dropped,
+            [DroppedRule {
+                rule: "apart".into(),
+                messages: vec!["rule defines more resources than available nodes".into()],
+            }]
+        );
+        let err = read(
+            &Request::RulesCheck {
+                rules_cfg: Some("resource-affinity: apart\n\tresources vm:1,vm:2\n".into()),
+            },
+            &snap,
+        )
+        .unwrap_err();
+        assert_eq!(err, "rules.cfg: line 1: rule 'apart': missing key 'affinity'");
     }
 }

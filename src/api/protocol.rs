@@ -168,6 +168,13 @@ pub enum Request {
     RulesRemove {
         rule: String,
     },
+    /// Which rules the feasibility checks drop and why: the stored rules
+    /// (and those of legacy groups), or `rules_cfg` if given (a candidate
+    /// rules.cfg text), against the cluster's members.
+    RulesCheck {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rules_cfg: Option<String>,
+    },
 }
 
 impl Request {
@@ -175,7 +182,11 @@ impl Request {
     pub fn is_edit(&self) -> bool {
         !matches!(
             self,
-            Request::Status { .. } | Request::Config { .. } | Request::GroupConfig | Request::RulesConfig { .. }
+            Request::Status { .. }
+                | Request::Config { .. }
+                | Request::GroupConfig
+                | Request::RulesConfig { .. }
+                | Request::RulesCheck { .. }
         )
     }
 }
@@ -288,6 +299,14 @@ pub struct RuleView {
     pub order: usize,
 }
 
+/// A rule the feasibility checks drop, with upstream's messages in check
+/// order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DroppedRule {
+    pub rule: String,
+    pub messages: Vec<String>,
+}
+
 /// What the daemon answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -309,6 +328,13 @@ pub enum Response {
     Rules {
         digest: String,
         rules: Vec<RuleView>,
+    },
+    /// `rules check`: the dropped rules (sorted by id) out of `checked`
+    /// enabled and disabled rules, against these cluster nodes.
+    RulesCheck {
+        nodes: Vec<String>,
+        checked: usize,
+        dropped: Vec<DroppedRule>,
     },
     /// An edit or command went through; `messages` are for the user.
     Done {

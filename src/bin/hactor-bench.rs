@@ -3,6 +3,11 @@
 //! each from the SIGKILL of the node running a service to the service
 //! running on another node. Prints every run, then median and p99 per
 //! timing profile.
+//!
+//! `hactor-bench timeline`: one cluster (by default with the `pve`
+//! profile), the master's node killed, then another node: prints, for
+//! each fault, the daemons' failover timeline next to the simulator's for
+//! the same fault, and fails if a milestone is off by more than a round.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use hactor::node::local_cluster::{LocalCluster, LocalSpec};
+use hactor::sim::timeline::{self, Timeline};
 
 #[derive(Parser)]
 #[command(name = "hactor-bench", about = "Benchmarks of the hactor daemon")]
@@ -35,6 +41,20 @@ enum Command {
         dir: PathBuf,
         /// node N listens on 127.0.0.1:<port + N>.
         #[arg(long, default_value_t = 7600)]
+        port: u16,
+    },
+    /// Compare the daemons' failover timeline with the simulator's: the
+    /// master's node killed, then another node (`pve`: about 10 minutes).
+    Timeline {
+        /// Timing profile of the cluster (the simulator always uses
+        /// upstream's timing, which `pve` reproduces).
+        #[arg(long, default_value = "pve")]
+        profile: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value = "/tmp/hactor-bench-timeline")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 7650)]
         port: u16,
     },
 }
@@ -136,19 +156,178 @@ fn report(profile: &str, runs: &[Run]) {
     );
 }
 
-fn main() -> ExitCode {
-    let Command::Failover {
-        runs,
-        pve_runs,
+/// Seconds since the Unix epoch, on the clock the daemons stamp their
+/// log lines with.
+fn wall_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Kills `victim` (the master's node, or a node that is not the master but
+/// runs a service), waits until its services run elsewhere and returns the
+/// daemons' timeline of that failover with the victim's name.
+fn daemon_timeline(cluster: &mut LocalCluster, master: bool, bound: Duration) -> Result<(String, Timeline), String> {
+    let any = cluster.any_running().ok_or("no node running")?;
+    let view = cluster.view(any).ok_or("no view")?;
+    let current = view.master.clone().ok_or("no master")?;
+    // The simulator has no Raft leader: for "another node" prefer one that
+    // is neither the master nor the Raft leader, whose loss also costs an
+    // election (the label says which it was).
+    let leader = view.leader.clone();
+    let victim_name = if master {
+        current
+    } else {
+        let candidates: Vec<String> = view
+            .services
+            .iter()
+            .map(|(_, node, _)| node.clone())
+            .filter(|node| *node != current)
+            .collect();
+        candidates
+            .iter()
+            .find(|node| Some(*node) != leader.as_ref())
+            .or(candidates.first())
+            .cloned()
+            .ok_or("no service outside the master's node")?
+    };
+    let victim_label = if leader.as_deref() == Some(victim_name.as_str()) {
+        format!("{victim_name}, the Raft leader")
+    } else {
+        victim_name.clone()
+    };
+    let victim = cluster.index(&victim_name).ok_or("unknown node")?;
+    // The victim's services with their one live process each.
+    let mut moved = Vec::new();
+    for (sid, node, _) in &view.services {
+        if *node == victim_name {
+            let s: usize = sid
+                .strip_prefix("proc:svc")
+                .and_then(|n| n.parse().ok())
+                .ok_or("unexpected sid")?;
+            let pids = cluster.service_pids(s);
+            moved.push((s, pids.first().copied()));
+        }
+    }
+    let fault = wall_secs();
+    cluster.kill(victim);
+    let deadline = Instant::now() + bound;
+    for (s, old) in moved {
+        loop {
+            let pids = cluster.service_pids(s);
+            if pids.len() == 1 && Some(pids[0]) != old {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("proc:svc{s} not recovered within {bound:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let mut entries = Vec::new();
+    for i in 0..cluster.spec.nodes {
+        let text = std::fs::read_to_string(cluster.log_path(i)).unwrap_or_default();
+        entries.extend(text.lines().filter_map(timeline::parse_daemon_line));
+    }
+    let t = timeline::timeline(&entries, &victim_name, fault);
+    cluster.start(victim)?;
+    cluster.wait_settled(bound)?;
+    Ok((victim_label, t))
+}
+
+fn timelines(
+    program: &std::path::Path,
+    profile: &str,
+    nodes: usize,
+    dir: &std::path::Path,
+    port: u16,
+) -> Result<bool, String> {
+    if nodes < 3 {
+        return Err("--nodes: at least 3 (a node loss must leave a quorum)".into());
+    }
+    let round = if profile == "pve" { 10.0 } else { 1.0 };
+    let bound = Duration::from_secs_f64(60.0 * round);
+    let spec = LocalSpec {
         nodes,
-        dir,
-        port,
-    } = Cli::parse().command;
+        services: nodes,
+        profile: profile.into(),
+        base_port: port,
+        marker: format!("{port}222"),
+        extra: String::new(),
+        script: None,
+    };
+    let mut cluster = LocalCluster::create(dir, program, spec)?;
+    let deadline = Instant::now() + bound;
+    while (0..nodes).any(|s| cluster.service_pids(s).len() != 1) {
+        if Instant::now() > deadline {
+            return Err("the services never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The cluster's rounds must have settled (every LRM active) before the
+    // fault, as in the simulator.
+    std::thread::sleep(Duration::from_secs_f64(round * 3.0));
+    let mut all = true;
+    for (master, sim_victim) in [(true, 1), (false, 2)] {
+        let (victim, daemon) = daemon_timeline(&mut cluster, master, bound)?;
+        let simulated = timeline::simulated(nodes, sim_victim).map_err(|e| e.to_string())?;
+        let title = format!(
+            "{} killed ({profile} profile; the simulator kills node{sim_victim}), seconds after the kill:",
+            if master {
+                format!("the master's node ({victim})")
+            } else {
+                format!("another node ({victim})")
+            }
+        );
+        let (table, ok) = timeline::compare(&title, &simulated, &daemon, round);
+        print!("{table}");
+        all &= ok;
+        std::thread::sleep(Duration::from_secs_f64(round * 3.0));
+    }
+    cluster.shutdown();
+    println!(
+        "{}",
+        if all {
+            "every milestone within one round of the simulator"
+        } else {
+            "some milestones are off by more than a round"
+        }
+    );
+    Ok(all)
+}
+
+fn main() -> ExitCode {
     let program = match std::env::current_exe() {
         Ok(exe) => exe.with_file_name("hactor"),
         Err(e) => {
             eprintln!("hactor-bench: {e}");
             return ExitCode::FAILURE;
+        }
+    };
+    let (runs, pve_runs, nodes, dir, port) = match Cli::parse().command {
+        Command::Failover {
+            runs,
+            pve_runs,
+            nodes,
+            dir,
+            port,
+        } => (runs, pve_runs, nodes, dir, port),
+        Command::Timeline {
+            profile,
+            nodes,
+            dir,
+            port,
+        } => {
+            return match timelines(&program, &profile, nodes, &dir, port) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("hactor-bench: timeline: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
     };
     let mut failed = false;

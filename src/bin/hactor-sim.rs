@@ -2,6 +2,9 @@
 //!
 //! - `hactor-sim run <scenario-dir> [--log <file>]`: run one scenario and
 //!   write its log (to stdout without `--log`).
+//! - `hactor-sim rules <rules.cfg> [--nodes node1,node2,node3]`: upstream's
+//!   rules test for one file (which rules are dropped and why, the kept and
+//!   the compiled rules).
 //! - `hactor-sim bench <suite-dir> [--repeat N]`: run every scenario below a
 //!   folder in this process and print the wall time.
 
@@ -33,6 +36,15 @@ enum Command {
         /// Write the log here (atomically); stdout when absent.
         #[arg(long)]
         log: Option<PathBuf>,
+    },
+    /// Check one rules.cfg as upstream's rules test does: the dropped rules
+    /// with upstream's messages, the kept rules, the compiled rules.
+    Rules {
+        /// The rules.cfg to check.
+        file: PathBuf,
+        /// The cluster's nodes (comma-separated).
+        #[arg(long, default_value = "node1,node2,node3")]
+        nodes: String,
     },
     /// Time one master round at scale (static and dynamic scheduling).
     BenchRound {
@@ -72,6 +84,15 @@ fn run(scenario: &Path, log: Option<&Path>) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+fn rules(file: &Path, nodes: &str) -> Result<(), String> {
+    use hactor::sim::rules_check;
+    let nodes = rules_check::parse_nodes(nodes)?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let report = rules_check::report(&text, &nodes).map_err(|e| format!("{}: {e}", file.display()))?;
+    print!("{report}");
+    Ok(())
 }
 
 fn demo() -> Result<(), String> {
@@ -151,6 +172,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo => demo(),
         Command::Run { scenario, log } => run(&scenario, log.as_deref()),
+        Command::Rules { file, nodes } => rules(&file, &nodes),
         Command::Bench { suite, repeat } => bench(&suite, repeat),
         Command::BenchRound { sizes, rounds } => bench_round(&sizes, rounds),
     };

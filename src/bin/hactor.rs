@@ -240,11 +240,14 @@ async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<RaftSto
     let listen = membership::listen_addr(config)?;
     let transport = Transport::bind(listen, &identity).map_err(|e| format!("listen {listen}: {e}"))?;
     let t = &config.timings;
-    let timing = StoreTiming::for_round(
-        t.round(),
-        Duration::from_millis(t.raft_heartbeat_ms),
-        Duration::from_millis(t.raft_election_ms),
-    );
+    let timing = StoreTiming {
+        online_window: Duration::from_millis(t.online_window_ms),
+        ..StoreTiming::for_round(
+            t.round(),
+            Duration::from_millis(t.raft_heartbeat_ms),
+            Duration::from_millis(t.raft_election_ms),
+        )
+    };
     membership::check_raft_state(config)?;
     let raft = RaftStore::start(&info.cluster, info.id, &config.state_dir, transport.clone(), timing).await?;
     raft.serve();

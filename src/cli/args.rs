@@ -266,6 +266,15 @@ pub enum RulesCommand {
     },
     /// Remove a rule.
     Remove { rule: String },
+    /// Show which rules the feasibility checks drop and why (upstream's
+    /// `Drop rule '<id>', because <message>.` lines), against the cluster's
+    /// nodes: the configured rules, or a candidate rules.cfg file.
+    Check {
+        /// Check this rules.cfg instead of the configured rules (nothing is
+        /// changed either way).
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+    },
 }
 
 /// Every long option name of the command tree (aliases included).

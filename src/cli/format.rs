@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::api::protocol::{GroupView, ResourceView, Response, RuleView};
+use crate::api::protocol::{DroppedRule, GroupView, ResourceView, Response, RuleView};
 use crate::api::status;
 use crate::config::value::escape_control;
 
@@ -104,6 +104,26 @@ pub fn rules_text(rules: &[RuleView]) -> String {
     table(&["enabled", "state", "rule", "type", "resources", "comment"], &rows)
 }
 
+/// `rules check`: upstream's log lines, `Drop rule '<id>', because
+/// <message>.` (rule ids sorted, each rule's messages in check order), or
+/// one line saying that every rule is kept.
+pub fn rules_check_text(nodes: &[String], checked: usize, dropped: &[DroppedRule]) -> String {
+    if dropped.is_empty() {
+        return format!(
+            "no rule dropped ({checked} rules checked against nodes {})\n",
+            nodes.join(",")
+        );
+    }
+    dropped
+        .iter()
+        .flat_map(|d| {
+            d.messages
+                .iter()
+                .map(move |m| format!("Drop rule '{}', because {m}.\n", d.rule))
+        })
+        .collect()
+}
+
 /// The JSON value of a response: the data, without the envelope.
 pub fn json_value(response: &Response) -> Value {
     match response {
@@ -143,6 +163,11 @@ pub fn json_value(response: &Response) -> Value {
                 })
                 .collect(),
         ),
+        Response::RulesCheck {
+            nodes,
+            checked,
+            dropped,
+        } => json!({ "nodes": nodes, "checked": checked, "dropped": dropped }),
         Response::Done { messages } => json!({ "messages": messages }),
     }
 }
@@ -160,6 +185,11 @@ pub fn render(response: &Response, format: OutputFormat) -> String {
             Response::Resources { resources, .. } => config_text(resources),
             Response::Groups { groups, .. } => groups_text(groups),
             Response::Rules { rules, .. } => rules_text(rules),
+            Response::RulesCheck {
+                nodes,
+                checked,
+                dropped,
+            } => rules_check_text(nodes, *checked, dropped),
             Response::Done { messages } => messages.iter().map(|m| format!("{m}\n")).collect(),
         },
     }
@@ -282,6 +312,23 @@ mod tests {
         assert_eq!(
             render(&Response::Done { messages: vec![] }, OutputFormat::Json),
             "{\"messages\":[]}\n"
+        );
+    }
+
+    #[test]
+    fn rules_check_lines() {
+        let dropped = [DroppedRule {
+            rule: "apart".into(),
+            messages: vec!["first reason".into(), "second reason".into()],
+        }];
+        let nodes = ["node1".to_string(), "node2".to_string()];
+        assert_eq!(
+            rules_check_text(&nodes, 2, &dropped),
+            "Drop rule 'apart', because first reason.\nDrop rule 'apart', because second reason.\n"
+        );
+        assert_eq!(
+            rules_check_text(&nodes, 2, &[]),
+            "no rule dropped (2 rules checked against nodes node1,node2)\n"
         );
     }
 }

@@ -139,6 +139,14 @@ pub fn request(command: Command) -> Result<Option<Request>, String> {
                 digest: edit.digest,
             },
             RulesCommand::Remove { rule } => Request::RulesRemove { rule },
+            RulesCommand::Check { file } => Request::RulesCheck {
+                rules_cfg: match file {
+                    None => None,
+                    Some(path) => Some(
+                        std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                    ),
+                },
+            },
         },
         Command::Completions { .. } | Command::Man { .. } => return Ok(None),
     };

@@ -606,8 +606,6 @@ impl Manager {
         for sid in sids {
             let uid = self.new_uid(now);
             let sd = self.services.get_mut(&sid).expect("listed above");
-            let mut pruned = ServiceStatus::new(sd.state, &sd.node, sd.uid.clone());
-            pruned.maintenance_node = sd.maintenance_node.take();
             let freeze = disarm.mode == "freeze"
                 && matches!(
                     sd.state,
@@ -617,6 +615,16 @@ impl Manager {
                         | ServiceState::RequestStart
                         | ServiceState::RequestStartBalance
                 );
+            if disarm.mode == "freeze" && !freeze {
+                // Frozen and erroneous services keep everything they have,
+                // their maintenance fallback node included: this runs every
+                // round while disarmed, and a service frozen in an earlier
+                // round must still move back once its node's maintenance
+                // ends (upstream keeps `maintenance_node` through disarm/arm).
+                continue;
+            }
+            let mut pruned = ServiceStatus::new(sd.state, &sd.node, sd.uid.clone());
+            pruned.maintenance_node = sd.maintenance_node.take();
             if freeze {
                 env.log(Event::DisarmFreezingService {
                     sid: sid.clone(),
@@ -624,9 +632,6 @@ impl Manager {
                 });
                 pruned.state = ServiceState::Freeze;
                 pruned.uid = uid;
-            } else if disarm.mode == "freeze" {
-                // frozen and erroneous services keep what they have
-                continue;
             }
             *sd = pruned;
         }

@@ -304,127 +304,182 @@ fn positive_components(rules: &[Rule]) -> Vec<(Vec<usize>, BTreeSet<String>)> {
     components
 }
 
-/// Runs the feasibility checks, drops every offending rule, then applies
-/// the transformations. Returns the kept rules, the log messages
-/// (`Drop rule '<id>', because <message>.`, sorted) and the positive
-/// components used for compilation.
-pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>) {
-    let enabled: Vec<Rule> = rules.iter().filter(|r| !r.disabled).cloned().collect();
-    let mut errors: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut blame = |rule: &Rule, message: &str| {
-        errors.entry(rule.id.clone()).or_default().insert(message.to_string());
-    };
+/// The feasibility checks' verdict on one set of rules (spec §5.6).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Dropped rule id → its messages, in check order (each at most once).
+    pub dropped: BTreeMap<String, Vec<String>>,
+}
 
-    // node affinity: a resource in at most one rule
-    let node_rules: Vec<&Rule> = enabled.iter().filter(|r| r.is_node_affinity()).collect();
-    for (i, a) in node_rules.iter().enumerate() {
-        for b in node_rules.iter().skip(i + 1) {
-            if let Some(sid) = a.resources.intersection(&b.resources).next() {
-                let message = format!("resource '{sid}' is already used in another node affinity rule");
-                blame(a, &message);
-                blame(b, &message);
-            }
+impl Verdict {
+    fn blame(&mut self, rule: &Rule, message: impl Into<String>) {
+        let message = message.into();
+        let messages = self.dropped.entry(rule.id.clone()).or_default();
+        if !messages.contains(&message) {
+            messages.push(message);
         }
     }
+
+    /// Upstream's log lines, `Drop rule '<id>', because <message>.`: rule
+    /// ids sorted, each rule's messages in check order (all of them concern
+    /// one option, `resources`, so sorting options changes nothing).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.dropped
+            .iter()
+            .flat_map(|(id, reasons)| {
+                reasons
+                    .iter()
+                    .map(move |reason| format!("Drop rule '{id}', because {reason}."))
+            })
+            .collect()
+    }
+}
+
+/// Runs every feasibility check over the enabled rules, in upstream's
+/// order: node-affinity checks, resource-affinity checks, then the global
+/// ones. Disabled rules take no part.
+pub fn check(rules: &[Rule], nodes: &[NodeName]) -> Verdict {
+    let enabled: Vec<&Rule> = rules.iter().filter(|r| !r.disabled).collect();
+    let node_rules: Vec<&Rule> = enabled.iter().copied().filter(|r| r.is_node_affinity()).collect();
+    let mut verdict = Verdict::default();
+
+    // node affinity: a resource in at most one rule; every rule holding a
+    // shared resource is blamed once per shared resource.
+    let mut holders: BTreeMap<&str, Vec<&Rule>> = BTreeMap::new();
+    for rule in &node_rules {
+        for sid in &rule.resources {
+            holders.entry(sid.as_str()).or_default().push(rule);
+        }
+    }
+    let mut shared: Vec<(&str, &str)> = holders
+        .iter()
+        .filter(|(_, rules)| rules.len() > 1)
+        .flat_map(|(sid, rules)| rules.iter().map(move |r| (r.id.as_str(), *sid)))
+        .collect();
+    shared.sort_unstable();
+    for (id, sid) in shared {
+        let rule = node_rules.iter().find(|r| r.id == id).expect("holder is a node rule");
+        verdict.blame(
+            rule,
+            format!("resource '{sid}' is already used in another node affinity rule"),
+        );
+    }
+
     // resource affinity on its own
     for rule in enabled.iter().filter(|r| !r.is_node_affinity()) {
         if rule.resources.len() < 2 {
-            blame(rule, "rule is ineffective as there are less than two resources");
-        }
-        if rule.is_negative() && rule.resources.len() > nodes.len() {
-            blame(rule, "rule defines more resources than available nodes");
+            verdict.blame(rule, "rule is ineffective as there are less than two resources");
         }
     }
-    let components = positive_components(&enabled);
+    for rule in enabled.iter().filter(|r| r.is_negative()) {
+        if rule.resources.len() > nodes.len() {
+            verdict.blame(rule, "rule defines more resources than available nodes");
+        }
+    }
+    let owned: Vec<Rule> = enabled.iter().map(|r| (*r).clone()).collect();
+    let components = positive_components(&owned);
     for negative in enabled.iter().filter(|r| r.is_negative()) {
         for (members, resources) in &components {
             if negative.resources.intersection(resources).count() >= 2 {
-                blame(
+                verdict.blame(
                     negative,
                     "rule shares two or more resources with a positive resource affinity rule",
                 );
                 for &m in members {
-                    blame(
-                        &enabled[m],
+                    verdict.blame(
+                        &owned[m],
                         "rule shares two or more resources with a negative resource affinity rule",
                     );
                 }
             }
         }
     }
-    // resource affinity against node affinity
+
+    // resource affinity against node affinity: if any node-affinity rule
+    // the resource-affinity rule overlaps has several priorities, the
+    // resource-affinity rule and every node-affinity rule it overlaps go.
     for affinity in enabled.iter().filter(|r| !r.is_node_affinity()) {
-        for node_rule in &node_rules {
-            if node_rule.priorities().len() > 1 && !affinity.resources.is_disjoint(&node_rule.resources) {
-                blame(
+        let overlapping: Vec<&Rule> = node_rules
+            .iter()
+            .copied()
+            .filter(|r| !affinity.resources.is_disjoint(&r.resources))
+            .collect();
+        if overlapping.iter().any(|r| r.priorities().len() > 1) {
+            verdict.blame(
+                affinity,
+                "resources are in node affinity rules with multiple priorities",
+            );
+            for node_rule in overlapping {
+                verdict.blame(
                     node_rule,
                     "resources are in a resource affinity rule and cannot be in a node affinity rule with multiple priorities",
-                );
-                blame(
-                    affinity,
-                    "resources are in node affinity rules with multiple priorities",
                 );
             }
         }
     }
     for (members, resources) in &components {
-        let overlapping: Vec<&&Rule> = node_rules
+        let overlapping: Vec<&Rule> = node_rules
             .iter()
+            .copied()
             .filter(|r| !r.resources.is_disjoint(resources))
             .collect();
         if overlapping.len() > 1 {
             for &m in members {
-                blame(&enabled[m], "resources are in multiple node affinity rules");
+                verdict.blame(&owned[m], "resources are in multiple node affinity rules");
             }
             for node_rule in overlapping {
-                blame(
+                verdict.blame(
                     node_rule,
                     "at least one resource is in a positive resource affinity rule and there are other resources in at least one other node affinity rule already",
                 );
             }
         }
     }
+    // A negative rule's resources that node-affinity rules (strict or not:
+    // a non-strict rule still configures where they belong) confine to
+    // fewer nodes than there are such resources cannot be kept apart there.
     for negative in enabled.iter().filter(|r| r.is_negative()) {
         let mut restricted = 0;
-        let mut allowed_nodes = BTreeSet::new();
+        let mut configured_nodes = BTreeSet::new();
         let mut involved = Vec::new();
         for node_rule in &node_rules {
-            let RuleKind::NodeAffinity {
-                nodes: rule_nodes,
-                strict: true,
-            } = &node_rule.kind
-            else {
+            let RuleKind::NodeAffinity { nodes: rule_nodes, .. } = &node_rule.kind else {
                 continue;
             };
             let shared = negative.resources.intersection(&node_rule.resources).count();
             if shared > 0 {
                 restricted += shared;
-                allowed_nodes.extend(rule_nodes.keys().cloned());
+                configured_nodes.extend(rule_nodes.keys().cloned());
                 involved.push(*node_rule);
             }
         }
-        if restricted >= 2 && allowed_nodes.len() < restricted {
-            blame(
+        if restricted >= 2 && configured_nodes.len() < restricted {
+            verdict.blame(
                 negative,
                 "two or more resources are restricted to less nodes than available to the resources",
             );
             for node_rule in involved {
-                blame(
+                verdict.blame(
                     node_rule,
                     "at least one resource is in a negative resource affinity rule and this rule would restrict these to less nodes than available to the resources",
                 );
             }
         }
     }
+    verdict
+}
 
-    let mut messages = Vec::new();
-    for (id, reasons) in &errors {
-        for reason in reasons {
-            messages.push(format!("Drop rule '{id}', because {reason}."));
-        }
-    }
-    let kept: Vec<Rule> = enabled.into_iter().filter(|r| !errors.contains_key(&r.id)).collect();
-    (kept, messages)
+/// Runs the feasibility checks ([`check`]) and drops every offending rule.
+/// Returns the kept (enabled) rules and the log messages
+/// (`Drop rule '<id>', because <message>.`, see [`Verdict::log_lines`]).
+pub fn transform(rules: &[Rule], nodes: &[NodeName]) -> (Vec<Rule>, Vec<String>) {
+    let verdict = check(rules, nodes);
+    let kept: Vec<Rule> = rules
+        .iter()
+        .filter(|r| !r.disabled && !verdict.dropped.contains_key(&r.id))
+        .cloned()
+        .collect();
+    (kept, verdict.log_lines())
 }
 
 /// Compiles checked rules for [`super::select::select_service_node`]:

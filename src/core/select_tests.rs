@@ -1386,8 +1386,6 @@ fn imbalance_sanity_of_the_reference() {
 }
 
 #[test]
-#[ignore = "spec §5.5 says basic-mode imbalance is always 0; Usage::imbalance on a basic usage returns NaN \
-            (0/0 loads; the manager never asks in basic mode)"]
 fn basic_mode_imbalance_is_zero() {
     // spec §5.5: "basic: ... Imbalance is always 0"
     let mut usage = Usage::basic(&names(THREE));

@@ -471,7 +471,12 @@ impl Usage {
 
     /// Coefficient of variation of the node loads (population standard
     /// deviation over mean, not normalised; matches upstream's figures).
+    /// Always 0 in `basic` mode (spec §5.5): its nodes have no capacities,
+    /// so a load ratio would be 0/0.
     pub fn imbalance(&self) -> f64 {
+        if self.mode == CrsMode::Basic {
+            return 0.0;
+        }
         imbalance_of(self.aggregated.iter().map(NodeStats::load))
     }
 

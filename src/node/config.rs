@@ -97,6 +97,15 @@ pub struct Timings {
     /// leader no lease can be renewed, and a leader change that outlasts
     /// the watchdog client timeout fences every node.
     pub raft_election_ms: u64,
+    /// Another node counts as online while its last store heartbeat (one
+    /// every half round) is at most this old. Upstream learns of a dead
+    /// node from corosync within seconds, so the master marks it
+    /// `unknown` in its next round; `pve` keeps to that (one round: a
+    /// single late heartbeat is tolerated), `fast` allows three rounds
+    /// (its rounds are short enough that this costs little, and a loaded
+    /// machine delays commits by that much). A node wrongly seen offline
+    /// for less than the fence delay is harmless: it goes back online.
+    pub online_window_ms: u64,
 }
 
 impl Timings {
@@ -112,6 +121,7 @@ impl Timings {
                 watchdog_tick_ms: 1_000,
                 raft_heartbeat_ms: 1_000,
                 raft_election_ms: 5_000,
+                online_window_ms: 10_000,
             },
             Profile::Fast => Timings {
                 round_ms: 1_000,
@@ -130,6 +140,7 @@ impl Timings {
                 // stalls.
                 raft_heartbeat_ms: 100,
                 raft_election_ms: 300,
+                online_window_ms: 3_000,
             },
         }
     }
@@ -196,6 +207,13 @@ impl Timings {
                 self.raft_election_ms,
                 self.raft_heartbeat_ms,
                 self.margin_ms
+            ));
+        }
+        if self.online_window_ms <= self.round_ms / 2 {
+            return Err(format!(
+                "online_window_ms ({}) must be longer than the heartbeat interval, half of round_ms ({}), \
+                 or healthy nodes are seen offline",
+                self.online_window_ms, self.round_ms
             ));
         }
         if self.watchdog_tick_ms >= self.watchdog_client_timeout_ms {
@@ -269,6 +287,7 @@ struct TimingOverrides {
     watchdog_tick_ms: Option<u64>,
     raft_heartbeat_ms: Option<u64>,
     raft_election_ms: Option<u64>,
+    online_window_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -751,6 +770,7 @@ impl NodeConfig {
             watchdog_tick_ms: o.watchdog_tick_ms.unwrap_or(base.watchdog_tick_ms),
             raft_heartbeat_ms: o.raft_heartbeat_ms.unwrap_or(base.raft_heartbeat_ms),
             raft_election_ms: o.raft_election_ms.unwrap_or(base.raft_election_ms),
+            online_window_ms: o.online_window_ms.unwrap_or(base.online_window_ms),
         };
         timings.check_safety()?;
         if let Some(policy) = &raw.shutdown_policy
@@ -889,6 +909,16 @@ backend = "process"
     }
 
     #[test]
+    fn the_online_window_follows_the_profile_and_can_be_overridden() {
+        // pve: a dead peer is offline within one round, as upstream's
+        // corosync membership has it by the master's next round.
+        assert_eq!(Timings::of(Profile::Pve).online_window_ms, 10_000);
+        assert_eq!(Timings::of(Profile::Fast).online_window_ms, 3_000);
+        let config = NodeConfig::parse(&format!("{GOOD}\n[timing]\nonline_window_ms = 2000\n")).unwrap();
+        assert_eq!(config.timings.online_window_ms, 2_000);
+    }
+
+    #[test]
     fn a_raft_election_that_outlasts_the_watchdog_is_refused() {
         let fast = Timings::of(Profile::Fast);
         assert!(fast.check_safety().is_ok());
@@ -929,6 +959,10 @@ backend = "process"
             (
                 &format!("{GOOD}\n[timing]\nround_msec = 1\n"),
                 "unknown field `round_msec`",
+            ),
+            (
+                &format!("{GOOD}\n[timing]\nonline_window_ms = 500\n"),
+                "online_window_ms (500) must be longer than the heartbeat interval",
             ),
             (
                 &format!("{GOOD}device = \"/dev/watchdog1\"\n"),

@@ -10,8 +10,10 @@
 //! ```
 
 pub mod bench;
+pub mod rules_check;
 pub mod run;
 pub mod scenario;
+pub mod timeline;
 pub mod world;
 
 use std::path::Path;

@@ -364,6 +364,61 @@ impl Scenario {
     }
 }
 
+impl Scenario {
+    /// `nodes` nodes with one service each (`vm:10<i>` on `node<i>`), all
+    /// powered on, then `node<victim>` powered off: the simulator's side
+    /// of `hactor-bench timeline` (node1 becomes the master).
+    pub fn node_loss(nodes: usize, victim: usize) -> Scenario {
+        let hardware: BTreeMap<NodeName, NodeHardware> = (1..=nodes)
+            .map(|i| {
+                let hw = NodeHardware {
+                    power: false,
+                    network: false,
+                    maxcpu: Some(24.0),
+                    maxmem: Some(128.0 * 1024.0 * 1024.0 * 1024.0),
+                    version: None,
+                };
+                (format!("node{i}"), hw)
+            })
+            .collect();
+        let mut services = ServiceConfig::new();
+        for i in 1..=nodes {
+            services.insert(
+                format!("vm:{}", 100 + i),
+                ResourceConfig::new(&format!("node{i}"), RequestState::Started),
+            );
+        }
+        let power_on: Vec<String> = (1..=nodes).map(|i| format!("power node{i} on")).collect();
+        let batches = [power_on, vec![format!("power node{victim} off")]];
+        let cmdlist = batches
+            .iter()
+            .map(|batch| {
+                batch
+                    .iter()
+                    .filter_map(|text| {
+                        let command = parse_command(text, &hardware).ok()?;
+                        Some(CmdEntry {
+                            text: text.clone(),
+                            command,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Scenario {
+            cmdlist,
+            hardware,
+            manager_status: ManagerStatus::default(),
+            services,
+            groups: Groups::new(),
+            rules: Vec::new(),
+            datacenter: Value::Null,
+            stats: BTreeMap::new(),
+            running: BTreeMap::new(),
+        }
+    }
+}
+
 fn object_map(reader: &Reader<'_>, name: &str) -> Result<BTreeMap<String, Value>, ScenarioError> {
     match reader.json(name)? {
         None => Ok(BTreeMap::new()),
