@@ -108,12 +108,14 @@ enum ClusterCommand {
     },
     /// Remove a member (stop its daemon first).
     RemoveNode { node: String },
-    /// Rebuild this member's Raft state from the other members, when its
-    /// daemon refuses to start because that state is damaged or lost:
-    /// moves <state_dir>/raft aside, has the cluster remove this node and
-    /// admit it again as a learner (same name and certificate, new Raft
-    /// id); start the daemon after it: it catches up and becomes a voter.
-    /// The cluster's data is not changed. Stop the daemon first.
+    /// Rebuild this member's damaged or lost Raft state from the other
+    /// members (stop its daemon first).
+    ///
+    /// For a daemon that refuses to start because its Raft state cannot be
+    /// trusted: moves <state_dir>/raft aside, has the cluster remove this
+    /// node and admit it again as a learner (same name and certificate,
+    /// new Raft id). Start the daemon after it: it catches up from the
+    /// others and becomes a voter. The cluster's data is not changed.
     ResetLocal {
         /// Another member as NAME=ADDRESS (repeatable), if neither the
         /// configuration's [peers] nor the damaged Raft state name one.
