@@ -413,6 +413,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
                 None => break,
             },
             _ = terminate.recv() => tracing::warn!("still shutting down (services are being stopped or frozen)"),
+            reason = &mut core_stopped => fail_stop(&reason),
         }
     }
     let _ = std::fs::remove_file(&config.socket);
