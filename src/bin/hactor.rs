@@ -542,15 +542,7 @@ fn cluster_command(config: &NodeConfig, command: ClusterCommand) -> Result<(), S
         ClusterCommand::ResetLocal { peers } => {
             let peers = peers
                 .iter()
-                .map(|p| {
-                    let (name, addr) = p
-                        .split_once('=')
-                        .ok_or_else(|| format!("--peer '{p}': expected NAME=ADDRESS"))?;
-                    let addr = addr
-                        .parse()
-                        .map_err(|e| format!("--peer '{p}': address '{addr}': {e}"))?;
-                    Ok((name.to_string(), addr))
-                })
+                .map(|p| membership::parse_peer(p))
                 .collect::<Result<Vec<_>, String>>()?;
             let outcome = actix::System::new().block_on(membership::reset_local(config, &peers))?;
             if let Some(moved) = &outcome.moved_to {

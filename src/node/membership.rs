@@ -320,6 +320,20 @@ async fn ask_admission(
     ))
 }
 
+/// Parses `--peer NAME=ADDRESS`.
+pub fn parse_peer(text: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--peer '{text}': expected NAME=ADDRESS"))?;
+    if !crate::net::tls::valid_node_name(name) {
+        return Err(format!("--peer '{text}': invalid node name '{name}'"));
+    }
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("--peer '{text}': address '{addr}': {e}"))?;
+    Ok((name.to_string(), addr))
+}
+
 /// What `reset-local` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetOutcome {
@@ -485,4 +499,28 @@ pub fn render(view: &ClusterView) -> String {
         out.push_str(&format!("service {sid} ({node}, {state})\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_parsed_or_refused_clearly() {
+        assert_eq!(
+            parse_peer("node1=127.0.0.1:7401").unwrap(),
+            ("node1".to_string(), "127.0.0.1:7401".parse().unwrap())
+        );
+        assert!(parse_peer("node1").unwrap_err().contains("expected NAME=ADDRESS"));
+        assert!(
+            parse_peer("no de=127.0.0.1:1")
+                .unwrap_err()
+                .contains("invalid node name")
+        );
+        assert!(
+            parse_peer("node1=localhost")
+                .unwrap_err()
+                .contains("address 'localhost'")
+        );
+    }
 }
