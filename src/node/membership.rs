@@ -273,9 +273,12 @@ async fn ask_admission(
     seeds: BTreeMap<String, String>,
     listen: SocketAddr,
 ) -> Result<NodeId, String> {
+    /// Asks again while another membership change is committed (about 10 s).
+    const BUSY_RETRIES: usize = 40;
     let mut queue: Vec<(String, String)> = seeds.into_iter().collect();
     let mut errors = Vec::new();
     let mut hops = 0;
+    let mut busy = 0;
     let mut asked = std::collections::BTreeSet::new();
     while let Some((peer, addr)) = queue.pop() {
         hops += 1;
@@ -308,6 +311,16 @@ async fn ask_admission(
             }
             Ok(PeerReply::Joined(Err(Refusal::NotLeader(None)))) => {
                 errors.push(format!("{peer}: no leader (the cluster has no quorum?)"));
+            }
+            // Another membership change (a member's promotion) is still
+            // being committed: transient, ask again shortly.
+            Ok(PeerReply::Joined(Err(Refusal::Failed(e))))
+                if e.contains("undergoing a configuration change") && busy < BUSY_RETRIES =>
+            {
+                busy += 1;
+                hops -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                queue.push((peer, addr.to_string()));
             }
             Ok(PeerReply::Joined(Err(Refusal::Failed(e)))) => return Err(format!("{peer} refused: {e}")),
             Ok(_) => errors.push(format!("{peer}: unexpected reply")),
