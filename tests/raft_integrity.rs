@@ -443,6 +443,11 @@ mod daemons {
         assert_eq!(code, Some(70), "exits with the fail-stop code");
         let text = std::fs::read_to_string(cluster.log(1)).unwrap();
         assert!(text.contains("the Raft core stopped"), "{text}");
+        // Without disarming: its watchdog (here the fence guard) fenced it.
+        let fence_log = cluster.nodes[1].dir.join("fence.log");
+        wait_for("the fence guard to fence node2", Duration::from_secs(10), || {
+            std::fs::read_to_string(&fence_log).is_ok_and(|t| t.contains("fencing node"))
+        });
         // The others go on without it.
         cluster.wait_view(0, "quorum without node2", Duration::from_secs(10), |v| v.quorate);
     }

@@ -377,6 +377,13 @@ async fn every_member_restarting_loses_nothing() {
         })
     })
     .await;
+    // The restored leader reaches the restarted followers only after its
+    // replication's first retries: wait for a committed heartbeat before
+    // a write that must not be retried.
+    wait_for("a commit after the restart", Duration::from_secs(10), || {
+        cluster.store(0).quorate()
+    })
+    .await;
     let after = cluster.store(0).apply(vec![Op::TakeCrmCommands]).await.unwrap();
     assert!(matches!(&after[0], Reply::Commands(c) if c.len() == 50));
 }

@@ -116,12 +116,14 @@ enum ClusterCommand {
     },
     /// Remove a member (stop its daemon first).
     RemoveNode { node: String },
-    /// Rebuild this member's Raft state from the other members, when its
-    /// daemon refuses to start because that state is damaged or lost:
-    /// moves <state_dir>/raft aside, has the cluster remove this node and
-    /// admit it again as a learner (same name and certificate, new Raft
-    /// id); start the daemon after it: it catches up and becomes a voter.
-    /// The cluster's data is not changed. Stop the daemon first.
+    /// Rebuild this member's damaged or lost Raft state from the other
+    /// members (stop its daemon first).
+    ///
+    /// For a daemon that refuses to start because its Raft state cannot be
+    /// trusted: moves <state_dir>/raft aside, has the cluster remove this
+    /// node and admit it again as a learner (same name and certificate,
+    /// new Raft id). Start the daemon after it: it catches up from the
+    /// others and becomes a voter. The cluster's data is not changed.
     ResetLocal {
         /// Another member as NAME=ADDRESS (repeatable), if neither the
         /// configuration's [peers] nor the damaged Raft state name one.
@@ -439,10 +441,13 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     // Whatever the disk or the store does, the daemon exits: past the
     // deadline an LRM that has not exited is still armed, and the
     // watchdog fences the node once the daemon is gone.
-    let finished = hactor::node::shutdown::wait_for_exits(&mut exit_rx, deadline, || {
-        node.crm.do_send(ShutdownRequest(going_down))
-    })
-    .await;
+    // The Raft core stopping meanwhile fails stop here too.
+    let finished = tokio::select! {
+        finished = hactor::node::shutdown::wait_for_exits(&mut exit_rx, deadline, || {
+            node.crm.do_send(ShutdownRequest(going_down))
+        }) => finished,
+        reason = &mut core_stopped => fail_stop(&reason),
+    };
     nagging.abort();
     if !finished {
         tracing::error!(
@@ -590,15 +595,7 @@ fn cluster_command(config: &NodeConfig, command: ClusterCommand) -> Result<(), S
         ClusterCommand::ResetLocal { peers } => {
             let peers = peers
                 .iter()
-                .map(|p| {
-                    let (name, addr) = p
-                        .split_once('=')
-                        .ok_or_else(|| format!("--peer '{p}': expected NAME=ADDRESS"))?;
-                    let addr = addr
-                        .parse()
-                        .map_err(|e| format!("--peer '{p}': address '{addr}': {e}"))?;
-                    Ok((name.to_string(), addr))
-                })
+                .map(|p| membership::parse_peer(p))
                 .collect::<Result<Vec<_>, String>>()?;
             let outcome = actix::System::new().block_on(membership::reset_local(config, &peers))?;
             if let Some(moved) = &outcome.moved_to {

@@ -239,8 +239,56 @@ mod tests {
             ]
         }
 
+        fn arb_refusal() -> impl Strategy<Value = Refusal> {
+            prop_oneof![
+                ".{0,20}".prop_map(Refusal::Failed),
+                proptest::option::of(("[a-z0-9]{1,6}", ".{0,21}").prop_map(|(name, addr)| LeaderHint { name, addr }))
+                    .prop_map(Refusal::NotLeader),
+            ]
+        }
+
+        fn arb_reply() -> impl Strategy<Value = PeerReply> {
+            let view = (
+                "[a-z0-9]{1,6}",
+                any::<u64>(),
+                any::<bool>(),
+                proptest::collection::vec(("[a-z0-9]{1,6}", ".{0,21}", any::<bool>()), 0..4),
+                proptest::option::of(any::<u64>()),
+                proptest::collection::vec((".{0,12}", "[a-z0-9]{1,6}", "[a-z_]{1,10}"), 0..3),
+            )
+                .prop_map(|(node, term, quorate, members, last_applied, services)| ClusterView {
+                    node: node.clone(),
+                    id: term % 7,
+                    term,
+                    leader: Some(node),
+                    quorate,
+                    members,
+                    settled: !quorate,
+                    last_applied,
+                    master: None,
+                    services,
+                });
+            prop_oneof![
+                view.prop_map(PeerReply::Status),
+                proptest::result::maybe_ok(any::<u64>(), arb_refusal()).prop_map(PeerReply::Joined),
+                proptest::result::maybe_ok(Just(()), arb_refusal()).prop_map(PeerReply::Done),
+                proptest::result::maybe_ok(
+                    proptest::collection::vec(Just(crate::node::store::Reply::Done), 0..3).prop_map(Json),
+                    arb_refusal()
+                )
+                .prop_map(PeerReply::Written),
+            ]
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn replies_round_trip(reply in arb_reply()) {
+                let frame = codec::encode(&reply).unwrap();
+                let back: PeerReply = codec::decode(&frame).unwrap();
+                prop_assert_eq!(codec::encode(&back).unwrap(), frame);
+            }
 
             /// Every request survives a frame: decoding gives a value
             /// that encodes to the same bytes.

@@ -276,9 +276,12 @@ async fn ask_admission(
     seeds: BTreeMap<String, String>,
     listen: SocketAddr,
 ) -> Result<NodeId, String> {
+    /// Asks again while another membership change is committed (about 10 s).
+    const BUSY_RETRIES: usize = 40;
     let mut queue: Vec<(String, String)> = seeds.into_iter().collect();
     let mut errors = Vec::new();
     let mut hops = 0;
+    let mut busy = 0;
     let mut asked = std::collections::BTreeSet::new();
     while let Some((peer, addr)) = queue.pop() {
         hops += 1;
@@ -312,6 +315,16 @@ async fn ask_admission(
             Ok(PeerReply::Joined(Err(Refusal::NotLeader(None)))) => {
                 errors.push(format!("{peer}: no leader (the cluster has no quorum?)"));
             }
+            // Another membership change (a member's promotion) is still
+            // being committed: transient, ask again shortly.
+            Ok(PeerReply::Joined(Err(Refusal::Failed(e))))
+                if e.contains("undergoing a configuration change") && busy < BUSY_RETRIES =>
+            {
+                busy += 1;
+                hops -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                queue.push((peer, addr.to_string()));
+            }
             Ok(PeerReply::Joined(Err(Refusal::Failed(e)))) => return Err(format!("{peer} refused: {e}")),
             Ok(_) => errors.push(format!("{peer}: unexpected reply")),
             Err(e) => errors.push(format!("{peer}: {}", explain(&peer, &e))),
@@ -321,6 +334,20 @@ async fn ask_admission(
         "could not join cluster '{cluster}' (no member reachable, or no quorum to admit a node): {}",
         errors.join("; ")
     ))
+}
+
+/// Parses `--peer NAME=ADDRESS`.
+pub fn parse_peer(text: &str) -> Result<(String, SocketAddr), String> {
+    let (name, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--peer '{text}': expected NAME=ADDRESS"))?;
+    if !crate::net::tls::valid_node_name(name) {
+        return Err(format!("--peer '{text}': invalid node name '{name}'"));
+    }
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("--peer '{text}': address '{addr}': {e}"))?;
+    Ok((name.to_string(), addr))
 }
 
 /// What `reset-local` did.
@@ -488,4 +515,28 @@ pub fn render(view: &ClusterView) -> String {
         out.push_str(&format!("service {sid} ({node}, {state})\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_parsed_or_refused_clearly() {
+        assert_eq!(
+            parse_peer("node1=127.0.0.1:7401").unwrap(),
+            ("node1".to_string(), "127.0.0.1:7401".parse().unwrap())
+        );
+        assert!(parse_peer("node1").unwrap_err().contains("expected NAME=ADDRESS"));
+        assert!(
+            parse_peer("no de=127.0.0.1:1")
+                .unwrap_err()
+                .contains("invalid node name")
+        );
+        assert!(
+            parse_peer("node1=localhost")
+                .unwrap_err()
+                .contains("address 'localhost'")
+        );
+    }
 }

@@ -330,6 +330,14 @@ impl LogStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Two consecutive live entries whose indexes are not adjacent, if
+    /// any (the log must be contiguous).
+    pub fn gap(&self) -> Option<(u64, u64)> {
+        let inner = self.lock();
+        let keys: Vec<u64> = inner.entries.keys().copied().collect();
+        keys.windows(2).find(|w| w[1] != w[0] + 1).map(|w| (w[0], w[1]))
+    }
+
     /// Number of live entries (tests).
     pub fn len(&self) -> usize {
         self.lock().entries.len()

@@ -123,6 +123,12 @@ pub fn open_storage(dir: &std::path::Path) -> Result<(log_store::LogStore, state
             purged.index
         )));
     }
+    if let Some((before, after)) = log.gap() {
+        return Err(refuse(format!(
+            "{}: entries {before} and {after} follow each other with a gap between them",
+            dir.join("log").display()
+        )));
+    }
     let held = last.map(|l| l.index).max(snapshot_index);
     if let Some(committed) = committed
         && held.is_none_or(|h| h < committed.index)
@@ -255,5 +261,45 @@ mod tests {
             err.contains("index 5 was committed") && err.contains("cluster reset-local"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_log_with_a_gap_is_refused_and_members_are_salvaged_from_a_damaged_log() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut log = log_store::LogStore::open(dir.path()).unwrap();
+            let member = Member {
+                name: "node2".into(),
+                addr: "127.0.0.1:7402".into(),
+            };
+            let membership = openraft::Membership::new(
+                vec![std::collections::BTreeSet::from([2])],
+                std::collections::BTreeMap::from([(2, member)]),
+            );
+            let mut entries = vec![
+                blank(1),
+                Entry {
+                    log_id: blank(2).log_id,
+                    payload: openraft::EntryPayload::Membership(membership),
+                },
+            ];
+            entries.extend((3..=6).map(blank));
+            log.append_for_test(entries);
+            log.append_for_test(vec![blank(9)]);
+        }
+        let err = open_storage(dir.path()).err().unwrap();
+        assert!(
+            err.contains("entries 6 and 9") && err.contains("cluster reset-local"),
+            "{err}"
+        );
+        // Damage the middle of the log: members are still found.
+        let path = dir.path().join("log");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() * 3 / 4;
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(log_store::LogStore::open(dir.path()).is_err());
+        let members = known_members(dir.path());
+        assert_eq!(members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["node2"]);
     }
 }
