@@ -490,6 +490,23 @@ impl RaftStore {
         if !self.is_leader() {
             return Err(Refusal::NotLeader(self.leader_hint()));
         }
+        // A quorum must confirm this leader first: a change proposed
+        // without one stays in the leader's log, is refused to the caller
+        // as timed out, and still commits once the quorum is back (a
+        // refused removal would then happen after all).
+        match tokio::time::timeout(Duration::from_secs(2), self.inner.raft.get_read_log_id()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(Refusal::Failed(format!(
+                    "the cluster has no quorum for a membership change: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(Refusal::Failed(
+                    "the cluster has no quorum for a membership change (no majority confirmed the leader)".into(),
+                ));
+            }
+        }
         let future = self.inner.raft.change_membership(change, false);
         match tokio::time::timeout(Duration::from_secs(10), future).await {
             Ok(Ok(_)) => Ok(()),
