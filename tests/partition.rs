@@ -43,16 +43,16 @@ fn partitioning_the_leader_or_the_master_never_fences_the_majority() {
         let master = t.master().expect("a master");
         let victim = match case {
             Victim::LeaderAndMaster => {
-                t.make_leader(master, Duration::from_secs(20));
+                t.make_leader(master, Duration::from_secs(60));
                 master
             }
             Victim::LeaderOnly => {
                 let other = (master + 1) % NODES;
-                t.make_leader(other, Duration::from_secs(20));
+                t.make_leader(other, Duration::from_secs(60));
                 other
             }
             Victim::MasterOnly => {
-                t.make_leader((master + 1) % NODES, Duration::from_secs(20));
+                t.make_leader((master + 1) % NODES, Duration::from_secs(60));
                 master
             }
         };

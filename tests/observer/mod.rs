@@ -424,24 +424,34 @@ impl Setup {
     }
 
     /// Makes node `i` the Raft leader (fault injection: it starts an
-    /// election at once); returns once every node sees it lead.
+    /// election at once; the others refuse its votes while they still hear
+    /// the current leader, so it may take a few tries, 3 s apart); returns
+    /// once every node sees it lead.
     pub fn make_leader(&self, i: usize, timeout: Duration) {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if (0..self.cluster.nodes.len()).all(|j| {
+        let name = &self.cluster.nodes[i].name;
+        let leads = || {
+            (0..self.cluster.nodes.len()).all(|j| {
                 self.cluster
                     .view(j)
-                    .is_some_and(|v| v.leader.as_deref() == Some(&self.cluster.nodes[i].name))
-            }) {
+                    .is_some_and(|v| v.leader.as_deref() == Some(name.as_str()))
+            })
+        };
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if leads() {
                 return;
             }
             let _ = std::fs::write(self.cluster.nodes[i].dir.join("fault-elect"), "");
-            std::thread::sleep(Duration::from_millis(500));
+            // One try at a time: let the election settle before the next.
+            let tried = Instant::now();
+            while tried.elapsed() < Duration::from_secs(3) {
+                if leads() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
-        panic!(
-            "{} did not become the leader within {timeout:?}",
-            self.cluster.nodes[i].name
-        );
+        panic!("{name} did not become the leader within {timeout:?}");
     }
 
     /// The fence guard's log of node `i`.
