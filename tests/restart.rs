@@ -13,7 +13,7 @@
 
 mod observer;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use observer::*;
 
@@ -38,13 +38,11 @@ fn restarts_after(fault: Fault, extra: &str) {
         // Alternate between the master's node and another one.
         let victim = if round % 2 == 0 { master } else { (master + 1) % NODES };
         let name = t.cluster.nodes[victim].name.clone();
-        let at = Instant::now();
-        t.inflict(victim, fault);
-        std::thread::sleep(delay.saturating_sub(at.elapsed()));
-        t.restart(victim, fault);
-        let restarted = at.elapsed();
-        let revived = t.settle(RECOVERY_BOUND * 2).unwrap_or_else(|e| panic!("{e}"));
-        let back = t.wait_all_running(SERVICES, RECOVERY_BOUND * 2);
+        let Cycle {
+            restarted,
+            revived,
+            back,
+        } = t.fault_and_restart(victim, fault, delay, SERVICES);
         // Watch a little longer: a stale start shows within a few rounds.
         std::thread::sleep(Duration::from_secs(3));
         println!(

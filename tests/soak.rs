@@ -18,7 +18,7 @@
 mod observer;
 mod seeded;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use observer::*;
 use seeded::Rng;
@@ -66,16 +66,12 @@ fn thirty_random_faults_with_restarts_at_random_delays() {
         };
         let delay = Duration::from_millis(rng.below(20_000));
         let name = t.cluster.nodes[victim].name.clone();
-        let at = Instant::now();
-        t.inflict(victim, fault);
-        std::thread::sleep(delay.saturating_sub(at.elapsed()));
-        t.restart(victim, fault);
-        let restarted = at.elapsed();
-        let revived = t
-            .settle(RECOVERY_BOUND * 2)
-            .unwrap_or_else(|e| panic!("fault {n} ({fault:?} of {name}): {e}"));
+        let Cycle {
+            restarted,
+            revived,
+            back,
+        } = t.fault_and_restart(victim, fault, delay, SERVICES);
         collateral += revived;
-        let back = t.wait_all_running(SERVICES, RECOVERY_BOUND * 2);
         worst = worst.max(back);
         println!(
             "fault {n}: {fault:?} of {name} ({target:?}), restarted after {restarted:.1?}; \

@@ -335,6 +335,16 @@ pub fn wait(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) -> D
     started.elapsed()
 }
 
+/// What one [`Setup::fault_and_restart`] took.
+pub struct Cycle {
+    /// From the fault to the restart.
+    pub restarted: Duration,
+    /// Other daemons fenced meanwhile and restarted.
+    pub revived: usize,
+    /// From the settled cluster to every service running.
+    pub back: Duration,
+}
+
 /// A fault a node suffers, after which it is restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -491,6 +501,27 @@ impl Setup {
                 }
                 Err(_) => {}
             }
+        }
+    }
+
+    /// One cycle of the restart and soak tests: `fault` on node `victim`,
+    /// its restart `delay` after the fault, then the cluster settled and
+    /// every one of `services` running again.
+    pub fn fault_and_restart(&mut self, victim: usize, fault: Fault, delay: Duration, services: usize) -> Cycle {
+        let name = self.cluster.nodes[victim].name.clone();
+        let at = Instant::now();
+        self.inflict(victim, fault);
+        std::thread::sleep(delay.saturating_sub(at.elapsed()));
+        self.restart(victim, fault);
+        let restarted = at.elapsed();
+        let revived = self
+            .settle(RECOVERY_BOUND * 2)
+            .unwrap_or_else(|e| panic!("{fault:?} of {name}: {e}"));
+        let back = self.wait_all_running(services, RECOVERY_BOUND * 2);
+        Cycle {
+            restarted,
+            revived,
+            back,
         }
     }
 
