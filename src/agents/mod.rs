@@ -41,6 +41,7 @@ pub mod command;
 pub mod guest;
 pub mod proc;
 pub mod script;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! | [`groups`] | `groups.cfg` (legacy HA groups) |
 //! | [`resources`] | `resources.cfg` (HA resources) |
 //! | [`datacenter`] | the `ha:` and `crs:` lines of `datacenter.cfg` |
-//! | `core::rules` | `rules.cfg` (parsed there, with its checks) |
+//! | [`rules`] | `rules.cfg` (the checks are `core::rules`') |
 //!
 //! Every parser is strict: an unknown key, a bad value or a duplicate is an
 //! error naming the line of the offending key and the key itself, never a
@@ -18,6 +18,7 @@
 pub mod datacenter;
 pub mod groups;
 pub mod resources;
+pub mod rules;
 pub mod section;
 pub mod value;
 

@@ -25,10 +25,8 @@ pub mod node_status;
 pub mod rules;
 pub mod select;
 pub mod status;
+pub mod store;
 pub mod timing;
 pub mod types;
 pub mod usage;
 pub mod watchdog;
-
-#[cfg(test)]
-mod select_tests;

@@ -655,8 +655,8 @@ mod tests {
         use proptest::prelude::*;
         use std::collections::{BTreeMap, BTreeSet};
 
+        use crate::core::store::Op;
         use crate::net::raft::{Json, Member};
-        use crate::node::store::Op;
 
         fn arb_log_id() -> impl Strategy<Value = LogId> {
             (0u64..50, 0u64..5, 0u64..10_000).prop_map(|(t, n, i)| LogId::new(CommittedLeaderId::new(t, n), i))
