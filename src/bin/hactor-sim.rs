@@ -7,6 +7,10 @@
 //!   the compiled rules).
 //! - `hactor-sim bench <suite-dir> [--repeat N]`: run every scenario below a
 //!   folder in this process and print the wall time.
+//! - `hactor-sim bench-round`: time one master round at scale.
+//! - `hactor-sim bench-scenario [--nodes 10] [--services 1000]`: simulate a
+//!   generated scenario at scale (power-on, a node's network fails,
+//!   recovery) and print the wall time.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +58,18 @@ enum Command {
         /// Rounds per configuration (the median is printed).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+    },
+    /// Simulate a generated scenario at scale (every node powered on, the
+    /// last node's network fails, its services are recovered) and print
+    /// the wall time.
+    BenchScenario {
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Scheduler mode (`crs: ha=`): basic, static or dynamic.
+        #[arg(long, default_value = "static")]
+        crs: String,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -167,6 +183,31 @@ fn bench_round(sizes: &[String], rounds: usize) -> Result<(), String> {
     Ok(())
 }
 
+fn bench_scenario(nodes: usize, services: usize, crs: &str) -> Result<(), String> {
+    if nodes < 2 || services == 0 {
+        return Err("bench-scenario needs at least 2 nodes and 1 service".into());
+    }
+    if !matches!(crs, "basic" | "static" | "dynamic") {
+        return Err(format!("invalid scheduler mode '{crs}' (basic, static or dynamic)"));
+    }
+    let t = hactor::sim::bench::bench_scenario(crs, nodes, services).map_err(|e| e.to_string())?;
+    println!(
+        "{crs:<8} {:>3} nodes {:>6} services: power-on, network failure, recovery simulated in {:.3} s ({} virtual s, {} log lines; {} of {} services started, {} off the failed node)",
+        t.nodes,
+        t.services,
+        t.elapsed.as_secs_f64(),
+        t.sim_secs,
+        t.log_lines,
+        t.started,
+        t.services,
+        t.started_elsewhere
+    );
+    if t.started_elsewhere != t.services {
+        return Err("not every service was recovered off the failed node".into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -175,6 +216,7 @@ fn main() -> ExitCode {
         Command::Rules { file, nodes } => rules(&file, &nodes),
         Command::Bench { suite, repeat } => bench(&suite, repeat),
         Command::BenchRound { sizes, rounds } => bench_round(&sizes, rounds),
+        Command::BenchScenario { nodes, services, crs } => bench_scenario(nodes, services, &crs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::env::{DatacenterSettings, Env, EnvError, NodeInfo};
 use super::event::Event;
@@ -16,7 +17,8 @@ use super::node_status::NodeStatus;
 use super::rules::{Rule, compile, rules_from_groups, transform};
 use super::select::{CompiledRules, Preference, node_affinity, resource_affinity, select_service_node};
 use super::status::{
-    Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig, ServiceStatus,
+    Disarm, Groups, LrmResult, LrmStatus, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig,
+    ServiceStatus,
 };
 use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
 use super::usage::{CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage};
@@ -72,11 +74,20 @@ pub struct Manager {
 /// service that has one.
 type RuleInputs = (Vec<Rule>, Groups, BTreeMap<String, String>);
 
-/// LRM inputs of one round: results keyed by uid and each node's mode.
+/// LRM inputs of one round: each node's status (shared snapshots, in node
+/// order), mode and state.
 struct LrmView {
-    results: BTreeMap<String, LrmResult>,
+    statuses: Vec<Arc<LrmStatus>>,
     modes: BTreeMap<NodeName, LrmMode>,
     states: BTreeMap<NodeName, String>,
+}
+
+impl LrmView {
+    /// The result of command `uid`; the first node (in name order) that
+    /// reports one wins.
+    fn result(&self, uid: &str) -> Option<&LrmResult> {
+        self.statuses.iter().find_map(|lrm| lrm.results.get(uid))
+    }
 }
 
 /// What `handle_disarm` decided for this round.
@@ -244,18 +255,17 @@ impl Manager {
     /// counts as `active` (what upstream's simulator reports).
     fn read_lrm_view(&mut self, env: &mut dyn Env, info: &NodeInfo) -> Result<LrmView, EnvError> {
         let mut view = LrmView {
-            results: BTreeMap::new(),
+            statuses: Vec::new(),
             modes: BTreeMap::new(),
             states: BTreeMap::new(),
         };
         for node in info.online.keys() {
             let mode = match env.read_lrm_status(node)? {
                 Some(lrm) => {
-                    for (uid, result) in lrm.results {
-                        view.results.entry(uid).or_insert(result);
-                    }
-                    view.states.insert(node.clone(), lrm.state);
-                    lrm.mode
+                    view.states.insert(node.clone(), lrm.state.clone());
+                    let mode = lrm.mode;
+                    view.statuses.push(lrm);
+                    mode
                 }
                 None => LrmMode::Active,
             };
@@ -293,14 +303,8 @@ impl Manager {
         }
         self.recompute_usage(env);
 
-        // Groups give their members node affinity and override failback.
-        if !groups.is_empty() {
-            for cd in config.values_mut() {
-                if let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) {
-                    cd.failback = !group.nofailback;
-                }
-            }
-        }
+        // Groups give their members node affinity (compiled below) and
+        // override failback (see `failback`).
         let rules = env.read_rules()?;
         self.compile_rules(env, rules, groups, &config, node_list_changed);
 
@@ -317,6 +321,16 @@ impl Manager {
 
         self.run_state_machine(env, &mut config, &lrm, only.as_ref())?;
         self.flush(env)
+    }
+
+    /// A service's failback setting: its group's when it has one (upstream
+    /// overrides the resource's with the group's `nofailback`).
+    fn failback(&self, cd: &ResourceConfig) -> bool {
+        let groups = self.rules_inputs.as_ref().map(|(_, groups, _)| groups);
+        match cd.group.as_ref().and_then(|g| groups?.get(g)) {
+            Some(group) => !group.nofailback,
+            None => cd.failback,
+        }
     }
 
     /// Recompiles the placement rules when their inputs changed. Dropped
@@ -776,7 +790,7 @@ impl Manager {
     fn run_state_machine(
         &mut self,
         env: &mut dyn Env,
-        config: &mut ServiceConfig,
+        config: &mut Arc<ServiceConfig>,
         lrm: &LrmView,
         only: Option<&BTreeSet<String>>,
     ) -> Result<(), EnvError> {
@@ -798,7 +812,7 @@ impl Manager {
                     continue;
                 };
                 let last = sd.state;
-                let result = lrm.results.get(&sd.uid).cloned();
+                let result = lrm.result(&sd.uid).cloned();
                 let cd = config.get(sid).unwrap_or(&disabled);
                 match last {
                     ServiceState::Stopped => self.next_state_stopped(env, sid, cd),
@@ -811,8 +825,10 @@ impl Manager {
                     ServiceState::Recovery => {
                         let mut cd = cd.clone();
                         self.next_state_recovery(env, sid, &mut cd);
-                        if let Some(entry) = config.get_mut(sid) {
-                            entry.node = cd.node;
+                        if config.get(sid).is_some_and(|entry| entry.node != cd.node) {
+                            if let Some(entry) = Arc::make_mut(config).get_mut(sid) {
+                                entry.node = cd.node;
+                            }
                         }
                     }
                     ServiceState::RequestStop => self.next_state_request_stop(env, sid, result.as_ref()),
@@ -881,7 +897,7 @@ impl Manager {
             let Some(&(online, steady)) = nodes.get(sd.node.as_str()) else {
                 return false;
             };
-            if !online || lrm.results.contains_key(&sd.uid) {
+            if !online || lrm.result(&sd.uid).is_some() {
                 return false;
             }
             match sd.state {
@@ -960,7 +976,7 @@ impl Manager {
             &self.rules,
             &self.usage,
             sid,
-            cd.failback,
+            self.failback(cd),
             &self.services,
             preference,
             &mut on_error,
