@@ -6,7 +6,7 @@
 //! Calling contract: the shell calls [`Lrm::iterate`] once per round until
 //! it returns `false` (the LRM exited after a shutdown request).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::agent::{self, JobSpec};
@@ -646,13 +646,14 @@ impl Lrm {
         );
     }
 
-    /// Drops the results of commands the master no longer issues.
+    /// Drops the results of commands the master no longer issues. A uid
+    /// names one command of one service, so a result stands exactly while
+    /// its service's current uid is the result's: one lookup per result
+    /// instead of a set of every service's uid.
     fn prune_results(&mut self) {
-        if self.results.is_empty() {
-            return;
-        }
-        let valid: BTreeSet<&String> = self.master.service_status.values().map(|sd| &sd.uid).collect();
-        self.results.retain(|uid, _| valid.contains(uid));
+        let services = &self.master.service_status;
+        self.results
+            .retain(|uid, result| services.get(&result.sid).is_some_and(|sd| sd.uid == *uid));
     }
 
     /// Restart policy: retry a failed start up to `max_restart` times on

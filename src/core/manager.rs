@@ -74,19 +74,18 @@ pub struct Manager {
 /// service that has one.
 type RuleInputs = (Vec<Rule>, Groups, BTreeMap<String, String>);
 
-/// LRM inputs of one round: each node's status (shared snapshots, in node
-/// order), mode and state.
-struct LrmView {
-    statuses: Vec<Arc<LrmStatus>>,
+/// LRM inputs of one round, borrowed from the nodes' status snapshots:
+/// results by uid (the first node in name order that reports one wins),
+/// each node's mode and state.
+struct LrmView<'a> {
+    results: BTreeMap<&'a str, &'a LrmResult>,
     modes: BTreeMap<NodeName, LrmMode>,
     states: BTreeMap<NodeName, String>,
 }
 
-impl LrmView {
-    /// The result of command `uid`; the first node (in name order) that
-    /// reports one wins.
+impl LrmView<'_> {
     fn result(&self, uid: &str) -> Option<&LrmResult> {
-        self.statuses.iter().find_map(|lrm| lrm.results.get(uid))
+        self.results.get(uid).copied()
     }
 }
 
@@ -209,7 +208,7 @@ impl Manager {
     /// mode; falls back to `basic` when node statistics are missing.
     fn recompute_usage(&mut self, env: &mut dyn Env) {
         let online = self.nodes.list_online_nodes();
-        self.usage = match self.scheduled_usage(env, &online) {
+        let fresh = match self.scheduled_usage(env, &online) {
             Ok(usage) => usage,
             Err(error) => {
                 env.log(Event::SchedulerFallback {
@@ -219,7 +218,7 @@ impl Manager {
                 Usage::basic(&online)
             }
         };
-        self.usage.set_all(&self.services);
+        self.usage.refresh(fresh, &self.services);
     }
 
     fn scheduled_usage(&self, env: &mut dyn Env, online: &[NodeName]) -> Result<Usage, String> {
@@ -251,27 +250,39 @@ impl Manager {
         Ok(Usage::scheduled(self.crs_mode, nodes, env.service_stats(dynamic)))
     }
 
-    /// Reads every cluster node's LRM status. A node that never wrote one
+    /// Reads every cluster node's LRM status (`None`: never wrote one).
+    fn read_lrm_statuses(
+        env: &mut dyn Env,
+        info: &NodeInfo,
+    ) -> Result<Vec<(NodeName, Option<Arc<LrmStatus>>)>, EnvError> {
+        info.online
+            .keys()
+            .map(|node| Ok((node.clone(), env.read_lrm_status(node)?)))
+            .collect()
+    }
+
+    /// The round's view of the LRM statuses. A node that never wrote one
     /// counts as `active` (what upstream's simulator reports).
-    fn read_lrm_view(&mut self, env: &mut dyn Env, info: &NodeInfo) -> Result<LrmView, EnvError> {
+    fn lrm_view(statuses: &[(NodeName, Option<Arc<LrmStatus>>)]) -> LrmView<'_> {
         let mut view = LrmView {
-            statuses: Vec::new(),
+            results: BTreeMap::new(),
             modes: BTreeMap::new(),
             states: BTreeMap::new(),
         };
-        for node in info.online.keys() {
-            let mode = match env.read_lrm_status(node)? {
+        for (node, lrm) in statuses {
+            let mode = match lrm {
                 Some(lrm) => {
+                    for (uid, result) in &lrm.results {
+                        view.results.entry(uid.as_str()).or_insert(result);
+                    }
                     view.states.insert(node.clone(), lrm.state.clone());
-                    let mode = lrm.mode;
-                    view.statuses.push(lrm);
-                    mode
+                    lrm.mode
                 }
                 None => LrmMode::Active,
             };
             view.modes.insert(node.clone(), mode);
         }
-        Ok(view)
+        view
     }
 
     /// One master round. An `Err` aborts the round (upstream dies and the
@@ -280,7 +291,8 @@ impl Manager {
         let info = env.node_info();
         let known: BTreeSet<&NodeName> = self.nodes.status.keys().collect();
         let node_list_changed = info.online.keys().collect::<BTreeSet<_>>() != known;
-        let lrm = self.read_lrm_view(env, &info)?;
+        let statuses = Self::read_lrm_statuses(env, &info)?;
+        let lrm = Self::lrm_view(&statuses);
         self.nodes.update(env, &info, &lrm.modes);
         if !self.nodes.is_operational(&self.master_node.clone()) {
             env.log(Event::MasterSeemsOffline);

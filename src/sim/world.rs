@@ -656,10 +656,14 @@ impl AgentHost for SimEnv<'_> {
         use std::fmt::Write;
         let level = event.level().as_str();
         let level = level.char_indices().nth(4).map_or(level, |(end, _)| &level[..end]);
-        let source = format!("{}/{}", self.node, self.daemon.as_str());
-        // render_line, without rendering the message on its own first
-        let mut line = String::with_capacity(64);
-        let _ = write!(line, "{level:<5} {:>5} {source:>12}: {event}", self.now());
+        // render_line, without rendering the source and the message on
+        // their own first: `{source:>12}` padded by hand
+        let daemon = self.daemon.as_str();
+        let width = self.node.chars().count() + 1 + daemon.len();
+        let mut line = String::with_capacity(96);
+        let _ = write!(line, "{level:<5} {:>5} ", self.now());
+        line.extend(std::iter::repeat_n(' ', 12usize.saturating_sub(width)));
+        let _ = write!(line, "{}/{daemon}: {event}", self.node);
         self.world.log.push(line);
     }
 
