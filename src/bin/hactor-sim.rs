@@ -120,6 +120,23 @@ fn demo() -> Result<(), String> {
     Ok(())
 }
 
+/// CPU time of this (single-threaded) process so far, from
+/// `/proc/thread-self/schedstat` (nanoseconds on a CPU); `None` off Linux.
+/// Printed next to wall times, which a loaded machine inflates.
+fn cpu_secs() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
+/// ` (cpu X s)` between two [`cpu_secs`] readings, or nothing.
+fn cpu_note(before: Option<f64>) -> String {
+    match (before, cpu_secs()) {
+        (Some(a), Some(b)) => format!(" (cpu {:.3} s)", b - a),
+        _ => String::new(),
+    }
+}
+
 fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(suite)
         .map_err(|e| format!("{}: {e}", suite.display()))?
@@ -133,6 +150,7 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
             suite.display()
         ));
     }
+    let cpu = cpu_secs();
     let started = Instant::now();
     let mut failed = 0;
     for _ in 0..repeat {
@@ -146,9 +164,10 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
     let elapsed = started.elapsed();
     let runs = u32::try_from(dirs.len()).unwrap_or(u32::MAX).saturating_mul(repeat);
     println!(
-        "{runs} scenario runs ({} scenarios x {repeat}) in {:.3} s, {:.2} ms per scenario, {failed} failed",
+        "{runs} scenario runs ({} scenarios x {repeat}) in {:.3} s{}, {:.2} ms per scenario, {failed} failed",
         dirs.len(),
         elapsed.as_secs_f64(),
+        cpu_note(cpu),
         elapsed.as_secs_f64() * 1000.0 / f64::from(runs)
     );
     if failed > 0 {
@@ -171,11 +190,12 @@ fn bench_round(sizes: &[String], rounds: usize) -> Result<(), String> {
         for mode in ["static", "dynamic"] {
             let t = hactor::sim::bench::bench_round(mode, nodes, services, rounds);
             println!(
-                "{:<8} {:>3} nodes {:>6} services: steady round {:>8.3} ms, placement round (every service scored) {:>8.3} ms",
+                "{:<8} {:>3} nodes {:>6} services: steady round {:>8.3} ms (a new master's first {:>8.3} ms), placement round (every service scored) {:>8.3} ms",
                 t.mode,
                 t.nodes,
                 t.services,
                 t.steady.as_secs_f64() * 1000.0,
+                t.first.as_secs_f64() * 1000.0,
                 t.placement.as_secs_f64() * 1000.0
             );
         }
@@ -190,12 +210,14 @@ fn bench_scenario(nodes: usize, services: usize, crs: &str) -> Result<(), String
     if !matches!(crs, "basic" | "static" | "dynamic") {
         return Err(format!("invalid scheduler mode '{crs}' (basic, static or dynamic)"));
     }
+    let cpu = cpu_secs();
     let t = hactor::sim::bench::bench_scenario(crs, nodes, services).map_err(|e| e.to_string())?;
     println!(
-        "{crs:<8} {:>3} nodes {:>6} services: power-on, network failure, recovery simulated in {:.3} s ({} virtual s, {} log lines; {} of {} services started, {} off the failed node)",
+        "{crs:<8} {:>3} nodes {:>6} services: power-on, network failure, recovery simulated in {:.3} s{} ({} virtual s, {} log lines; {} of {} services started, {} off the failed node)",
         t.nodes,
         t.services,
         t.elapsed.as_secs_f64(),
+        cpu_note(cpu),
         t.sim_secs,
         t.log_lines,
         t.started,

@@ -675,7 +675,12 @@ impl Lrm {
             .unwrap_or(0);
         match code {
             ExitCode::Success => {
-                self.restart_tries.insert(sid.to_string(), 0);
+                match self.restart_tries.get_mut(sid) {
+                    Some(tries) => *tries = 0,
+                    None => {
+                        self.restart_tries.insert(sid.to_string(), 0);
+                    }
+                }
                 code
             }
             ExitCode::Error => {

@@ -356,12 +356,17 @@ impl Usage {
         }
         let mut changed: Vec<&str> = Vec::new();
         let mut known = self.services.iter().peekable();
+        // all three maps are sorted by sid: one walk, no lookups
+        let mut all_stats = self.stats.iter().peekable();
         for (sid, sd) in services {
             // accounted services that are no longer configured
             while let Some((old, _)) = known.next_if(|(old, _)| old.as_str() < sid.as_str()) {
                 changed.push(old);
             }
-            let stats = self.service_stats(sid);
+            while all_stats.next_if(|(s, _)| s.as_str() < sid.as_str()).is_some() {}
+            let stats = all_stats
+                .next_if(|(s, _)| s.as_str() == sid.as_str())
+                .map_or_else(ResourceStats::default, |(_, stats)| *stats);
             let placement = self.placement(sd, &stats);
             let current = known.next_if(|(old, _)| old.as_str() == sid.as_str()).map(|(_, p)| p);
             if placement.as_ref() != current {
@@ -611,8 +616,9 @@ fn criteria_each_replaced(nodes: &[NodeStats], replace: impl Fn(&NodeStats) -> N
         };
         prefix.push(acc);
     }
-    let mut rows = vec![[0.0; 4]; n];
-    // suffix: nodes after i, built from the back
+    // built from the back (the suffix grows), reversed at the end
+    let mut rows = Vec::with_capacity(n);
+    // suffix: nodes after i
     let mut suffix = EMPTY;
     for i in (0..n).rev() {
         let (c, m) = replace(&nodes[i]).loads();
@@ -621,18 +627,19 @@ fn criteria_each_replaced(nodes: &[NodeStats], replace: impl Fn(&NodeStats) -> N
         let sq_mem = before.sq.1 + m * m + suffix.sq.1;
         let max_cpu = before.max.0.max(suffix.max.0).max(c);
         let max_mem = before.max.1.max(suffix.max.1).max(m);
-        rows[i] = [
+        rows.push([
             1.0 + (sq_cpu / n as f64).sqrt(),
             1.0 + max_cpu,
             1.0 + (sq_mem / n as f64).sqrt(),
             1.0 + max_mem,
-        ];
+        ]);
         let (c, m) = loads[i];
         suffix = Partial {
             sq: (suffix.sq.0 + c * c, suffix.sq.1 + m * m),
             max: (suffix.max.0.max(c), suffix.max.1.max(m)),
         };
     }
+    rows.reverse();
     rows
 }
 
