@@ -74,6 +74,10 @@ pub struct Manager {
 /// service that has one.
 type RuleInputs = (Vec<Rule>, Groups, BTreeMap<String, String>);
 
+/// Each cluster node's LRM status snapshot, in node order (`None`: the
+/// node never wrote one).
+type LrmStatuses = Vec<(NodeName, Option<Arc<LrmStatus>>)>;
+
 /// LRM inputs of one round, borrowed from the nodes' status snapshots:
 /// results by uid (the first node in name order that reports one wins),
 /// each node's mode and state.
@@ -251,10 +255,7 @@ impl Manager {
     }
 
     /// Reads every cluster node's LRM status (`None`: never wrote one).
-    fn read_lrm_statuses(
-        env: &mut dyn Env,
-        info: &NodeInfo,
-    ) -> Result<Vec<(NodeName, Option<Arc<LrmStatus>>)>, EnvError> {
+    fn read_lrm_statuses(env: &mut dyn Env, info: &NodeInfo) -> Result<LrmStatuses, EnvError> {
         info.online
             .keys()
             .map(|node| Ok((node.clone(), env.read_lrm_status(node)?)))
@@ -263,7 +264,7 @@ impl Manager {
 
     /// The round's view of the LRM statuses. A node that never wrote one
     /// counts as `active` (what upstream's simulator reports).
-    fn lrm_view(statuses: &[(NodeName, Option<Arc<LrmStatus>>)]) -> LrmView<'_> {
+    fn lrm_view(statuses: &LrmStatuses) -> LrmView<'_> {
         let mut view = LrmView {
             results: BTreeMap::new(),
             modes: BTreeMap::new(),
@@ -837,10 +838,10 @@ impl Manager {
                     ServiceState::Recovery => {
                         let mut cd = cd.clone();
                         self.next_state_recovery(env, sid, &mut cd);
-                        if config.get(sid).is_some_and(|entry| entry.node != cd.node) {
-                            if let Some(entry) = Arc::make_mut(config).get_mut(sid) {
-                                entry.node = cd.node;
-                            }
+                        if config.get(sid).is_some_and(|entry| entry.node != cd.node)
+                            && let Some(entry) = Arc::make_mut(config).get_mut(sid)
+                        {
+                            entry.node = cd.node;
                         }
                     }
                     ServiceState::RequestStop => self.next_state_request_stop(env, sid, result.as_ref()),
