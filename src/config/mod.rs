@@ -14,6 +14,8 @@
 //! silent default that would change placement. The writers render the
 //! canonical form (upstream's `write_config` layout), so canonical text
 //! survives `parse` → `write` byte for byte.
+//!
+//! Owns: configuration text ↔ core types. May import: `core` only.
 
 pub mod datacenter;
 pub mod groups;

@@ -30,7 +30,10 @@ impl MemoryStore {
         std::fs::create_dir_all(dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
         let path = dir.join("store.json");
         let state = match std::fs::read(&path) {
-            Ok(bytes) => crate::core::store::check::decode(&path, &bytes).map_err(std::io::Error::other)?,
+            Ok(bytes) => {
+                let bytes = upgrade_rules_text(&path, bytes).map_err(std::io::Error::other)?;
+                crate::core::store::check::decode(&path, &bytes).map_err(std::io::Error::other)?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterState::default(),
             Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         };
@@ -116,6 +119,37 @@ fn persist(path: &Path, state: &ClusterState) -> std::io::Result<()> {
     written
 }
 
+/// A `store.json` written before rules were stored parsed keeps them as
+/// rules.cfg text under `rules_cfg`: parse it into `rules` (an error names
+/// the file and the line) instead of dropping the rules as an unknown key.
+fn upgrade_rules_text(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Ok(bytes); // the decoder names what is wrong
+    };
+    let Some(legacy) = object.remove("rules_cfg") else {
+        return Ok(bytes);
+    };
+    let text = legacy.as_str().ok_or_else(|| {
+        format!(
+            "{}: refused store record: rules_cfg: expected rules.cfg text",
+            path.display()
+        )
+    })?;
+    let rules = crate::config::rules::parse_rules(text)
+        .map_err(|e| format!("{}: refused store record: rules_cfg: {e}", path.display()))?;
+    if object
+        .get("rules")
+        .is_some_and(|r| r.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        return Err(format!(
+            "{}: refused store record: both rules and rules_cfg are set",
+            path.display()
+        ));
+    }
+    object.insert("rules".into(), serde_json::to_value(rules).map_err(|e| e.to_string())?);
+    serde_json::to_vec(&object).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -172,6 +206,37 @@ mod tests {
         let reopened = MemoryStore::open(dir.path()).unwrap().snapshot();
         assert!(reopened.resources.contains_key("vm:100"));
         assert_eq!(reopened.crm_commands, VecDeque::from(["arm-ha".to_string()]));
+    }
+
+    #[test]
+    fn rules_kept_as_text_by_an_older_version_are_parsed_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.json");
+        let mut old = serde_json::to_value(ClusterState::default()).unwrap();
+        let object = old.as_object_mut().unwrap();
+        object.remove("rules");
+        object.insert(
+            "rules_cfg".into(),
+            "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n".into(),
+        );
+        std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+        let rules = MemoryStore::open(dir.path()).unwrap().snapshot().rules;
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].id, "apart");
+
+        object_with_bad_rules(&path);
+        let err = MemoryStore::open(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("store.json: refused store record: rules_cfg: line 1"),
+            "{err}"
+        );
+    }
+
+    fn object_with_bad_rules(path: &Path) {
+        let mut old = serde_json::to_value(ClusterState::default()).unwrap();
+        let object = old.as_object_mut().unwrap();
+        object.insert("rules_cfg".into(), "bogus: r1\n".into());
+        std::fs::write(path, serde_json::to_vec(&old).unwrap()).unwrap();
     }
 
     mod file {

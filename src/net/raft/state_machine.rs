@@ -46,8 +46,9 @@ pub(crate) struct SnapshotFile {
     pub data: Vec<u8>,
 }
 
-/// First bytes of a snapshot file of this format.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"HACTSNP2";
+/// First bytes of a snapshot file of this format (version 3: rules stored
+/// parsed). An older snapshot is refused, never read with a field missing.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"HACTSNP3";
 
 /// `[magic][u32 crc32c of the rest][u32 metadata length][metadata JSON][data]`.
 pub(crate) fn encode_snapshot(file: &SnapshotFile) -> std::io::Result<Vec<u8>> {
