@@ -11,7 +11,10 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, Supervised, WrapFuture};
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, SpawnHandle, Supervised,
+    WrapFuture,
+};
 
 use crate::core::crm::{Crm, CrmState};
 use crate::core::env::DatacenterSettings;
@@ -168,6 +171,8 @@ pub struct RoundActor<R: Role> {
     retry_pending: bool,
     /// A [`Role::eager`] round is scheduled (at most one at a time).
     eager_pending: bool,
+    /// The regular rounds' timer.
+    ticks: Option<SpawnHandle>,
     _role: PhantomData<R>,
 }
 
@@ -220,6 +225,7 @@ impl<R: Role> RoundActor<R> {
             retry: Retry::default(),
             retry_pending: false,
             eager_pending: false,
+            ticks: None,
             _role: PhantomData,
         }
     }
@@ -316,8 +322,21 @@ impl<R: Role> RoundActor<R> {
         });
     }
 
+    /// (Re)starts the regular rounds: one a round from now, and so on.
+    fn start_ticks(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.ticks.take() {
+            ctx.cancel_future(old);
+        }
+        self.ticks = Some(ctx.run_interval(self.settings.round, |act, ctx| act.round(ctx)));
+    }
+
     /// Runs the next round early when the role asks for it
     /// ([`Role::eager`]), never with more than one such round pending.
+    /// The early round restarts the regular rounds from it: a slave that
+    /// took the manager lock in one runs its master rounds a round apart
+    /// from its takeover, as upstream's master loop sleeps until a round
+    /// after each round's start, so the fence delay it starts then ends
+    /// in a round, not up to a round after.
     fn schedule_eager(&mut self, ctx: &mut Context<Self>) {
         let Some(delay) = self.role.as_ref().and_then(R::eager) else {
             return;
@@ -328,6 +347,7 @@ impl<R: Role> RoundActor<R> {
         self.eager_pending = true;
         ctx.run_later(delay, |act, ctx| {
             act.eager_pending = false;
+            act.start_ticks(ctx);
             act.round(ctx);
         });
     }
@@ -428,7 +448,7 @@ impl<R: Role> Actor for RoundActor<R> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(256);
         self.round(ctx);
-        ctx.run_interval(self.settings.round, |act, ctx| act.round(ctx));
+        self.start_ticks(ctx);
         if R::FOLLOWS_MANAGER {
             ctx.run_interval(MANAGER_POLL, |act, ctx| act.follow_manager(ctx));
         }
@@ -442,6 +462,7 @@ impl<R: Role> Supervised for RoundActor<R> {
         self.busy = false;
         self.retry_pending = false;
         self.eager_pending = false;
+        self.ticks = None;
         // A shutdown in progress goes on after the restart.
         self.pending_shutdown = self.shutting_down.or(self.pending_shutdown);
     }

@@ -196,6 +196,37 @@ fn before_master_round(cluster: &LocalCluster, master: &str, timings: &Timings, 
     Some(lead)
 }
 
+/// Moves the Raft leadership away from `from` by an election on `to`
+/// (fault injection's `fault-elect`), and lets the cluster settle for
+/// three rounds: losing the Raft leader costs an election, which the
+/// simulator has no counterpart for, so another node's loss is measured
+/// on a follower.
+fn move_raft_leader(
+    cluster: &LocalCluster,
+    from: &str,
+    to: &str,
+    timings: &Timings,
+    deadline: Instant,
+) -> Result<(), String> {
+    let to = cluster.index(to).ok_or("unknown node")?;
+    let any = cluster.any_running().ok_or("no node running")?;
+    let round = timings.round();
+    for _ in 0..5 {
+        std::fs::write(cluster.nodes[to].dir.join("fault-elect"), "").map_err(|e| e.to_string())?;
+        let wait = round.min(deadline.saturating_duration_since(Instant::now()));
+        if cluster
+            .wait_view(any, wait, |v| {
+                v.leader.as_deref().is_some_and(|l| l != from) && v.quorate
+            })
+            .is_ok()
+        {
+            std::thread::sleep(round * 3);
+            return Ok(());
+        }
+    }
+    Err(format!("the Raft leadership did not move away from {from}"))
+}
+
 /// Kills `victim` (the master's node, or a node that is not the master but
 /// runs a service), waits until its services run elsewhere and returns the
 /// daemons' timeline of that failover with a description of the victim.
@@ -217,7 +248,8 @@ fn daemon_timeline(
     let current = view.master.clone().ok_or("no master")?;
     // The simulator has no Raft leader: for "another node" prefer one that
     // is neither the master nor the Raft leader, whose loss also costs an
-    // election (the label says which it was).
+    // election; if only the leader qualifies, the leadership moves first
+    // (the label says if the victim was the leader after all).
     let leader = view.leader.clone();
     let victim_name = if master {
         current.clone()
@@ -235,6 +267,12 @@ fn daemon_timeline(
             .cloned()
             .ok_or("no service outside the master's node")?
     };
+    if !master && leader.as_deref() == Some(victim_name.as_str()) {
+        move_raft_leader(cluster, &victim_name, &current, timings, deadline)?;
+    }
+    let any = cluster.any_running().ok_or("no node running")?;
+    let view = cluster.view(any).ok_or("no view")?;
+    let leader = view.leader.clone();
     let mut victim_label = if leader.as_deref() == Some(victim_name.as_str()) {
         format!("{victim_name}, the Raft leader")
     } else {
@@ -313,7 +351,8 @@ fn timelines(
         profile: profile.into(),
         base_port: port,
         marker: format!("{port}222"),
-        extra: String::new(),
+        // `fault-elect` moves the Raft leader off the next victim.
+        extra: "fault_injection = true\n".into(),
         script: None,
     };
     let mut cluster = LocalCluster::create(dir, program, spec)?;
