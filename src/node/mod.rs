@@ -9,6 +9,7 @@
 
 pub mod cluster_store;
 pub mod config;
+pub mod journal;
 pub mod local_cluster;
 pub mod membership;
 pub mod memory_store;
