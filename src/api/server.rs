@@ -33,7 +33,7 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::core::store::{Op, Reply, Snapshot, StoreError};
 
 use super::plan::{self, PlanContext};
-use super::protocol::{self, MAX_FRAME, Outcome, Request, Response};
+use super::protocol::{self, MAX_REQUEST, Outcome, Request, Response};
 use super::status::{self, StatusContext};
 
 /// How the server answers.
@@ -145,12 +145,14 @@ async fn serve<S: StoreAccess>(
     }
     let (read, mut write) = stream.split();
     let mut line = Vec::new();
-    let limit = u64::try_from(MAX_FRAME).unwrap_or(u64::MAX) + 1;
+    let limit = u64::try_from(MAX_REQUEST).unwrap_or(u64::MAX) + 1;
     let mut reader = BufReader::new(read).take(limit);
     let outcome = match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
         Err(_) => Outcome::Error("timeout reading the request".into()),
         Ok(Err(e)) => return Err(e),
-        Ok(Ok(_)) if line.len() > MAX_FRAME => Outcome::Error(format!("request too large (at most {MAX_FRAME} bytes)")),
+        Ok(Ok(_)) if line.len() > MAX_REQUEST => {
+            Outcome::Error(format!("request too large (at most {MAX_REQUEST} bytes)"))
+        }
         Ok(Ok(_)) => match protocol::decode_request(&line) {
             Err(message) => Outcome::Error(message),
             Ok(request) => match handle(lock, config, request).await {

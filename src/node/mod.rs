@@ -13,5 +13,6 @@ pub mod journal;
 pub mod local_cluster;
 pub mod membership;
 pub mod memory_store;
+pub mod scale;
 pub mod shutdown;
 pub mod state_lock;
