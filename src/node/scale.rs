@@ -1,7 +1,7 @@
 //! `hactor-bench scale`: one single-node daemon holding many resources
 //! (state `ignored`, so that nothing runs and only the store and the API
 //! carry the weight), timing `ha-manager status` and `ha-manager config`
-//! through the real socket, then measuring the idle daemon's CPU and
+//! through the real socket, after measuring the idle daemon's CPU and
 //! disk writes from `/proc/<pid>/stat` and `/proc/<pid>/io`.
 //!
 //! The resources are seeded by writing the node's `store.json` before the
@@ -54,6 +54,9 @@ pub struct ScaleReport {
     pub idle_cpu_percent: f64,
     pub idle_write_bytes_per_sec: f64,
     pub idle_secs: f64,
+    /// The daemon exited during the commands (fenced: a command held up
+    /// its rounds past the watchdog's timeout).
+    pub exited: Option<String>,
 }
 
 /// Goals of issue 12: a status within a second; an idle daemon under 2%
@@ -71,6 +74,7 @@ impl ScaleReport {
     pub fn goals_met(&self) -> bool {
         self.status_met()
             && self.config.is_ok()
+            && self.exited.is_none()
             && self.idle_cpu_percent <= IDLE_CPU_GOAL_PERCENT
             && self.idle_write_bytes_per_sec <= IDLE_WRITE_GOAL_BYTES_PER_SEC
     }
@@ -87,12 +91,16 @@ impl ScaleReport {
             ),
             Err(e) => format!("failed: {e}"),
         };
+        let exited = match &self.exited {
+            Some(e) => format!("the daemon exited during the commands: {e}\n"),
+            None => String::new(),
+        };
         format!(
             "scale: {} ignored resources on one node (store.json {:.1} MB), socket open after {:.1} s\n\
              ha-manager status: {}\n\
              ha-manager config: {}\n\
              idle daemon over {:.1} s: {:.2}% of a core, {:.1} KB/s written\n\
-             goals: status <= 1 s {}; idle <= 2% CPU {}; idle <= 100 KB/s {}\n",
+             {}goals: status <= 1 s {}; idle <= 2% CPU {}; idle <= 100 KB/s {}\n",
             self.resources,
             self.store_bytes as f64 / 1e6,
             self.ready.as_secs_f64(),
@@ -101,6 +109,7 @@ impl ScaleReport {
             self.idle_secs,
             self.idle_cpu_percent,
             self.idle_write_bytes_per_sec / 1e3,
+            exited,
             met(self.status_met()),
             met(self.idle_cpu_percent <= IDLE_CPU_GOAL_PERCENT),
             met(self.idle_write_bytes_per_sec <= IDLE_WRITE_GOAL_BYTES_PER_SEC),
@@ -201,7 +210,8 @@ fn timed(spec: &ScaleSpec, socket: &Path, args: &[&str]) -> Result<(Duration, Ou
     Ok((times[times.len() / 2], out))
 }
 
-/// Runs the benchmark.
+/// Runs the benchmark: the idle daemon first (its figures do not depend
+/// on the commands), then the commands.
 pub fn run(spec: &ScaleSpec) -> Result<ScaleReport, String> {
     let dir = &spec.dir;
     if dir.exists() {
@@ -270,6 +280,17 @@ pub fn run(spec: &ScaleSpec) -> Result<ScaleReport, String> {
     // A few rounds more (first lease renewals, status writes).
     std::thread::sleep(Duration::from_secs(3));
 
+    let (ticks0, written0, t0) = (cpu_ticks(pid)?, write_bytes(pid)?, Instant::now());
+    std::thread::sleep(spec.idle);
+    let (ticks1, written1, elapsed) = (cpu_ticks(pid)?, write_bytes(pid)?, t0.elapsed().as_secs_f64());
+    let cpu = (ticks1.saturating_sub(ticks0)) as f64 / TICKS_PER_SEC / elapsed * 100.0;
+    let writes = (written1.saturating_sub(written0)) as f64 / elapsed;
+    if let Ok(Some(status)) = daemon.0.try_wait() {
+        return Err(format!(
+            "the daemon exited ({status}) while idle; see {}",
+            dir.join("node1.log").display()
+        ));
+    }
     let count_lines = |out: &Output| out.stdout.iter().filter(|b| **b == b'\n').count();
     let status = timed(spec, &socket, &["status"]).map(|(took, out)| Timed {
         took,
@@ -289,13 +310,10 @@ pub fn run(spec: &ScaleSpec) -> Result<ScaleReport, String> {
             timed.lines, spec.resources
         ));
     }
-    std::thread::sleep(Duration::from_secs(2));
-
-    let (ticks0, written0, t0) = (cpu_ticks(pid)?, write_bytes(pid)?, Instant::now());
-    std::thread::sleep(spec.idle);
-    let (ticks1, written1, elapsed) = (cpu_ticks(pid)?, write_bytes(pid)?, t0.elapsed().as_secs_f64());
-    let cpu = (ticks1.saturating_sub(ticks0)) as f64 / TICKS_PER_SEC / elapsed * 100.0;
-    let writes = (written1.saturating_sub(written0)) as f64 / elapsed;
+    let exited = match daemon.0.try_wait() {
+        Ok(Some(status)) => Some(format!("{status}; see {}", dir.join("node1.log").display())),
+        _ => None,
+    };
     drop(daemon);
     Ok(ScaleReport {
         resources: spec.resources,
@@ -306,6 +324,7 @@ pub fn run(spec: &ScaleSpec) -> Result<ScaleReport, String> {
         idle_cpu_percent: cpu,
         idle_write_bytes_per_sec: writes,
         idle_secs: elapsed,
+        exited,
     })
 }
 
