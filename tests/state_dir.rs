@@ -160,11 +160,13 @@ fn a_failed_store_write_leaves_nothing_visible_and_sigterm_still_exits() {
     let (_tmp, state, config) = single_node("41000018");
     let mut daemon = start(&config);
     wait_ready(&state);
-    // Root ignores file modes: a directory where the store's temporary
-    // file goes makes every write fail, like a read-only or full disk.
-    let tmp = state.join("store.json.tmp");
+    // Root ignores file modes: a directory where the store's journal goes
+    // makes every write fail, like a read-only or full disk (the store
+    // then tries to rewrite its snapshot and journal before each batch,
+    // and that fails too).
+    let journal = state.join("store.journal");
     wait_until("a moment between two writes", Duration::from_secs(10), || {
-        std::fs::create_dir(&tmp).is_ok()
+        std::fs::remove_file(&journal).is_ok() && std::fs::create_dir(&journal).is_ok()
     });
     let add = ha(&state, &["add", "proc:db"]);
     assert_ne!(add.status.code(), Some(0));
@@ -179,7 +181,7 @@ fn a_failed_store_write_leaves_nothing_visible_and_sigterm_still_exits() {
 
     sigterm(&daemon);
     wait_exit(&mut daemon, Duration::from_secs(90));
-    std::fs::remove_dir(&tmp).unwrap();
+    std::fs::remove_dir(&journal).unwrap();
     let store = std::fs::read_to_string(state.join("store.json")).unwrap();
     assert!(!store.contains("proc:db"), "nor after a restart");
 }

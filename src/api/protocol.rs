@@ -2,8 +2,13 @@
 //!
 //! One connection carries one exchange: the client writes one request
 //! line, the daemon answers with one response line and closes. Each line
-//! is a JSON [`Frame`] `{"version": N, "body": ...}` of at most
-//! [`MAX_FRAME`] bytes. The frame shape never changes between versions,
+//! is a JSON [`Frame`] `{"version": N, "body": ...}`. A request is at most
+//! [`MAX_REQUEST`] bytes: the daemon reads it before it knows who asks
+//! for what, and that bound protects it. A reply may be far larger (a
+//! status or config of 100 000 resources is some 10-25 MB), so the
+//! client reads it with its own bound, [`MAX_REPLY`]: the daemon is the
+//! trusted side of the socket, and the bound only keeps a broken one from
+//! exhausting the client's memory. The frame shape never changes between versions,
 //! so a client and a daemon of different versions can always tell each
 //! other so: a daemon answers a request of another version with an error
 //! naming both versions, and a client refuses an answer of another
@@ -18,8 +23,12 @@ use serde::{Deserialize, Serialize};
 /// Bump on every incompatible change of [`Request`] or [`Response`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Longest request or response line, newline included.
-pub const MAX_FRAME: usize = 4 << 20;
+/// Longest request line, newline included.
+pub const MAX_REQUEST: usize = 4 << 20;
+
+/// Longest response line, newline included: room for a status of about
+/// four million resources.
+pub const MAX_REPLY: usize = 1 << 30;
 
 /// The envelope of every message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -363,38 +372,58 @@ pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
     line
 }
 
-fn version_of(line: &[u8]) -> Result<(u32, serde_json::Value), String> {
-    if line.len() > MAX_FRAME {
-        return Err(format!("message too large ({} bytes, at most {MAX_FRAME})", line.len()));
+/// The version of a frame, read without decoding its body.
+#[derive(Deserialize)]
+struct Head {
+    version: Option<serde_json::Value>,
+}
+
+fn version_of(line: &[u8], limit: usize) -> Result<u32, String> {
+    if line.len() > limit {
+        return Err(format!("message too large ({} bytes, at most {limit})", line.len()));
     }
-    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("malformed message - {e}"))?;
-    let version = value
-        .get("version")
+    let head: Head = serde_json::from_slice(line).map_err(|e| format!("malformed message - {e}"))?;
+    // serde would take a struct from a JSON array too; a frame is an object.
+    if line.trim_ascii_start().first() != Some(&b'{') {
+        return Err("malformed message - no protocol version".into());
+    }
+    head.version
+        .as_ref()
         .and_then(serde_json::Value::as_u64)
         .and_then(|v| u32::try_from(v).ok())
-        .ok_or("malformed message - no protocol version")?;
-    let body = value.get("body").cloned().unwrap_or(serde_json::Value::Null);
-    Ok((version, body))
+        .ok_or_else(|| "malformed message - no protocol version".to_string())
+}
+
+/// Decodes the body of a frame whose version was checked.
+fn body_of<T: for<'de> Deserialize<'de>>(line: &[u8], what: &str) -> Result<T, String> {
+    #[derive(Deserialize)]
+    struct Body<T> {
+        body: T,
+    }
+    serde_json::from_slice::<Body<T>>(line)
+        .map(|frame| frame.body)
+        .map_err(|e| format!("malformed {what} - {e}"))
 }
 
 /// Reads a request line (daemon side).
 pub fn decode_request(line: &[u8]) -> Result<Request, String> {
-    let (version, body) = version_of(line)?;
+    let version = version_of(line, MAX_REQUEST)?;
     if version != PROTOCOL_VERSION {
         return Err(format!(
             "protocol version mismatch: ha-manager speaks version {version}, the daemon version {PROTOCOL_VERSION} - \
              use an ha-manager of the same release as the daemon"
         ));
     }
-    serde_json::from_value(body).map_err(|e| format!("malformed request - {e}"))
+    body_of(line, "request")
 }
 
 /// Reads a response line (client side).
 pub fn decode_response(line: &[u8]) -> Result<Outcome, String> {
-    let (version, body) = version_of(line)?;
+    let version = version_of(line, MAX_REPLY)?;
     if version != PROTOCOL_VERSION {
         // A daemon of another version still answers in the stable frame;
         // its error text, if it sent one, says more.
+        let body = body_of::<serde_json::Value>(line, "response").unwrap_or_default();
         if let Some(message) = body.get("error").and_then(serde_json::Value::as_str) {
             return Err(message.to_string());
         }
@@ -403,7 +432,7 @@ pub fn decode_response(line: &[u8]) -> Result<Outcome, String> {
              use an ha-manager of the same release as the daemon"
         ));
     }
-    serde_json::from_value(body).map_err(|e| format!("malformed response - {e}"))
+    body_of(line, "response")
 }
 
 #[cfg(test)]
@@ -461,7 +490,18 @@ mod tests {
                 .unwrap_err()
                 .starts_with("malformed request")
         );
-        let big = vec![b' '; MAX_FRAME + 1];
+        let big = vec![b' '; MAX_REQUEST + 1];
         assert!(decode_request(&big).unwrap_err().contains("too large"));
+        // A reply may be larger than any request.
+        let mut reply = encode(&Outcome::Ok(Response::Done {
+            messages: vec!["x".repeat(MAX_REQUEST)],
+        }));
+        assert!(reply.len() > MAX_REQUEST);
+        assert!(matches!(
+            decode_response(&reply),
+            Ok(Outcome::Ok(Response::Done { .. }))
+        ));
+        reply.pop();
+        assert!(decode_request(&reply).unwrap_err().contains("too large"));
     }
 }

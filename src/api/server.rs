@@ -19,6 +19,14 @@
 //!   change.
 //!
 //! The LockActor may answer slowly (consensus): every call has a timeout.
+//!
+//! The server shares the daemon's actix thread with the rounds, whose
+//! lease renewals must not wait: everything that grows with the store
+//! (status entries, config views, planning an edit, configuration
+//! digests, encoding the reply) runs on tokio's blocking pool, never on
+//! that thread. A status of 100 000 resources takes a few hundred
+//! milliseconds of CPU; on the actix thread it delayed lease renewals
+//! past the watchdog's timeout and fenced the node.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,7 +41,7 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::core::store::{Op, Reply, Snapshot, StoreError};
 
 use super::plan::{self, PlanContext};
-use super::protocol::{self, MAX_FRAME, Outcome, Request, Response};
+use super::protocol::{self, MAX_REQUEST, Outcome, Request, Response};
 use super::status::{self, StatusContext};
 
 /// How the server answers.
@@ -145,12 +153,14 @@ async fn serve<S: StoreAccess>(
     }
     let (read, mut write) = stream.split();
     let mut line = Vec::new();
-    let limit = u64::try_from(MAX_FRAME).unwrap_or(u64::MAX) + 1;
+    let limit = u64::try_from(MAX_REQUEST).unwrap_or(u64::MAX) + 1;
     let mut reader = BufReader::new(read).take(limit);
     let outcome = match tokio::time::timeout(READ_TIMEOUT, reader.read_until(b'\n', &mut line)).await {
         Err(_) => Outcome::Error("timeout reading the request".into()),
         Ok(Err(e)) => return Err(e),
-        Ok(Ok(_)) if line.len() > MAX_FRAME => Outcome::Error(format!("request too large (at most {MAX_FRAME} bytes)")),
+        Ok(Ok(_)) if line.len() > MAX_REQUEST => {
+            Outcome::Error(format!("request too large (at most {MAX_REQUEST} bytes)"))
+        }
         Ok(Ok(_)) => match protocol::decode_request(&line) {
             Err(message) => Outcome::Error(message),
             Ok(request) => match handle(lock, config, request).await {
@@ -159,8 +169,18 @@ async fn serve<S: StoreAccess>(
             },
         },
     };
-    write.write_all(&protocol::encode(&outcome)).await?;
+    let reply = off_thread(move || protocol::encode(&outcome))
+        .await
+        .unwrap_or_else(|e| protocol::encode(&Outcome::Error(e)));
+    write.write_all(&reply).await?;
     write.shutdown().await
+}
+
+/// Runs `work` on the blocking pool (see the module doc).
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    actix_rt::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("internal error - {e}"))
 }
 
 async fn snapshot<S: StoreAccess>(lock: &S, config: &ServerConfig) -> Result<Snapshot, String> {
@@ -180,9 +200,11 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 async fn catch_up<S: StoreAccess>(lock: &S, config: &ServerConfig, digest: &str) {
     let deadline = tokio::time::Instant::now() + CATCH_UP.min(config.store_timeout);
     while tokio::time::Instant::now() < deadline {
-        match snapshot(lock, config).await {
-            Ok(snap) if snap.state.config_digest() == digest => {}
-            _ => return,
+        let Ok(snap) = snapshot(lock, config).await else {
+            return;
+        };
+        if off_thread(move || snap.state.config_digest()).await.ok().as_deref() != Some(digest) {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -200,35 +222,44 @@ fn now_secs() -> i64 {
 pub async fn handle<S: StoreAccess>(lock: &S, config: &ServerConfig, request: Request) -> Result<Response, String> {
     if let Request::Status { verbose } = request {
         let snap = snapshot(lock, config).await?;
-        let ctx = StatusContext {
-            local: &config.plan.node,
-            quorate: snap.quorate,
-            now: now_secs(),
-            fresh_secs: config.fresh_secs,
-            crs: &config.crs,
-        };
-        let entries = status::entries(&snap.state, &ctx);
-        let full = verbose.then(|| status::full_state(&snap.state, &ctx));
-        return Ok(Response::Status { entries, full });
+        let (local, fresh_secs, crs) = (config.plan.node.clone(), config.fresh_secs, config.crs.clone());
+        return off_thread(move || {
+            let ctx = StatusContext {
+                local: &local,
+                quorate: snap.quorate,
+                now: now_secs(),
+                fresh_secs,
+                crs: &crs,
+            };
+            let entries = status::entries(&snap.state, &ctx);
+            let full = verbose.then(|| status::full_state(&snap.state, &ctx));
+            Response::Status { entries, full }
+        })
+        .await;
     }
     if !request.is_edit() {
-        return plan::read(&request, &snapshot(lock, config).await?);
+        let snap = snapshot(lock, config).await?;
+        return off_thread(move || plan::read(&request, &snap)).await?;
     }
+    let request = std::sync::Arc::new(request);
     for _ in 0..MAX_ATTEMPTS {
         let snap = snapshot(lock, config).await?;
         if !snap.quorate {
             return Err("cluster not quorate".into());
         }
-        let plan = plan::plan(&request, &snap, &config.plan)?;
-        let digest = plan.digest.clone().unwrap_or_else(|| snap.state.config_digest());
-        let op = Op::Cas {
-            digest: digest.clone(),
-            ops: plan.ops.clone(),
-        };
-        let changes_config = {
-            let mut next = snap.state.clone();
-            matches!(next.apply(op.clone()), Reply::Batch(_)) && next.config_digest() != digest
-        };
+        let (request, context) = (request.clone(), config.plan.clone());
+        let (plan, digest, op, changes_config) = off_thread(move || {
+            let plan = plan::plan(&request, &snap, &context)?;
+            let digest = plan.digest.clone().unwrap_or_else(|| snap.state.config_digest());
+            let op = Op::Cas {
+                digest: digest.clone(),
+                ops: plan.ops.clone(),
+            };
+            let mut next = snap.state;
+            let changes_config = matches!(next.apply(op.clone()), Reply::Batch(_)) && next.config_digest() != digest;
+            Ok::<_, String>((plan, digest, op, changes_config))
+        })
+        .await??;
         let replies = match tokio::time::timeout(config.store_timeout, lock.apply(vec![op])).await {
             Ok(Ok(Ok(replies))) => replies,
             Ok(Ok(Err(e))) => return Err(e.to_string()),

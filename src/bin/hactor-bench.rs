@@ -10,6 +10,10 @@
 //! each fault, the daemons' failover timeline next to the simulator's for
 //! the same fault, and fails if a milestone is off by more than a
 //! simulator round (20 s; a daemon round is 10 s with `pve`).
+//!
+//! `hactor-bench scale`: one node with 100 000 ignored resources: times
+//! `ha-manager status` and `config` and measures the idle daemon's CPU
+//! and disk writes (see `hactor::node::scale`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use hactor::node::config::{Profile, Timings};
 use hactor::node::local_cluster::{LocalCluster, LocalSpec};
+use hactor::node::scale;
 use hactor::sim::timeline::{self, Timeline};
 
 #[derive(Parser)]
@@ -45,6 +50,20 @@ enum Command {
         /// node N listens on 127.0.0.1:<port + N>.
         #[arg(long, default_value_t = 7600)]
         port: u16,
+    },
+    /// One node with many ignored resources: time `ha-manager status` and
+    /// `config`, measure the idle daemon's CPU and disk writes.
+    Scale {
+        #[arg(long, default_value_t = 100_000)]
+        resources: usize,
+        /// Seconds the idle daemon is watched.
+        #[arg(long, default_value_t = 10.0)]
+        idle_secs: f64,
+        /// Timed runs of each command (the median is printed).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[arg(long, default_value = "/tmp/hactor-bench-scale")]
+        dir: PathBuf,
     },
     /// Compare the daemons' failover timeline with the simulator's: the
     /// master's node killed, then another node (`pve`: about 10 minutes).
@@ -416,6 +435,35 @@ fn main() -> ExitCode {
             dir,
             port,
         } => (runs, pve_runs, nodes, dir, port),
+        Command::Scale {
+            resources,
+            idle_secs,
+            repeat,
+            dir,
+        } => {
+            let spec = scale::ScaleSpec {
+                resources,
+                idle: Duration::from_secs_f64(idle_secs.max(0.1)),
+                dir,
+                ha_manager: program.with_file_name("ha-manager"),
+                hactor: program,
+                repeat,
+            };
+            return match scale::run(&spec) {
+                Ok(report) => {
+                    print!("{}", report.render());
+                    if report.goals_met() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("hactor-bench: scale: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Timeline {
             profile,
             nodes,

@@ -1,12 +1,13 @@
 //! One request to the daemon: connect, write the request line, read the
-//! answer line (at most [`MAX_FRAME`] bytes).
+//! answer line (at most [`MAX_REPLY`] bytes: a reply may be much longer
+//! than a request, see [`crate::api::protocol`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::api::protocol::{self, MAX_FRAME, Outcome, Request, Response};
+use crate::api::protocol::{self, MAX_REPLY, Outcome, Request, Response};
 
 /// Longest wait for an answer (an edit may wait for consensus).
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -40,8 +41,8 @@ pub fn call_within(socket: &Path, request: &Request, timeout: Duration) -> Resul
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
     // The daemon may refuse the connection before reading the request.
     let written = stream.write_all(&protocol::encode(request));
-    let limit = u64::try_from(MAX_FRAME).unwrap_or(u64::MAX) + 1;
-    let mut reader = BufReader::new(stream).take(limit);
+    let limit = u64::try_from(MAX_REPLY).unwrap_or(u64::MAX) + 1;
+    let mut reader = BufReader::with_capacity(1 << 16, stream).take(limit);
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).map_err(io)?;
     if line.is_empty() {

@@ -73,6 +73,27 @@ impl StoreTiming {
     }
 }
 
+/// A snapshot is due once this many entries were applied since the last
+/// one (openraft's usual policy, and what a small state gets)...
+const MIN_SNAPSHOT_ENTRIES: u64 = 1000;
+
+/// ...or, for a large state, once about as many bytes of log as the state
+/// holds were applied, at this many bytes an entry (an idle round's
+/// heartbeat or lease renewal). Writing a 15 MB state every 1000 entries
+/// (a minute or two of idle rounds) would cost more than the rounds
+/// themselves; this way a snapshot costs at most as much as the log it
+/// replaces.
+const ENTRY_BYTES: u64 = 200;
+
+/// How often the snapshot policy is checked.
+const SNAPSHOT_CHECK: Duration = Duration::from_millis(100);
+
+/// Whether a snapshot is due after `since` entries, the last snapshot's
+/// state having `snapshot_len` bytes.
+fn snapshot_due(since: u64, snapshot_len: u64) -> bool {
+    since >= MIN_SNAPSHOT_ENTRIES.max(snapshot_len / ENTRY_BYTES)
+}
+
 /// How often a request follows "not the leader" before giving up.
 const LEADER_ATTEMPTS: usize = 20;
 
@@ -121,7 +142,8 @@ impl RaftStore {
             heartbeat_interval: heartbeat,
             election_timeout_min: election,
             election_timeout_max: election * 2,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+            // Snapshots are triggered by `spawn_snapshots`, sized to the state.
+            snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: 200,
             ..Default::default()
         }
@@ -131,7 +153,7 @@ impl RaftStore {
         let raft = Raft::new(id, Arc::new(config), network, log, sm.clone())
             .await
             .map_err(|e| format!("starting raft: {e}"))?;
-        Ok(RaftStore {
+        let store = RaftStore {
             inner: Arc::new(Inner {
                 id,
                 node: transport.node().to_string(),
@@ -142,7 +164,9 @@ impl RaftStore {
                 last_commit_ms: AtomicU64::new(0),
                 tasks: std::sync::Mutex::new(Vec::new()),
             }),
-        })
+        };
+        store.spawn_snapshots();
+        Ok(store)
     }
 
     /// Makes this node the first member of a new cluster (once; later
@@ -371,6 +395,42 @@ impl RaftStore {
                 };
                 if let Err(e) = store.apply(vec![op]).await {
                     tracing::debug!("heartbeat not committed: {e}");
+                }
+            }
+        }));
+    }
+
+    /// Builds a snapshot when [`snapshot_due`] says so (then openraft
+    /// purges the log it covers, keeping the last 200 entries).
+    fn spawn_snapshots(&self) {
+        let store = self.clone();
+        self.keep(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SNAPSHOT_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut requested = None;
+            loop {
+                tick.tick().await;
+                let (applied, snapshot) = {
+                    let metrics = store.inner.raft.metrics();
+                    let metrics = metrics.borrow();
+                    (
+                        metrics.last_applied.map_or(0, |l| l.index),
+                        metrics.snapshot.map(|l| l.index),
+                    )
+                };
+                let since = applied.saturating_sub(snapshot.map_or(0, |i| i + 1));
+                // One request per snapshot: wait until it shows (or, if
+                // building it failed, ask again a while later).
+                if requested.is_some_and(|(at, when): (Option<u64>, tokio::time::Instant)| {
+                    at != snapshot || when.elapsed() > Duration::from_secs(10)
+                }) {
+                    requested = None;
+                }
+                if requested.is_none() && snapshot_due(since, store.inner.sm.snapshot_len()) {
+                    requested = Some((snapshot, tokio::time::Instant::now()));
+                    if let Err(e) = store.inner.raft.trigger().snapshot().await {
+                        tracing::debug!("snapshot not triggered: {e}");
+                    }
                 }
             }
         }));
@@ -724,5 +784,16 @@ mod tests {
             )
         };
         assert_eq!(fast.heartbeat_every(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn snapshots_come_every_1000_entries_or_as_much_log_as_the_state_holds() {
+        assert!(!snapshot_due(999, 0));
+        assert!(snapshot_due(1000, 0));
+        assert!(snapshot_due(1000, 150_000), "a small state: every 1000 entries");
+        // 100 000 resources: about 15 MB of state, one snapshot per
+        // 75 000 entries (an hour or more of idle rounds).
+        assert!(!snapshot_due(74_999, 15_000_000));
+        assert!(snapshot_due(75_000, 15_000_000));
     }
 }

@@ -108,6 +108,9 @@ pub struct StateMachine {
     applied: Arc<RwLock<Applied>>,
     dir: PathBuf,
     built: Arc<AtomicU64>,
+    /// Bytes of the state in the last snapshot (built, installed or
+    /// loaded): how much log is worth keeping before the next one.
+    snapshot_len: Arc<AtomicU64>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -122,7 +125,9 @@ impl StateMachine {
     /// Opens the state machine under `dir`, from its last snapshot.
     pub fn open(dir: &Path) -> std::io::Result<StateMachine> {
         std::fs::create_dir_all(dir)?;
-        let applied = match read_snapshot(dir)? {
+        let snapshot = read_snapshot(dir)?;
+        let snapshot_len = snapshot.as_ref().map_or(0, |f| f.data.len() as u64);
+        let applied = match snapshot {
             Some(file) => decode_applied(&file).map_err(|e| {
                 std::io::Error::other(format!("{}: corrupt snapshot: {e}", dir.join("snapshot").display()))
             })?,
@@ -138,6 +143,7 @@ impl StateMachine {
             applied: Arc::new(RwLock::new(applied)),
             dir: dir.to_path_buf(),
             built: Arc::new(AtomicU64::new(0)),
+            snapshot_len: Arc::new(AtomicU64::new(snapshot_len)),
         })
     }
 
@@ -145,6 +151,11 @@ impl StateMachine {
     /// trust check at start).
     pub fn snapshot_last_log_id(&self) -> std::io::Result<Option<Option<LogId>>> {
         Ok(read_snapshot(&self.dir)?.map(|f| f.meta.last_log_id))
+    }
+
+    /// Bytes of the state in the last snapshot.
+    pub fn snapshot_len(&self) -> u64 {
+        self.snapshot_len.load(Ordering::Relaxed)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Applied> {
@@ -193,6 +204,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot_id,
         };
         save_snapshot(&self.dir, &meta, &data).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.snapshot_len.store(data.len() as u64, Ordering::Relaxed);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -250,6 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         installed.last_applied = meta.last_log_id;
         installed.membership = meta.last_membership.clone();
         save_snapshot(&self.dir, meta, &data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.snapshot_len.store(data.len() as u64, Ordering::Relaxed);
         *self.write() = installed;
         Ok(())
     }
