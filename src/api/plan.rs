@@ -21,6 +21,7 @@ use crate::config::resources::is_resource_name;
 use crate::config::value::{
     check_comment, check_single_line, format_node_list, is_config_id, parse_bool, parse_node_list, split_list,
 };
+use crate::core::crm_command::{CrmCommand, DisarmMode, MoveKind};
 use crate::core::rules::{self, Rule, RuleKind};
 use crate::core::store::{ClusterState, Op, Snapshot, StoredGroup, StoredResource};
 use crate::core::timing::MAX_TIMEOUT_SECS;
@@ -446,24 +447,30 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             }
             let sid = parse_sid(sid)?;
             managed(state, &sid)?;
-            Ok(Plan::of(vec![Op::QueueCrmCommand(format!("stop {sid} {timeout}"))]))
+            Ok(Plan::of(vec![Op::QueueCrmCommand(CrmCommand::Stop {
+                sid,
+                timeout: *timeout as i64,
+            })]))
         }
         Request::NodeMaintenance { enable, node } => {
             check_node(snapshot, node)?;
-            let verb = if *enable { "enable" } else { "disable" };
-            Ok(Plan::of(vec![Op::QueueCrmCommand(format!(
-                "{verb}-node-maintenance {node}"
-            ))]))
+            let node = node.clone();
+            let command = if *enable {
+                CrmCommand::EnableNodeMaintenance { node }
+            } else {
+                CrmCommand::DisableNodeMaintenance { node }
+            };
+            Ok(Plan::of(vec![Op::QueueCrmCommand(command)]))
         }
         Request::DisarmHa { mode } => {
-            if !matches!(mode.as_str(), "freeze" | "ignore") {
+            let Some(mode) = DisarmMode::parse(mode) else {
                 return Err(format!(
                     "resource-mode: value '{mode}' does not have a value in the enumeration 'freeze, ignore'"
                 ));
-            }
-            Ok(Plan::of(vec![Op::QueueCrmCommand(format!("disarm-ha {mode}"))]))
+            };
+            Ok(Plan::of(vec![Op::QueueCrmCommand(CrmCommand::DisarmHa { mode })]))
         }
-        Request::ArmHa => Ok(Plan::of(vec![Op::QueueCrmCommand("arm-ha".into())])),
+        Request::ArmHa => Ok(Plan::of(vec![Op::QueueCrmCommand(CrmCommand::ArmHa)])),
         Request::GroupAdd { group, options } => {
             if groups_migrated(state) {
                 return Err("cannot create group: ha groups have been migrated to rules".into());
@@ -762,7 +769,15 @@ fn plan_move(snapshot: &Snapshot, task: MoveTask, sid: &str, node: &str) -> Resu
     }
     check_node(snapshot, node)?;
     let cmd = task.as_str();
-    let mut plan = Plan::of(vec![Op::QueueCrmCommand(format!("{cmd} {sid} {node}"))]);
+    let kind = match task {
+        MoveTask::Migrate => MoveKind::Migrate,
+        MoveTask::Relocate => MoveKind::Relocate,
+    };
+    let mut plan = Plan::of(vec![Op::QueueCrmCommand(CrmCommand::Move {
+        kind,
+        sid: sid.clone(),
+        node: node.to_string(),
+    })]);
     let rules = read_rules(state)?;
     let nodes: Vec<NodeName> = cluster_nodes(snapshot).into_iter().collect();
     let (kept, _) = rules::transform(&rules, &nodes);
@@ -1205,7 +1220,10 @@ mod tests {
             node: node.into(),
         };
         let p = plan(&request("100", "node2"), &snap, &ctx()).unwrap();
-        assert_eq!(p.ops, vec![Op::QueueCrmCommand("migrate vm:100 node2".into())]);
+        assert_eq!(
+            p.ops,
+            vec![Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap())]
+        );
         snap.state.rules = rules_of(
             "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n\
                                 resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:102\n\n",
@@ -1230,7 +1248,7 @@ mod tests {
         };
         assert_eq!(
             plan(&stop, &snap, &ctx()).unwrap().ops,
-            vec![Op::QueueCrmCommand("stop vm:100 0".into())]
+            vec![Op::QueueCrmCommand("stop vm:100 0".parse().unwrap())]
         );
         let maint = Request::NodeMaintenance {
             enable: false,
@@ -1238,7 +1256,7 @@ mod tests {
         };
         assert_eq!(
             plan(&maint, &snap, &ctx()).unwrap().ops,
-            vec![Op::QueueCrmCommand("disable-node-maintenance node2".into())]
+            vec![Op::QueueCrmCommand("disable-node-maintenance node2".parse().unwrap())]
         );
     }
 
@@ -1260,7 +1278,7 @@ mod tests {
         }
         assert_eq!(
             plan(&stop(86_400), &snap, &ctx()).unwrap().ops,
-            vec![Op::QueueCrmCommand("stop vm:100 86400".into())]
+            vec![Op::QueueCrmCommand("stop vm:100 86400".parse().unwrap())]
         );
     }
 

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::agent::{AgentHost, JobSpec};
+use super::crm_command::CrmCommand;
 use super::rules::Rule;
 use super::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use super::timing::Timing;
@@ -117,8 +118,8 @@ pub trait Env: AgentHost {
     /// Per-service usage: maxima always, measured values when `dynamic`.
     fn service_stats(&mut self, dynamic: bool) -> BTreeMap<String, ResourceStats>;
 
-    /// Reads and empties the CRM command queue (one command per entry).
-    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError>;
+    /// Reads and empties the CRM command queue, oldest first.
+    fn read_crm_commands(&mut self) -> Result<Vec<CrmCommand>, EnvError>;
     fn any_pending_crm_command(&mut self) -> bool;
 
     /// Acquires or renews `ha_manager_lock`.

@@ -121,6 +121,7 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
+    use crate::core::crm_command::CrmCommand;
     use crate::core::store::StoredResource;
     use crate::core::types::RequestState;
 
@@ -132,11 +133,11 @@ mod tests {
     fn store_refuses_writes_without_quorum_and_persists_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let store = MemoryStore::open(dir.path()).unwrap();
-        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
+        store.apply(vec![Op::QueueCrmCommand(CrmCommand::ArmHa)]).unwrap();
         store.set_quorate(false);
         assert_eq!(store.apply(vec![Op::TakeCrmCommands]), Err(StoreError::NoQuorum));
         let reopened = MemoryStore::open(dir.path()).unwrap();
-        assert_eq!(reopened.snapshot().crm_commands, VecDeque::from(["arm-ha".to_string()]));
+        assert_eq!(reopened.snapshot().crm_commands, VecDeque::from([CrmCommand::ArmHa]));
     }
 
     #[test]
@@ -145,7 +146,7 @@ mod tests {
         // the temporary file or the store goes makes the write fail.
         let dir = tempfile::tempdir().unwrap();
         let store = MemoryStore::open(dir.path()).unwrap();
-        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
+        store.apply(vec![Op::QueueCrmCommand(CrmCommand::ArmHa)]).unwrap();
         let before = store.snapshot();
         let put = || Op::PutResource {
             sid: "vm:100".into(),
@@ -171,7 +172,7 @@ mod tests {
         store.apply(vec![put()]).unwrap();
         let reopened = MemoryStore::open(dir.path()).unwrap().snapshot();
         assert!(reopened.resources.contains_key("vm:100"));
-        assert_eq!(reopened.crm_commands, VecDeque::from(["arm-ha".to_string()]));
+        assert_eq!(reopened.crm_commands, VecDeque::from([CrmCommand::ArmHa]));
     }
 
     mod file {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::config::groups;
 use crate::config::rules::parse_rules;
+use crate::core::crm_command::{CrmCommand, CrmCommandError};
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, split_sid};
@@ -95,10 +96,10 @@ pub enum HwCommand {
     CrmStart {
         node: NodeName,
     },
-    /// Queue a CRM command line (maintenance, disarm, arm).
+    /// Queue a CRM command (maintenance, disarm, arm).
     CrmQueue {
         node: NodeName,
-        line: String,
+        command: CrmCommand,
     },
     Cfs {
         node: NodeName,
@@ -113,10 +114,10 @@ pub enum HwCommand {
         sid: String,
         state: RequestState,
     },
-    /// Queue `migrate|relocate|stop <sid> <arg>` as is.
+    /// Queue `migrate|relocate|stop <sid> <arg>`.
     ServiceQueue {
         sid: String,
-        line: String,
+        command: CrmCommand,
     },
     ServiceAdd {
         sid: String,
@@ -597,6 +598,27 @@ fn parse_cmdlist(
     Ok(out)
 }
 
+/// The CRM command of a cmdlist `crm NODE ...` or `service SID ...` step:
+/// `words` in upstream's queue form. Node commands act on the node that
+/// is named after `crm` (`node`); service moves may name any target, as
+/// upstream (an unknown target is logged as not online).
+fn crm_command(words: &[&str], node: Option<&str>) -> Result<CrmCommand, String> {
+    let words: Vec<&str> = match (words, node) {
+        ([action @ ("enable-node-maintenance" | "disable-node-maintenance")], Some(node)) => vec![*action, node],
+        ([verb, ..], Some(_)) if verb.ends_with("-node-maintenance") => {
+            return Err(format!("'{verb}' takes no arguments"));
+        }
+        _ => words.to_vec(),
+    };
+    let command: CrmCommand = words.join(" ").parse().map_err(|e: CrmCommandError| e.reason)?;
+    match (&command, node) {
+        (CrmCommand::Move { .. } | CrmCommand::Stop { .. }, Some(_)) => {
+            Err(format!("'{}' is a service command", words[0]))
+        }
+        _ => Ok(command),
+    }
+}
+
 /// Parses one cmdlist command; the error says what is wrong with it.
 pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> Result<HwCommand, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
@@ -628,25 +650,11 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
         ["restart-lrm", n] => HwCommand::RestartLrm { node: node(n)? },
         ["crm", n, "stop"] => HwCommand::CrmStop { node: node(n)? },
         ["crm", n, "start"] => HwCommand::CrmStart { node: node(n)? },
-        [
-            "crm",
-            n,
-            action @ ("enable-node-maintenance" | "disable-node-maintenance"),
-        ] => {
+        ["crm", n, rest @ ..] => {
             let node = node(n)?;
-            HwCommand::CrmQueue {
-                line: format!("{action} {node}"),
-                node,
-            }
+            let command = crm_command(rest, Some(&node))?;
+            HwCommand::CrmQueue { node, command }
         }
-        ["crm", n, "disarm-ha", mode @ ("freeze" | "ignore")] => HwCommand::CrmQueue {
-            node: node(n)?,
-            line: format!("disarm-ha {mode}"),
-        },
-        ["crm", n, "arm-ha"] => HwCommand::CrmQueue {
-            node: node(n)?,
-            line: "arm-ha".to_string(),
-        },
         ["cfs", n, part, state] => HwCommand::Cfs {
             node: node(n)?,
             what: match *part {
@@ -687,20 +695,10 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
             sid: sid(s)?,
             state: RequestState::parse(state).expect("matched above"),
         },
-        ["service", s, task @ ("migrate" | "relocate"), n] => {
+        ["service", s, verb @ ("migrate" | "relocate" | "stop"), arg] => {
             let sid = sid(s)?;
-            HwCommand::ServiceQueue {
-                line: format!("{task} {sid} {n}"),
-                sid,
-            }
-        }
-        ["service", s, "stop", t] => {
-            let sid = sid(s)?;
-            t.parse::<i64>().map_err(|_| format!("invalid timeout '{t}'"))?;
-            HwCommand::ServiceQueue {
-                line: format!("stop {sid} {t}"),
-                sid,
-            }
+            let command = crm_command(&[*verb, sid.as_str(), *arg], None)?;
+            HwCommand::ServiceQueue { sid, command }
         }
         ["service", s, "add", n, rest @ ..] if rest.len() <= 2 => HwCommand::ServiceAdd {
             sid: sid(s)?,

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde_json::Value;
 
 use crate::core::agent::AgentHost;
+use crate::core::crm_command::CrmCommand;
 use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
@@ -81,7 +82,7 @@ pub struct World {
     pub rules: Vec<Rule>,
     pub datacenter: Value,
     pub stats: BTreeMap<String, GuestStats>,
-    pub crm_commands: VecDeque<String>,
+    pub crm_commands: VecDeque<CrmCommand>,
     /// Which guests run where.
     pub running: BTreeMap<NodeName, BTreeMap<String, bool>>,
     locks: BTreeMap<String, LockEntry>,
@@ -561,7 +562,7 @@ impl Env for SimEnv<'_> {
             .collect()
     }
 
-    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError> {
+    fn read_crm_commands(&mut self) -> Result<Vec<CrmCommand>, EnvError> {
         self.cfs_rw()?;
         Ok(self.world.crm_commands.drain(..).collect())
     }

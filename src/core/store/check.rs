@@ -333,7 +333,7 @@ mod tests {
                 0..6,
             );
             let runtime = (
-                proptest::collection::vec_deque(any::<String>(), 0..3),
+                proptest::collection::vec_deque(crate::core::crm_command::any_command(), 0..3),
                 proptest::collection::btree_map(any::<String>(), (node(), any::<u64>()), 0..3),
                 proptest::collection::btree_map(sid(), any::<u64>(), 0..3),
                 proptest::collection::btree_map(node(), any::<u64>(), 0..3),

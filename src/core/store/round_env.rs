@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::core::agent::{AgentHost, JobSpec};
+use crate::core::crm_command::CrmCommand;
 use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
@@ -259,11 +260,11 @@ impl Env for RoundEnv<'_> {
         BTreeMap::new()
     }
 
-    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError> {
+    fn read_crm_commands(&mut self) -> Result<Vec<CrmCommand>, EnvError> {
         if self.state.crm_commands.is_empty() {
             return Ok(Vec::new());
         }
-        let commands: Vec<String> = self.state.crm_commands.iter().cloned().collect();
+        let commands: Vec<CrmCommand> = self.state.crm_commands.iter().cloned().collect();
         let version = self.state.manager_version;
         self.write(Op::ExpectManagerVersion(version))?;
         self.write(Op::TakeFirstCrmCommands(commands.len()))?;

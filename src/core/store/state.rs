@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::crm_command::CrmCommand;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use crate::core::types::{NodeName, RequestState};
@@ -48,7 +49,7 @@ pub struct ClusterState {
     pub rules: Vec<Rule>,
     pub manager_status: ManagerStatus,
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
-    pub crm_commands: VecDeque<String>,
+    pub crm_commands: VecDeque<CrmCommand>,
     pub leases: BTreeMap<String, Lease>,
     /// Strictly increasing per service: bumped on every placement, handed
     /// to agents as the fencing token.
@@ -134,7 +135,7 @@ pub enum Op {
         node: NodeName,
         epoch: u64,
     },
-    QueueCrmCommand(String),
+    QueueCrmCommand(CrmCommand),
     SetRequestState {
         sid: String,
         state: RequestState,
@@ -187,7 +188,7 @@ pub enum Reply {
         holder: NodeName,
         expires_ms: u64,
     },
-    Commands(Vec<String>),
+    Commands(Vec<CrmCommand>),
     NotFound,
     /// A [`Op::Cas`] found another configuration digest; nothing changed.
     DigestMismatch {
@@ -326,8 +327,8 @@ impl ClusterState {
                     }
                 }
             }
-            Op::QueueCrmCommand(line) => {
-                self.crm_commands.push_back(line);
+            Op::QueueCrmCommand(command) => {
+                self.crm_commands.push_back(command);
                 Reply::Done
             }
             Op::SetRequestState { sid, state } => match self.resources.get_mut(&sid) {
@@ -493,6 +494,13 @@ pub enum StoreError {
 mod tests {
     use super::*;
 
+    fn stop_now() -> CrmCommand {
+        CrmCommand::Stop {
+            sid: "vm:100".into(),
+            timeout: 0,
+        }
+    }
+
     fn acquire(lock: &str, holder: &str, now_ms: u64) -> Op {
         Op::Acquire {
             lock: lock.into(),
@@ -529,13 +537,13 @@ mod tests {
         state.apply(acquire("ha_agent_node2_lock", "node1", 1000));
         let replies = state.apply_proposal(vec![
             acquire("ha_agent_node2_lock", "node2", 2000),
-            Op::QueueCrmCommand("stale decision".into()),
+            Op::QueueCrmCommand(CrmCommand::ArmHa),
         ]);
         assert_eq!(replies[1], Reply::Skipped);
         assert!(state.crm_commands.is_empty(), "a stale round's writes never land");
         let replies = state.apply_proposal(vec![
             acquire("ha_agent_node1_lock", "node1", 2000),
-            Op::QueueCrmCommand("holder's decision".into()),
+            Op::QueueCrmCommand(CrmCommand::ArmHa),
         ]);
         assert_eq!(replies[1], Reply::Done);
     }
@@ -575,7 +583,7 @@ mod tests {
         );
         assert_eq!(state.config_digest().len(), 64);
         let empty = state.config_digest();
-        state.apply(Op::QueueCrmCommand("arm-ha".into()));
+        state.apply(Op::QueueCrmCommand(CrmCommand::ArmHa));
         state.apply(acquire("l", "a", 1));
         assert_eq!(state.config_digest(), empty, "runtime state is not configuration");
         state.apply(Op::PutResource {
@@ -724,7 +732,7 @@ mod tests {
         let replies = state.apply_proposal(vec![
             acquire("ha_agent_node2_lock", "node2", 1000),
             claim("node2", 1),
-            Op::QueueCrmCommand("after the claim".into()),
+            Op::QueueCrmCommand(CrmCommand::ArmHa),
         ]);
         assert!(matches!(replies[0], Reply::Granted { .. }));
         assert!(matches!(&replies[1], Reply::Stale { reason } if reason.contains("node3 with fencing token 2")));
@@ -768,16 +776,16 @@ mod tests {
     #[test]
     fn the_master_takes_only_the_commands_it_read() {
         let mut state = ClusterState::default();
-        state.apply(Op::QueueCrmCommand("arm-ha".into()));
-        state.apply(Op::QueueCrmCommand("stop vm:100 0".into()));
+        state.apply(Op::QueueCrmCommand(CrmCommand::ArmHa));
+        state.apply(Op::QueueCrmCommand(stop_now()));
         assert_eq!(
             state.apply(Op::TakeFirstCrmCommands(1)),
-            Reply::Commands(vec!["arm-ha".into()])
+            Reply::Commands(vec![CrmCommand::ArmHa])
         );
-        assert_eq!(state.crm_commands, VecDeque::from(["stop vm:100 0".to_string()]));
+        assert_eq!(state.crm_commands, VecDeque::from([stop_now()]));
         assert_eq!(
             state.apply(Op::TakeFirstCrmCommands(5)),
-            Reply::Commands(vec!["stop vm:100 0".into()])
+            Reply::Commands(vec![stop_now()])
         );
     }
 

@@ -208,7 +208,7 @@ mod tests {
     #[test]
     fn json_payloads_survive_bincode_frames() {
         let ops = vec![
-            Op::QueueCrmCommand("migrate vm:100 node2".into()),
+            Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap()),
             Op::Release {
                 lock: "ha_manager_lock".into(),
                 holder: "node1".into(),
