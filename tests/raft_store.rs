@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use hactor::core::crm_command::CrmCommand;
 use hactor::core::store::{Op, Reply, StoreError};
 use hactor::net::cluster::{RaftStore, StoreTiming, ask};
 use hactor::net::peer::{PeerReply, PeerRequest, Refusal};
@@ -201,13 +202,21 @@ fn acquire(lock: &str, holder: &str, now_ms: u64, lease_ms: u64) -> Op {
     }
 }
 
+/// A queued command told apart by `n`.
+fn command(n: usize) -> CrmCommand {
+    CrmCommand::Stop {
+        sid: format!("vm:{n}"),
+        timeout: 0,
+    }
+}
+
 #[actix_rt::test]
 async fn writes_on_any_member_are_applied_everywhere_in_order() {
     let cluster = Cluster::start(3).await;
     for i in 0..3 {
         let replies = cluster
             .store(i)
-            .apply(vec![Op::QueueCrmCommand(format!("cmd-{i}"))])
+            .apply(vec![Op::QueueCrmCommand(command(i))])
             .await
             .unwrap();
         assert_eq!(replies, vec![Reply::Done]);
@@ -294,7 +303,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
     assert_eq!(
         cluster
             .store(victim)
-            .apply(vec![Op::QueueCrmCommand("lost".into())])
+            .apply(vec![Op::QueueCrmCommand(command(1000))])
             .await,
         Err(StoreError::NoQuorum)
     );
@@ -310,7 +319,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
     while committed.is_none() && start.elapsed() < Duration::from_secs(5) {
         committed = cluster
             .store(others[1])
-            .apply(vec![Op::QueueCrmCommand("majority".into())])
+            .apply(vec![Op::QueueCrmCommand(command(2000))])
             .await
             .ok();
     }
@@ -332,7 +341,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
             .store(victim)
             .snapshot()
             .crm_commands
-            .contains(&"majority".to_string())
+            .contains(&command(2000))
     })
     .await;
     assert!(
@@ -340,7 +349,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
             .store(victim)
             .snapshot()
             .crm_commands
-            .contains(&"lost".to_string()),
+            .contains(&command(1000)),
         "the refused write never applied"
     );
 }
@@ -348,7 +357,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
 #[actix_rt::test]
 async fn every_member_restarting_loses_nothing() {
     let mut cluster = Cluster::start(3).await;
-    let ops: Vec<Op> = (0..50).map(|i| Op::QueueCrmCommand(format!("c{i}"))).collect();
+    let ops: Vec<Op> = (0..50).map(|i| Op::QueueCrmCommand(command(i))).collect();
     cluster.store(1).apply(ops).await.unwrap();
     cluster
         .store(2)
