@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hactor::core::crm_command::CrmCommand;
-use hactor::core::store::{Op, Reply, StoreError};
+use hactor::core::store::{LockName, Op, Reply, StoreError};
 use hactor::net::cluster::{RaftStore, StoreTiming, ask};
 use hactor::net::peer::{PeerReply, PeerRequest, Refusal};
 use hactor::net::quic::Transport;
@@ -195,7 +195,7 @@ impl Cluster {
 
 fn acquire(lock: &str, holder: &str, now_ms: u64, lease_ms: u64) -> Op {
     Op::Acquire {
-        lock: lock.into(),
+        lock: lock.parse().expect("a lock name"),
         holder: holder.into(),
         now_ms,
         lease_ms,
@@ -337,19 +337,11 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
     })
     .await;
     wait_for("the healed member to catch up", Duration::from_secs(10), || {
-        cluster
-            .store(victim)
-            .snapshot()
-            .crm_commands
-            .contains(&command(2000))
+        cluster.store(victim).snapshot().crm_commands.contains(&command(2000))
     })
     .await;
     assert!(
-        !cluster
-            .store(victim)
-            .snapshot()
-            .crm_commands
-            .contains(&command(1000)),
+        !cluster.store(victim).snapshot().crm_commands.contains(&command(1000)),
         "the refused write never applied"
     );
 }
@@ -382,7 +374,7 @@ async fn every_member_restarting_loses_nothing() {
     wait_for("every replica to re-apply its log", Duration::from_secs(10), || {
         (0..3).all(|i| {
             let s = cluster.store(i).snapshot();
-            s.crm_commands == before.crm_commands && s.leases.contains_key("ha_manager_lock")
+            s.crm_commands == before.crm_commands && s.leases.contains_key(&LockName::Manager)
         })
     })
     .await;

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, Supervised, WrapFuture};
 
 use crate::core::crm::Crm;
-use crate::core::env::DatacenterSettings;
+use crate::core::env::{DatacenterSettings, NodeShutdown};
 use crate::core::event::{Event, Level};
 use crate::core::lrm::Lrm;
 use crate::core::store::outcome::{Answer, Retry, RoundClock, WatchdogOp, proposal, round_outcome};
@@ -106,10 +106,10 @@ pub struct RoundSettings {
 #[rtype(result = "()")]
 pub struct Exited(pub Client);
 
-/// SIGTERM: `(shutdown, reboot)` says whether the node itself goes down.
+/// SIGTERM, with whether the node itself goes down.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct ShutdownRequest(pub (bool, bool));
+pub struct ShutdownRequest(pub NodeShutdown);
 
 /// Where an LRM sends its jobs.
 #[derive(Message)]
@@ -138,9 +138,9 @@ pub struct RoundActor<R: Role> {
     exited: Recipient<Exited>,
     role: Option<R>,
     /// A shutdown request not yet handed to the core.
-    pending_shutdown: Option<(bool, bool)>,
+    pending_shutdown: Option<NodeShutdown>,
     /// The core was told to shut down (survives restarts).
-    shutting_down: Option<(bool, bool)>,
+    shutting_down: Option<NodeShutdown>,
     finished_jobs: Vec<JobDone>,
     /// Fencing tokens of the last snapshot, handed to started agents.
     epochs: std::collections::BTreeMap<String, u64>,
@@ -218,7 +218,7 @@ impl<R: Role> RoundActor<R> {
             timing: self.settings.timing,
             max_workers: self.settings.max_workers,
             datacenter: self.settings.datacenter.clone(),
-            node_shutdown: self.shutting_down.or(self.pending_shutdown).unwrap_or((false, false)),
+            node_shutdown: self.shutting_down.or(self.pending_shutdown).unwrap_or_default(),
         }
     }
 

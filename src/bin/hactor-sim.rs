@@ -14,6 +14,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use hactor::core::usage::CrsMode;
+
 #[derive(Parser)]
 #[command(
     name = "hactor-sim",
@@ -152,11 +154,11 @@ fn bench_round(sizes: &[String], rounds: usize) -> Result<(), String> {
                 "invalid size '{size}' (expected <nodes>:<services>, both positive)"
             ));
         };
-        for mode in ["static", "dynamic"] {
+        for mode in [CrsMode::Static, CrsMode::Dynamic] {
             let t = hactor::sim::bench::bench_round(mode, nodes, services, rounds);
             println!(
                 "{:<8} {:>3} nodes {:>6} services: steady round {:>8.3} ms, placement round (every service scored) {:>8.3} ms",
-                t.mode,
+                t.mode.as_str(),
                 t.nodes,
                 t.services,
                 t.steady.as_secs_f64() * 1000.0,

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use super::crm_command::{CrmCommand, MoveKind};
+use super::env::ShutdownPolicy;
 use super::types::{ExitCode, NodeName, NodeState, ServiceState, join_nodes};
 
 /// Syslog-like level of an event, as upstream logs it.
@@ -237,9 +238,6 @@ pub enum Event {
         from: &'static str,
         to: &'static str,
     },
-    UnknownSchedulerMode {
-        mode: String,
-    },
     SchedulerFallback {
         mode: &'static str,
         error: String,
@@ -348,14 +346,11 @@ pub enum Event {
         error: String,
     },
     ShutdownPolicy {
-        policy: String,
-    },
-    UnknownShutdownPolicy {
-        policy: String,
+        policy: ShutdownPolicy,
     },
     ShutdownIgnorePolicyMaintenance {
         kind: &'static str,
-        policy: String,
+        policy: ShutdownPolicy,
     },
     ShutdownIgnoreMigrateAlreadyMaintenance {
         kind: &'static str,
@@ -506,7 +501,6 @@ impl Event {
             | UpdateServiceStatusFailed { .. }
             | WriteLrmStatusFailed { .. }
             | UpdateLrmStatusFailed { .. }
-            | UnknownShutdownPolicy { .. }
             | RestartPolicyGaveUp { .. }
             | AgentFailedToExecute { .. }
             | AgentGotSignal { .. }
@@ -700,9 +694,6 @@ impl fmt::Display for Event {
             SwitchingSchedulerMode { from, to } => {
                 write!(f, "switching scheduler mode from '{from}' to '{to}'")
             }
-            UnknownSchedulerMode { mode } => {
-                write!(f, "got unknown scheduler mode '{mode}', using 'basic'")
-            }
             SchedulerFallback { mode, error } => {
                 write!(
                     f,
@@ -819,9 +810,6 @@ impl fmt::Display for Event {
             }
             ShutdownPolicy { policy } => {
                 write!(f, "got shutdown request with shutdown policy '{policy}'")
-            }
-            UnknownShutdownPolicy { policy } => {
-                write!(f, "unknown shutdown policy '{policy}', fall back to conditional")
             }
             ShutdownIgnorePolicyMaintenance { kind, policy } => write!(
                 f,

@@ -20,7 +20,7 @@ use super::status::{
     Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig, ServiceStatus,
 };
 use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
-use super::usage::{CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage};
+use super::usage::{CrsMode, Migration, MigrationCandidate, ResourceStats, Usage};
 
 /// Guest locks that are safe to drop once the guest's node was fenced.
 const REMOVABLE_LOCKS_AFTER_FENCE: [&str; 9] = [
@@ -116,12 +116,7 @@ impl Manager {
     /// (or, for a new master, a mode other than basic).
     fn update_crs_mode(&mut self, env: &mut dyn Env, first: bool) {
         self.settings = env.datacenter_settings();
-        let mode = CrsMode::parse(&self.settings.crs_mode).unwrap_or_else(|| {
-            env.log(Event::UnknownSchedulerMode {
-                mode: self.settings.crs_mode.clone(),
-            });
-            CrsMode::Basic
-        });
+        let mode = self.settings.crs_mode;
         if first {
             if mode != CrsMode::Basic {
                 env.log(Event::UsingSchedulerMode { mode: mode.as_str() });
@@ -685,11 +680,7 @@ impl Manager {
             return;
         }
         self.sustained_imbalance_rounds = 0;
-        let method = if self.settings.rebalance_method == "topsis" {
-            RebalanceMethod::Topsis
-        } else {
-            RebalanceMethod::Bruteforce
-        };
+        let method = self.settings.rebalance_method;
         let candidates = self.migration_candidates();
         let best = match self.usage.best_migration(&candidates, method) {
             Ok(Some(best)) => best,

@@ -163,14 +163,18 @@ mod tests {
             prop_oneof![
                 crate::core::crm_command::any_command().prop_map(Op::QueueCrmCommand),
                 Just(Op::TakeCrmCommands),
-                ("[a-z_]{1,12}", "[a-z0-9]{1,6}", any::<u64>(), any::<u64>()).prop_map(
-                    |(lock, holder, now_ms, lease_ms)| Op::Acquire {
+                (
+                    crate::core::store::lock_name::any_lock(),
+                    "[a-z0-9]{1,6}",
+                    any::<u64>(),
+                    any::<u64>()
+                )
+                    .prop_map(|(lock, holder, now_ms, lease_ms)| Op::Acquire {
                         lock,
                         holder,
                         now_ms,
                         lease_ms,
-                    }
-                ),
+                    }),
                 ("[a-z0-9]{1,6}", any::<u64>()).prop_map(|(node, now_ms)| Op::Heartbeat { node, now_ms }),
             ]
         }

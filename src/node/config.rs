@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::agents::spec::{GuestAgentConfig, GuestKind, ProcService, ScriptService, parse_signal};
+use crate::core::env::ShutdownPolicy;
 use crate::core::timing::{MAX_TIMEOUT_SECS, MAX_TIMING_MS, MAX_WORKERS, Timing};
 use crate::core::types::is_resource_name;
 use crate::net::tls::NODE_NAME_RULE;
@@ -493,7 +494,7 @@ pub struct NodeConfig {
     pub watchdog_device: PathBuf,
     pub max_worker: usize,
     pub log_format: LogFormat,
-    pub shutdown_policy: String,
+    pub shutdown_policy: ShutdownPolicy,
     pub resources: BTreeMap<String, SeedResource>,
     pub proc_services: BTreeMap<String, ProcService>,
     pub script_services: BTreeMap<String, ScriptService>,
@@ -594,13 +595,12 @@ impl NodeConfig {
             online_window_ms: o.online_window_ms.unwrap_or(base.online_window_ms),
         };
         timings.check_safety()?;
-        if let Some(policy) = &raw.shutdown_policy
-            && !["conditional", "freeze", "failover", "migrate"].contains(&policy.as_str())
-        {
-            return Err(format!(
-                "shutdown_policy: unknown policy '{policy}' (conditional, freeze, failover or migrate)"
-            ));
-        }
+        let shutdown_policy = match &raw.shutdown_policy {
+            None => ShutdownPolicy::default(),
+            Some(policy) => ShutdownPolicy::parse(policy).ok_or_else(|| {
+                format!("shutdown_policy: unknown policy '{policy}' (conditional, freeze, failover or migrate)")
+            })?,
+        };
         let max_worker = raw.max_worker.unwrap_or(4);
         if max_worker == 0 {
             return Err("max_worker: must be at least 1".into());
@@ -696,7 +696,7 @@ impl NodeConfig {
             watchdog_device: raw.watchdog.device.unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
             max_worker,
             log_format: raw.log_format.unwrap_or(LogFormat::Plain),
-            shutdown_policy: raw.shutdown_policy.unwrap_or_else(|| "conditional".into()),
+            shutdown_policy,
             resources: raw.resource,
             proc_services: raw.proc,
             script_services: raw.script,

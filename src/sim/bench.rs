@@ -7,11 +7,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+use crate::core::env::DatacenterSettings;
 use crate::core::manager::Manager;
 use crate::core::status::{ManagerStatus, ResourceConfig, ServiceStatus};
 use crate::core::types::{NodeState, RequestState, ServiceState};
+use crate::core::usage::CrsMode;
 
 use super::scenario::{Daemon, GuestStats, NodeHardware, Scenario};
 use super::world::{SimEnv, World};
@@ -19,7 +19,7 @@ use super::world::{SimEnv, World};
 /// Timings of one benchmark configuration.
 #[derive(Debug, Clone)]
 pub struct RoundTimings {
-    pub mode: &'static str,
+    pub mode: CrsMode,
     pub nodes: usize,
     pub services: usize,
     /// Median of the measured steady rounds.
@@ -41,7 +41,7 @@ impl Lcg {
     }
 }
 
-fn scenario(mode: &str, nodes: usize, services: usize, placing: bool) -> Scenario {
+fn scenario(mode: CrsMode, nodes: usize, services: usize, placing: bool) -> Scenario {
     let mut rng = Lcg(42);
     let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
     let hardware = names
@@ -96,7 +96,11 @@ fn scenario(mode: &str, nodes: usize, services: usize, placing: bool) -> Scenari
         services: config,
         groups: BTreeMap::new(),
         rules: Vec::new(),
-        datacenter: json!({"crs": {"ha": mode, "ha-rebalance-on-start": 1}}),
+        datacenter: DatacenterSettings {
+            crs_mode: mode,
+            rebalance_on_start: true,
+            ..DatacenterSettings::default()
+        },
         stats,
         running,
     }
@@ -124,7 +128,7 @@ fn time_rounds(scenario: &Scenario, rounds: usize) -> Duration {
 }
 
 /// Times steady and placement rounds for one configuration.
-pub fn bench_round(mode: &'static str, nodes: usize, services: usize, rounds: usize) -> RoundTimings {
+pub fn bench_round(mode: CrsMode, nodes: usize, services: usize, rounds: usize) -> RoundTimings {
     let steady = time_rounds(&scenario(mode, nodes, services, false), rounds);
     let placement = time_rounds(&scenario(mode, nodes, services, true), rounds);
     RoundTimings {

@@ -5,11 +5,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use serde_json::Value;
-
 use crate::core::agent::AgentHost;
 use crate::core::crm_command::CrmCommand;
-use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
+use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, NodeShutdown, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
@@ -80,7 +78,7 @@ pub struct World {
     pub services: ServiceConfig,
     pub groups: Groups,
     pub rules: Vec<Rule>,
-    pub datacenter: Value,
+    pub datacenter: DatacenterSettings,
     pub stats: BTreeMap<String, GuestStats>,
     pub crm_commands: VecDeque<CrmCommand>,
     /// Which guests run where.
@@ -443,37 +441,7 @@ impl Env for SimEnv<'_> {
     }
 
     fn datacenter_settings(&mut self) -> DatacenterSettings {
-        let mut settings = DatacenterSettings::default();
-        let dc = &self.world.datacenter;
-        if let Some(policy) = dc.pointer("/ha/shutdown_policy").and_then(Value::as_str) {
-            settings.shutdown_policy = policy.to_string();
-        }
-        if let Some(mode) = dc.pointer("/crs/ha").and_then(Value::as_str) {
-            settings.crs_mode = mode.to_string();
-        }
-        let flag = |key: &str| {
-            dc.pointer(key)
-                .is_some_and(|v| v.as_f64().unwrap_or(0.0) != 0.0 || v.as_bool() == Some(true))
-        };
-        let number = |key: &str| {
-            dc.pointer(key)
-                .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
-        };
-        settings.rebalance_on_start = flag("/crs/ha-rebalance-on-start");
-        settings.auto_rebalance = flag("/crs/ha-auto-rebalance");
-        if let Some(v) = number("/crs/ha-auto-rebalance-threshold") {
-            settings.rebalance_threshold = v;
-        }
-        if let Some(v) = number("/crs/ha-auto-rebalance-hold-duration") {
-            settings.rebalance_hold_rounds = v;
-        }
-        if let Some(v) = number("/crs/ha-auto-rebalance-margin") {
-            settings.rebalance_margin = v;
-        }
-        if let Some(v) = dc.pointer("/crs/ha-auto-rebalance-method").and_then(Value::as_str) {
-            settings.rebalance_method = v.to_string();
-        }
-        settings
+        self.world.datacenter.clone()
     }
 
     fn static_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
@@ -613,11 +581,11 @@ impl Env for SimEnv<'_> {
         self.world.watchdogs.remove(&handle);
     }
 
-    fn is_node_shutdown(&mut self) -> (bool, bool) {
+    fn is_node_shutdown(&mut self) -> NodeShutdown {
         match self.world.nodes.get(&self.node).and_then(|n| n.shutdown) {
-            Some("reboot") => (true, true),
-            Some(_) => (true, false),
-            None => (false, false),
+            Some("reboot") => NodeShutdown::Reboot,
+            Some(_) => NodeShutdown::PowerOff,
+            None => NodeShutdown::StaysUp,
         }
     }
 

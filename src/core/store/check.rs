@@ -334,7 +334,11 @@ mod tests {
             );
             let runtime = (
                 proptest::collection::vec_deque(crate::core::crm_command::any_command(), 0..3),
-                proptest::collection::btree_map(any::<String>(), (node(), any::<u64>()), 0..3),
+                proptest::collection::btree_map(
+                    crate::core::store::lock_name::any_lock(),
+                    (node(), any::<u64>()),
+                    0..3,
+                ),
                 proptest::collection::btree_map(sid(), any::<u64>(), 0..3),
                 proptest::collection::btree_map(node(), any::<u64>(), 0..3),
             );

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::lock_name::LockName;
 use crate::core::crm_command::CrmCommand;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
@@ -50,7 +51,7 @@ pub struct ClusterState {
     pub manager_status: ManagerStatus,
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
     pub crm_commands: VecDeque<CrmCommand>,
-    pub leases: BTreeMap<String, Lease>,
+    pub leases: BTreeMap<LockName, Lease>,
     /// Strictly increasing per service: bumped on every placement, handed
     /// to agents as the fencing token.
     #[serde(default)]
@@ -102,14 +103,14 @@ pub struct StoredGroup {
 pub enum Op {
     /// Take or renew `lock` for `holder` until `now_ms + lease_ms`.
     Acquire {
-        lock: String,
+        lock: LockName,
         holder: NodeName,
         now_ms: u64,
         lease_ms: u64,
     },
     /// Give up `lock` if `holder` holds it.
     Release {
-        lock: String,
+        lock: LockName,
         holder: NodeName,
     },
     WriteManagerStatus(ManagerStatus),
@@ -218,7 +219,7 @@ impl Reply {
 impl ClusterState {
     /// Whether `holder` may take `lock` at `now_ms`: it is free, expired,
     /// or already theirs.
-    pub fn lock_available(&self, lock: &str, holder: &str, now_ms: u64) -> bool {
+    pub fn lock_available(&self, lock: &LockName, holder: &str, now_ms: u64) -> bool {
         match self.leases.get(lock) {
             None => true,
             Some(lease) => lease.holder == holder || now_ms > lease.expires_ms,
@@ -503,7 +504,7 @@ mod tests {
 
     fn acquire(lock: &str, holder: &str, now_ms: u64) -> Op {
         Op::Acquire {
-            lock: lock.into(),
+            lock: lock.parse().unwrap(),
             holder: holder.into(),
             now_ms,
             lease_ms: 6000,
@@ -551,9 +552,9 @@ mod tests {
     #[test]
     fn renewal_never_shortens_a_lease() {
         let mut state = ClusterState::default();
-        state.apply(acquire("l", "a", 10_000));
+        state.apply(acquire("ha_manager_lock", "a", 10_000));
         assert_eq!(
-            state.apply(acquire("l", "a", 1_000)),
+            state.apply(acquire("ha_manager_lock", "a", 1_000)),
             Reply::Granted { expires_ms: 16_000 }
         );
     }
@@ -584,7 +585,7 @@ mod tests {
         assert_eq!(state.config_digest().len(), 64);
         let empty = state.config_digest();
         state.apply(Op::QueueCrmCommand(CrmCommand::ArmHa));
-        state.apply(acquire("l", "a", 1));
+        state.apply(acquire("ha_manager_lock", "a", 1));
         assert_eq!(state.config_digest(), empty, "runtime state is not configuration");
         state.apply(Op::PutResource {
             sid: "vm:100".into(),

@@ -210,7 +210,7 @@ mod tests {
         let ops = vec![
             Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap()),
             Op::Release {
-                lock: "ha_manager_lock".into(),
+                lock: crate::core::store::LockName::Manager,
                 holder: "node1".into(),
             },
         ];

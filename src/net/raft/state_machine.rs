@@ -276,7 +276,7 @@ mod tests {
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Normal(Json(vec![Op::Acquire {
-                lock: "ha_manager_lock".into(),
+                lock: crate::core::store::LockName::Manager,
                 holder: "node1".into(),
                 now_ms: 1000,
                 lease_ms: 6000,
@@ -288,7 +288,10 @@ mod tests {
         let mut reopened = StateMachine::open(dir.path()).unwrap();
         let (last, _) = rt.block_on(reopened.applied_state()).unwrap();
         assert_eq!(last.map(|l| l.index), Some(1));
-        assert_eq!(reopened.read().state.leases["ha_manager_lock"].expires_ms, 7000);
+        assert_eq!(
+            reopened.read().state.leases[&crate::core::store::LockName::Manager].expires_ms,
+            7000
+        );
     }
 
     #[test]
