@@ -482,10 +482,10 @@ async fn lease_renewal_commit_latency() {
 
 #[actix_rt::test]
 async fn concurrent_compare_and_swap_edits_on_different_members_lose_no_update() {
-    use hactor::core::store::StoredResource;
+    use hactor::core::status::ResourceConfig;
     use hactor::core::types::RequestState;
     let cluster = Cluster::start(3).await;
-    let resource = || StoredResource::new("node1", RequestState::Started);
+    let resource = || ResourceConfig::new("node1", RequestState::Started);
     // Four editors per member, each adding its own resource with a
     // read-digest-then-CAS loop, as ha-manager does.
     let mut editors = Vec::new();

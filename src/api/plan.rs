@@ -23,7 +23,8 @@ use crate::config::value::{
 };
 use crate::core::crm_command::{CrmCommand, DisarmMode, MoveKind};
 use crate::core::rules::{self, Rule, RuleKind};
-use crate::core::store::{ClusterState, Op, Snapshot, StoredGroup, StoredResource};
+use crate::core::status::ResourceConfig;
+use crate::core::store::{ClusterState, Op, Snapshot, StoredGroup};
 use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::types::{NodeName, RequestState, ServiceState, split_sid};
 
@@ -155,16 +156,16 @@ fn read_rules(state: &ClusterState) -> Result<Vec<Rule>> {
     Ok(state.rules.clone())
 }
 
-fn resource_view(sid: &str, r: &StoredResource) -> ResourceView {
+fn resource_view(sid: &str, r: &ResourceConfig) -> ResourceView {
     ResourceView {
         sid: sid.to_string(),
         kind: split_sid(sid).map(|(k, _)| k).unwrap_or_default().to_string(),
         state: r.state.as_str().to_string(),
         comment: r.comment.clone().filter(|c| !c.is_empty()),
-        failback: (!r.failback).then_some(0),
+        failback: (r.failback != ResourceConfig::DEFAULT_FAILBACK).then_some(u8::from(r.failback)),
         group: r.group.clone(),
-        max_relocate: (r.max_relocate != 1).then_some(r.max_relocate),
-        max_restart: (r.max_restart != 1).then_some(r.max_restart),
+        max_relocate: (r.max_relocate != ResourceConfig::DEFAULT_MAX_RELOCATE).then_some(r.max_relocate),
+        max_restart: (r.max_restart != ResourceConfig::DEFAULT_MAX_RESTART).then_some(r.max_restart),
     }
 }
 
@@ -301,7 +302,7 @@ pub fn read(request: &Request, snapshot: &Snapshot) -> Result<Response> {
 
 fn apply_resource_options(
     state: &ClusterState,
-    resource: &mut StoredResource,
+    resource: &mut ResourceConfig,
     options: &ResourceOptions,
 ) -> Result<()> {
     if let Some(value) = &options.state {
@@ -334,7 +335,7 @@ fn apply_resource_options(
     Ok(())
 }
 
-fn managed<'a>(state: &'a ClusterState, sid: &str) -> Result<&'a StoredResource> {
+fn managed<'a>(state: &'a ClusterState, sid: &str) -> Result<&'a ResourceConfig> {
     match state.resources.get(sid) {
         Some(r) if r.state != RequestState::Ignored => Ok(r),
         _ => Err(format!("resource '{sid}' is not HA managed")),
@@ -369,7 +370,7 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             if sid_kind == "proc" && !ctx.proc_services.contains(name) {
                 return Err(format!("resource '{sid}' does not exist in cluster"));
             }
-            let mut resource = StoredResource::new(&ctx.node, RequestState::Started);
+            let mut resource = ResourceConfig::new(&ctx.node, ResourceConfig::DEFAULT_STATE);
             apply_resource_options(state, &mut resource, options)?;
             Ok(Plan::of(vec![Op::PutResource { sid, resource }]))
         }
@@ -404,13 +405,15 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             )?;
             let mut resource = current.clone();
             for key in &deleted {
+                let defaults = ResourceConfig::default();
                 match key.as_str() {
                     "comment" => resource.comment = None,
-                    "failback" => resource.failback = true,
+                    "failback" => resource.failback = defaults.failback,
                     "group" => resource.group = None,
-                    "max_relocate" => resource.max_relocate = 1,
-                    "max_restart" => resource.max_restart = 1,
-                    _ => resource.state = RequestState::Started,
+                    "max_relocate" => resource.max_relocate = defaults.max_relocate,
+                    "max_restart" => resource.max_restart = defaults.max_restart,
+                    "state" => resource.state = defaults.state,
+                    other => return Err(format!("unknown key '{other}'")),
                 }
             }
             apply_resource_options(state, &mut resource, options)?;
@@ -523,7 +526,8 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
                 match key.as_str() {
                     "comment" => stored.comment = None,
                     "nofailback" => stored.nofailback = false,
-                    _ => stored.restricted = false,
+                    "restricted" => stored.restricted = false,
+                    other => return Err(format!("unknown key '{other}'")),
                 }
             }
             apply_group_options(&mut stored, options)?;
@@ -829,8 +833,8 @@ mod tests {
     }
     use crate::core::status::ServiceStatus;
 
-    fn resource(node: &str) -> StoredResource {
-        StoredResource::new(node, RequestState::Started)
+    fn resource(node: &str) -> ResourceConfig {
+        ResourceConfig::new(node, RequestState::Started)
     }
 
     fn snapshot() -> Snapshot {

@@ -26,8 +26,7 @@ use hactor::actors::round::{Exited, ShutdownRequest};
 use hactor::actors::watchdog::WatchdogShutdown;
 use hactor::actors::{NodeOptions, start_node};
 use hactor::core::env::{DatacenterSettings, NodeShutdown};
-use hactor::core::store::{Op, StoredResource};
-use hactor::core::types::RequestState;
+use hactor::core::store::Op;
 use hactor::core::watchdog::Client;
 use hactor::net::cluster::{RaftStore, StoreTiming};
 use hactor::net::quic::Transport;
@@ -215,15 +214,7 @@ async fn seed(store: &ClusterStore, config: &NodeConfig) -> Result<(), String> {
         .iter()
         .map(|(sid, r)| Op::PutResource {
             sid: sid.clone(),
-            resource: StoredResource {
-                node: Some(r.node.clone().unwrap_or_else(|| config.node.clone())),
-                state: RequestState::parse(&r.state).unwrap_or(RequestState::Started),
-                max_restart: r.max_restart,
-                max_relocate: r.max_relocate,
-                failback: r.failback,
-                group: None,
-                comment: r.comment.clone(),
-            },
+            resource: r.resource(&config.node),
         })
         .collect::<Vec<_>>();
     if ops.is_empty() {

@@ -785,14 +785,8 @@ impl Manager {
         only: Option<&BTreeSet<String>>,
     ) -> Result<(), EnvError> {
         let disabled = ResourceConfig {
-            node: None,
             state: RequestState::Disabled,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
-            group: None,
-            lock: None,
-            comment: None,
+            ..ResourceConfig::default()
         };
         // The state machine neither adds nor removes services.
         loop {

@@ -122,11 +122,11 @@ mod tests {
 
     use super::*;
     use crate::core::crm_command::CrmCommand;
-    use crate::core::store::StoredResource;
+    use crate::core::status::ResourceConfig;
     use crate::core::types::RequestState;
 
-    fn stored(state: RequestState) -> StoredResource {
-        StoredResource::new("node1", state)
+    fn stored(state: RequestState) -> ResourceConfig {
+        ResourceConfig::new("node1", state)
     }
 
     #[test]

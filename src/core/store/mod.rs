@@ -19,4 +19,4 @@ pub mod state;
 pub use lock_name::LockName;
 pub use outcome::{RoundOutcome, round_outcome};
 pub use round_env::{Outgoing, RoundContext, RoundEnv};
-pub use state::{ClusterState, Lease, Op, Reply, Snapshot, StoreError, StoredGroup, StoredResource};
+pub use state::{ClusterState, Lease, Op, Reply, Snapshot, StoreError, StoredGroup};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::lock_name::LockName;
 use crate::core::crm_command::CrmCommand;
 use crate::core::rules::Rule;
-use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState};
 
 /// A lease lock: who holds it until when (milliseconds since the epoch).
@@ -26,22 +26,10 @@ pub struct Lease {
     pub expires_ms: u64,
 }
 
-/// Resource settings that go into the store (resources.cfg content).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredResource {
-    pub node: Option<NodeName>,
-    pub state: RequestState,
-    pub max_restart: u32,
-    pub max_relocate: u32,
-    pub failback: bool,
-    pub group: Option<String>,
-    pub comment: Option<String>,
-}
-
 /// Everything the HA stack shares.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
-    pub resources: BTreeMap<String, StoredResource>,
+    pub resources: BTreeMap<String, ResourceConfig>,
     #[serde(default)]
     pub groups_cfg: BTreeMap<String, StoredGroup>,
     /// The rules of rules.cfg, parsed once when written (the text form is
@@ -71,22 +59,6 @@ pub struct ClusterState {
     /// its next round.
     #[serde(skip)]
     pub manager_writes: u64,
-}
-
-impl StoredResource {
-    /// A resource on `node` in `state` with upstream's defaults
-    /// (max_restart 1, max_relocate 1, failback, no group, no comment).
-    pub fn new(node: &str, state: RequestState) -> StoredResource {
-        StoredResource {
-            node: Some(node.to_string()),
-            state,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
-            group: None,
-            comment: None,
-        }
-    }
 }
 
 /// A legacy group as stored.
@@ -148,7 +120,7 @@ pub enum Op {
     },
     PutResource {
         sid: String,
-        resource: StoredResource,
+        resource: ResourceConfig,
     },
     RemoveResource {
         sid: String,
@@ -404,7 +376,7 @@ impl ClusterState {
     pub fn config_digest(&self) -> String {
         #[derive(Serialize)]
         struct Canonical<'a> {
-            resources: BTreeMap<&'a str, StoredResource>,
+            resources: BTreeMap<&'a str, ResourceConfig>,
             groups: &'a BTreeMap<String, StoredGroup>,
             rules: &'a [Rule],
         }
@@ -414,7 +386,7 @@ impl ClusterState {
             .map(|(sid, r)| {
                 (
                     sid.as_str(),
-                    StoredResource {
+                    ResourceConfig {
                         node: None,
                         ..r.clone()
                     },
@@ -435,22 +407,7 @@ impl ClusterState {
 
     /// The resources as the core reads them.
     pub fn service_config(&self) -> ServiceConfig {
-        self.resources
-            .iter()
-            .map(|(sid, r)| {
-                let cd = crate::core::status::ResourceConfig {
-                    node: r.node.clone(),
-                    state: r.state,
-                    max_restart: r.max_restart,
-                    max_relocate: r.max_relocate,
-                    failback: r.failback,
-                    group: r.group.clone(),
-                    lock: None,
-                    comment: r.comment.clone(),
-                };
-                (sid.clone(), cd)
-            })
-            .collect()
+        self.resources.clone()
     }
 
     /// Legacy groups as the core reads them.
@@ -570,8 +527,8 @@ mod tests {
         }
     }
 
-    fn stored(state: RequestState) -> StoredResource {
-        StoredResource::new("node1", state)
+    fn stored(state: RequestState) -> ResourceConfig {
+        ResourceConfig::new("node1", state)
     }
 
     #[test]

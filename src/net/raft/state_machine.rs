@@ -327,7 +327,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
-        let mut resource = crate::core::store::StoredResource::new("node1", crate::core::types::RequestState::Started);
+        let mut resource = crate::core::status::ResourceConfig::new("node1", crate::core::types::RequestState::Started);
         resource.group = Some("gone".into());
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
