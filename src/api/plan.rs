@@ -405,7 +405,7 @@ fn plan_add(
     let state = &snapshot.state;
     let sid = parse_sid(sid)?;
     let (sid_kind, name) = split_sid(&sid).unwrap_or_default();
-    if kind.as_deref().is_some_and(|k| k != sid_kind) {
+    if kind.is_some_and(|k| k != sid_kind) {
         return Err("types does not match".into());
     }
     if state.resources.contains_key(&sid) {

@@ -169,6 +169,31 @@ impl TryFrom<String> for CrmCommand {
     }
 }
 
+/// Arbitrary commands for property tests of the store and its transport.
+#[cfg(test)]
+pub fn any_command() -> impl proptest::strategy::Strategy<Value = CrmCommand> {
+    use proptest::prelude::*;
+    let sid = "(vm|ct):[0-9]{1,4}";
+    let node = "node[1-9]";
+    prop_oneof![
+        (any::<bool>(), sid, node).prop_map(|(migrate, sid, node)| CrmCommand::Move {
+            kind: if migrate { MoveKind::Migrate } else { MoveKind::Relocate },
+            sid,
+            node,
+        }),
+        (sid, any::<i64>()).prop_map(|(sid, timeout)| CrmCommand::Stop { sid, timeout }),
+        node.prop_map(|node| CrmCommand::EnableNodeMaintenance { node }),
+        node.prop_map(|node| CrmCommand::DisableNodeMaintenance { node }),
+        Just(CrmCommand::DisarmHa {
+            mode: DisarmMode::Freeze
+        }),
+        Just(CrmCommand::DisarmHa {
+            mode: DisarmMode::Ignore
+        }),
+        Just(CrmCommand::ArmHa),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,29 +270,4 @@ mod tests {
         }
         assert!(serde_json::from_str::<CrmCommand>("\"dance\"").is_err());
     }
-}
-
-/// Arbitrary commands for property tests of the store and its transport.
-#[cfg(test)]
-pub fn any_command() -> impl proptest::strategy::Strategy<Value = CrmCommand> {
-    use proptest::prelude::*;
-    let sid = "(vm|ct):[0-9]{1,4}";
-    let node = "node[1-9]";
-    prop_oneof![
-        (any::<bool>(), sid, node).prop_map(|(migrate, sid, node)| CrmCommand::Move {
-            kind: if migrate { MoveKind::Migrate } else { MoveKind::Relocate },
-            sid,
-            node,
-        }),
-        (sid, any::<i64>()).prop_map(|(sid, timeout)| CrmCommand::Stop { sid, timeout }),
-        node.prop_map(|node| CrmCommand::EnableNodeMaintenance { node }),
-        node.prop_map(|node| CrmCommand::DisableNodeMaintenance { node }),
-        Just(CrmCommand::DisarmHa {
-            mode: DisarmMode::Freeze
-        }),
-        Just(CrmCommand::DisarmHa {
-            mode: DisarmMode::Ignore
-        }),
-        Just(CrmCommand::ArmHa),
-    ]
 }
