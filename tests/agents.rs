@@ -20,7 +20,8 @@ use hactor::agents::guest::GuestAgent;
 use hactor::agents::script::ScriptAgent;
 use hactor::agents::{Agent, Agents, Health, StartContext};
 use hactor::core::env::DatacenterSettings;
-use hactor::core::store::{ClusterState, StoredResource};
+use hactor::core::status::ResourceConfig;
+use hactor::core::store::ClusterState;
 use hactor::core::types::RequestState;
 use hactor::node::config::{GuestAgentConfig, NodeConfig};
 use hactor::node::memory_store::MemoryStore;
@@ -506,8 +507,8 @@ impl Handler<Exited> for Ignore {
     fn handle(&mut self, _msg: Exited, _ctx: &mut Context<Self>) {}
 }
 
-fn resource() -> StoredResource {
-    StoredResource::new("node1", RequestState::Started)
+fn resource() -> ResourceConfig {
+    ResourceConfig::new("node1", RequestState::Started)
 }
 
 fn start_daemon(state_dir: &Path, sections: &str, sids: &[&str]) -> (NodeConfig, NodeHandle) {

@@ -16,7 +16,8 @@ use hactor::actors::watchdog::GetWatchdogState;
 use hactor::actors::{InjectPanic, NodeHandle, NodeOptions, start_node};
 use hactor::agents::{Agent, Agents, StartContext};
 use hactor::core::env::DatacenterSettings;
-use hactor::core::store::{ClusterState, StoredResource};
+use hactor::core::status::ResourceConfig;
+use hactor::core::store::ClusterState;
 use hactor::core::types::{RequestState, ServiceState};
 use hactor::node::config::NodeConfig;
 use hactor::node::memory_store::MemoryStore;
@@ -76,8 +77,8 @@ fn config(state_dir: &Path, extra: &str) -> NodeConfig {
     NodeConfig::parse(&text).unwrap()
 }
 
-fn resource() -> StoredResource {
-    StoredResource::new("node1", RequestState::Started)
+fn resource() -> ResourceConfig {
+    ResourceConfig::new("node1", RequestState::Started)
 }
 
 fn store_with(sids: &[&str]) -> MemoryStore {

@@ -33,8 +33,8 @@ use hactor::config::resources::{ConfiguredState, ResourceSection, parse_resource
 use hactor::config::rules::{parse_rules, write_rules};
 use hactor::config::value::{decode_text, encode_text};
 use hactor::core::rules::{Rule, RuleKind};
-use hactor::core::status::GroupConfig;
-use hactor::core::store::{ClusterState, StoredResource};
+use hactor::core::status::{GroupConfig, ResourceConfig};
+use hactor::core::store::ClusterState;
 use hactor::core::timing::{MAX_TIMEOUT_SECS, MAX_TIMING_MS, MAX_WORKERS};
 use hactor::core::types::RequestState;
 use hactor::node::config::NodeConfig;
@@ -806,10 +806,10 @@ fn snapshot() -> Snapshot {
     let mut state = ClusterState::default();
     state
         .resources
-        .insert("vm:100".into(), StoredResource::new("node1", RequestState::Started));
+        .insert("vm:100".into(), ResourceConfig::new("node1", RequestState::Started));
     state
         .resources
-        .insert("proc:web".into(), StoredResource::new("node2", RequestState::Stopped));
+        .insert("proc:web".into(), ResourceConfig::new("node2", RequestState::Stopped));
     state.rules = parse_rules("resource-affinity: r1\n\taffinity negative\n\tresources proc:web,vm:100\n\n").unwrap();
     Snapshot {
         state,

@@ -152,7 +152,9 @@ impl Replicas {
         let mut tasks = tokio::task::JoinSet::new();
         for k in 0..n {
             let store = store.clone();
-            let op = Op::QueueCrmCommand(format!("{tag}-{k}"));
+            let op = Op::QueueCrmCommand(hactor::core::crm_command::CrmCommand::EnableNodeMaintenance {
+                node: format!("{tag}-{k}"),
+            });
             tasks.spawn(async move {
                 for _ in 0..50 {
                     if store.apply(vec![op.clone()]).await.is_ok() {

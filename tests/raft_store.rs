@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hactor::core::store::{Op, Reply, StoreError};
+use hactor::core::crm_command::CrmCommand;
+use hactor::core::store::{LockName, Op, Reply, StoreError};
 use hactor::net::cluster::{RaftStore, StoreTiming, ask};
 use hactor::net::peer::{PeerReply, PeerRequest, Refusal};
 use hactor::net::quic::Transport;
@@ -194,10 +195,18 @@ impl Cluster {
 
 fn acquire(lock: &str, holder: &str, now_ms: u64, lease_ms: u64) -> Op {
     Op::Acquire {
-        lock: lock.into(),
+        lock: lock.parse().expect("a lock name"),
         holder: holder.into(),
         now_ms,
         lease_ms,
+    }
+}
+
+/// A queued command told apart by `n`.
+fn command(n: usize) -> CrmCommand {
+    CrmCommand::Stop {
+        sid: format!("vm:{n}"),
+        timeout: 0,
     }
 }
 
@@ -207,7 +216,7 @@ async fn writes_on_any_member_are_applied_everywhere_in_order() {
     for i in 0..3 {
         let replies = cluster
             .store(i)
-            .apply(vec![Op::QueueCrmCommand(format!("cmd-{i}"))])
+            .apply(vec![Op::QueueCrmCommand(command(i))])
             .await
             .unwrap();
         assert_eq!(replies, vec![Reply::Done]);
@@ -294,7 +303,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
     assert_eq!(
         cluster
             .store(victim)
-            .apply(vec![Op::QueueCrmCommand("lost".into())])
+            .apply(vec![Op::QueueCrmCommand(command(1000))])
             .await,
         Err(StoreError::NoQuorum)
     );
@@ -310,7 +319,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
     while committed.is_none() && start.elapsed() < Duration::from_secs(5) {
         committed = cluster
             .store(others[1])
-            .apply(vec![Op::QueueCrmCommand("majority".into())])
+            .apply(vec![Op::QueueCrmCommand(command(2000))])
             .await
             .ok();
     }
@@ -328,19 +337,11 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
     })
     .await;
     wait_for("the healed member to catch up", Duration::from_secs(10), || {
-        cluster
-            .store(victim)
-            .snapshot()
-            .crm_commands
-            .contains(&"majority".to_string())
+        cluster.store(victim).snapshot().crm_commands.contains(&command(2000))
     })
     .await;
     assert!(
-        !cluster
-            .store(victim)
-            .snapshot()
-            .crm_commands
-            .contains(&"lost".to_string()),
+        !cluster.store(victim).snapshot().crm_commands.contains(&command(1000)),
         "the refused write never applied"
     );
 }
@@ -348,7 +349,7 @@ async fn an_isolated_member_loses_quorum_within_a_round_and_the_majority_goes_on
 #[actix_rt::test]
 async fn every_member_restarting_loses_nothing() {
     let mut cluster = Cluster::start(3).await;
-    let ops: Vec<Op> = (0..50).map(|i| Op::QueueCrmCommand(format!("c{i}"))).collect();
+    let ops: Vec<Op> = (0..50).map(|i| Op::QueueCrmCommand(command(i))).collect();
     cluster.store(1).apply(ops).await.unwrap();
     cluster
         .store(2)
@@ -373,7 +374,7 @@ async fn every_member_restarting_loses_nothing() {
     wait_for("every replica to re-apply its log", Duration::from_secs(10), || {
         (0..3).all(|i| {
             let s = cluster.store(i).snapshot();
-            s.crm_commands == before.crm_commands && s.leases.contains_key("ha_manager_lock")
+            s.crm_commands == before.crm_commands && s.leases.contains_key(&LockName::Manager)
         })
     })
     .await;
@@ -481,10 +482,10 @@ async fn lease_renewal_commit_latency() {
 
 #[actix_rt::test]
 async fn concurrent_compare_and_swap_edits_on_different_members_lose_no_update() {
-    use hactor::core::store::StoredResource;
+    use hactor::core::status::ResourceConfig;
     use hactor::core::types::RequestState;
     let cluster = Cluster::start(3).await;
-    let resource = || StoredResource::new("node1", RequestState::Started);
+    let resource = || ResourceConfig::new("node1", RequestState::Started);
     // Four editors per member, each adding its own resource with a
     // read-digest-then-CAS loop, as ha-manager does.
     let mut editors = Vec::new();

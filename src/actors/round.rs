@@ -17,7 +17,7 @@ use actix::{
 };
 
 use crate::core::crm::{Crm, CrmState};
-use crate::core::env::DatacenterSettings;
+use crate::core::env::{DatacenterSettings, NodeShutdown};
 use crate::core::event::{Event, Level};
 use crate::core::lrm::Lrm;
 use crate::core::store::outcome::{Answer, Retry, RoundClock, WatchdogOp, proposal, round_outcome};
@@ -123,10 +123,10 @@ pub struct RoundSettings {
 #[rtype(result = "()")]
 pub struct Exited(pub Client);
 
-/// SIGTERM: `(shutdown, reboot)` says whether the node itself goes down.
+/// SIGTERM, with whether the node itself goes down.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct ShutdownRequest(pub (bool, bool));
+pub struct ShutdownRequest(pub NodeShutdown);
 
 /// Where an LRM sends its jobs.
 #[derive(Message)]
@@ -155,9 +155,9 @@ pub struct RoundActor<R: Role> {
     exited: Recipient<Exited>,
     role: Option<R>,
     /// A shutdown request not yet handed to the core.
-    pending_shutdown: Option<(bool, bool)>,
+    pending_shutdown: Option<NodeShutdown>,
     /// The core was told to shut down (survives restarts).
-    shutting_down: Option<(bool, bool)>,
+    shutting_down: Option<NodeShutdown>,
     finished_jobs: Vec<JobDone>,
     /// Fencing tokens of the last snapshot, handed to started agents.
     epochs: std::collections::BTreeMap<String, u64>,
@@ -241,7 +241,7 @@ impl<R: Role> RoundActor<R> {
             timing: self.settings.timing,
             max_workers: self.settings.max_workers,
             datacenter: self.settings.datacenter.clone(),
-            node_shutdown: self.shutting_down.or(self.pending_shutdown).unwrap_or((false, false)),
+            node_shutdown: self.shutting_down.or(self.pending_shutdown).unwrap_or_default(),
         }
     }
 
@@ -519,7 +519,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::core::store::{ClusterState, Lease, StoredResource};
+    use crate::core::status::ResourceConfig;
+    use crate::core::store::lock_name::LockName;
+    use crate::core::store::{ClusterState, Lease};
     use crate::core::types::RequestState;
 
     /// One CRM iteration on node1 at `now_ms` over `state`; the CRM's
@@ -535,7 +537,7 @@ mod tests {
             timing: Timing::UPSTREAM,
             max_workers: 1,
             datacenter: DatacenterSettings::default(),
-            node_shutdown: (false, false),
+            node_shutdown: NodeShutdown::StaysUp,
         };
         let mut env = RoundEnv::new(&ctx, state);
         let mut crm = <Crm as Role>::create(&mut env);
@@ -549,9 +551,9 @@ mod tests {
         let mut state = ClusterState::default();
         state
             .resources
-            .insert("proc:web".into(), StoredResource::new("node2", RequestState::Started));
+            .insert("proc:web".into(), ResourceConfig::new("node2", RequestState::Started));
         state.leases.insert(
-            "ha_manager_lock".into(),
+            LockName::Manager,
             Lease {
                 holder: "node2".into(),
                 expires_ms: now_ms + 60_000,

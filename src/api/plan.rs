@@ -21,8 +21,10 @@ use crate::config::resources::is_resource_name;
 use crate::config::value::{
     check_comment, check_single_line, format_node_list, is_config_id, parse_bool, parse_node_list, split_list,
 };
+use crate::core::crm_command::{CrmCommand, DisarmMode, MoveKind};
 use crate::core::rules::{self, Rule, RuleKind};
-use crate::core::store::{ClusterState, Op, Snapshot, StoredGroup, StoredResource};
+use crate::core::status::ResourceConfig;
+use crate::core::store::{ClusterState, Op, Snapshot, StoredGroup};
 use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::types::{NodeName, RequestState, ServiceState, split_sid};
 
@@ -154,16 +156,16 @@ fn read_rules(state: &ClusterState) -> Result<Vec<Rule>> {
     Ok(state.rules.clone())
 }
 
-fn resource_view(sid: &str, r: &StoredResource) -> ResourceView {
+fn resource_view(sid: &str, r: &ResourceConfig) -> ResourceView {
     ResourceView {
         sid: sid.to_string(),
         kind: split_sid(sid).map(|(k, _)| k).unwrap_or_default().to_string(),
         state: r.state.as_str().to_string(),
         comment: r.comment.clone().filter(|c| !c.is_empty()),
-        failback: (!r.failback).then_some(0),
+        failback: (r.failback != ResourceConfig::DEFAULT_FAILBACK).then_some(u8::from(r.failback)),
         group: r.group.clone(),
-        max_relocate: (r.max_relocate != 1).then_some(r.max_relocate),
-        max_restart: (r.max_restart != 1).then_some(r.max_restart),
+        max_relocate: (r.max_relocate != ResourceConfig::DEFAULT_MAX_RELOCATE).then_some(r.max_relocate),
+        max_restart: (r.max_restart != ResourceConfig::DEFAULT_MAX_RESTART).then_some(r.max_restart),
     }
 }
 
@@ -300,7 +302,7 @@ pub fn read(request: &Request, snapshot: &Snapshot) -> Result<Response> {
 
 fn apply_resource_options(
     state: &ClusterState,
-    resource: &mut StoredResource,
+    resource: &mut ResourceConfig,
     options: &ResourceOptions,
 ) -> Result<()> {
     if let Some(value) = &options.state {
@@ -333,7 +335,7 @@ fn apply_resource_options(
     Ok(())
 }
 
-fn managed<'a>(state: &'a ClusterState, sid: &str) -> Result<&'a StoredResource> {
+fn managed<'a>(state: &'a ClusterState, sid: &str) -> Result<&'a ResourceConfig> {
     match state.resources.get(sid) {
         Some(r) if r.state != RequestState::Ignored => Ok(r),
         _ => Err(format!("resource '{sid}' is not HA managed")),
@@ -352,270 +354,336 @@ fn error_state_message(sid: &str) -> String {
     format!("service '{sid}' in error state, must be disabled and fixed first")
 }
 
-/// Plans an edit or a CRM command.
+/// Plans an edit or a CRM command: one function per request.
 pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result<Plan> {
-    let state = &snapshot.state;
     match request {
-        Request::Add { sid, kind, options } => {
-            let sid = parse_sid(sid)?;
-            let (sid_kind, name) = split_sid(&sid).unwrap_or_default();
-            if kind.as_deref().is_some_and(|k| k != sid_kind) {
-                return Err("types does not match".into());
-            }
-            if state.resources.contains_key(&sid) {
-                return Err(format!("resource ID '{sid}' already defined"));
-            }
-            if sid_kind == "proc" && !ctx.proc_services.contains(name) {
-                return Err(format!("resource '{sid}' does not exist in cluster"));
-            }
-            let mut resource = StoredResource::new(&ctx.node, RequestState::Started);
-            apply_resource_options(state, &mut resource, options)?;
-            Ok(Plan::of(vec![Op::PutResource { sid, resource }]))
-        }
+        Request::Add { sid, kind, options } => plan_add(snapshot, ctx, sid, kind.as_deref(), options),
         Request::Set {
             sid,
             options,
             delete,
             digest,
-        } => {
-            let sid = parse_sid(sid)?;
-            let Some(current) = state.resources.get(&sid) else {
-                return Err(format!("no such resource '{sid}'"));
-            };
-            if in_error(state, &sid) && options.state.as_deref() != Some("disabled") {
-                return Err(error_state_message(&sid));
-            }
-            let given: Vec<&str> = [
-                ("state", options.state.is_some()),
-                ("group", options.group.is_some()),
-                ("max_restart", options.max_restart.is_some()),
-                ("max_relocate", options.max_relocate.is_some()),
-                ("failback", options.failback.is_some()),
-                ("comment", options.comment.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(k, set)| set.then_some(k))
-            .collect();
-            let deleted = delete_keys(
-                delete,
-                &["comment", "failback", "group", "max_relocate", "max_restart", "state"],
-                &given,
-            )?;
-            let mut resource = current.clone();
-            for key in &deleted {
-                match key.as_str() {
-                    "comment" => resource.comment = None,
-                    "failback" => resource.failback = true,
-                    "group" => resource.group = None,
-                    "max_relocate" => resource.max_relocate = 1,
-                    "max_restart" => resource.max_restart = 1,
-                    _ => resource.state = RequestState::Started,
-                }
-            }
-            apply_resource_options(state, &mut resource, options)?;
-            Ok(Plan {
-                digest: digest.clone(),
-                ..Plan::of(vec![Op::PutResource { sid, resource }])
-            })
-        }
-        Request::Remove { sid, purge } => {
-            let sid = parse_sid(sid)?;
-            if !state.resources.contains_key(&sid) {
-                return Err(format!("cannot delete service '{sid}', not HA managed!"));
-            }
-            let mut ops = vec![Op::RemoveResource { sid: sid.clone() }];
-            if *purge {
-                let mut rules = read_rules(state)?;
-                let before = rules.clone();
-                for rule in &mut rules {
-                    rule.resources.remove(&sid);
-                }
-                rules.retain(|r| !r.resources.is_empty());
-                if rules != before {
-                    ops.push(Op::SetRules(rules));
-                }
-            }
-            Ok(Plan::of(ops))
-        }
+        } => plan_set(snapshot, sid, options, delete, digest),
+        Request::Remove { sid, purge } => plan_remove(snapshot, sid, *purge),
         Request::Move { task, sid, node } => plan_move(snapshot, *task, sid, node),
-        Request::Stop { sid, timeout } => {
-            if *timeout > MAX_TIMEOUT_SECS {
-                return Err(format!(
-                    "timeout: {timeout} is out of range (0 to {MAX_TIMEOUT_SECS} seconds; 0 stops hard)"
-                ));
-            }
-            let sid = parse_sid(sid)?;
-            managed(state, &sid)?;
-            Ok(Plan::of(vec![Op::QueueCrmCommand(format!("stop {sid} {timeout}"))]))
-        }
-        Request::NodeMaintenance { enable, node } => {
-            check_node(snapshot, node)?;
-            let verb = if *enable { "enable" } else { "disable" };
-            Ok(Plan::of(vec![Op::QueueCrmCommand(format!(
-                "{verb}-node-maintenance {node}"
-            ))]))
-        }
-        Request::DisarmHa { mode } => {
-            if !matches!(mode.as_str(), "freeze" | "ignore") {
-                return Err(format!(
-                    "resource-mode: value '{mode}' does not have a value in the enumeration 'freeze, ignore'"
-                ));
-            }
-            Ok(Plan::of(vec![Op::QueueCrmCommand(format!("disarm-ha {mode}"))]))
-        }
-        Request::ArmHa => Ok(Plan::of(vec![Op::QueueCrmCommand("arm-ha".into())])),
-        Request::GroupAdd { group, options } => {
-            if groups_migrated(state) {
-                return Err("cannot create group: ha groups have been migrated to rules".into());
-            }
-            if !is_config_id(group) {
-                return Err(format!("group: invalid format - invalid configuration ID '{group}'"));
-            }
-            if state.groups_cfg.contains_key(group) {
-                return Err(format!("ha group '{group}' already defined"));
-            }
-            if options.nodes.is_none() {
-                return Err("nodes: property is missing and it is not optional".into());
-            }
-            let mut stored = StoredGroup {
-                nodes: BTreeMap::new(),
-                restricted: false,
-                nofailback: false,
-                comment: None,
-            };
-            apply_group_options(&mut stored, options)?;
-            Ok(Plan::of(vec![Op::PutGroup {
-                id: group.clone(),
-                group: stored,
-            }]))
-        }
+        Request::Stop { sid, timeout } => plan_stop(snapshot, sid, *timeout),
+        Request::NodeMaintenance { enable, node } => plan_node_maintenance(snapshot, *enable, node),
+        Request::DisarmHa { mode } => plan_disarm(mode),
+        Request::ArmHa => Ok(Plan::of(vec![Op::QueueCrmCommand(CrmCommand::ArmHa)])),
+        Request::GroupAdd { group, options } => plan_group_add(snapshot, group, options),
         Request::GroupSet {
             group,
             options,
             delete,
             digest,
-        } => {
-            if groups_migrated(state) {
-                return Err("cannot update group: ha groups have been migrated to rules".into());
-            }
-            let Some(current) = state.groups_cfg.get(group) else {
-                return Err(format!("no such ha group '{group}'"));
-            };
-            let given: Vec<&str> = [
-                ("nodes", options.nodes.is_some()),
-                ("restricted", options.restricted.is_some()),
-                ("nofailback", options.nofailback.is_some()),
-                ("comment", options.comment.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(k, set)| set.then_some(k))
-            .collect();
-            let deleted = delete_keys(delete, &["comment", "nofailback", "restricted"], &given)?;
-            let mut stored = current.clone();
-            for key in &deleted {
-                match key.as_str() {
-                    "comment" => stored.comment = None,
-                    "nofailback" => stored.nofailback = false,
-                    _ => stored.restricted = false,
-                }
-            }
-            apply_group_options(&mut stored, options)?;
-            Ok(Plan {
-                digest: digest.clone(),
-                ..Plan::of(vec![Op::PutGroup {
-                    id: group.clone(),
-                    group: stored,
-                }])
-            })
-        }
-        Request::GroupRemove { group } => {
-            if groups_migrated(state) {
-                return Err("cannot delete group: ha groups have been migrated to rules".into());
-            }
-            if !state.groups_cfg.contains_key(group) {
-                return Err(format!("no such ha group '{group}'"));
-            }
-            if let Some(sid) = state
-                .resources
-                .iter()
-                .find(|(_, r)| r.group.as_deref() == Some(group))
-                .map(|(sid, _)| sid)
-            {
-                return Err(format!("ha group is used by service '{sid}'"));
-            }
-            Ok(Plan::of(vec![Op::RemoveGroup { id: group.clone() }]))
-        }
-        Request::RulesAdd { kind, rule, options } => {
-            if !state.groups_cfg.is_empty() {
-                return Err("cannot create ha rule: ha groups have not been migrated yet".into());
-            }
-            check_rule_kind(kind)?;
-            if !is_config_id(rule) {
-                return Err(format!("rule: invalid format - invalid configuration ID '{rule}'"));
-            }
-            let mut rules = read_rules(state)?;
-            if rules.iter().any(|r| r.id == *rule) {
-                return Err(format!("HA rule '{rule}' already defined"));
-            }
-            let new = build_rule(snapshot, kind, rule, None, options, &BTreeSet::new(), rules.len() + 1)?;
-            rules.push(new);
-            check_feasible(snapshot, &rules, rule)?;
-            Ok(Plan::of(vec![Op::SetRules(rules)]))
-        }
+        } => plan_group_set(snapshot, group, options, delete, digest),
+        Request::GroupRemove { group } => plan_group_remove(snapshot, group),
+        Request::RulesAdd { kind, rule, options } => plan_rules_add(snapshot, kind, rule, options),
         Request::RulesSet {
             kind,
             rule,
             options,
             delete,
             digest,
-        } => {
-            check_rule_kind(kind)?;
-            let mut rules = read_rules(state)?;
-            let Some(index) = rules.iter().position(|r| r.id == *rule) else {
-                return Err(format!("no such ha rule '{rule}'"));
-            };
-            let given: Vec<&str> = [
-                ("resources", options.resources.is_some()),
-                ("nodes", options.nodes.is_some()),
-                ("strict", options.strict.is_some()),
-                ("affinity", options.affinity.is_some()),
-                ("disable", options.disable.is_some()),
-                ("comment", options.comment.is_some()),
-            ]
-            .into_iter()
-            .filter_map(|(k, set)| set.then_some(k))
-            .collect();
-            let deleted = delete_keys(delete, &["comment", "disable", "strict"], &given)?;
-            let current = rules[index].clone();
-            let current_kind = match current.kind {
-                RuleKind::NodeAffinity { .. } => "node-affinity",
-                RuleKind::ResourceAffinity { .. } => "resource-affinity",
-            };
-            if current_kind != kind {
-                return Err(format!("rule '{rule}' is of type '{current_kind}', not '{kind}'"));
-            }
-            rules[index] = build_rule(snapshot, kind, rule, Some(&current), options, &deleted, current.order)?;
-            check_feasible(snapshot, &rules, rule)?;
-            Ok(Plan {
-                digest: digest.clone(),
-                ..Plan::of(vec![Op::SetRules(rules)])
-            })
-        }
-        Request::RulesRemove { rule } => {
-            let mut rules = read_rules(state)?;
-            let before = rules.len();
-            rules.retain(|r| r.id != *rule);
-            if rules.len() == before {
-                return Err(format!("no such ha rule '{rule}'"));
-            }
-            Ok(Plan::of(vec![Op::SetRules(rules)]))
-        }
+        } => plan_rules_set(snapshot, kind, rule, options, delete, digest),
+        Request::RulesRemove { rule } => plan_rules_remove(snapshot, rule),
         Request::Status { .. }
         | Request::Config { .. }
         | Request::GroupConfig
         | Request::RulesConfig { .. }
         | Request::RulesCheck { .. } => Err("not an edit".into()),
     }
+}
+
+fn plan_add(
+    snapshot: &Snapshot,
+    ctx: &PlanContext,
+    sid: &str,
+    kind: Option<&str>,
+    options: &ResourceOptions,
+) -> Result<Plan> {
+    let state = &snapshot.state;
+    let sid = parse_sid(sid)?;
+    let (sid_kind, name) = split_sid(&sid).unwrap_or_default();
+    if kind.is_some_and(|k| k != sid_kind) {
+        return Err("types does not match".into());
+    }
+    if state.resources.contains_key(&sid) {
+        return Err(format!("resource ID '{sid}' already defined"));
+    }
+    if sid_kind == "proc" && !ctx.proc_services.contains(name) {
+        return Err(format!("resource '{sid}' does not exist in cluster"));
+    }
+    let mut resource = ResourceConfig::new(&ctx.node, ResourceConfig::DEFAULT_STATE);
+    apply_resource_options(state, &mut resource, options)?;
+    Ok(Plan::of(vec![Op::PutResource { sid, resource }]))
+}
+
+fn plan_set(
+    snapshot: &Snapshot,
+    sid: &str,
+    options: &ResourceOptions,
+    delete: &[String],
+    digest: &Option<String>,
+) -> Result<Plan> {
+    let state = &snapshot.state;
+    let sid = parse_sid(sid)?;
+    let Some(current) = state.resources.get(&sid) else {
+        return Err(format!("no such resource '{sid}'"));
+    };
+    if in_error(state, &sid) && options.state.as_deref() != Some("disabled") {
+        return Err(error_state_message(&sid));
+    }
+    let given: Vec<&str> = [
+        ("state", options.state.is_some()),
+        ("group", options.group.is_some()),
+        ("max_restart", options.max_restart.is_some()),
+        ("max_relocate", options.max_relocate.is_some()),
+        ("failback", options.failback.is_some()),
+        ("comment", options.comment.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    let deleted = delete_keys(
+        delete,
+        &["comment", "failback", "group", "max_relocate", "max_restart", "state"],
+        &given,
+    )?;
+    let mut resource = current.clone();
+    for key in &deleted {
+        let defaults = ResourceConfig::default();
+        match key.as_str() {
+            "comment" => resource.comment = None,
+            "failback" => resource.failback = defaults.failback,
+            "group" => resource.group = None,
+            "max_relocate" => resource.max_relocate = defaults.max_relocate,
+            "max_restart" => resource.max_restart = defaults.max_restart,
+            "state" => resource.state = defaults.state,
+            other => return Err(format!("unknown key '{other}'")),
+        }
+    }
+    apply_resource_options(state, &mut resource, options)?;
+    Ok(Plan {
+        digest: digest.clone(),
+        ..Plan::of(vec![Op::PutResource { sid, resource }])
+    })
+}
+
+fn plan_remove(snapshot: &Snapshot, sid: &str, purge: bool) -> Result<Plan> {
+    let state = &snapshot.state;
+    let sid = parse_sid(sid)?;
+    if !state.resources.contains_key(&sid) {
+        return Err(format!("cannot delete service '{sid}', not HA managed!"));
+    }
+    let mut ops = vec![Op::RemoveResource { sid: sid.clone() }];
+    if purge {
+        let mut rules = read_rules(state)?;
+        let before = rules.clone();
+        for rule in &mut rules {
+            rule.resources.remove(&sid);
+        }
+        rules.retain(|r| !r.resources.is_empty());
+        if rules != before {
+            ops.push(Op::SetRules(rules));
+        }
+    }
+    Ok(Plan::of(ops))
+}
+
+fn plan_stop(snapshot: &Snapshot, sid: &str, timeout: u64) -> Result<Plan> {
+    let state = &snapshot.state;
+    if timeout > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "timeout: {timeout} is out of range (0 to {MAX_TIMEOUT_SECS} seconds; 0 stops hard)"
+        ));
+    }
+    let sid = parse_sid(sid)?;
+    managed(state, &sid)?;
+    Ok(Plan::of(vec![Op::QueueCrmCommand(CrmCommand::Stop {
+        sid,
+        timeout: timeout as i64,
+    })]))
+}
+
+fn plan_node_maintenance(snapshot: &Snapshot, enable: bool, node: &str) -> Result<Plan> {
+    check_node(snapshot, node)?;
+    let command = if enable {
+        CrmCommand::EnableNodeMaintenance { node: node.to_string() }
+    } else {
+        CrmCommand::DisableNodeMaintenance { node: node.to_string() }
+    };
+    Ok(Plan::of(vec![Op::QueueCrmCommand(command)]))
+}
+
+fn plan_disarm(mode: &str) -> Result<Plan> {
+    let Some(mode) = DisarmMode::parse(mode) else {
+        return Err(format!(
+            "resource-mode: value '{mode}' does not have a value in the enumeration 'freeze, ignore'"
+        ));
+    };
+    Ok(Plan::of(vec![Op::QueueCrmCommand(CrmCommand::DisarmHa { mode })]))
+}
+
+fn plan_group_add(snapshot: &Snapshot, group: &str, options: &GroupOptions) -> Result<Plan> {
+    let state = &snapshot.state;
+    if groups_migrated(state) {
+        return Err("cannot create group: ha groups have been migrated to rules".into());
+    }
+    if !is_config_id(group) {
+        return Err(format!("group: invalid format - invalid configuration ID '{group}'"));
+    }
+    if state.groups_cfg.contains_key(group) {
+        return Err(format!("ha group '{group}' already defined"));
+    }
+    if options.nodes.is_none() {
+        return Err("nodes: property is missing and it is not optional".into());
+    }
+    let mut stored = StoredGroup {
+        nodes: BTreeMap::new(),
+        restricted: false,
+        nofailback: false,
+        comment: None,
+    };
+    apply_group_options(&mut stored, options)?;
+    Ok(Plan::of(vec![Op::PutGroup {
+        id: group.to_string(),
+        group: stored,
+    }]))
+}
+
+fn plan_group_set(
+    snapshot: &Snapshot,
+    group: &str,
+    options: &GroupOptions,
+    delete: &[String],
+    digest: &Option<String>,
+) -> Result<Plan> {
+    let state = &snapshot.state;
+    if groups_migrated(state) {
+        return Err("cannot update group: ha groups have been migrated to rules".into());
+    }
+    let Some(current) = state.groups_cfg.get(group) else {
+        return Err(format!("no such ha group '{group}'"));
+    };
+    let given: Vec<&str> = [
+        ("nodes", options.nodes.is_some()),
+        ("restricted", options.restricted.is_some()),
+        ("nofailback", options.nofailback.is_some()),
+        ("comment", options.comment.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    let deleted = delete_keys(delete, &["comment", "nofailback", "restricted"], &given)?;
+    let mut stored = current.clone();
+    for key in &deleted {
+        match key.as_str() {
+            "comment" => stored.comment = None,
+            "nofailback" => stored.nofailback = false,
+            "restricted" => stored.restricted = false,
+            other => return Err(format!("unknown key '{other}'")),
+        }
+    }
+    apply_group_options(&mut stored, options)?;
+    Ok(Plan {
+        digest: digest.clone(),
+        ..Plan::of(vec![Op::PutGroup {
+            id: group.to_string(),
+            group: stored,
+        }])
+    })
+}
+
+fn plan_group_remove(snapshot: &Snapshot, group: &str) -> Result<Plan> {
+    let state = &snapshot.state;
+    if groups_migrated(state) {
+        return Err("cannot delete group: ha groups have been migrated to rules".into());
+    }
+    if !state.groups_cfg.contains_key(group) {
+        return Err(format!("no such ha group '{group}'"));
+    }
+    if let Some(sid) = state
+        .resources
+        .iter()
+        .find(|(_, r)| r.group.as_deref() == Some(group))
+        .map(|(sid, _)| sid)
+    {
+        return Err(format!("ha group is used by service '{sid}'"));
+    }
+    Ok(Plan::of(vec![Op::RemoveGroup { id: group.to_string() }]))
+}
+
+fn plan_rules_add(snapshot: &Snapshot, kind: &str, rule: &str, options: &RuleOptions) -> Result<Plan> {
+    let state = &snapshot.state;
+    if !state.groups_cfg.is_empty() {
+        return Err("cannot create ha rule: ha groups have not been migrated yet".into());
+    }
+    check_rule_kind(kind)?;
+    if !is_config_id(rule) {
+        return Err(format!("rule: invalid format - invalid configuration ID '{rule}'"));
+    }
+    let mut rules = read_rules(state)?;
+    if rules.iter().any(|r| r.id == *rule) {
+        return Err(format!("HA rule '{rule}' already defined"));
+    }
+    let new = build_rule(snapshot, kind, rule, None, options, &BTreeSet::new(), rules.len() + 1)?;
+    rules.push(new);
+    check_feasible(snapshot, &rules, rule)?;
+    Ok(Plan::of(vec![Op::SetRules(rules)]))
+}
+
+fn plan_rules_set(
+    snapshot: &Snapshot,
+    kind: &str,
+    rule: &str,
+    options: &RuleOptions,
+    delete: &[String],
+    digest: &Option<String>,
+) -> Result<Plan> {
+    let state = &snapshot.state;
+    check_rule_kind(kind)?;
+    let mut rules = read_rules(state)?;
+    let Some(index) = rules.iter().position(|r| r.id == *rule) else {
+        return Err(format!("no such ha rule '{rule}'"));
+    };
+    let given: Vec<&str> = [
+        ("resources", options.resources.is_some()),
+        ("nodes", options.nodes.is_some()),
+        ("strict", options.strict.is_some()),
+        ("affinity", options.affinity.is_some()),
+        ("disable", options.disable.is_some()),
+        ("comment", options.comment.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect();
+    let deleted = delete_keys(delete, &["comment", "disable", "strict"], &given)?;
+    let current = rules[index].clone();
+    let current_kind = match current.kind {
+        RuleKind::NodeAffinity { .. } => "node-affinity",
+        RuleKind::ResourceAffinity { .. } => "resource-affinity",
+    };
+    if current_kind != kind {
+        return Err(format!("rule '{rule}' is of type '{current_kind}', not '{kind}'"));
+    }
+    rules[index] = build_rule(snapshot, kind, rule, Some(&current), options, &deleted, current.order)?;
+    check_feasible(snapshot, &rules, rule)?;
+    Ok(Plan {
+        digest: digest.clone(),
+        ..Plan::of(vec![Op::SetRules(rules)])
+    })
+}
+
+fn plan_rules_remove(snapshot: &Snapshot, rule: &str) -> Result<Plan> {
+    let state = &snapshot.state;
+    let mut rules = read_rules(state)?;
+    let before = rules.len();
+    rules.retain(|r| r.id != *rule);
+    if rules.len() == before {
+        return Err(format!("no such ha rule '{rule}'"));
+    }
+    Ok(Plan::of(vec![Op::SetRules(rules)]))
 }
 
 fn apply_group_options(group: &mut StoredGroup, options: &GroupOptions) -> Result<()> {
@@ -762,7 +830,15 @@ fn plan_move(snapshot: &Snapshot, task: MoveTask, sid: &str, node: &str) -> Resu
     }
     check_node(snapshot, node)?;
     let cmd = task.as_str();
-    let mut plan = Plan::of(vec![Op::QueueCrmCommand(format!("{cmd} {sid} {node}"))]);
+    let kind = match task {
+        MoveTask::Migrate => MoveKind::Migrate,
+        MoveTask::Relocate => MoveKind::Relocate,
+    };
+    let mut plan = Plan::of(vec![Op::QueueCrmCommand(CrmCommand::Move {
+        kind,
+        sid: sid.clone(),
+        node: node.to_string(),
+    })]);
     let rules = read_rules(state)?;
     let nodes: Vec<NodeName> = cluster_nodes(snapshot).into_iter().collect();
     let (kept, _) = rules::transform(&rules, &nodes);
@@ -814,8 +890,8 @@ mod tests {
     }
     use crate::core::status::ServiceStatus;
 
-    fn resource(node: &str) -> StoredResource {
-        StoredResource::new(node, RequestState::Started)
+    fn resource(node: &str) -> ResourceConfig {
+        ResourceConfig::new(node, RequestState::Started)
     }
 
     fn snapshot() -> Snapshot {
@@ -1205,7 +1281,10 @@ mod tests {
             node: node.into(),
         };
         let p = plan(&request("100", "node2"), &snap, &ctx()).unwrap();
-        assert_eq!(p.ops, vec![Op::QueueCrmCommand("migrate vm:100 node2".into())]);
+        assert_eq!(
+            p.ops,
+            vec![Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap())]
+        );
         snap.state.rules = rules_of(
             "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n\
                                 resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:102\n\n",
@@ -1230,7 +1309,7 @@ mod tests {
         };
         assert_eq!(
             plan(&stop, &snap, &ctx()).unwrap().ops,
-            vec![Op::QueueCrmCommand("stop vm:100 0".into())]
+            vec![Op::QueueCrmCommand("stop vm:100 0".parse().unwrap())]
         );
         let maint = Request::NodeMaintenance {
             enable: false,
@@ -1238,7 +1317,7 @@ mod tests {
         };
         assert_eq!(
             plan(&maint, &snap, &ctx()).unwrap().ops,
-            vec![Op::QueueCrmCommand("disable-node-maintenance node2".into())]
+            vec![Op::QueueCrmCommand("disable-node-maintenance node2".parse().unwrap())]
         );
     }
 
@@ -1260,7 +1339,7 @@ mod tests {
         }
         assert_eq!(
             plan(&stop(86_400), &snap, &ctx()).unwrap().ops,
-            vec![Op::QueueCrmCommand("stop vm:100 86400".into())]
+            vec![Op::QueueCrmCommand("stop vm:100 86400".parse().unwrap())]
         );
     }
 

@@ -353,7 +353,11 @@ mod tests {
             handle(&lock, &config, Request::DisarmHa { mode: "freeze".into() }).await,
             Err("cluster not quorate".into())
         );
-        assert_eq!(store.snapshot().crm_commands, ["arm-ha"], "nothing queued");
+        assert_eq!(
+            store.snapshot().crm_commands,
+            [crate::core::crm_command::CrmCommand::ArmHa],
+            "nothing queued"
+        );
         let Ok(Response::Status { entries, .. }) = handle(&lock, &config, Request::Status { verbose: false }).await
         else {
             panic!()

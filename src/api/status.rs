@@ -253,14 +253,13 @@ pub fn render(entries: &[StatusEntry], full: Option<&Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::status::{Disarm, LrmStatus, ServiceStatus};
-    use crate::core::store::StoredResource;
+    use crate::core::status::{Disarm, LrmStatus, ResourceConfig, ServiceStatus};
     use crate::core::types::NodeState;
 
     const NOW: i64 = 1_777_024_803; // Fri Apr 24 10:00:03 2026 UTC
 
-    fn resource(state: RequestState) -> StoredResource {
-        StoredResource::new("node1", state)
+    fn resource(state: RequestState) -> ResourceConfig {
+        ResourceConfig::new("node1", state)
     }
 
     fn lrm(state: &str, mode: LrmMode, timestamp: i64) -> LrmStatus {

@@ -18,6 +18,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use hactor::core::usage::CrsMode;
+
 #[derive(Parser)]
 #[command(
     name = "hactor-sim",
@@ -187,11 +189,11 @@ fn bench_round(sizes: &[String], rounds: usize) -> Result<(), String> {
                 "invalid size '{size}' (expected <nodes>:<services>, both positive)"
             ));
         };
-        for mode in ["static", "dynamic"] {
+        for mode in [CrsMode::Static, CrsMode::Dynamic] {
             let t = hactor::sim::bench::bench_round(mode, nodes, services, rounds);
             println!(
                 "{:<8} {:>3} nodes {:>6} services: steady round {:>8.3} ms (a new master's first {:>8.3} ms), placement round (every service scored) {:>8.3} ms",
-                t.mode,
+                t.mode.as_str(),
                 t.nodes,
                 t.services,
                 t.steady.as_secs_f64() * 1000.0,
@@ -207,11 +209,11 @@ fn bench_scenario(nodes: usize, services: usize, crs: &str) -> Result<(), String
     if nodes < 2 || services == 0 {
         return Err("bench-scenario needs at least 2 nodes and 1 service".into());
     }
-    if !matches!(crs, "basic" | "static" | "dynamic") {
+    let Some(mode) = CrsMode::parse(crs) else {
         return Err(format!("invalid scheduler mode '{crs}' (basic, static or dynamic)"));
-    }
+    };
     let cpu = cpu_secs();
-    let t = hactor::sim::bench::bench_scenario(crs, nodes, services).map_err(|e| e.to_string())?;
+    let t = hactor::sim::bench::bench_scenario(mode, nodes, services).map_err(|e| e.to_string())?;
     println!(
         "{crs:<8} {:>3} nodes {:>6} services: power-on, network failure, recovery simulated in {:.3} s{} ({} virtual s, {} log lines; {} of {} services started, {} off the failed node)",
         t.nodes,

@@ -25,9 +25,8 @@ use tokio::sync::mpsc;
 use hactor::actors::round::{Exited, ShutdownRequest};
 use hactor::actors::watchdog::WatchdogShutdown;
 use hactor::actors::{NodeOptions, start_node};
-use hactor::core::env::DatacenterSettings;
-use hactor::core::store::{Op, StoredResource};
-use hactor::core::types::RequestState;
+use hactor::core::env::{DatacenterSettings, NodeShutdown};
+use hactor::core::store::Op;
 use hactor::core::watchdog::Client;
 use hactor::net::cluster::{RaftStore, StoreTiming};
 use hactor::net::quic::Transport;
@@ -172,30 +171,37 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Whether the node itself is going down, `(shutdown, reboot)`, from the
-/// service manager's queued jobs (as upstream does); `(false, false)`
-/// without systemd, which makes SIGTERM a daemon restart.
+/// Whether the node itself is going down, from the service manager's
+/// queued jobs (as upstream does); `StaysUp` without systemd, which makes
+/// SIGTERM a daemon restart.
 ///
 /// With `fault_injection`, `<state_dir>/node-shutdown` holding `shutdown`
 /// or `reboot` says the same (tests of the shutdown policies).
-fn node_shutdown(config: &NodeConfig) -> (bool, bool) {
+fn node_shutdown(config: &NodeConfig) -> NodeShutdown {
     if config.fault_injection
         && let Ok(text) = std::fs::read_to_string(config.state_dir.join("node-shutdown"))
     {
         match text.trim() {
-            "shutdown" => return (true, false),
-            "reboot" => return (true, true),
+            "shutdown" => return NodeShutdown::PowerOff,
+            "reboot" => return NodeShutdown::Reboot,
             _ => {}
         }
     }
     let output = std::process::Command::new("systemctl")
         .args(["--full", "--no-legend", "list-jobs"])
         .output();
-    let Ok(output) = output else { return (false, false) };
+    let Ok(output) = output else {
+        return NodeShutdown::StaysUp;
+    };
     let text = String::from_utf8_lossy(&output.stdout);
     let has = |target: &str| text.lines().any(|l| l.split_whitespace().nth(1) == Some(target));
-    let reboot = has("reboot.target");
-    (reboot || has("shutdown.target"), reboot)
+    if has("reboot.target") {
+        NodeShutdown::Reboot
+    } else if has("shutdown.target") {
+        NodeShutdown::PowerOff
+    } else {
+        NodeShutdown::StaysUp
+    }
 }
 
 /// Seeds a fresh store with the resources the configuration declares.
@@ -208,15 +214,7 @@ async fn seed(store: &ClusterStore, config: &NodeConfig) -> Result<(), String> {
         .iter()
         .map(|(sid, r)| Op::PutResource {
             sid: sid.clone(),
-            resource: StoredResource {
-                node: Some(r.node.clone().unwrap_or_else(|| config.node.clone())),
-                state: RequestState::parse(&r.state).unwrap_or(RequestState::Started),
-                max_restart: r.max_restart,
-                max_relocate: r.max_relocate,
-                failback: r.failback,
-                group: None,
-                comment: r.comment.clone(),
-            },
+            resource: r.resource(&config.node),
         })
         .collect::<Vec<_>>();
     if ops.is_empty() {
@@ -378,7 +376,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         agents: hactor::agents::Agents::new(),
         exited: watcher.recipient(),
         datacenter: DatacenterSettings {
-            shutdown_policy: config.shutdown_policy.clone(),
+            shutdown_policy: config.shutdown_policy,
             ..DatacenterSettings::default()
         },
     };
@@ -429,8 +427,8 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     let guests = hactor::node::shutdown::guest_agents(&config, hactor::node::shutdown::program_installed);
     let deadline = hactor::node::shutdown::deadline(&config, &guests);
     tracing::info!(
-        shutdown = going_down.0,
-        reboot = going_down.1,
+        shutdown = going_down.goes_down(),
+        reboot = going_down.is_reboot(),
         deadline_secs = deadline.as_secs(),
         "shutdown requested"
     );

@@ -12,11 +12,13 @@
 //! `<key>: <value>`, a repeated `ha`/`crs` line, and an unknown option or a
 //! bad value inside `ha`/`crs` are errors naming the line and the key.
 
-use crate::core::env::DatacenterSettings;
+use crate::core::env::{DatacenterSettings, ShutdownPolicy};
+use crate::core::usage::{CrsMode, RebalanceMethod};
 
 use super::ConfigError;
 use super::value::parse_bool;
 
+/// The words of the typed settings, for messages that list them.
 const SHUTDOWN_POLICIES: &[&str] = &["conditional", "freeze", "failover", "migrate"];
 const CRS_MODES: &[&str] = &["basic", "static", "dynamic"];
 const REBALANCE_METHODS: &[&str] = &["bruteforce", "topsis"];
@@ -71,12 +73,13 @@ fn parse_ha(line: usize, value: &str, settings: &mut DatacenterSettings) -> Resu
     let err = |detail: String| ConfigError::key(line, "", "ha", detail);
     for (option, v) in property_string(line, "ha", value)? {
         match option {
-            "shutdown_policy" if SHUTDOWN_POLICIES.contains(&v) => settings.shutdown_policy = v.to_string(),
             "shutdown_policy" => {
-                return Err(err(format!(
-                    "option 'shutdown_policy': expected {}, got '{v}'",
-                    one_of(SHUTDOWN_POLICIES)
-                )));
+                settings.shutdown_policy = ShutdownPolicy::parse(v).ok_or_else(|| {
+                    err(format!(
+                        "option 'shutdown_policy': expected {}, got '{v}'",
+                        one_of(SHUTDOWN_POLICIES)
+                    ))
+                })?;
             }
             other => return Err(err(format!("unknown option '{other}'"))),
         }
@@ -88,14 +91,7 @@ fn parse_crs(line: usize, value: &str, settings: &mut DatacenterSettings) -> Res
     let err = |detail: String| ConfigError::key(line, "", "crs", detail);
     let options = property_string(line, "crs", value)?;
     let enumerated = |option: &str, v: &str, allowed: &[&str]| {
-        if allowed.contains(&v) {
-            Ok(v.to_string())
-        } else {
-            Err(err(format!(
-                "option '{option}': expected {}, got '{v}'",
-                one_of(allowed)
-            )))
-        }
+        err(format!("option '{option}': expected {}, got '{v}'", one_of(allowed)))
     };
     let boolean = |option: &str, v: &str| {
         parse_bool(v).ok_or_else(|| err(format!("option '{option}': expected 0 or 1, got '{v}'")))
@@ -109,13 +105,16 @@ fn parse_crs(line: usize, value: &str, settings: &mut DatacenterSettings) -> Res
     };
     for &(option, v) in &options {
         match option {
-            "ha" => settings.crs_mode = enumerated(option, v, CRS_MODES)?,
+            "ha" => settings.crs_mode = CrsMode::parse(v).ok_or_else(|| enumerated(option, v, CRS_MODES))?,
             "ha-rebalance-on-start" => settings.rebalance_on_start = boolean(option, v)?,
             "ha-auto-rebalance" => settings.auto_rebalance = boolean(option, v)?,
             "ha-auto-rebalance-threshold" => {
                 settings.rebalance_threshold = number(option, v, MAX_REBALANCE_FACTOR)?;
             }
-            "ha-auto-rebalance-method" => settings.rebalance_method = enumerated(option, v, REBALANCE_METHODS)?,
+            "ha-auto-rebalance-method" => {
+                settings.rebalance_method =
+                    RebalanceMethod::parse(v).ok_or_else(|| enumerated(option, v, REBALANCE_METHODS))?;
+            }
             "ha-auto-rebalance-hold-duration" => {
                 settings.rebalance_hold_rounds = number(option, v, MAX_HOLD_ROUNDS)?;
             }
@@ -188,12 +187,12 @@ mod tests {
         assert_eq!(
             settings,
             DatacenterSettings {
-                shutdown_policy: "migrate".into(),
-                crs_mode: "static".into(),
+                shutdown_policy: ShutdownPolicy::Migrate,
+                crs_mode: CrsMode::Static,
                 rebalance_on_start: true,
                 auto_rebalance: true,
                 rebalance_threshold: 0.25,
-                rebalance_method: "topsis".into(),
+                rebalance_method: RebalanceMethod::Topsis,
                 rebalance_hold_rounds: 5.0,
                 rebalance_margin: 0.2,
             }
@@ -204,8 +203,8 @@ mod tests {
     fn missing_keys_keep_their_defaults() {
         assert_eq!(parse_datacenter("").unwrap(), DatacenterSettings::default());
         let settings = parse_datacenter("crs: ha=dynamic\n").unwrap();
-        assert_eq!(settings.crs_mode, "dynamic");
-        assert_eq!(settings.shutdown_policy, "conditional");
+        assert_eq!(settings.crs_mode, CrsMode::Dynamic);
+        assert_eq!(settings.shutdown_policy, ShutdownPolicy::Conditional);
         assert!(!settings.auto_rebalance);
         assert_eq!(settings.rebalance_threshold, 0.3);
     }

@@ -115,12 +115,13 @@ impl ResourceSection {
     /// The resource with the daemon's defaults applied. `node` is `None`:
     /// it comes from the guest's location, not from this file.
     pub fn config(&self) -> ResourceConfig {
+        let defaults = ResourceConfig::default();
         ResourceConfig {
             node: None,
-            state: self.state.map_or(RequestState::Started, ConfiguredState::request_state),
-            max_restart: self.max_restart.unwrap_or(1),
-            max_relocate: self.max_relocate.unwrap_or(1),
-            failback: self.failback.unwrap_or(true),
+            state: self.state.map_or(defaults.state, ConfiguredState::request_state),
+            max_restart: self.max_restart.unwrap_or(defaults.max_restart),
+            max_relocate: self.max_relocate.unwrap_or(defaults.max_relocate),
+            failback: self.failback.unwrap_or(defaults.failback),
             group: self.group.clone(),
             lock: None,
             comment: self.comment.clone(),

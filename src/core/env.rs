@@ -20,11 +20,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::agent::{AgentHost, JobSpec};
+use super::crm_command::CrmCommand;
 use super::rules::Rule;
 use super::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use super::timing::Timing;
 use super::types::{NodeName, RequestState, Time};
-use super::usage::{NodeStats, ResourceStats};
+use super::usage::{CrsMode, NodeStats, RebalanceMethod, ResourceStats};
 
 /// A failure of the shared store as the daemon sees it (upstream dies with a
 /// message; we return it). The text is shown to operators verbatim.
@@ -43,21 +44,94 @@ pub struct NodeInfo {
 /// Handle of an open watchdog client connection.
 pub type WatchdogHandle = u64;
 
+/// What a node shutdown does to the node's services (upstream's datacenter
+/// `ha: shutdown_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShutdownPolicy {
+    /// Freeze on reboot (the services come back with the node), fail over
+    /// on power-off.
+    #[default]
+    Conditional,
+    /// Always freeze: the services wait for the node.
+    Freeze,
+    /// Never freeze: the services are recovered elsewhere once the node is
+    /// fenced.
+    Failover,
+    /// Put the node in maintenance: its services migrate away first.
+    Migrate,
+}
+
+impl ShutdownPolicy {
+    /// Every policy, in upstream's order (for messages that list them).
+    pub const ALL: [ShutdownPolicy; 4] = [
+        ShutdownPolicy::Conditional,
+        ShutdownPolicy::Freeze,
+        ShutdownPolicy::Failover,
+        ShutdownPolicy::Migrate,
+    ];
+
+    /// Upstream's word for the policy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShutdownPolicy::Conditional => "conditional",
+            ShutdownPolicy::Freeze => "freeze",
+            ShutdownPolicy::Failover => "failover",
+            ShutdownPolicy::Migrate => "migrate",
+        }
+    }
+
+    /// The policy for upstream's word; `None` for any other.
+    pub fn parse(word: &str) -> Option<ShutdownPolicy> {
+        ShutdownPolicy::ALL.into_iter().find(|p| p.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for ShutdownPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the node itself goes down while the daemon is asked to stop
+/// (upstream's `is_node_shutdown`, which answers `(shutdown, reboot)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NodeShutdown {
+    /// Only the daemon stops (a restart or an upgrade): the node stays up.
+    #[default]
+    StaysUp,
+    /// The node powers off.
+    PowerOff,
+    /// The node reboots.
+    Reboot,
+}
+
+impl NodeShutdown {
+    /// True when the node goes down, by power-off or reboot.
+    pub fn goes_down(self) -> bool {
+        self != NodeShutdown::StaysUp
+    }
+
+    /// True when the node comes back by itself.
+    pub fn is_reboot(self) -> bool {
+        self == NodeShutdown::Reboot
+    }
+}
+
 /// Datacenter-wide HA settings (`datacenter.cfg` keys `ha` and `crs`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatacenterSettings {
-    /// `ha: shutdown_policy=...`; unknown values fall back to conditional.
-    pub shutdown_policy: String,
+    /// `ha: shutdown_policy=...`.
+    pub shutdown_policy: ShutdownPolicy,
     /// `crs: ha=basic|static|dynamic`.
-    pub crs_mode: String,
+    pub crs_mode: CrsMode,
     /// `crs: ha-rebalance-on-start=1`.
     pub rebalance_on_start: bool,
     /// `crs: ha-auto-rebalance=1`.
     pub auto_rebalance: bool,
     /// Imbalance (coefficient of variation) above which to rebalance.
     pub rebalance_threshold: f64,
-    /// `bruteforce` or `topsis`.
-    pub rebalance_method: String,
+    /// `crs: ha-auto-rebalance-method=bruteforce|topsis`.
+    pub rebalance_method: RebalanceMethod,
     /// Rounds the imbalance must persist before a move.
     pub rebalance_hold_rounds: f64,
     /// Minimum relative improvement a move must bring.
@@ -65,14 +139,15 @@ pub struct DatacenterSettings {
 }
 
 impl Default for DatacenterSettings {
+    /// Upstream's defaults.
     fn default() -> Self {
         DatacenterSettings {
-            shutdown_policy: "conditional".to_string(),
-            crs_mode: "basic".to_string(),
+            shutdown_policy: ShutdownPolicy::Conditional,
+            crs_mode: CrsMode::Basic,
             rebalance_on_start: false,
             auto_rebalance: false,
             rebalance_threshold: 0.3,
-            rebalance_method: "bruteforce".to_string(),
+            rebalance_method: RebalanceMethod::Bruteforce,
             rebalance_hold_rounds: 3.0,
             rebalance_margin: 0.1,
         }
@@ -130,8 +205,8 @@ pub trait Env: AgentHost {
     /// Per-service usage: maxima always, measured values when `dynamic`.
     fn service_stats(&mut self, dynamic: bool) -> BTreeMap<String, ResourceStats>;
 
-    /// Reads and empties the CRM command queue (one command per entry).
-    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError>;
+    /// Reads and empties the CRM command queue, oldest first.
+    fn read_crm_commands(&mut self) -> Result<Vec<CrmCommand>, EnvError>;
     fn any_pending_crm_command(&mut self) -> bool;
 
     /// Acquires or renews `ha_manager_lock`.
@@ -146,8 +221,8 @@ pub trait Env: AgentHost {
     fn watchdog_update(&mut self, handle: WatchdogHandle);
     fn watchdog_close(&mut self, handle: WatchdogHandle);
 
-    /// `(shutdown, reboot)`: whether the node itself is going down.
-    fn is_node_shutdown(&mut self) -> (bool, bool);
+    /// Whether the node itself is going down.
+    fn is_node_shutdown(&mut self) -> NodeShutdown;
     /// Worker slots of the LRM; 0 runs agent actions inline (simulator).
     fn max_workers(&self) -> usize;
 

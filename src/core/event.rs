@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use super::crm_command::{CrmCommand, MoveKind};
+use super::env::ShutdownPolicy;
 use super::types::{ExitCode, NodeName, NodeState, ServiceState, join_nodes};
 
 /// Syslog-like level of an event, as upstream logs it.
@@ -236,9 +238,6 @@ pub enum Event {
         from: &'static str,
         to: &'static str,
     },
-    UnknownSchedulerMode {
-        mode: String,
-    },
     SchedulerFallback {
         mode: &'static str,
         error: String,
@@ -266,19 +265,16 @@ pub enum Event {
 
     // ---- CRM commands ----
     CrmCommandNoSuchService {
-        line: String,
+        command: CrmCommand,
     },
     CrmCommandNodeNotOnline {
-        line: String,
+        command: CrmCommand,
     },
     CrmCommandAlreadyOnTarget {
-        line: String,
+        command: CrmCommand,
     },
     CrmCommandReceived {
-        line: String,
-    },
-    CrmCommandUnparsable {
-        line: String,
+        command: CrmCommand,
     },
     MaintenanceWhileDisarmed {
         node: NodeName,
@@ -315,14 +311,14 @@ pub enum Event {
     },
     AllLrmsDisarmed,
     NegativeAffinityBlocksCommand {
-        line: String,
+        command: CrmCommand,
         partner: String,
         target: NodeName,
         sid: String,
     },
     PositiveAffinityComigrate {
-        line: String,
-        cmd: &'static str,
+        command: CrmCommand,
+        cmd: MoveKind,
         partner: String,
         target: NodeName,
         sid: String,
@@ -350,14 +346,11 @@ pub enum Event {
         error: String,
     },
     ShutdownPolicy {
-        policy: String,
-    },
-    UnknownShutdownPolicy {
-        policy: String,
+        policy: ShutdownPolicy,
     },
     ShutdownIgnorePolicyMaintenance {
         kind: &'static str,
-        policy: String,
+        policy: ShutdownPolicy,
     },
     ShutdownIgnoreMigrateAlreadyMaintenance {
         kind: &'static str,
@@ -499,7 +492,6 @@ impl Event {
             | GroupMigrationFailed
             | CrmCommandNoSuchService { .. }
             | CrmCommandNodeNotOnline { .. }
-            | CrmCommandUnparsable { .. }
             | UnknownDisarmMode { .. }
             | NegativeAffinityBlocksCommand { .. }
             | NodeNeedsFencing
@@ -509,7 +501,6 @@ impl Event {
             | UpdateServiceStatusFailed { .. }
             | WriteLrmStatusFailed { .. }
             | UpdateLrmStatusFailed { .. }
-            | UnknownShutdownPolicy { .. }
             | RestartPolicyGaveUp { .. }
             | AgentFailedToExecute { .. }
             | AgentGotSignal { .. }
@@ -726,9 +717,6 @@ impl fmt::Display for Event {
             SwitchingSchedulerMode { from, to } => {
                 write!(f, "switching scheduler mode from '{from}' to '{to}'")
             }
-            UnknownSchedulerMode { mode } => {
-                write!(f, "got unknown scheduler mode '{mode}', using 'basic'")
-            }
             SchedulerFallback { mode, error } => {
                 write!(
                     f,
@@ -749,17 +737,16 @@ impl fmt::Display for Event {
                 f,
                 "auto rebalance - {task} {sid} to {target} (expected change for imbalance from {from:.2} to {to:.2})"
             ),
-            CrmCommandNoSuchService { line } => {
-                write!(f, "crm command error - no such service: {line}")
+            CrmCommandNoSuchService { command } => {
+                write!(f, "crm command error - no such service: {command}")
             }
-            CrmCommandNodeNotOnline { line } => {
-                write!(f, "crm command error - node not online: {line}")
+            CrmCommandNodeNotOnline { command } => {
+                write!(f, "crm command error - node not online: {command}")
             }
-            CrmCommandAlreadyOnTarget { line } => {
-                write!(f, "ignore crm command - service already on target node: {line}")
+            CrmCommandAlreadyOnTarget { command } => {
+                write!(f, "ignore crm command - service already on target node: {command}")
             }
-            CrmCommandReceived { line } => write!(f, "got crm command: {line}"),
-            CrmCommandUnparsable { line } => write!(f, "unable to parse crm command: {line}"),
+            CrmCommandReceived { command } => write!(f, "got crm command: {command}"),
             MaintenanceWhileDisarmed { node } => {
                 write!(f, "ignoring maintenance command for node {node} - HA stack is disarmed")
             }
@@ -792,23 +779,24 @@ impl fmt::Display for Event {
             }
             AllLrmsDisarmed => write!(f, "all LRMs disarmed, HA stack is now fully disarmed"),
             NegativeAffinityBlocksCommand {
-                line,
+                command,
                 partner,
                 target,
                 sid,
             } => write!(
                 f,
-                "crm command '{line}' error - service '{partner}' on node '{target}' in negative affinity with service '{sid}'"
+                "crm command '{command}' error - service '{partner}' on node '{target}' in negative affinity with service '{sid}'"
             ),
             PositiveAffinityComigrate {
-                line,
+                command,
                 cmd,
                 partner,
                 target,
                 sid,
             } => write!(
                 f,
-                "crm command '{line}' - {cmd} service '{partner}' to node '{target}' (service '{partner}' in positive affinity with service '{sid}')"
+                "crm command '{command}' - {} service '{partner}' to node '{target}' (service '{partner}' in positive affinity with service '{sid}')",
+                cmd.as_str()
             ),
 
             NodeNeedsFencing => write!(f, "node needs to be fenced - releasing agent_lock"),
@@ -845,9 +833,6 @@ impl fmt::Display for Event {
             }
             ShutdownPolicy { policy } => {
                 write!(f, "got shutdown request with shutdown policy '{policy}'")
-            }
-            UnknownShutdownPolicy { policy } => {
-                write!(f, "unknown shutdown policy '{policy}', fall back to conditional")
             }
             ShutdownIgnorePolicyMaintenance { kind, policy } => write!(
                 f,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::agent::{self, JobSpec};
-use super::env::{Env, WatchdogHandle};
+use super::env::{Env, ShutdownPolicy, WatchdogHandle};
 use super::event::Event;
 use super::status::{LrmResult, LrmStatus, ManagerStatus, ServiceStatus};
 use super::types::{ExitCode, LrmMode, NodeName, NodeState, ServiceState, Time};
@@ -241,20 +241,17 @@ impl Lrm {
             return;
         }
         let me = env.nodename().to_string();
-        let (shutdown, reboot) = env.is_node_shutdown();
+        let node_shutdown = env.is_node_shutdown();
+        let (shutdown, reboot) = (node_shutdown.goes_down(), node_shutdown.is_reboot());
         let policy = env.datacenter_settings().shutdown_policy;
         if shutdown {
-            env.log(Event::ShutdownPolicy { policy: policy.clone() });
+            env.log(Event::ShutdownPolicy { policy });
         }
-        let (freeze_all, maintenance) = match policy.as_str() {
-            "conditional" => (reboot, false),
-            "freeze" => (true, false),
-            "failover" => (false, false),
-            "migrate" => (false, true),
-            _ => {
-                env.log(Event::UnknownShutdownPolicy { policy: policy.clone() });
-                (reboot, false)
-            }
+        let (freeze_all, maintenance) = match policy {
+            ShutdownPolicy::Conditional => (reboot, false),
+            ShutdownPolicy::Freeze => (true, false),
+            ShutdownPolicy::Failover => (false, false),
+            ShutdownPolicy::Migrate => (false, true),
         };
         if !maintenance && shutdown {
             // Always stop everything when the node goes down, reboot or not.
@@ -274,10 +271,7 @@ impl Lrm {
                 if maintenance {
                     env.log(Event::ShutdownIgnoreMigrateAlreadyMaintenance { kind });
                 } else {
-                    env.log(Event::ShutdownIgnorePolicyMaintenance {
-                        kind,
-                        policy: policy.clone(),
-                    });
+                    env.log(Event::ShutdownIgnorePolicyMaintenance { kind, policy });
                 }
             } else if maintenance {
                 env.log(Event::ShutdownDoingMaintenance { kind });

@@ -10,6 +10,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use super::crm_command::{CrmCommand, DisarmMode, MoveKind};
 use super::env::{DatacenterSettings, Env, EnvError, NodeInfo};
 use super::event::Event;
 use super::group_migration::{GroupMigration, LrmFacts};
@@ -21,7 +22,7 @@ use super::status::{
     ServiceStatus,
 };
 use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
-use super::usage::{CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage};
+use super::usage::{CrsMode, Migration, MigrationCandidate, ResourceStats, Usage};
 
 /// Guest locks that are safe to drop once the guest's node was fenced.
 const REMOVABLE_LOCKS_AFTER_FENCE: [&str; 9] = [
@@ -129,12 +130,7 @@ impl Manager {
     /// (or, for a new master, a mode other than basic).
     fn update_crs_mode(&mut self, env: &mut dyn Env, first: bool) {
         self.settings = env.datacenter_settings();
-        let mode = CrsMode::parse(&self.settings.crs_mode).unwrap_or_else(|| {
-            env.log(Event::UnknownSchedulerMode {
-                mode: self.settings.crs_mode.clone(),
-            });
-            CrsMode::Basic
-        });
+        let mode = self.settings.crs_mode;
         if first {
             if mode != CrsMode::Basic {
                 env.log(Event::UsingSchedulerMode { mode: mode.as_str() });
@@ -432,82 +428,87 @@ impl Manager {
     // ------------------------------------------------------------------
 
     fn process_crm_commands(&mut self, env: &mut dyn Env, config: &ServiceConfig) -> Result<(), EnvError> {
-        for line in env.read_crm_commands()? {
-            let line = line.trim().to_string();
-            if line.is_empty() {
-                continue;
-            }
-            let words: Vec<&str> = line.split_whitespace().collect();
-            match words.as_slice() {
-                [task @ ("migrate" | "relocate"), sid, node] => {
-                    let task = if *task == "migrate" { "migrate" } else { "relocate" };
-                    self.command_move(env, &line, task, sid, node);
-                }
-                ["stop", sid, timeout] => {
-                    let timeout = timeout.parse::<i64>().ok();
-                    match (self.services.get_mut(*sid), timeout) {
-                        (Some(sd), Some(timeout)) => {
-                            env.log(Event::CrmCommandReceived { line: line.clone() });
-                            sd.cmd = Some(ServiceCommand::Stop(timeout));
-                        }
-                        (None, _) => env.log(Event::CrmCommandNoSuchService { line: line.clone() }),
-                        (Some(_), None) => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
+        for command in env.read_crm_commands()? {
+            match &command {
+                CrmCommand::Move { kind, sid, node } => self.command_move(env, &command, *kind, sid, node),
+                CrmCommand::Stop { sid, timeout } => match self.services.get_mut(sid) {
+                    Some(sd) => {
+                        sd.cmd = Some(ServiceCommand::Stop(*timeout));
+                        env.log(Event::CrmCommandReceived { command });
                     }
-                }
-                ["enable-node-maintenance", node] => {
-                    let node = node.to_string();
-                    if self.disarm.is_some() {
-                        env.log(Event::MaintenanceWhileDisarmed { node });
-                    } else {
-                        match self.nodes.state(&node) {
-                            super::types::NodeState::Online => {
-                                self.node_request.entry(node).or_default().maintenance = true;
-                            }
-                            super::types::NodeState::Maintenance => env.log(Event::AlreadyInMaintenance { node }),
-                            _ => env.log(Event::CrmCommandNodeNotOnline { line: line.clone() }),
-                        }
-                    }
-                }
-                ["disable-node-maintenance", node] => {
-                    let node = node.to_string();
-                    let state = self.nodes.state(&node);
-                    if state != super::types::NodeState::Maintenance {
-                        env.log(Event::ClearingMaintenanceWrongState {
-                            node: node.clone(),
-                            state,
-                        });
-                    }
-                    if let Some(request) = self.node_request.get_mut(&node) {
-                        request.maintenance = false;
-                    }
-                    self.node_request.retain(|_, r| r.maintenance);
-                }
-                ["disarm-ha", mode @ ("freeze" | "ignore")] => self.command_disarm(env, &line, mode),
-                ["arm-ha"] => self.command_arm(env, config),
-                _ => env.log(Event::CrmCommandUnparsable { line: line.clone() }),
+                    None => env.log(Event::CrmCommandNoSuchService { command }),
+                },
+                CrmCommand::EnableNodeMaintenance { node } => self.command_enable_maintenance(env, &command, node),
+                CrmCommand::DisableNodeMaintenance { node } => self.command_disable_maintenance(env, node),
+                CrmCommand::DisarmHa { mode } => self.command_disarm(env, &command, *mode),
+                CrmCommand::ArmHa => self.command_arm(env, config),
             }
         }
         Ok(())
     }
 
-    fn command_move(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
+    fn command_enable_maintenance(&mut self, env: &mut dyn Env, command: &CrmCommand, node: &str) {
+        let node = node.to_string();
+        if self.disarm.is_some() {
+            env.log(Event::MaintenanceWhileDisarmed { node });
+            return;
+        }
+        match self.nodes.state(&node) {
+            super::types::NodeState::Online => {
+                self.node_request.entry(node).or_default().maintenance = true;
+            }
+            super::types::NodeState::Maintenance => env.log(Event::AlreadyInMaintenance { node }),
+            _ => env.log(Event::CrmCommandNodeNotOnline {
+                command: command.clone(),
+            }),
+        }
+    }
+
+    fn command_disable_maintenance(&mut self, env: &mut dyn Env, node: &str) {
+        let state = self.nodes.state(node);
+        if state != super::types::NodeState::Maintenance {
+            env.log(Event::ClearingMaintenanceWrongState {
+                node: node.to_string(),
+                state,
+            });
+        }
+        if let Some(request) = self.node_request.get_mut(node) {
+            request.maintenance = false;
+        }
+        self.node_request.retain(|_, r| r.maintenance);
+    }
+
+    fn command_move(&mut self, env: &mut dyn Env, command: &CrmCommand, kind: MoveKind, sid: &str, target: &str) {
         let Some(sd) = self.services.get(sid) else {
-            env.log(Event::CrmCommandNoSuchService { line: line.to_string() });
+            env.log(Event::CrmCommandNoSuchService {
+                command: command.clone(),
+            });
             return;
         };
         let current = sd.node.clone();
         if !self.nodes.is_online(target) {
-            env.log(Event::CrmCommandNodeNotOnline { line: line.to_string() });
+            env.log(Event::CrmCommandNodeNotOnline {
+                command: command.clone(),
+            });
         } else if current == target {
-            env.log(Event::CrmCommandAlreadyOnTarget { line: line.to_string() });
+            env.log(Event::CrmCommandAlreadyOnTarget {
+                command: command.clone(),
+            });
         } else {
-            self.queue_resource_motion(env, line, task, sid, target);
+            self.queue_resource_motion(env, command, kind, sid, target);
         }
     }
 
     /// Attaches a move command to `sid` and its positive-affinity partners,
     /// unless a negative-affinity partner already occupies the target.
-    fn queue_resource_motion(&mut self, env: &mut dyn Env, line: &str, task: &'static str, sid: &str, target: &str) {
+    fn queue_resource_motion(
+        &mut self,
+        env: &mut dyn Env,
+        command: &CrmCommand,
+        kind: MoveKind,
+        sid: &str,
+        target: &str,
+    ) {
         let negative: Vec<String> = self.rules.negative.get(sid).into_iter().flatten().cloned().collect();
         for partner in negative {
             let Some(psd) = self.services.get(&partner) else {
@@ -516,7 +517,7 @@ impl Manager {
             let targets_there = psd.target.as_deref().is_none_or(|t| t == target);
             if psd.node == target && targets_there {
                 env.log(Event::NegativeAffinityBlocksCommand {
-                    line: line.to_string(),
+                    command: command.clone(),
                     partner,
                     target: target.to_string(),
                     sid: sid.to_string(),
@@ -524,11 +525,12 @@ impl Manager {
                 return;
             }
         }
-        env.log(Event::CrmCommandReceived { line: line.to_string() });
-        let cmd = if task == "migrate" {
-            ServiceCommand::Migrate(target.to_string())
-        } else {
-            ServiceCommand::Relocate(target.to_string())
+        env.log(Event::CrmCommandReceived {
+            command: command.clone(),
+        });
+        let cmd = match kind {
+            MoveKind::Migrate => ServiceCommand::Migrate(target.to_string()),
+            MoveKind::Relocate => ServiceCommand::Relocate(target.to_string()),
         };
         if let Some(sd) = self.services.get_mut(sid) {
             sd.cmd = Some(cmd.clone());
@@ -542,8 +544,8 @@ impl Manager {
                 continue;
             }
             env.log(Event::PositiveAffinityComigrate {
-                line: line.to_string(),
-                cmd: task,
+                command: command.clone(),
+                cmd: kind,
                 partner: partner.clone(),
                 target: target.to_string(),
                 sid: sid.to_string(),
@@ -552,21 +554,23 @@ impl Manager {
         }
     }
 
-    fn command_disarm(&mut self, env: &mut dyn Env, line: &str, mode: &str) {
+    fn command_disarm(&mut self, env: &mut dyn Env, command: &CrmCommand, mode: DisarmMode) {
         if let Some(disarm) = &self.disarm {
             env.log(Event::DisarmIgnoredAlreadyDisarmed {
                 state: disarm.state.clone(),
             });
             return;
         }
-        env.log(Event::CrmCommandReceived { line: line.to_string() });
-        if mode == "ignore" {
+        env.log(Event::CrmCommandReceived {
+            command: command.clone(),
+        });
+        if mode == DisarmMode::Ignore {
             for sid in self.services.keys() {
                 env.log(Event::DisarmSuspendingService { sid: sid.clone() });
             }
         }
         self.disarm = Some(Disarm {
-            mode: mode.to_string(),
+            mode: mode.as_str().to_string(),
             state: Disarm::DISARMING.to_string(),
         });
     }
@@ -577,7 +581,7 @@ impl Manager {
             return;
         };
         env.log(Event::CrmCommandReceived {
-            line: "arm-ha".to_string(),
+            command: CrmCommand::ArmHa,
         });
         if disarm.mode == "ignore" {
             for (sid, sd) in self.services.iter_mut() {
@@ -703,11 +707,7 @@ impl Manager {
             return;
         }
         self.sustained_imbalance_rounds = 0;
-        let method = if self.settings.rebalance_method == "topsis" {
-            RebalanceMethod::Topsis
-        } else {
-            RebalanceMethod::Bruteforce
-        };
+        let method = self.settings.rebalance_method;
         let candidates = self.migration_candidates();
         let best = match self.usage.best_migration(&candidates, method) {
             Ok(Some(best)) => best,
@@ -721,20 +721,24 @@ impl Manager {
         if (imbalance - expected) / imbalance < self.settings.rebalance_margin {
             return;
         }
-        let task = if sid_type(&migration.sid) == "vm" {
-            "migrate"
+        let kind = if sid_type(&migration.sid) == "vm" {
+            MoveKind::Migrate
         } else {
-            "relocate"
+            MoveKind::Relocate
         };
         env.log(Event::AutoRebalance {
-            task,
+            task: kind.as_str(),
             sid: migration.sid.clone(),
             target: migration.target.clone(),
             from: imbalance,
             to: expected,
         });
-        let line = format!("{task} {} {}", migration.sid, migration.target);
-        self.queue_resource_motion(env, &line, task, &migration.sid, &migration.target);
+        let command = CrmCommand::Move {
+            kind,
+            sid: migration.sid.clone(),
+            node: migration.target.clone(),
+        };
+        self.queue_resource_motion(env, &command, kind, &migration.sid, &migration.target);
     }
 
     /// Bundles of started services kept together by positive affinity (on
@@ -808,14 +812,8 @@ impl Manager {
         only: Option<&BTreeSet<String>>,
     ) -> Result<(), EnvError> {
         let disabled = ResourceConfig {
-            node: None,
             state: RequestState::Disabled,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
-            group: None,
-            lock: None,
-            comment: None,
+            ..ResourceConfig::default()
         };
         // The state machine neither adds nor removes services.
         loop {

@@ -24,6 +24,7 @@
 
 pub mod agent;
 pub mod crm;
+pub mod crm_command;
 pub mod env;
 pub mod event;
 pub mod group_migration;

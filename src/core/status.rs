@@ -195,8 +195,11 @@ pub struct LrmStatus {
     pub timestamp: Time,
 }
 
-/// One configured HA resource, with defaults applied (resources.cfg).
-#[derive(Debug, Clone, PartialEq)]
+/// One configured HA resource (resources.cfg), with upstream's defaults
+/// applied: what the store keeps, the API edits and the core reads. The
+/// defaults live here and nowhere else ([`ResourceConfig::DEFAULT_MAX_RESTART`]
+/// and its neighbours, [`Default`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResourceConfig {
     /// The node that owns the guest; `None` when the guest does not exist.
     pub node: Option<NodeName>,
@@ -205,19 +208,43 @@ pub struct ResourceConfig {
     pub max_relocate: u32,
     pub failback: bool,
     pub group: Option<String>,
-    /// Guest lock (`backup`, `snapshot`, ...), if any.
+    /// Guest lock (`backup`, `snapshot`, ...), if any: a property of the
+    /// guest, not of resources.cfg, so the store never holds one (only the
+    /// simulator sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<String>,
     pub comment: Option<String>,
 }
 
 impl ResourceConfig {
+    /// Upstream's `state` when none is configured.
+    pub const DEFAULT_STATE: RequestState = RequestState::Started;
+    /// Upstream's `max_restart`: one restart on the same node.
+    pub const DEFAULT_MAX_RESTART: u32 = 1;
+    /// Upstream's `max_relocate`: one try on another node.
+    pub const DEFAULT_MAX_RELOCATE: u32 = 1;
+    /// Upstream's `failback`: move back to a preferred node.
+    pub const DEFAULT_FAILBACK: bool = true;
+
+    /// A resource on `node` in `state`, every other key at its default.
     pub fn new(node: &str, state: RequestState) -> ResourceConfig {
         ResourceConfig {
             node: Some(node.to_string()),
             state,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
+            ..ResourceConfig::default()
+        }
+    }
+}
+
+impl Default for ResourceConfig {
+    /// Upstream's defaults, on no node.
+    fn default() -> ResourceConfig {
+        ResourceConfig {
+            node: None,
+            state: ResourceConfig::DEFAULT_STATE,
+            max_restart: ResourceConfig::DEFAULT_MAX_RESTART,
+            max_relocate: ResourceConfig::DEFAULT_MAX_RELOCATE,
+            failback: ResourceConfig::DEFAULT_FAILBACK,
             group: None,
             lock: None,
             comment: None,

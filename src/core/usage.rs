@@ -152,6 +152,23 @@ pub enum RebalanceMethod {
     Topsis,
 }
 
+impl RebalanceMethod {
+    pub fn parse(text: &str) -> Option<RebalanceMethod> {
+        match text {
+            "bruteforce" => Some(RebalanceMethod::Bruteforce),
+            "topsis" => Some(RebalanceMethod::Topsis),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RebalanceMethod::Bruteforce => "bruteforce",
+            RebalanceMethod::Topsis => "topsis",
+        }
+    }
+}
+
 /// One service counted at its maximum on a node, with the node's stats
 /// summed up to and including it (in sid order).
 #[derive(Debug, Clone)]

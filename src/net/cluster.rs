@@ -521,7 +521,7 @@ impl RaftStore {
             leases: state
                 .leases
                 .iter()
-                .map(|(lock, lease)| (lock.clone(), lease.holder.clone(), lease.expires_ms))
+                .map(|(lock, lease)| (lock.to_string(), lease.holder.clone(), lease.expires_ms))
                 .collect(),
         }
     }

@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn mangled_peer_frames_never_panic() {
         let samples = [
-            PeerRequest::Write(Json(vec![Op::QueueCrmCommand("migrate vm:100 node2".into())])),
+            PeerRequest::Write(Json(vec![Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap())])),
             PeerRequest::Join {
                 name: "node4".into(),
                 addr: "127.0.0.1:7400".into(),
@@ -167,16 +167,20 @@ mod tests {
 
         fn arb_op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                ".{0,16}".prop_map(Op::QueueCrmCommand),
+                crate::core::crm_command::any_command().prop_map(Op::QueueCrmCommand),
                 Just(Op::TakeCrmCommands),
-                ("[a-z_]{1,12}", "[a-z0-9]{1,6}", any::<u64>(), any::<u64>()).prop_map(
-                    |(lock, holder, now_ms, lease_ms)| Op::Acquire {
+                (
+                    crate::core::store::lock_name::any_lock(),
+                    "[a-z0-9]{1,6}",
+                    any::<u64>(),
+                    any::<u64>()
+                )
+                    .prop_map(|(lock, holder, now_ms, lease_ms)| Op::Acquire {
                         lock,
                         holder,
                         now_ms,
                         lease_ms,
-                    }
-                ),
+                    }),
                 ("[a-z0-9]{1,6}", any::<u64>()).prop_map(|(node, now_ms)| Op::Heartbeat { node, now_ms }),
             ]
         }

@@ -27,8 +27,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::agents::spec::{GuestAgentConfig, GuestKind, ProcService, ScriptService, parse_signal};
+use crate::core::env::ShutdownPolicy;
+use crate::core::status::ResourceConfig;
 use crate::core::timing::{MAX_TIMEOUT_SECS, MAX_TIMING_MS, MAX_WORKERS, Timing};
-use crate::core::types::is_resource_name;
+use crate::core::types::{RequestState, is_resource_name};
 use crate::net::tls::NODE_NAME_RULE;
 
 /// A configuration problem, with the file it is in.
@@ -311,14 +313,15 @@ struct WatchdogSection {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeedResource {
-    /// `started`, `stopped`, `disabled` or `ignored`.
-    #[serde(default = "default_state")]
-    pub state: String,
-    #[serde(default = "one")]
+    /// `started` (or its alias `enabled`), `stopped`, `disabled` or
+    /// `ignored`; any other word is an error naming the line.
+    #[serde(default = "default_state", deserialize_with = "request_state")]
+    pub state: RequestState,
+    #[serde(default = "default_max_restart")]
     pub max_restart: u32,
-    #[serde(default = "one")]
+    #[serde(default = "default_max_relocate")]
     pub max_relocate: u32,
-    #[serde(default = "yes")]
+    #[serde(default = "default_failback")]
     pub failback: bool,
     #[serde(default)]
     pub comment: Option<String>,
@@ -327,16 +330,47 @@ pub struct SeedResource {
     pub node: Option<String>,
 }
 
-fn default_state() -> String {
-    "started".into()
+impl SeedResource {
+    /// The resource this seeds the store with, on `this_node` unless it
+    /// names another.
+    pub fn resource(&self, this_node: &str) -> ResourceConfig {
+        ResourceConfig {
+            node: Some(self.node.clone().unwrap_or_else(|| this_node.to_string())),
+            state: self.state,
+            max_restart: self.max_restart,
+            max_relocate: self.max_relocate,
+            failback: self.failback,
+            comment: self.comment.clone(),
+            ..ResourceConfig::default()
+        }
+    }
 }
 
-fn one() -> u32 {
-    1
+// serde's `default = "..."` takes a function: these hand out the one set
+// of defaults, `ResourceConfig`'s.
+fn default_state() -> RequestState {
+    ResourceConfig::DEFAULT_STATE
 }
 
-fn yes() -> bool {
-    true
+fn default_max_restart() -> u32 {
+    ResourceConfig::DEFAULT_MAX_RESTART
+}
+
+fn default_max_relocate() -> u32 {
+    ResourceConfig::DEFAULT_MAX_RELOCATE
+}
+
+fn default_failback() -> bool {
+    ResourceConfig::DEFAULT_FAILBACK
+}
+
+fn request_state<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<RequestState, D::Error> {
+    let word = String::deserialize(deserializer)?;
+    RequestState::parse(&word).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid state '{word}' (started, stopped, disabled or ignored)"
+        ))
+    })
 }
 
 /// `[agent.vm]` / `[agent.ct]` as written: every key optional.
@@ -499,7 +533,7 @@ pub struct NodeConfig {
     pub watchdog_device: PathBuf,
     pub max_worker: usize,
     pub log_format: LogFormat,
-    pub shutdown_policy: String,
+    pub shutdown_policy: ShutdownPolicy,
     pub resources: BTreeMap<String, SeedResource>,
     pub proc_services: BTreeMap<String, ProcService>,
     pub script_services: BTreeMap<String, ScriptService>,
@@ -600,13 +634,12 @@ impl NodeConfig {
             online_window_ms: o.online_window_ms.unwrap_or(base.online_window_ms),
         };
         timings.check_safety()?;
-        if let Some(policy) = &raw.shutdown_policy
-            && !["conditional", "freeze", "failover", "migrate"].contains(&policy.as_str())
-        {
-            return Err(format!(
-                "shutdown_policy: unknown policy '{policy}' (conditional, freeze, failover or migrate)"
-            ));
-        }
+        let shutdown_policy = match &raw.shutdown_policy {
+            None => ShutdownPolicy::default(),
+            Some(policy) => ShutdownPolicy::parse(policy).ok_or_else(|| {
+                format!("shutdown_policy: unknown policy '{policy}' (conditional, freeze, failover or migrate)")
+            })?,
+        };
         let max_worker = raw.max_worker.unwrap_or(4);
         if max_worker == 0 {
             return Err("max_worker: must be at least 1".into());
@@ -624,9 +657,6 @@ impl NodeConfig {
                 return Err(format!(
                     "resource.\"{sid}\": invalid service id (expected <type>:<name>)"
                 ));
-            }
-            if crate::core::types::RequestState::parse(&seed.state).is_none() {
-                return Err(format!("resource.\"{sid}\".state: invalid state '{}'", seed.state));
             }
             if let Some(comment) = &seed.comment {
                 check_seed_comment(comment).map_err(|e| format!("resource.\"{sid}\".comment: {e}"))?;
@@ -702,7 +732,7 @@ impl NodeConfig {
             watchdog_device: raw.watchdog.device.unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
             max_worker,
             log_format: raw.log_format.unwrap_or(LogFormat::Plain),
-            shutdown_policy: raw.shutdown_policy.unwrap_or_else(|| "conditional".into()),
+            shutdown_policy,
             resources: raw.resource,
             proc_services: raw.proc,
             script_services: raw.script,

@@ -364,11 +364,12 @@ mod tests {
     use std::collections::VecDeque;
 
     use super::*;
-    use crate::core::store::StoredResource;
+    use crate::core::crm_command::CrmCommand;
+    use crate::core::status::ResourceConfig;
     use crate::core::types::RequestState;
 
-    fn stored(state: RequestState) -> StoredResource {
-        StoredResource::new("node1", state)
+    fn stored(state: RequestState) -> ResourceConfig {
+        ResourceConfig::new("node1", state)
     }
 
     fn put(sid: &str) -> Op {
@@ -385,7 +386,7 @@ mod tests {
         for round in 0..6u64 {
             batches.push(vec![
                 Op::Acquire {
-                    lock: "ha_agent_node1_lock".into(),
+                    lock: crate::core::store::lock_name::LockName::Agent("node1".into()),
                     holder: "node1".into(),
                     now_ms: 1000 * round,
                     lease_ms: 6000,
@@ -397,7 +398,7 @@ mod tests {
             ]);
             batches.push(vec![put(&format!("vm:{}", 100 + round))]);
         }
-        batches.push(vec![Op::QueueCrmCommand("arm-ha".into())]);
+        batches.push(vec![Op::QueueCrmCommand(CrmCommand::ArmHa)]);
         batches.push(vec![Op::RemoveResource { sid: "vm:101".into() }]);
         batches
     }
@@ -418,11 +419,11 @@ mod tests {
     fn store_refuses_writes_without_quorum_and_persists() {
         let dir = tempfile::tempdir().unwrap();
         let store = MemoryStore::open(dir.path()).unwrap();
-        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
+        store.apply(vec![Op::QueueCrmCommand(CrmCommand::ArmHa)]).unwrap();
         store.set_quorate(false);
         assert_eq!(store.apply(vec![Op::TakeCrmCommands]), Err(StoreError::NoQuorum));
         let reopened = MemoryStore::open(dir.path()).unwrap();
-        assert_eq!(reopened.snapshot().crm_commands, VecDeque::from(["arm-ha".to_string()]));
+        assert_eq!(reopened.snapshot().crm_commands, VecDeque::from([CrmCommand::ArmHa]));
     }
 
     #[test]
@@ -449,7 +450,7 @@ mod tests {
             "a batch does not rewrite the snapshot"
         );
         let state = store.snapshot();
-        assert_eq!(state.crm_commands, ["arm-ha"]);
+        assert_eq!(state.crm_commands, [CrmCommand::ArmHa]);
         assert!(!state.resources.contains_key("vm:101") && state.resources.contains_key("vm:105"));
         drop(store);
         let reopened = MemoryStore::open(dir.path()).unwrap();
@@ -483,7 +484,10 @@ mod tests {
 
     #[test]
     fn a_torn_last_record_is_dropped() {
-        let record = journal::encode_record(&[Op::QueueCrmCommand("never acknowledged".into())]).unwrap();
+        let record = journal::encode_record(&[Op::QueueCrmCommand(CrmCommand::EnableNodeMaintenance {
+            node: "never-acknowledged".into(),
+        })])
+        .unwrap();
         for cut in [1, 11, 12, record.len() - 1] {
             let dir = tempfile::tempdir().unwrap();
             let store = MemoryStore::open(dir.path()).unwrap();
@@ -500,7 +504,11 @@ mod tests {
             let journal = std::fs::read(&path).unwrap();
             assert_eq!(journal.len(), journal::HEADER_LEN, "the torn tail is gone");
             // Batches after the cut are read back.
-            reopened.apply(vec![Op::QueueCrmCommand("after".into())]).unwrap();
+            reopened
+                .apply(vec![Op::QueueCrmCommand(CrmCommand::DisableNodeMaintenance {
+                    node: "after".into(),
+                })])
+                .unwrap();
             let after = reopened.snapshot();
             drop(reopened);
             assert_eq!(MemoryStore::open(dir.path()).unwrap().snapshot(), as_loaded(after));
@@ -532,7 +540,7 @@ mod tests {
                 as_loaded(state.clone()),
                 "{step}: nothing lost, nothing applied twice"
             );
-            assert_eq!(reopened.snapshot().crm_commands, ["arm-ha"], "{step}");
+            assert_eq!(reopened.snapshot().crm_commands, [CrmCommand::ArmHa], "{step}");
             assert!(!tmp_of(&snapshot).exists() && !tmp_of(&journal_path).exists(), "{step}");
             reopened.apply(vec![put("vm:200")]).unwrap();
             let after = reopened.snapshot();
@@ -598,7 +606,7 @@ mod tests {
         // the journal goes makes the write fail.
         let dir = tempfile::tempdir().unwrap();
         let store = MemoryStore::open(dir.path()).unwrap();
-        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
+        store.apply(vec![Op::QueueCrmCommand(CrmCommand::ArmHa)]).unwrap();
         let before = store.snapshot();
         let journal_path = dir.path().join("store.journal");
         std::fs::remove_file(&journal_path).unwrap();
@@ -627,7 +635,7 @@ mod tests {
         store.apply(vec![put("vm:100")]).unwrap();
         let reopened = MemoryStore::open(dir.path()).unwrap().snapshot();
         assert!(reopened.resources.contains_key("vm:100"));
-        assert_eq!(reopened.crm_commands, VecDeque::from(["arm-ha".to_string()]));
+        assert_eq!(reopened.crm_commands, VecDeque::from([CrmCommand::ArmHa]));
     }
 
     #[test]

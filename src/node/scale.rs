@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::core::store::{ClusterState, StoredResource};
+use crate::core::status::ResourceConfig;
+use crate::core::store::ClusterState;
 use crate::core::types::RequestState;
 
 /// What to run.
@@ -124,7 +125,7 @@ const MARKER_FILE: &str = ".hactor-bench-scale";
 pub fn seeded_state(count: usize) -> ClusterState {
     let mut state = ClusterState::default();
     for i in 0..count {
-        let resource = StoredResource::new("node1", RequestState::Ignored);
+        let resource = ResourceConfig::new("node1", RequestState::Ignored);
         state.resources.insert(format!("vm:{}", 100 + i), resource);
     }
     state

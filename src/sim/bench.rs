@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
+use crate::core::env::DatacenterSettings;
 use crate::core::manager::Manager;
 use crate::core::status::{ManagerStatus, ResourceConfig, ServiceStatus};
 use crate::core::types::{NodeState, RequestState, ServiceState};
+use crate::core::usage::CrsMode;
 
 use super::run::{SimError, Simulator};
 use super::scenario::{CmdEntry, Daemon, GuestStats, NodeHardware, Scenario, parse_command};
@@ -26,7 +26,7 @@ use super::world::{SimEnv, World};
 /// Timings of one benchmark configuration.
 #[derive(Debug, Clone)]
 pub struct RoundTimings {
-    pub mode: &'static str,
+    pub mode: CrsMode,
     pub nodes: usize,
     pub services: usize,
     /// Median of the measured steady rounds (a master's second round).
@@ -50,7 +50,7 @@ impl Lcg {
     }
 }
 
-fn scenario(mode: &str, nodes: usize, services: usize, placing: bool) -> Scenario {
+fn scenario(mode: CrsMode, nodes: usize, services: usize, placing: bool) -> Scenario {
     let mut rng = Lcg(42);
     let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
     let hardware = names
@@ -105,7 +105,11 @@ fn scenario(mode: &str, nodes: usize, services: usize, placing: bool) -> Scenari
         services: config,
         groups: BTreeMap::new(),
         rules: Vec::new(),
-        datacenter: json!({"crs": {"ha": mode, "ha-rebalance-on-start": 1}}),
+        datacenter: DatacenterSettings {
+            crs_mode: mode,
+            rebalance_on_start: true,
+            ..DatacenterSettings::default()
+        },
         stats,
         running,
     }
@@ -137,7 +141,7 @@ fn time_rounds(scenario: &Scenario, rounds: usize, warm: bool) -> Duration {
 }
 
 /// Times steady and placement rounds for one configuration.
-pub fn bench_round(mode: &'static str, nodes: usize, services: usize, rounds: usize) -> RoundTimings {
+pub fn bench_round(mode: CrsMode, nodes: usize, services: usize, rounds: usize) -> RoundTimings {
     let steady_world = scenario(mode, nodes, services, false);
     let steady = time_rounds(&steady_world, rounds, true);
     let first = time_rounds(&steady_world, rounds, false);
@@ -173,7 +177,7 @@ pub struct ScenarioTiming {
 /// at first), scheduled with `mode` (`basic`, `static` or `dynamic`); the
 /// cmdlist powers every node on, then cuts the last node's network, so the
 /// master fences it and recovers its services.
-pub fn scale_scenario(mode: &str, nodes: usize, services: usize) -> Scenario {
+pub fn scale_scenario(mode: CrsMode, nodes: usize, services: usize) -> Scenario {
     let mut rng = Lcg(7);
     let names: Vec<String> = (1..=nodes).map(|i| format!("node{i}")).collect();
     let hardware: BTreeMap<String, NodeHardware> = names
@@ -232,14 +236,17 @@ pub fn scale_scenario(mode: &str, nodes: usize, services: usize) -> Scenario {
         services: config,
         groups: BTreeMap::new(),
         rules: Vec::new(),
-        datacenter: json!({"crs": {"ha": mode}}),
+        datacenter: DatacenterSettings {
+            crs_mode: mode,
+            ..DatacenterSettings::default()
+        },
         stats,
         running: BTreeMap::new(),
     }
 }
 
 /// Simulates [`scale_scenario`] to its end and times it.
-pub fn bench_scenario(mode: &str, nodes: usize, services: usize) -> Result<ScenarioTiming, SimError> {
+pub fn bench_scenario(mode: CrsMode, nodes: usize, services: usize) -> Result<ScenarioTiming, SimError> {
     let scenario = scale_scenario(mode, nodes, services);
     let victim = format!("node{nodes}");
     let mut sim = Simulator::new(scenario);
@@ -270,7 +277,7 @@ mod tests {
 
     #[test]
     fn the_scale_scenario_recovers_every_service_of_the_failed_node() {
-        let t = bench_scenario("static", 4, 40).expect("the scenario runs");
+        let t = bench_scenario(CrsMode::Static, 4, 40).expect("the scenario runs");
         assert_eq!(t.started, 40);
         assert_eq!(t.started_elsewhere, 40);
         assert!(t.log_lines > 40, "{} log lines", t.log_lines);

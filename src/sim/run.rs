@@ -331,8 +331,8 @@ impl Simulator {
                     self.daemons.get_mut(node).expect("validated node").crm = Some(crm);
                 }
             }
-            HwCommand::CrmQueue { line, .. } | HwCommand::ServiceQueue { line, .. } => {
-                self.world.crm_commands.push_back(line.clone());
+            HwCommand::CrmQueue { command, .. } | HwCommand::ServiceQueue { command, .. } => {
+                self.world.crm_commands.push_back(command.clone());
             }
             HwCommand::Cfs { node, what, works } => {
                 let n = self.world.nodes.get_mut(node).expect("validated node");

@@ -10,9 +10,12 @@ use serde_json::Value;
 
 use crate::config::groups;
 use crate::config::rules::parse_rules;
+use crate::core::crm_command::{CrmCommand, CrmCommandError};
+use crate::core::env::{DatacenterSettings, ShutdownPolicy};
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, split_sid};
+use crate::core::usage::{CrsMode, RebalanceMethod};
 
 /// Longest `delay` of a cmdlist entry, in virtual seconds (about 11 days).
 pub const MAX_DELAY_SECS: i64 = 1_000_000;
@@ -95,10 +98,10 @@ pub enum HwCommand {
     CrmStart {
         node: NodeName,
     },
-    /// Queue a CRM command line (maintenance, disarm, arm).
+    /// Queue a CRM command (maintenance, disarm, arm).
     CrmQueue {
         node: NodeName,
-        line: String,
+        command: CrmCommand,
     },
     Cfs {
         node: NodeName,
@@ -113,10 +116,10 @@ pub enum HwCommand {
         sid: String,
         state: RequestState,
     },
-    /// Queue `migrate|relocate|stop <sid> <arg>` as is.
+    /// Queue `migrate|relocate|stop <sid> <arg>`.
     ServiceQueue {
         sid: String,
-        line: String,
+        command: CrmCommand,
     },
     ServiceAdd {
         sid: String,
@@ -200,7 +203,8 @@ pub struct Scenario {
     pub groups: Groups,
     /// Placement rules (`rules_config`).
     pub rules: Vec<Rule>,
-    pub datacenter: Value,
+    /// datacenter.cfg (JSON in the simulator).
+    pub datacenter: DatacenterSettings,
     /// Configured maxima and measured usage per guest.
     pub stats: BTreeMap<String, GuestStats>,
     /// Initially running guests per node (`service_status_<node>`).
@@ -285,6 +289,7 @@ impl Scenario {
         if !(datacenter.is_null() || datacenter.is_object()) {
             return Err(reader.error("datacenter.cfg", None, "expected a JSON object"));
         }
+        let datacenter = datacenter_settings(&datacenter).map_err(|e| reader.error("datacenter.cfg", None, e))?;
         let mut stats: BTreeMap<String, GuestStats> = BTreeMap::new();
         for (file, keys) in [
             ("static_service_stats", ["maxcpu", "maxmem"]),
@@ -358,7 +363,7 @@ impl Scenario {
             services: default_services(),
             groups: Groups::new(),
             rules: Vec::new(),
-            datacenter: Value::Null,
+            datacenter: DatacenterSettings::default(),
             stats: BTreeMap::new(),
             running: BTreeMap::new(),
         }
@@ -413,7 +418,7 @@ impl Scenario {
             services,
             groups: Groups::new(),
             rules: Vec::new(),
-            datacenter: Value::Null,
+            datacenter: DatacenterSettings::default(),
             stats: BTreeMap::new(),
             running: BTreeMap::new(),
         }
@@ -597,6 +602,68 @@ fn parse_cmdlist(
     Ok(out)
 }
 
+/// The CRM command of a cmdlist `crm NODE ...` or `service SID ...` step:
+/// `words` in upstream's queue form. Node commands act on the node that
+/// is named after `crm` (`node`); service moves may name any target, as
+/// upstream (an unknown target is logged as not online).
+fn crm_command(words: &[&str], node: Option<&str>) -> Result<CrmCommand, String> {
+    let words: Vec<&str> = match (words, node) {
+        ([action @ ("enable-node-maintenance" | "disable-node-maintenance")], Some(node)) => vec![*action, node],
+        ([verb, ..], Some(_)) if verb.ends_with("-node-maintenance") => {
+            return Err(format!("'{verb}' takes no arguments"));
+        }
+        _ => words.to_vec(),
+    };
+    let command: CrmCommand = words.join(" ").parse().map_err(|e: CrmCommandError| e.reason)?;
+    match (&command, node) {
+        (CrmCommand::Move { .. } | CrmCommand::Stop { .. }, Some(_)) => {
+            Err(format!("'{}' is a service command", words[0]))
+        }
+        _ => Ok(command),
+    }
+}
+
+/// The HA settings of a simulator datacenter.cfg (upstream's JSON form);
+/// what is not given keeps upstream's default. A word that names no
+/// policy, mode or method is an error (a real datacenter.cfg cannot hold
+/// one: Proxmox VE checks it against its schema).
+fn datacenter_settings(dc: &Value) -> Result<DatacenterSettings, String> {
+    let mut settings = DatacenterSettings::default();
+    let word = |key: &str| dc.pointer(key).and_then(Value::as_str);
+    let unknown = |key: &str, value: &str| format!("{key}: unknown value '{value}'");
+    if let Some(policy) = word("/ha/shutdown_policy") {
+        settings.shutdown_policy =
+            ShutdownPolicy::parse(policy).ok_or_else(|| unknown("ha.shutdown_policy", policy))?;
+    }
+    if let Some(mode) = word("/crs/ha") {
+        settings.crs_mode = CrsMode::parse(mode).ok_or_else(|| unknown("crs.ha", mode))?;
+    }
+    if let Some(method) = word("/crs/ha-auto-rebalance-method") {
+        settings.rebalance_method =
+            RebalanceMethod::parse(method).ok_or_else(|| unknown("crs.ha-auto-rebalance-method", method))?;
+    }
+    let flag = |key: &str| {
+        dc.pointer(key)
+            .is_some_and(|v| v.as_f64().unwrap_or(0.0) != 0.0 || v.as_bool() == Some(true))
+    };
+    let number = |key: &str| {
+        dc.pointer(key)
+            .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
+    };
+    settings.rebalance_on_start = flag("/crs/ha-rebalance-on-start");
+    settings.auto_rebalance = flag("/crs/ha-auto-rebalance");
+    if let Some(v) = number("/crs/ha-auto-rebalance-threshold") {
+        settings.rebalance_threshold = v;
+    }
+    if let Some(v) = number("/crs/ha-auto-rebalance-hold-duration") {
+        settings.rebalance_hold_rounds = v;
+    }
+    if let Some(v) = number("/crs/ha-auto-rebalance-margin") {
+        settings.rebalance_margin = v;
+    }
+    Ok(settings)
+}
+
 /// Parses one cmdlist command; the error says what is wrong with it.
 pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> Result<HwCommand, String> {
     let words: Vec<&str> = cmd.split_whitespace().collect();
@@ -628,25 +695,11 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
         ["restart-lrm", n] => HwCommand::RestartLrm { node: node(n)? },
         ["crm", n, "stop"] => HwCommand::CrmStop { node: node(n)? },
         ["crm", n, "start"] => HwCommand::CrmStart { node: node(n)? },
-        [
-            "crm",
-            n,
-            action @ ("enable-node-maintenance" | "disable-node-maintenance"),
-        ] => {
+        ["crm", n, rest @ ..] => {
             let node = node(n)?;
-            HwCommand::CrmQueue {
-                line: format!("{action} {node}"),
-                node,
-            }
+            let command = crm_command(rest, Some(&node))?;
+            HwCommand::CrmQueue { node, command }
         }
-        ["crm", n, "disarm-ha", mode @ ("freeze" | "ignore")] => HwCommand::CrmQueue {
-            node: node(n)?,
-            line: format!("disarm-ha {mode}"),
-        },
-        ["crm", n, "arm-ha"] => HwCommand::CrmQueue {
-            node: node(n)?,
-            line: "arm-ha".to_string(),
-        },
         ["cfs", n, part, state] => HwCommand::Cfs {
             node: node(n)?,
             what: match *part {
@@ -687,20 +740,10 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
             sid: sid(s)?,
             state: RequestState::parse(state).expect("matched above"),
         },
-        ["service", s, task @ ("migrate" | "relocate"), n] => {
+        ["service", s, verb @ ("migrate" | "relocate" | "stop"), arg] => {
             let sid = sid(s)?;
-            HwCommand::ServiceQueue {
-                line: format!("{task} {sid} {n}"),
-                sid,
-            }
-        }
-        ["service", s, "stop", t] => {
-            let sid = sid(s)?;
-            t.parse::<i64>().map_err(|_| format!("invalid timeout '{t}'"))?;
-            HwCommand::ServiceQueue {
-                line: format!("stop {sid} {t}"),
-                sid,
-            }
+            let command = crm_command(&[*verb, sid.as_str(), *arg], None)?;
+            HwCommand::ServiceQueue { sid, command }
         }
         ["service", s, "add", n, rest @ ..] if rest.len() <= 2 => HwCommand::ServiceAdd {
             sid: sid(s)?,
@@ -761,6 +804,81 @@ pub fn parse_command(cmd: &str, hardware: &BTreeMap<NodeName, NodeHardware>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn datacenter_words_are_typed_and_unknown_ones_refused() {
+        let dc = serde_json::json!({
+            "ha": {"shutdown_policy": "migrate"},
+            "crs": {"ha": "static", "ha-auto-rebalance-method": "topsis"}
+        });
+        let settings = datacenter_settings(&dc).unwrap();
+        assert_eq!(settings.shutdown_policy, ShutdownPolicy::Migrate);
+        assert_eq!(settings.crs_mode, CrsMode::Static);
+        assert_eq!(settings.rebalance_method, RebalanceMethod::Topsis);
+        assert_eq!(
+            datacenter_settings(&Value::Null).unwrap(),
+            DatacenterSettings::default()
+        );
+        for (dc, message) in [
+            (
+                serde_json::json!({"ha": {"shutdown_policy": "panic"}}),
+                "ha.shutdown_policy: unknown value 'panic'",
+            ),
+            (
+                serde_json::json!({"crs": {"ha": "fancy"}}),
+                "crs.ha: unknown value 'fancy'",
+            ),
+        ] {
+            assert_eq!(datacenter_settings(&dc).unwrap_err(), message);
+        }
+    }
+
+    #[test]
+    fn crm_steps_become_typed_commands() {
+        let node = NodeHardware {
+            power: false,
+            network: false,
+            maxcpu: None,
+            maxmem: None,
+            version: None,
+        };
+        let hardware = BTreeMap::from([("node1".to_string(), node)]);
+        let queued = |cmd: &str| match parse_command(cmd, &hardware) {
+            Ok(HwCommand::CrmQueue { command, .. } | HwCommand::ServiceQueue { command, .. }) => Ok(command),
+            Ok(_) => Err("not queued".to_string()),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            queued("crm node1 enable-node-maintenance"),
+            Ok(CrmCommand::EnableNodeMaintenance { node: "node1".into() })
+        );
+        assert_eq!(
+            queued("service vm:100 stop 30"),
+            Ok(CrmCommand::Stop {
+                sid: "vm:100".into(),
+                timeout: 30
+            })
+        );
+        assert_eq!(
+            queued("crm node1 arm-ha").map(|c| c.to_string()),
+            Ok("arm-ha".to_string())
+        );
+        assert!(
+            queued("crm node1 migrate vm:100 node1")
+                .unwrap_err()
+                .contains("service command")
+        );
+        assert!(
+            queued("crm node1 enable-node-maintenance node1")
+                .unwrap_err()
+                .contains("no arguments")
+        );
+        assert!(
+            queued("service vm:100 stop soon")
+                .unwrap_err()
+                .contains("invalid timeout")
+        );
+    }
 
     #[test]
     fn commands_parse_with_defaults() {

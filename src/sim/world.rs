@@ -11,13 +11,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use serde_json::Value;
-
 use crate::core::agent::AgentHost;
-use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
+use crate::core::crm_command::CrmCommand;
+use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, NodeShutdown, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
+use crate::core::store::lock_name::LockName;
 use crate::core::store::{ClusterState, Op, Reply};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
 use crate::core::usage::{NodeStats, ResourceStats};
@@ -77,9 +77,9 @@ pub struct World {
     pub services: Arc<ServiceConfig>,
     pub groups: Groups,
     pub rules: Vec<Rule>,
-    pub datacenter: Value,
+    pub datacenter: DatacenterSettings,
     pub stats: BTreeMap<String, GuestStats>,
-    pub crm_commands: VecDeque<String>,
+    pub crm_commands: VecDeque<CrmCommand>,
     /// Which guests run where.
     pub running: BTreeMap<NodeName, BTreeMap<String, bool>>,
     /// The cluster store the lease locks live in.
@@ -289,29 +289,26 @@ impl SimEnv<'_> {
     /// [`LOCK_TIMEOUT_SECS`] from this daemon's clock. A release answers
     /// as upstream's does: yes for an expired lock or one this node held
     /// (which it gives up), no otherwise.
-    fn sim_lock(&mut self, name: &str, unlock: bool) -> bool {
+    fn sim_lock(&mut self, name: LockName, unlock: bool) -> bool {
         if !self.quorate() {
             return false;
         }
         let now_ms = millis(self.now());
         let me = self.node.clone();
-        let current = self.world.store.leases.get(name).cloned();
+        let current = self.world.store.leases.get(&name).cloned();
         let expired = current.as_ref().is_some_and(|lease| now_ms > lease.expires_ms);
         if unlock {
             return match current {
                 Some(_) if expired => true,
                 Some(lease) if lease.holder == me => {
-                    let release = Op::Release {
-                        lock: name.to_string(),
-                        holder: me,
-                    };
+                    let release = Op::Release { lock: name, holder: me };
                     self.world.store.apply(release) == Reply::Done
                 }
                 _ => false,
             };
         }
         let acquire = Op::Acquire {
-            lock: name.to_string(),
+            lock: name.clone(),
             holder: me.clone(),
             now_ms,
             lease_ms: millis(LOCK_TIMEOUT_SECS),
@@ -468,37 +465,7 @@ impl Env for SimEnv<'_> {
     }
 
     fn datacenter_settings(&mut self) -> DatacenterSettings {
-        let mut settings = DatacenterSettings::default();
-        let dc = &self.world.datacenter;
-        if let Some(policy) = dc.pointer("/ha/shutdown_policy").and_then(Value::as_str) {
-            settings.shutdown_policy = policy.to_string();
-        }
-        if let Some(mode) = dc.pointer("/crs/ha").and_then(Value::as_str) {
-            settings.crs_mode = mode.to_string();
-        }
-        let flag = |key: &str| {
-            dc.pointer(key)
-                .is_some_and(|v| v.as_f64().unwrap_or(0.0) != 0.0 || v.as_bool() == Some(true))
-        };
-        let number = |key: &str| {
-            dc.pointer(key)
-                .and_then(|v| v.as_f64().or_else(|| v.as_str()?.parse().ok()))
-        };
-        settings.rebalance_on_start = flag("/crs/ha-rebalance-on-start");
-        settings.auto_rebalance = flag("/crs/ha-auto-rebalance");
-        if let Some(v) = number("/crs/ha-auto-rebalance-threshold") {
-            settings.rebalance_threshold = v;
-        }
-        if let Some(v) = number("/crs/ha-auto-rebalance-hold-duration") {
-            settings.rebalance_hold_rounds = v;
-        }
-        if let Some(v) = number("/crs/ha-auto-rebalance-margin") {
-            settings.rebalance_margin = v;
-        }
-        if let Some(v) = dc.pointer("/crs/ha-auto-rebalance-method").and_then(Value::as_str) {
-            settings.rebalance_method = v.to_string();
-        }
-        settings
+        self.world.datacenter.clone()
     }
 
     fn static_node_stats(&mut self) -> Result<BTreeMap<NodeName, NodeStats>, EnvError> {
@@ -587,7 +554,7 @@ impl Env for SimEnv<'_> {
             .collect()
     }
 
-    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError> {
+    fn read_crm_commands(&mut self) -> Result<Vec<CrmCommand>, EnvError> {
         self.cfs_rw()?;
         Ok(self.world.crm_commands.drain(..).collect())
     }
@@ -598,22 +565,21 @@ impl Env for SimEnv<'_> {
 
     fn get_ha_manager_lock(&mut self) -> bool {
         self.clock().loop_delay += 1;
-        self.sim_lock("ha_manager_lock", false)
+        self.sim_lock(LockName::Manager, false)
     }
 
     fn release_ha_manager_lock(&mut self) -> bool {
-        self.sim_lock("ha_manager_lock", true)
+        self.sim_lock(LockName::Manager, true)
     }
 
     fn get_ha_agent_lock(&mut self, node: Option<&str>) -> bool {
         self.clock().loop_delay += 1;
         let node = node.unwrap_or(&self.node).to_string();
-        self.sim_lock(&format!("ha_agent_{node}_lock"), false)
+        self.sim_lock(LockName::Agent(node.to_string()), false)
     }
 
     fn release_ha_agent_lock(&mut self) -> bool {
-        let name = format!("ha_agent_{}_lock", self.node);
-        self.sim_lock(&name, true)
+        self.sim_lock(LockName::Agent(self.node.clone()), true)
     }
 
     fn watchdog_open(&mut self) -> WatchdogHandle {
@@ -650,11 +616,11 @@ impl Env for SimEnv<'_> {
         }
     }
 
-    fn is_node_shutdown(&mut self) -> (bool, bool) {
+    fn is_node_shutdown(&mut self) -> NodeShutdown {
         match self.world.nodes.get(&self.node).and_then(|n| n.shutdown) {
-            Some("reboot") => (true, true),
-            Some(_) => (true, false),
-            None => (false, false),
+            Some("reboot") => NodeShutdown::Reboot,
+            Some(_) => NodeShutdown::PowerOff,
+            None => NodeShutdown::StaysUp,
         }
     }
 

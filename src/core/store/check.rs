@@ -136,12 +136,13 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::core::store::{StoredGroup, StoredResource};
+    use crate::core::status::ResourceConfig;
+    use crate::core::store::StoredGroup;
     use crate::core::types::RequestState;
 
     fn with_resource(sid: &str, group: Option<&str>) -> ClusterState {
         let mut state = ClusterState::default();
-        let mut resource = StoredResource::new("node1", RequestState::Started);
+        let mut resource = ResourceConfig::new("node1", RequestState::Started);
         resource.group = group.map(String::from);
         state.resources.insert(sid.into(), resource);
         state
@@ -161,7 +162,7 @@ mod tests {
         );
         state
             .resources
-            .insert("proc:web".into(), StoredResource::new("node2", RequestState::Stopped));
+            .insert("proc:web".into(), ResourceConfig::new("node2", RequestState::Stopped));
         assert_eq!(validate(&state), Ok(()));
         assert_eq!(validate(&ClusterState::default()), Ok(()));
     }
@@ -271,7 +272,8 @@ mod tests {
         use serde_json::Value;
 
         use super::super::*;
-        use crate::core::store::{Lease, StoredGroup, StoredResource};
+        use crate::core::status::ResourceConfig;
+        use crate::core::store::{Lease, StoredGroup};
         use crate::core::types::RequestState;
 
         const PATH: &str = "/var/lib/hactor/store.json";
@@ -333,8 +335,12 @@ mod tests {
                 0..6,
             );
             let runtime = (
-                proptest::collection::vec_deque(any::<String>(), 0..3),
-                proptest::collection::btree_map(any::<String>(), (node(), any::<u64>()), 0..3),
+                proptest::collection::vec_deque(crate::core::crm_command::any_command(), 0..3),
+                proptest::collection::btree_map(
+                    crate::core::store::lock_name::any_lock(),
+                    (node(), any::<u64>()),
+                    0..3,
+                ),
                 proptest::collection::btree_map(sid(), any::<u64>(), 0..3),
                 proptest::collection::btree_map(node(), any::<u64>(), 0..3),
             );
@@ -352,13 +358,14 @@ mod tests {
                 let ids: Vec<String> = state.groups_cfg.keys().cloned().collect();
                 for (sid, (node, request, max_restart, max_relocate, failback, pick, grouped, comment)) in resources {
                     let group = (grouped && !ids.is_empty()).then(|| pick.get(&ids).clone());
-                    let resource = StoredResource {
+                    let resource = ResourceConfig {
                         node,
                         state: request,
                         max_restart,
                         max_relocate,
                         failback,
                         group,
+                        lock: None,
                         comment,
                     };
                     state.resources.insert(sid, resource);
@@ -482,7 +489,7 @@ mod tests {
                 group in proptest::option::of("[a-z0-9_-]{0,4}"),
             ) {
                 let mut state = state;
-                let mut resource = StoredResource::new("node1", RequestState::Started);
+                let mut resource = ResourceConfig::new("node1", RequestState::Started);
                 resource.group = group.clone();
                 state.resources.insert(sid.clone(), resource);
                 let bytes = serde_json::to_vec(&state).unwrap();

@@ -11,10 +11,12 @@
 //! the simulator runs its rounds through the same code.
 
 pub mod check;
+pub mod lock_name;
 pub mod outcome;
 pub mod round_env;
 pub mod state;
 
+pub use lock_name::LockName;
 pub use outcome::{RoundOutcome, round_outcome};
 pub use round_env::{Outgoing, RoundContext, RoundEnv};
-pub use state::{ClusterState, Lease, Op, Reply, Snapshot, StoreError, StoredGroup, StoredResource};
+pub use state::{ClusterState, Lease, Op, Reply, Snapshot, StoreError, StoredGroup};

@@ -203,7 +203,7 @@ mod tests {
 
     fn acquire() -> Outgoing {
         Outgoing::Store(Op::Acquire {
-            lock: "ha_agent_node1_lock".into(),
+            lock: crate::core::store::LockName::Agent("node1".into()),
             holder: "node1".into(),
             now_ms: 1_000,
             lease_ms: 6_500,

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::core::agent::{AgentHost, JobSpec};
-use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
+use crate::core::crm_command::CrmCommand;
+use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, NodeShutdown, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
@@ -20,6 +21,7 @@ use crate::core::types::{NodeName, RequestState, Time};
 use crate::core::usage::{NodeStats, ResourceStats};
 use crate::core::watchdog::Client;
 
+use super::lock_name::LockName;
 use super::state::{ClusterState, Op};
 
 /// Something the round wants done, in order.
@@ -49,8 +51,8 @@ pub struct RoundContext {
     pub timing: Timing,
     pub max_workers: usize,
     pub datacenter: DatacenterSettings,
-    /// Set when the node itself is going down (`(shutdown, reboot)`).
-    pub node_shutdown: (bool, bool),
+    /// Whether the node itself is going down (set by a shutdown request).
+    pub node_shutdown: NodeShutdown,
 }
 
 /// One round's environment.
@@ -93,7 +95,7 @@ impl<'a> RoundEnv<'a> {
         Ok(())
     }
 
-    fn acquire(&mut self, lock: String) -> bool {
+    fn acquire(&mut self, lock: LockName) -> bool {
         if !self.ctx.quorate || !self.state.lock_available(&lock, &self.ctx.node, self.ctx.now_ms) {
             return false;
         }
@@ -106,12 +108,12 @@ impl<'a> RoundEnv<'a> {
         };
         self.apply(op);
         if first {
-            self.events.push(Event::GotLock { lock });
+            self.events.push(Event::GotLock { lock: lock.to_string() });
         }
         true
     }
 
-    fn release(&mut self, lock: String) -> bool {
+    fn release(&mut self, lock: LockName) -> bool {
         if !self.ctx.quorate {
             return false;
         }
@@ -276,11 +278,11 @@ impl Env for RoundEnv<'_> {
         BTreeMap::new()
     }
 
-    fn read_crm_commands(&mut self) -> Result<Vec<String>, EnvError> {
+    fn read_crm_commands(&mut self) -> Result<Vec<CrmCommand>, EnvError> {
         if self.state.crm_commands.is_empty() {
             return Ok(Vec::new());
         }
-        let commands: Vec<String> = self.state.crm_commands.iter().cloned().collect();
+        let commands: Vec<CrmCommand> = self.state.crm_commands.iter().cloned().collect();
         let version = self.state.manager_version;
         self.write(Op::ExpectManagerVersion(version))?;
         self.write(Op::TakeFirstCrmCommands(commands.len()))?;
@@ -292,21 +294,20 @@ impl Env for RoundEnv<'_> {
     }
 
     fn get_ha_manager_lock(&mut self) -> bool {
-        self.acquire("ha_manager_lock".into())
+        self.acquire(LockName::Manager)
     }
 
     fn release_ha_manager_lock(&mut self) -> bool {
-        self.release("ha_manager_lock".into())
+        self.release(LockName::Manager)
     }
 
     fn get_ha_agent_lock(&mut self, node: Option<&str>) -> bool {
         let node = node.unwrap_or(&self.ctx.node).to_string();
-        self.acquire(format!("ha_agent_{node}_lock"))
+        self.acquire(LockName::Agent(node))
     }
 
     fn release_ha_agent_lock(&mut self) -> bool {
-        let lock = format!("ha_agent_{}_lock", self.ctx.node);
-        self.release(lock)
+        self.release(LockName::Agent(self.ctx.node.clone()))
     }
 
     fn watchdog_open(&mut self) -> WatchdogHandle {
@@ -322,7 +323,7 @@ impl Env for RoundEnv<'_> {
         self.outbox.push(Outgoing::WatchdogClose);
     }
 
-    fn is_node_shutdown(&mut self) -> (bool, bool) {
+    fn is_node_shutdown(&mut self) -> NodeShutdown {
         self.ctx.node_shutdown
     }
 

@@ -13,8 +13,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
+use super::lock_name::LockName;
+use crate::core::crm_command::CrmCommand;
 use crate::core::rules::Rule;
-use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
+use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState};
 
 /// A lease lock: who holds it until when (milliseconds since the epoch).
@@ -24,22 +26,10 @@ pub struct Lease {
     pub expires_ms: u64,
 }
 
-/// Resource settings that go into the store (resources.cfg content).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredResource {
-    pub node: Option<NodeName>,
-    pub state: RequestState,
-    pub max_restart: u32,
-    pub max_relocate: u32,
-    pub failback: bool,
-    pub group: Option<String>,
-    pub comment: Option<String>,
-}
-
 /// Everything the HA stack shares.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
-    pub resources: BTreeMap<String, StoredResource>,
+    pub resources: BTreeMap<String, ResourceConfig>,
     #[serde(default)]
     pub groups_cfg: BTreeMap<String, StoredGroup>,
     /// The rules of rules.cfg, parsed once when written (the text form is
@@ -48,8 +38,8 @@ pub struct ClusterState {
     pub rules: Vec<Rule>,
     pub manager_status: ManagerStatus,
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
-    pub crm_commands: VecDeque<String>,
-    pub leases: BTreeMap<String, Lease>,
+    pub crm_commands: VecDeque<CrmCommand>,
+    pub leases: BTreeMap<LockName, Lease>,
     /// Strictly increasing per service: bumped on every placement, handed
     /// to agents as the fencing token.
     #[serde(default)]
@@ -71,22 +61,6 @@ pub struct ClusterState {
     pub manager_writes: u64,
 }
 
-impl StoredResource {
-    /// A resource on `node` in `state` with upstream's defaults
-    /// (max_restart 1, max_relocate 1, failback, no group, no comment).
-    pub fn new(node: &str, state: RequestState) -> StoredResource {
-        StoredResource {
-            node: Some(node.to_string()),
-            state,
-            max_restart: 1,
-            max_relocate: 1,
-            failback: true,
-            group: None,
-            comment: None,
-        }
-    }
-}
-
 /// A legacy group as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredGroup {
@@ -101,14 +75,14 @@ pub struct StoredGroup {
 pub enum Op {
     /// Take or renew `lock` for `holder` until `now_ms + lease_ms`.
     Acquire {
-        lock: String,
+        lock: LockName,
         holder: NodeName,
         now_ms: u64,
         lease_ms: u64,
     },
     /// Give up `lock` if `holder` holds it.
     Release {
-        lock: String,
+        lock: LockName,
         holder: NodeName,
     },
     WriteManagerStatus(ManagerStatus),
@@ -134,7 +108,7 @@ pub enum Op {
         node: NodeName,
         epoch: u64,
     },
-    QueueCrmCommand(String),
+    QueueCrmCommand(CrmCommand),
     SetRequestState {
         sid: String,
         state: RequestState,
@@ -146,7 +120,7 @@ pub enum Op {
     },
     PutResource {
         sid: String,
-        resource: StoredResource,
+        resource: ResourceConfig,
     },
     RemoveResource {
         sid: String,
@@ -187,7 +161,7 @@ pub enum Reply {
         holder: NodeName,
         expires_ms: u64,
     },
-    Commands(Vec<String>),
+    Commands(Vec<CrmCommand>),
     NotFound,
     /// A [`Op::Cas`] found another configuration digest; nothing changed.
     DigestMismatch {
@@ -217,7 +191,7 @@ impl Reply {
 impl ClusterState {
     /// Whether `holder` may take `lock` at `now_ms`: it is free, expired,
     /// or already theirs.
-    pub fn lock_available(&self, lock: &str, holder: &str, now_ms: u64) -> bool {
+    pub fn lock_available(&self, lock: &LockName, holder: &str, now_ms: u64) -> bool {
         match self.leases.get(lock) {
             None => true,
             Some(lease) => lease.holder == holder || now_ms > lease.expires_ms,
@@ -326,8 +300,8 @@ impl ClusterState {
                     }
                 }
             }
-            Op::QueueCrmCommand(line) => {
-                self.crm_commands.push_back(line);
+            Op::QueueCrmCommand(command) => {
+                self.crm_commands.push_back(command);
                 Reply::Done
             }
             Op::SetRequestState { sid, state } => match self.resources.get_mut(&sid) {
@@ -402,7 +376,7 @@ impl ClusterState {
     pub fn config_digest(&self) -> String {
         #[derive(Serialize)]
         struct Canonical<'a> {
-            resources: BTreeMap<&'a str, StoredResource>,
+            resources: BTreeMap<&'a str, ResourceConfig>,
             groups: &'a BTreeMap<String, StoredGroup>,
             rules: &'a [Rule],
         }
@@ -412,7 +386,7 @@ impl ClusterState {
             .map(|(sid, r)| {
                 (
                     sid.as_str(),
-                    StoredResource {
+                    ResourceConfig {
                         node: None,
                         ..r.clone()
                     },
@@ -433,22 +407,7 @@ impl ClusterState {
 
     /// The resources as the core reads them.
     pub fn service_config(&self) -> ServiceConfig {
-        self.resources
-            .iter()
-            .map(|(sid, r)| {
-                let cd = crate::core::status::ResourceConfig {
-                    node: r.node.clone(),
-                    state: r.state,
-                    max_restart: r.max_restart,
-                    max_relocate: r.max_relocate,
-                    failback: r.failback,
-                    group: r.group.clone(),
-                    lock: None,
-                    comment: r.comment.clone(),
-                };
-                (sid.clone(), cd)
-            })
-            .collect()
+        self.resources.clone()
     }
 
     /// Legacy groups as the core reads them.
@@ -493,9 +452,16 @@ pub enum StoreError {
 mod tests {
     use super::*;
 
+    fn stop_now() -> CrmCommand {
+        CrmCommand::Stop {
+            sid: "vm:100".into(),
+            timeout: 0,
+        }
+    }
+
     fn acquire(lock: &str, holder: &str, now_ms: u64) -> Op {
         Op::Acquire {
-            lock: lock.into(),
+            lock: lock.parse().unwrap(),
             holder: holder.into(),
             now_ms,
             lease_ms: 6000,
@@ -529,13 +495,13 @@ mod tests {
         state.apply(acquire("ha_agent_node2_lock", "node1", 1000));
         let replies = state.apply_proposal(vec![
             acquire("ha_agent_node2_lock", "node2", 2000),
-            Op::QueueCrmCommand("stale decision".into()),
+            Op::QueueCrmCommand(CrmCommand::ArmHa),
         ]);
         assert_eq!(replies[1], Reply::Skipped);
         assert!(state.crm_commands.is_empty(), "a stale round's writes never land");
         let replies = state.apply_proposal(vec![
             acquire("ha_agent_node1_lock", "node1", 2000),
-            Op::QueueCrmCommand("holder's decision".into()),
+            Op::QueueCrmCommand(CrmCommand::ArmHa),
         ]);
         assert_eq!(replies[1], Reply::Done);
     }
@@ -543,9 +509,9 @@ mod tests {
     #[test]
     fn renewal_never_shortens_a_lease() {
         let mut state = ClusterState::default();
-        state.apply(acquire("l", "a", 10_000));
+        state.apply(acquire("ha_manager_lock", "a", 10_000));
         assert_eq!(
-            state.apply(acquire("l", "a", 1_000)),
+            state.apply(acquire("ha_manager_lock", "a", 1_000)),
             Reply::Granted { expires_ms: 16_000 }
         );
     }
@@ -561,8 +527,8 @@ mod tests {
         }
     }
 
-    fn stored(state: RequestState) -> StoredResource {
-        StoredResource::new("node1", state)
+    fn stored(state: RequestState) -> ResourceConfig {
+        ResourceConfig::new("node1", state)
     }
 
     #[test]
@@ -575,8 +541,8 @@ mod tests {
         );
         assert_eq!(state.config_digest().len(), 64);
         let empty = state.config_digest();
-        state.apply(Op::QueueCrmCommand("arm-ha".into()));
-        state.apply(acquire("l", "a", 1));
+        state.apply(Op::QueueCrmCommand(CrmCommand::ArmHa));
+        state.apply(acquire("ha_manager_lock", "a", 1));
         assert_eq!(state.config_digest(), empty, "runtime state is not configuration");
         state.apply(Op::PutResource {
             sid: "vm:100".into(),
@@ -724,7 +690,7 @@ mod tests {
         let replies = state.apply_proposal(vec![
             acquire("ha_agent_node2_lock", "node2", 1000),
             claim("node2", 1),
-            Op::QueueCrmCommand("after the claim".into()),
+            Op::QueueCrmCommand(CrmCommand::ArmHa),
         ]);
         assert!(matches!(replies[0], Reply::Granted { .. }));
         assert!(matches!(&replies[1], Reply::Stale { reason } if reason.contains("node3 with fencing token 2")));
@@ -768,16 +734,16 @@ mod tests {
     #[test]
     fn the_master_takes_only_the_commands_it_read() {
         let mut state = ClusterState::default();
-        state.apply(Op::QueueCrmCommand("arm-ha".into()));
-        state.apply(Op::QueueCrmCommand("stop vm:100 0".into()));
+        state.apply(Op::QueueCrmCommand(CrmCommand::ArmHa));
+        state.apply(Op::QueueCrmCommand(stop_now()));
         assert_eq!(
             state.apply(Op::TakeFirstCrmCommands(1)),
-            Reply::Commands(vec!["arm-ha".into()])
+            Reply::Commands(vec![CrmCommand::ArmHa])
         );
-        assert_eq!(state.crm_commands, VecDeque::from(["stop vm:100 0".to_string()]));
+        assert_eq!(state.crm_commands, VecDeque::from([stop_now()]));
         assert_eq!(
             state.apply(Op::TakeFirstCrmCommands(5)),
-            Reply::Commands(vec!["stop vm:100 0".into()])
+            Reply::Commands(vec![stop_now()])
         );
     }
 

@@ -666,7 +666,8 @@ mod tests {
         fn arb_record() -> impl Strategy<Value = Record> {
             let payload = prop_oneof![
                 Just(EntryPayload::Blank),
-                ".{0,40}".prop_map(|c| EntryPayload::Normal(Json(vec![Op::QueueCrmCommand(c)]))),
+                crate::core::crm_command::any_command()
+                    .prop_map(|c| EntryPayload::Normal(Json(vec![Op::QueueCrmCommand(c)]))),
                 (1u64..4, "[a-z0-9]{1,8}").prop_map(|(id, name)| {
                     let nodes = BTreeMap::from([(
                         id,

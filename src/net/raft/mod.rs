@@ -208,9 +208,9 @@ mod tests {
     #[test]
     fn json_payloads_survive_bincode_frames() {
         let ops = vec![
-            Op::QueueCrmCommand("migrate vm:100 node2".into()),
+            Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap()),
             Op::Release {
-                lock: "ha_manager_lock".into(),
+                lock: crate::core::store::LockName::Manager,
                 holder: "node1".into(),
             },
         ];

@@ -290,7 +290,7 @@ mod tests {
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
             payload: EntryPayload::Normal(Json(vec![Op::Acquire {
-                lock: "ha_manager_lock".into(),
+                lock: crate::core::store::LockName::Manager,
                 holder: "node1".into(),
                 now_ms: 1000,
                 lease_ms: 6000,
@@ -302,7 +302,10 @@ mod tests {
         let mut reopened = StateMachine::open(dir.path()).unwrap();
         let (last, _) = rt.block_on(reopened.applied_state()).unwrap();
         assert_eq!(last.map(|l| l.index), Some(1));
-        assert_eq!(reopened.read().state.leases["ha_manager_lock"].expires_ms, 7000);
+        assert_eq!(
+            reopened.read().state.leases[&crate::core::store::LockName::Manager].expires_ms,
+            7000
+        );
     }
 
     #[test]
@@ -338,7 +341,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
-        let mut resource = crate::core::store::StoredResource::new("node1", crate::core::types::RequestState::Started);
+        let mut resource = crate::core::status::ResourceConfig::new("node1", crate::core::types::RequestState::Started);
         resource.group = Some("gone".into());
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
