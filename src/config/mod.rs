@@ -7,6 +7,7 @@
 //! | [`groups`] | `groups.cfg` (legacy HA groups) |
 //! | [`resources`] | `resources.cfg` (HA resources) |
 //! | [`datacenter`] | the `ha:` and `crs:` lines of `datacenter.cfg` |
+//! | [`fence`] | `fence.cfg` (hardware fence devices; kept line by line) |
 //! | `core::rules` | `rules.cfg` (parsed there, with its checks) |
 //!
 //! Every parser is strict: an unknown key, a bad value or a duplicate is an
@@ -16,6 +17,7 @@
 //! survives `parse` → `write` byte for byte.
 
 pub mod datacenter;
+pub mod fence;
 pub mod groups;
 pub mod resources;
 pub mod section;

@@ -290,10 +290,12 @@ struct TimingOverrides {
     online_window_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WatchdogSection {
-    backend: WatchdogBackend,
+    /// Default: `device` when the device exists, else `process`.
+    #[serde(default)]
+    backend: Option<WatchdogBackend>,
     #[serde(default)]
     device: Option<PathBuf>,
 }
@@ -618,7 +620,8 @@ pub fn valid_vmid(name: &str) -> bool {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     node: String,
-    state_dir: PathBuf,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     listen: Option<SocketAddr>,
     #[serde(default)]
@@ -629,6 +632,7 @@ struct RawConfig {
     profile: Option<Profile>,
     #[serde(default)]
     timing: TimingOverrides,
+    #[serde(default)]
     watchdog: WatchdogSection,
     #[serde(default)]
     max_worker: Option<usize>,
@@ -686,6 +690,27 @@ pub struct NodeConfig {
 /// Default client socket of the local daemon.
 pub const DEFAULT_SOCKET: &str = "/run/hactor/hactor.sock";
 
+/// Where a host keeps the node configuration (`hactor` without
+/// `--config`; the Debian package installs the example there).
+pub const DEFAULT_CONFIG: &str = "/etc/hactor/hactor.toml";
+
+/// Default state directory of a host (systemd's `StateDirectory=hactor`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hactor";
+
+/// Default watchdog device.
+pub const DEFAULT_WATCHDOG_DEVICE: &str = "/dev/watchdog";
+
+/// The backend of a configuration that names none: the kernel device
+/// where the host has one (it resets the machine, the strongest fence),
+/// the fence guard process otherwise.
+pub fn default_backend(device_exists: bool) -> WatchdogBackend {
+    if device_exists {
+        WatchdogBackend::Device
+    } else {
+        WatchdogBackend::Process
+    }
+}
+
 fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -732,7 +757,7 @@ impl NodeConfig {
         })?;
         NodeConfig::parse(&text).map_err(|message| ConfigError {
             file: path.to_path_buf(),
-            message,
+            message: super::check_config::with_line(&text, message),
         })
     }
 
@@ -789,7 +814,16 @@ impl NodeConfig {
                 "max_worker: {max_worker} is out of range (at most {MAX_WORKERS})"
             ));
         }
-        if raw.watchdog.backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
+        let watchdog_device = raw
+            .watchdog
+            .device
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
+        let backend = raw
+            .watchdog
+            .backend
+            .unwrap_or_else(|| default_backend(watchdog_device.exists()));
+        if backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
             return Err("watchdog.device: only meaningful with backend = \"device\"".into());
         }
         for (sid, seed) in &raw.resource {
@@ -865,14 +899,14 @@ impl NodeConfig {
         let ct_agent = raw.agent.ct.map(|a| a.resolve(GuestKind::Ct)).transpose()?;
         Ok(NodeConfig {
             node: raw.node,
-            state_dir: raw.state_dir,
+            state_dir: raw.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             listen: raw.listen,
             peers: raw.peers,
             socket: raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
             profile,
             timings,
-            watchdog: raw.watchdog.backend,
-            watchdog_device: raw.watchdog.device.unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
+            watchdog: backend,
+            watchdog_device,
             max_worker,
             log_format: raw.log_format.unwrap_or(LogFormat::Plain),
             shutdown_policy: raw.shutdown_policy.unwrap_or_else(|| "conditional".into()),
@@ -943,7 +977,7 @@ backend = "process"
     #[test]
     fn bad_configs_are_refused_with_a_clear_message() {
         let cases: &[(&str, &str)] = &[
-            ("node = \"n1\"\n", "missing field `state_dir`"),
+            ("state_dir = \"/x\"\n", "missing field `node`"),
             (&format!("colour = \"red\"\n{GOOD}"), "unknown field `colour`"),
             (&GOOD.replace("node1", "node 1"), "invalid node name 'node 1'"),
             (&GOOD.replace("\"process\"", "\"magic\""), "unknown variant `magic`"),
@@ -1227,6 +1261,23 @@ backend = "process"
         let config = NodeConfig::parse(include_str!("../../config/hactor.example.toml")).unwrap();
         assert_eq!(config.timings, Timings::of(Profile::Fast));
         assert!(config.proc_services.contains_key("web"));
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_host_defaults() {
+        let config = NodeConfig::parse("node = \"n1\"\n").unwrap();
+        assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(config.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(config.watchdog_device, PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
+        assert_eq!(
+            config.watchdog,
+            default_backend(Path::new(DEFAULT_WATCHDOG_DEVICE).exists())
+        );
+        assert_eq!(default_backend(true), WatchdogBackend::Device);
+        assert_eq!(default_backend(false), WatchdogBackend::Process);
+        // A named device selects the device backend without naming it.
+        let config = NodeConfig::parse("node = \"n1\"\n[watchdog]\ndevice = \"/\"\n").unwrap();
+        assert_eq!(config.watchdog, WatchdogBackend::Device);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! membership files and lifecycle commands, and the [`env::RoundEnv`]
 //! through which actors run CRM and LRM rounds.
 
+pub mod check_config;
 pub mod cluster_store;
 pub mod config;
 pub mod env;
