@@ -124,6 +124,19 @@ impl<R: Role> Handler<SetPool> for RoundActor<R> {
     }
 }
 
+/// Hardware fencing for a CRM: the runner of fence-device runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetFence(pub std::sync::Arc<crate::agents::fence::FenceRunner>);
+
+impl<R: Role> Handler<SetFence> for RoundActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetFence, _ctx: &mut Context<Self>) {
+        self.fence = Some(msg.0);
+    }
+}
+
 /// The core state's name (`master`, `active`, ...), for status and tests.
 #[derive(Message)]
 #[rtype(result = "Option<&'static str>")]
@@ -135,6 +148,8 @@ pub struct RoundActor<R: Role> {
     lock: Addr<LockActor>,
     watchdog: Addr<WatchdogActor>,
     pool: Option<Addr<WorkerPool>>,
+    /// Fence-device runs (a CRM on a node with hardware fencing).
+    fence: Option<std::sync::Arc<crate::agents::fence::FenceRunner>>,
     exited: Recipient<Exited>,
     role: Option<R>,
     /// A shutdown request not yet handed to the core.
@@ -192,6 +207,7 @@ impl<R: Role> RoundActor<R> {
             lock,
             watchdog,
             pool,
+            fence: None,
             exited,
             role: None,
             pending_shutdown: None,
@@ -248,6 +264,9 @@ impl<R: Role> RoundActor<R> {
         let round_ctx = self.context(&snapshot);
         let mut state = snapshot.state;
         let mut env = RoundEnv::new(&round_ctx, &mut state);
+        if let Some(fence) = &self.fence {
+            env.fence = fence.view(round_ctx.members.keys().cloned());
+        }
         let finished = std::mem::take(&mut self.finished_jobs);
         let pending_shutdown = self.pending_shutdown.take();
         let role = &mut self.role;
@@ -393,9 +412,14 @@ impl<R: Role> RoundActor<R> {
                 act.watchdog.do_send(cmd);
             }
             for item in outbox.into_iter().filter(|_| confirmed) {
-                if let (Outgoing::Job(spec), Some(pool)) = (item, act.pool.as_ref()) {
-                    let fencing_token = act.epochs.get(&spec.sid).copied().unwrap_or(0);
-                    pool.do_send(RunJob { spec, fencing_token });
+                match (item, act.pool.as_ref(), act.fence.as_ref()) {
+                    (Outgoing::Job(spec), Some(pool), _) => {
+                        let fencing_token = act.epochs.get(&spec.sid).copied().unwrap_or(0);
+                        pool.do_send(RunJob { spec, fencing_token });
+                    }
+                    (Outgoing::FenceRun(node), _, Some(fence)) => fence.start(&node),
+                    (Outgoing::FenceReset(node), _, Some(fence)) => fence.reset(&node),
+                    _ => {}
                 }
             }
             act.busy = false;

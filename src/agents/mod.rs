@@ -38,6 +38,7 @@
 //! also gets `HACTOR_FENCING_TOKEN`, the service's placement epoch.
 
 pub mod command;
+pub mod fence;
 pub mod guest;
 pub mod proc;
 pub mod script;

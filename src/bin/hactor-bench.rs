@@ -42,6 +42,11 @@ enum Command {
         /// node N listens on 127.0.0.1:<port + N>.
         #[arg(long, default_value_t = 7600)]
         port: u16,
+        /// Fence through a (fake) fence device too: `ok` (it confirms the
+        /// node off, which acknowledges the fence before the lease ends),
+        /// `fail` or `hang` (the lease acknowledges, as without a device).
+        #[arg(long, value_parser = ["ok", "fail", "hang"])]
+        fence_device: Option<String>,
     },
     /// Compare the daemons' failover timeline with the simulator's: the
     /// master's node killed, then another node (`pve`: about 10 minutes).
@@ -306,14 +311,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (runs, pve_runs, nodes, dir, port) = match Cli::parse().command {
+    let (runs, pve_runs, nodes, dir, port, fence_device) = match Cli::parse().command {
         Command::Failover {
             runs,
             pve_runs,
             nodes,
             dir,
             port,
-        } => (runs, pve_runs, nodes, dir, port),
+            fence_device,
+        } => (runs, pve_runs, nodes, dir, port, fence_device),
         Command::Timeline {
             profile,
             nodes,
@@ -335,14 +341,31 @@ fn main() -> ExitCode {
         if count == 0 {
             continue;
         }
-        println!("== {profile} profile: {count} failover(s) on {nodes} nodes");
+        let extra = match &fence_device {
+            None => String::new(),
+            Some(mode) => {
+                let fence_dir = dir.join(format!("{profile}-fence"));
+                match hactor::node::local_fence::setup(&fence_dir, &dir.join(profile), nodes, mode) {
+                    Ok(fence) => fence.extra,
+                    Err(e) => {
+                        eprintln!("hactor-bench: fence device: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        };
+        let device = fence_device
+            .as_deref()
+            .map(|m| format!(", fence device '{m}'"))
+            .unwrap_or_default();
+        println!("== {profile} profile: {count} failover(s) on {nodes} nodes{device}");
         let spec = LocalSpec {
             nodes,
             services: nodes,
             profile: profile.into(),
             base_port: port,
             marker: format!("{port}111"),
-            extra: String::new(),
+            extra,
             script: None,
         };
         match failovers(&program, spec, &dir.join(profile), count) {

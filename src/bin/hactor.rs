@@ -716,9 +716,31 @@ fn check_config(config: Option<&std::path::Path>, fence: Option<&std::path::Path
     };
     println!("{}: valid", path.display());
     print!("{}", hactor::node::check_config::report(&config));
-    let failed = hactor::node::check_config::inequalities(&config.timings)
+    let mut failed = hactor::node::check_config::inequalities(&config.timings)
         .iter()
         .any(|i| !i.holds);
+    if let Some(fence) = &config.fence_config {
+        let parsed = std::fs::read_to_string(fence)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|text| {
+                hactor::config::fence::FenceConfig::parse(&text).map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    lines.join("; ")
+                })
+            });
+        match parsed {
+            Ok(devices) => println!(
+                "hardware fencing: {} ({} devices: {}; see check-config --fence)",
+                fence.display(),
+                devices.devices().len(),
+                devices.devices().join(", ")
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("hactor: {}: {e}", fence.display());
+            }
+        }
+    }
     if !config.socket.exists() {
         println!(
             "HA configuration: no daemon at {} (not checked)",

@@ -157,8 +157,14 @@ impl NodeStatus {
             self.set_state(env, node, NodeState::Fence);
             env.log(Event::FenceRequest { node: node.to_string() });
         }
-        let device = env.fence_device(node);
         let acknowledged = env.get_ha_agent_lock(Some(node));
+        // Asked only while the lease still protects: a run started now
+        // could power the node off after it came back.
+        let device = if acknowledged {
+            FenceDeviceState::NoDevice
+        } else {
+            env.fence_device(node)
+        };
         if acknowledged {
             env.log(Event::FenceAcknowledged { node: node.to_string() });
             self.set_state(env, node, NodeState::Unknown);
@@ -168,7 +174,7 @@ impl NodeStatus {
             self.set_state(env, node, NodeState::Unknown);
             env.log(Event::FenceDeviceSucceededNotice { node: node.to_string() });
         }
-        if device != FenceDeviceState::NoDevice && (acknowledged || device == FenceDeviceState::Off) {
+        if acknowledged || device == FenceDeviceState::Off {
             env.fence_device_reset(node);
         }
         acknowledged || device == FenceDeviceState::Off

@@ -300,6 +300,21 @@ struct WatchdogSection {
     device: Option<PathBuf>,
 }
 
+/// `[fence]`: hardware fencing through fence agents.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FenceSection {
+    /// fence.cfg (upstream's format), read whenever a fence runs.
+    config: PathBuf,
+    /// Limit of each fence agent call.
+    #[serde(default = "default_fence_timeout")]
+    timeout_secs: u64,
+}
+
+fn default_fence_timeout() -> u64 {
+    30
+}
+
 /// An HA resource declared in the node configuration; it seeds the store
 /// of a fresh node (the cluster store and `ha-manager` own them after).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -654,6 +669,9 @@ struct RawConfig {
     /// `[agent.vm]`, `[agent.ct]`: the hypervisor commands.
     #[serde(default)]
     agent: AgentSections,
+    /// `[fence]`: hardware fence devices this node's CRM runs as master.
+    #[serde(default)]
+    fence: Option<FenceSection>,
     /// Testing only: lets `<state_dir>/fault-block` (one peer name a line)
     /// cut this node off from those peers, for partition tests across
     /// processes.
@@ -684,6 +702,10 @@ pub struct NodeConfig {
     pub vm_agent: Option<GuestAgentConfig>,
     /// `[agent.ct]`, likewise with `pct`.
     pub ct_agent: Option<GuestAgentConfig>,
+    /// `[fence] config`: the fence.cfg of hardware fencing, if any.
+    pub fence_config: Option<PathBuf>,
+    /// `[fence] timeout_secs`: limit of one fence agent call.
+    pub fence_timeout_secs: u64,
     pub fault_injection: bool,
 }
 
@@ -895,6 +917,15 @@ impl NodeConfig {
                 check_timeout_secs(&format!("script.{name}"), key, value, true)?;
             }
         }
+        if let Some(fence) = &raw.fence {
+            if !fence.config.is_absolute() {
+                return Err(format!(
+                    "fence.config: must be an absolute path, not '{}'",
+                    fence.config.display()
+                ));
+            }
+            check_timeout_secs("fence", "timeout_secs", fence.timeout_secs, true)?;
+        }
         let vm_agent = raw.agent.vm.map(|a| a.resolve(GuestKind::Vm)).transpose()?;
         let ct_agent = raw.agent.ct.map(|a| a.resolve(GuestKind::Ct)).transpose()?;
         Ok(NodeConfig {
@@ -915,6 +946,8 @@ impl NodeConfig {
             script_services: raw.script,
             vm_agent,
             ct_agent,
+            fence_timeout_secs: raw.fence.as_ref().map_or(default_fence_timeout(), |f| f.timeout_secs),
+            fence_config: raw.fence.map(|f| f.config),
             fault_injection: raw.fault_injection,
         })
     }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::core::agent::{AgentHost, JobSpec};
-use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
+use crate::core::env::{DatacenterSettings, Env, EnvError, FenceDeviceState, NodeInfo, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::{Rule, parse_rules};
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
@@ -34,6 +34,10 @@ pub enum Outgoing {
     WatchdogClose,
     /// Run an agent action in the worker pool.
     Job(JobSpec),
+    /// Start a fence-device run for the node (hardware fencing).
+    FenceRun(NodeName),
+    /// The node's fence was acknowledged: forget its device run.
+    FenceReset(NodeName),
 }
 
 /// What a round needs besides the snapshot.
@@ -59,6 +63,9 @@ pub struct RoundEnv<'a> {
     pub state: &'a mut ClusterState,
     pub outbox: Vec<Outgoing>,
     pub events: Vec<Event>,
+    /// Nodes fence devices can fence, with their run's state (`None`: no
+    /// run yet); empty without hardware fencing.
+    pub fence: BTreeMap<NodeName, Option<FenceDeviceState>>,
 }
 
 impl<'a> RoundEnv<'a> {
@@ -68,6 +75,7 @@ impl<'a> RoundEnv<'a> {
             state,
             outbox: Vec::new(),
             events: Vec::new(),
+            fence: BTreeMap::new(),
         }
     }
 
@@ -314,6 +322,25 @@ impl Env for RoundEnv<'_> {
         self.ctx.max_workers
     }
 
+    fn fence_device(&mut self, node: &str) -> FenceDeviceState {
+        match self.fence.get(node) {
+            None => FenceDeviceState::NoDevice,
+            Some(Some(state)) => *state,
+            Some(None) => {
+                self.outbox.push(Outgoing::FenceRun(node.to_string()));
+                self.fence.insert(node.to_string(), Some(FenceDeviceState::Running));
+                FenceDeviceState::Running
+            }
+        }
+    }
+
+    fn fence_device_reset(&mut self, node: &str) {
+        if let Some(state) = self.fence.get_mut(node) {
+            *state = None;
+            self.outbox.push(Outgoing::FenceReset(node.to_string()));
+        }
+    }
+
     fn sleep(&mut self, _secs: Time) {}
 
     fn sleep_until(&mut self, _until: Time) {}
@@ -369,7 +396,7 @@ pub fn confirmed_watchdog_ops(outbox: &[Outgoing], granted: &[bool]) -> Vec<Outg
                 }
             }
             Outgoing::WatchdogClose => ops.push(item.clone()),
-            Outgoing::Job(_) => {}
+            Outgoing::Job(_) | Outgoing::FenceRun(_) | Outgoing::FenceReset(_) => {}
         }
     }
     ops

@@ -8,6 +8,7 @@ pub mod cluster_store;
 pub mod config;
 pub mod env;
 pub mod local_cluster;
+pub mod local_fence;
 pub mod membership;
 pub mod shutdown;
 pub mod state_lock;
