@@ -47,6 +47,11 @@ enum Command {
         /// `fail` or `hang` (the lease acknowledges, as without a device).
         #[arg(long, value_parser = ["ok", "fail", "hang"])]
         fence_device: Option<String>,
+        /// Overrides of the profile's [timing], e.g.
+        /// `online_window_ms = 1200` (repeatable): how fast a dead node is
+        /// noticed bounds a failover once a device confirms it off.
+        #[arg(long = "timing", value_name = "KEY = VALUE")]
+        timing: Vec<String>,
     },
     /// Compare the daemons' failover timeline with the simulator's: the
     /// master's node killed, then another node (`pve`: about 10 minutes).
@@ -311,7 +316,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (runs, pve_runs, nodes, dir, port, fence_device) = match Cli::parse().command {
+    let (runs, pve_runs, nodes, dir, port, fence_device, timing) = match Cli::parse().command {
         Command::Failover {
             runs,
             pve_runs,
@@ -319,7 +324,8 @@ fn main() -> ExitCode {
             dir,
             port,
             fence_device,
-        } => (runs, pve_runs, nodes, dir, port, fence_device),
+            timing,
+        } => (runs, pve_runs, nodes, dir, port, fence_device, timing),
         Command::Timeline {
             profile,
             nodes,
@@ -341,7 +347,7 @@ fn main() -> ExitCode {
         if count == 0 {
             continue;
         }
-        let extra = match &fence_device {
+        let mut extra = match &fence_device {
             None => String::new(),
             Some(mode) => {
                 let fence_dir = dir.join(format!("{profile}-fence"));
@@ -354,6 +360,9 @@ fn main() -> ExitCode {
                 }
             }
         };
+        if !timing.is_empty() {
+            extra.push_str(&format!("\n[timing]\n{}\n", timing.join("\n")));
+        }
         let device = fence_device
             .as_deref()
             .map(|m| format!(", fence device '{m}'"))
