@@ -19,6 +19,10 @@ use observer::*;
 /// told apart from a lease one by its timing alone.
 const TIMING: &str = "[timing]\nlease_ms = 15000\n";
 
+/// One cluster at a time: two at once on a small machine slow the
+/// daemons down to missed watchdog deadlines.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A service, and the node running it, that is not the master's: a new
 /// master would first wait for the old one's manager lock, whatever the
 /// fence device does.
@@ -54,6 +58,7 @@ fn calls(fence: &hactor::node::local_fence::FakeFence) -> String {
 
 #[test]
 fn a_fence_device_powers_a_hung_node_off_and_recovery_starts_before_its_lease_ends() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fence_dir = tempfile::tempdir().unwrap();
     let config = fence_dir.path().join("fence.cfg");
     let extra = format!(
@@ -117,6 +122,7 @@ fn a_fence_device_powers_a_hung_node_off_and_recovery_starts_before_its_lease_en
 
 #[test]
 fn a_failing_fence_device_leaves_the_fence_to_the_lease() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let fence_dir = tempfile::tempdir().unwrap();
     let config = fence_dir.path().join("fence.cfg");
     let extra = format!(

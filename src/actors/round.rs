@@ -170,6 +170,9 @@ pub struct RoundActor<R: Role> {
     _role: PhantomData<R>,
 }
 
+/// How often a CRM looks whether a fence-device run finished.
+const FENCE_POLL: Duration = Duration::from_millis(50);
+
 /// How often a manager-following role checks for a new manager status.
 const MANAGER_POLL: Duration = Duration::from_millis(100);
 
@@ -323,6 +326,19 @@ impl<R: Role> RoundActor<R> {
         });
     }
 
+    /// Runs a round as soon as `node`'s fence-device run finished: a
+    /// confirmed power-off is acknowledged without waiting for the tick.
+    fn watch_fence(&mut self, node: NodeName, ctx: &mut Context<Self>) {
+        ctx.run_later(FENCE_POLL, move |act, ctx| {
+            let state = act.fence.as_ref().and_then(|f| f.run_state(&node));
+            if state == Some(crate::core::env::FenceDeviceState::Running) {
+                act.watch_fence(node, ctx);
+            } else if state.is_some() {
+                act.round(ctx);
+            }
+        });
+    }
+
     /// Starts a round when the manager wrote a new status since the last look.
     fn follow_manager(&mut self, ctx: &mut Context<Self>) {
         let writes = self.lock.send(GetManagerWrites);
@@ -417,7 +433,10 @@ impl<R: Role> RoundActor<R> {
                         let fencing_token = act.epochs.get(&spec.sid).copied().unwrap_or(0);
                         pool.do_send(RunJob { spec, fencing_token });
                     }
-                    (Outgoing::FenceRun(node), _, Some(fence)) => fence.start(&node),
+                    (Outgoing::FenceRun(node), _, Some(fence)) => {
+                        fence.start(&node);
+                        act.watch_fence(node, ctx);
+                    }
                     (Outgoing::FenceReset(node), _, Some(fence)) => fence.reset(&node),
                     _ => {}
                 }

@@ -123,6 +123,15 @@ impl FenceRunner {
         });
     }
 
+    /// Where `node`'s run stands (`None`: no run).
+    pub fn run_state(&self, node: &str) -> Option<FenceDeviceState> {
+        self.runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .map(|r| r.state)
+    }
+
     /// Forgets `node`'s run (the fence was acknowledged); a call still
     /// running finishes unheard.
     pub fn reset(&self, node: &str) {

@@ -440,6 +440,41 @@ mod tests {
     }
 
     #[test]
+    fn a_fence_device_run_is_asked_once_and_reset_after_the_acknowledgement() {
+        let ctx = RoundContext {
+            node: "node1".into(),
+            client: Client::Crm,
+            now_ms: 1000,
+            quorate: true,
+            members: BTreeMap::new(),
+            lease_ms: 6500,
+            timing: Timing::UPSTREAM,
+            max_workers: 0,
+            datacenter: DatacenterSettings::default(),
+            node_shutdown: (false, false),
+        };
+        let mut state = ClusterState::default();
+        let mut env = RoundEnv::new(&ctx, &mut state);
+        assert_eq!(
+            env.fence_device("node3"),
+            FenceDeviceState::NoDevice,
+            "no devices configured"
+        );
+        env.fence.insert("node3".into(), None);
+        env.fence.insert("node2".into(), Some(FenceDeviceState::Off));
+        assert_eq!(env.fence_device("node3"), FenceDeviceState::Running);
+        assert_eq!(env.fence_device("node3"), FenceDeviceState::Running, "asked once");
+        assert_eq!(env.fence_device("node2"), FenceDeviceState::Off);
+        env.fence_device_reset("node2");
+        env.fence_device_reset("node9");
+        assert_eq!(
+            env.outbox,
+            [Outgoing::FenceRun("node3".into()), Outgoing::FenceReset("node2".into())]
+        );
+        assert!(confirmed_watchdog_ops(&env.outbox, &[]).is_empty());
+    }
+
+    #[test]
     fn pets_after_refused_acquisitions_are_dropped() {
         let acquire = Outgoing::Store(Op::Acquire {
             lock: "l".into(),
