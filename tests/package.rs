@@ -123,6 +123,20 @@ fn verify_unit(stage: &Path) {
     assert!(unit.contains("ExecStart=/usr/sbin/hactor --config /etc/hactor/hactor.toml"));
     assert!(unit.contains("Type=notify") && unit.contains("Restart=on-failure"));
     assert!(unit.contains("After=network-online.target"));
+    // Nothing that would close /dev/watchdog to the daemon (ProtectClock=
+    // implies a device allow-list) or sandbox the services it starts.
+    for forbidden in [
+        "ProtectClock=",
+        "PrivateDevices=",
+        "DeviceAllow=",
+        "DevicePolicy=",
+        "PrivateTmp=",
+    ] {
+        assert!(
+            !unit.lines().any(|l| l.starts_with(forbidden)),
+            "{forbidden} in the unit"
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("hactor.service");
     let staged = stage.join("usr/sbin/hactor");
