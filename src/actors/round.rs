@@ -11,9 +11,12 @@ use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, Supervised, WrapFuture};
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, SpawnHandle, Supervised,
+    WrapFuture,
+};
 
-use crate::core::crm::Crm;
+use crate::core::crm::{Crm, CrmState};
 use crate::core::env::DatacenterSettings;
 use crate::core::event::{Event, Level};
 use crate::core::lrm::Lrm;
@@ -41,7 +44,17 @@ pub trait Role: Unpin + 'static {
     fn shutdown_request(&mut self, env: &mut RoundEnv<'_>);
     fn job_finished(&mut self, _env: &mut RoundEnv<'_>, _sid: &str, _code: ExitCode) {}
     fn describe(&self) -> &'static str;
+    /// Run again after this, if sooner than the next regular round.
+    fn eager(&self) -> Option<Duration> {
+        None
+    }
 }
+
+/// How often a CRM slave tries for the manager lock: upstream's slave loop
+/// has no sleep and is paced by its lock attempts, one a second, so a new
+/// master takes over about a second after the old one's lock expired, not
+/// up to a round later.
+const SLAVE_POLL: Duration = Duration::from_secs(1);
 
 impl Role for Crm {
     const CLIENT: Client = Client::Crm;
@@ -61,6 +74,10 @@ impl Role for Crm {
 
     fn describe(&self) -> &'static str {
         self.state().as_str()
+    }
+
+    fn eager(&self) -> Option<Duration> {
+        (self.state() == CrmState::Slave).then_some(SLAVE_POLL)
     }
 }
 
@@ -167,6 +184,10 @@ pub struct RoundActor<R: Role> {
     retry: Retry,
     /// A quick retry is scheduled (at most one at a time).
     retry_pending: bool,
+    /// A [`Role::eager`] round is scheduled (at most one at a time).
+    eager_pending: bool,
+    /// The regular rounds' timer.
+    ticks: Option<SpawnHandle>,
     _role: PhantomData<R>,
 }
 
@@ -222,6 +243,8 @@ impl<R: Role> RoundActor<R> {
             manager_writes: 0,
             retry: Retry::default(),
             retry_pending: false,
+            eager_pending: false,
+            ticks: None,
             _role: PhantomData,
         }
     }
@@ -334,6 +357,36 @@ impl<R: Role> RoundActor<R> {
         });
     }
 
+    /// (Re)starts the regular rounds: one a round from now, and so on.
+    fn start_ticks(&mut self, ctx: &mut Context<Self>) {
+        if let Some(old) = self.ticks.take() {
+            ctx.cancel_future(old);
+        }
+        self.ticks = Some(ctx.run_interval(self.settings.round, |act, ctx| act.round(ctx)));
+    }
+
+    /// Runs the next round early when the role asks for it
+    /// ([`Role::eager`]), never with more than one such round pending.
+    /// The early round restarts the regular rounds from it: a slave that
+    /// took the manager lock in one runs its master rounds a round apart
+    /// from its takeover, as upstream's master loop sleeps until a round
+    /// after each round's start, so the fence delay it starts then ends
+    /// in a round, not up to a round after.
+    fn schedule_eager(&mut self, ctx: &mut Context<Self>) {
+        let Some(delay) = self.role.as_ref().and_then(R::eager) else {
+            return;
+        };
+        if self.eager_pending || self.done || delay >= self.settings.round {
+            return;
+        }
+        self.eager_pending = true;
+        ctx.run_later(delay, |act, ctx| {
+            act.eager_pending = false;
+            act.start_ticks(ctx);
+            act.round(ctx);
+        });
+    }
+
     /// Starts a round when the manager wrote a new status since the last look.
     fn follow_manager(&mut self, ctx: &mut Context<Self>) {
         let writes = self.lock.send(GetManagerWrites);
@@ -423,6 +476,7 @@ impl<R: Role> RoundActor<R> {
                 }
             }
             act.busy = false;
+            act.schedule_eager(ctx);
             if !alive {
                 act.done = true;
                 tracing::info!(node = %act.settings.node, "{}: exit (loop end)", R::NAME);
@@ -438,7 +492,7 @@ impl<R: Role> Actor for RoundActor<R> {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(256);
         self.round(ctx);
-        ctx.run_interval(self.settings.round, |act, ctx| act.round(ctx));
+        self.start_ticks(ctx);
         if R::FOLLOWS_MANAGER {
             ctx.run_interval(MANAGER_POLL, |act, ctx| act.follow_manager(ctx));
         }
@@ -451,6 +505,8 @@ impl<R: Role> Supervised for RoundActor<R> {
         self.role = None;
         self.busy = false;
         self.retry_pending = false;
+        self.eager_pending = false;
+        self.ticks = None;
         // A shutdown in progress goes on after the restart.
         self.pending_shutdown = self.shutting_down.or(self.pending_shutdown);
     }
@@ -499,5 +555,55 @@ impl<R: Role> Handler<InjectPanic> for RoundActor<R> {
 
     fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
         guarded(ctx, R::NAME, || std::panic::resume_unwind(Box::new("injected fault")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::core::store::{ClusterState, Lease, StoredResource};
+    use crate::core::types::RequestState;
+
+    /// One CRM iteration on node1 at `now_ms` over `state`; the CRM's
+    /// state name and what it asks of the round timer.
+    fn crm_round(state: &mut ClusterState, now_ms: u64) -> (&'static str, Option<Duration>) {
+        let ctx = RoundContext {
+            node: "node1".into(),
+            client: Client::Crm,
+            now_ms,
+            quorate: true,
+            members: BTreeMap::from([("node1".into(), true), ("node2".into(), true)]),
+            lease_ms: 120_000,
+            timing: Timing::UPSTREAM,
+            max_workers: 1,
+            datacenter: DatacenterSettings::default(),
+            node_shutdown: (false, false),
+        };
+        let mut env = RoundEnv::new(&ctx, state);
+        let mut crm = <Crm as Role>::create(&mut env);
+        assert!(Role::iterate(&mut crm, &mut env));
+        (crm.describe(), crm.eager())
+    }
+
+    #[test]
+    fn a_crm_slave_tries_for_the_manager_lock_every_second() {
+        let now_ms = 1_000_000;
+        let mut state = ClusterState::default();
+        state
+            .resources
+            .insert("proc:web".into(), StoredResource::new("node2", RequestState::Started));
+        state.leases.insert(
+            "ha_manager_lock".into(),
+            Lease {
+                holder: "node2".into(),
+                expires_ms: now_ms + 60_000,
+            },
+        );
+        assert_eq!(crm_round(&mut state.clone(), now_ms), ("slave", Some(SLAVE_POLL)));
+        // Once node2's lock expired node1 takes it and keeps the round's
+        // own pace.
+        assert_eq!(crm_round(&mut state, now_ms + 60_001), ("master", None));
     }
 }

@@ -7,6 +7,10 @@
 //!   the compiled rules).
 //! - `hactor-sim bench <suite-dir> [--repeat N]`: run every scenario below a
 //!   folder in this process and print the wall time.
+//! - `hactor-sim bench-round`: time one master round at scale.
+//! - `hactor-sim bench-scenario [--nodes 10] [--services 1000]`: simulate a
+//!   generated scenario at scale (power-on, a node's network fails,
+//!   recovery) and print the wall time.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,6 +58,18 @@ enum Command {
         /// Rounds per configuration (the median is printed).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+    },
+    /// Simulate a generated scenario at scale (every node powered on, the
+    /// last node's network fails, its services are recovered) and print
+    /// the wall time.
+    BenchScenario {
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// Scheduler mode (`crs: ha=`): basic, static or dynamic.
+        #[arg(long, default_value = "static")]
+        crs: String,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -104,6 +120,23 @@ fn demo() -> Result<(), String> {
     Ok(())
 }
 
+/// CPU time of this (single-threaded) process so far, from
+/// `/proc/thread-self/schedstat` (nanoseconds on a CPU); `None` off Linux.
+/// Printed next to wall times, which a loaded machine inflates.
+fn cpu_secs() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
+/// ` (cpu X s)` between two [`cpu_secs`] readings, or nothing.
+fn cpu_note(before: Option<f64>) -> String {
+    match (before, cpu_secs()) {
+        (Some(a), Some(b)) => format!(" (cpu {:.3} s)", b - a),
+        _ => String::new(),
+    }
+}
+
 fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(suite)
         .map_err(|e| format!("{}: {e}", suite.display()))?
@@ -117,6 +150,7 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
             suite.display()
         ));
     }
+    let cpu = cpu_secs();
     let started = Instant::now();
     let mut failed = 0;
     for _ in 0..repeat {
@@ -130,9 +164,10 @@ fn bench(suite: &Path, repeat: u32) -> Result<(), String> {
     let elapsed = started.elapsed();
     let runs = u32::try_from(dirs.len()).unwrap_or(u32::MAX).saturating_mul(repeat);
     println!(
-        "{runs} scenario runs ({} scenarios x {repeat}) in {:.3} s, {:.2} ms per scenario, {failed} failed",
+        "{runs} scenario runs ({} scenarios x {repeat}) in {:.3} s{}, {:.2} ms per scenario, {failed} failed",
         dirs.len(),
         elapsed.as_secs_f64(),
+        cpu_note(cpu),
         elapsed.as_secs_f64() * 1000.0 / f64::from(runs)
     );
     if failed > 0 {
@@ -155,14 +190,42 @@ fn bench_round(sizes: &[String], rounds: usize) -> Result<(), String> {
         for mode in ["static", "dynamic"] {
             let t = hactor::sim::bench::bench_round(mode, nodes, services, rounds);
             println!(
-                "{:<8} {:>3} nodes {:>6} services: steady round {:>8.3} ms, placement round (every service scored) {:>8.3} ms",
+                "{:<8} {:>3} nodes {:>6} services: steady round {:>8.3} ms (a new master's first {:>8.3} ms), placement round (every service scored) {:>8.3} ms",
                 t.mode,
                 t.nodes,
                 t.services,
                 t.steady.as_secs_f64() * 1000.0,
+                t.first.as_secs_f64() * 1000.0,
                 t.placement.as_secs_f64() * 1000.0
             );
         }
+    }
+    Ok(())
+}
+
+fn bench_scenario(nodes: usize, services: usize, crs: &str) -> Result<(), String> {
+    if nodes < 2 || services == 0 {
+        return Err("bench-scenario needs at least 2 nodes and 1 service".into());
+    }
+    if !matches!(crs, "basic" | "static" | "dynamic") {
+        return Err(format!("invalid scheduler mode '{crs}' (basic, static or dynamic)"));
+    }
+    let cpu = cpu_secs();
+    let t = hactor::sim::bench::bench_scenario(crs, nodes, services).map_err(|e| e.to_string())?;
+    println!(
+        "{crs:<8} {:>3} nodes {:>6} services: power-on, network failure, recovery simulated in {:.3} s{} ({} virtual s, {} log lines; {} of {} services started, {} off the failed node)",
+        t.nodes,
+        t.services,
+        t.elapsed.as_secs_f64(),
+        cpu_note(cpu),
+        t.sim_secs,
+        t.log_lines,
+        t.started,
+        t.services,
+        t.started_elsewhere
+    );
+    if t.started_elsewhere != t.services {
+        return Err("not every service was recovered off the failed node".into());
     }
     Ok(())
 }
@@ -175,6 +238,7 @@ fn main() -> ExitCode {
         Command::Rules { file, nodes } => rules(&file, &nodes),
         Command::Bench { suite, repeat } => bench(&suite, repeat),
         Command::BenchRound { sizes, rounds } => bench_round(&sizes, rounds),
+        Command::BenchScenario { nodes, services, crs } => bench_scenario(nodes, services, &crs),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

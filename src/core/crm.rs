@@ -6,10 +6,12 @@
 //! 10 s on a real cluster, one simulated round in the simulator) until it
 //! returns `false`, which means the CRM exited after a shutdown request.
 
+use std::sync::Arc;
+
 use super::env::{Env, WatchdogHandle};
 use super::event::Event;
 use super::manager::Manager;
-use super::status::{ManagerStatus, ServiceStatus};
+use super::status::{Disarm, ManagerStatus, ServiceStatus};
 use super::types::{NodeState, ServiceState};
 
 /// CRM daemon states, in lifecycle order.
@@ -102,14 +104,14 @@ impl Crm {
         self.manager = None;
         if state == CrmState::Master {
             // A new master starts from what is on disk; runtime data is fresh.
-            let ms = env.read_manager_status().unwrap_or_default();
+            let ms = env.read_manager_status().map(Arc::unwrap_or_clone).unwrap_or_default();
             self.manager = Some(Manager::new(env, ms));
         }
     }
 
     /// Quorate, store refreshed, manager status readable, and no service of
     /// this node awaiting fencing (a node being fenced must not lead).
-    fn is_healthy(&mut self, env: &mut dyn Env) -> Option<ManagerStatus> {
+    fn is_healthy(&mut self, env: &mut dyn Env) -> Option<Arc<ManagerStatus>> {
         if !env.quorate() || !self.cluster_state_update {
             return None;
         }
@@ -180,7 +182,7 @@ impl Crm {
                 } else if !self.disarmed {
                     let disarmed_on_disk = env
                         .read_manager_status()
-                        .is_ok_and(|ms| ms.disarm.is_some_and(|d| d.is_disarmed()));
+                        .is_ok_and(|ms| ms.disarm.as_ref().is_some_and(Disarm::is_disarmed));
                     if disarmed_on_disk {
                         env.log(Event::TakingOverDisarmed);
                         self.disarmed = true;

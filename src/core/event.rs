@@ -534,14 +534,37 @@ impl Event {
     }
 }
 
-fn params_suffix(params: &[(&'static str, String)]) -> String {
-    if params.is_empty() {
-        return String::new();
+/// `  (key = value, ...)` with the keys sorted (stable for equal keys), or
+/// nothing without params; written straight into the line (state changes
+/// are the most frequent log line).
+struct ParamsSuffix<'a>(&'a [(&'static str, String)]);
+
+impl fmt::Display for ParamsSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params = self.0;
+        if params.is_empty() {
+            return Ok(());
+        }
+        f.write_str("  (")?;
+        // Selection by (key, position): a handful of params, no allocation.
+        let mut last: Option<(&str, usize)> = None;
+        for n in 0..params.len() {
+            let next = params
+                .iter()
+                .enumerate()
+                .map(|(i, (k, _))| (*k, i))
+                .filter(|candidate| last.is_none_or(|l| *candidate > l))
+                .min()
+                .expect("one param per pass");
+            let (key, i) = next;
+            if n > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{key} = {}", params[i].1)?;
+            last = Some(next);
+        }
+        f.write_str(")")
     }
-    let mut sorted: Vec<_> = params.iter().collect();
-    sorted.sort_by_key(|(k, _)| *k);
-    let text: Vec<String> = sorted.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-    format!("  ({})", text.join(", "))
 }
 
 impl fmt::Display for Event {
@@ -586,7 +609,7 @@ impl fmt::Display for Event {
             ServiceStateChanged { sid, from, to, params } => write!(
                 f,
                 "service '{sid}': state changed from '{from}' to '{to}'{}",
-                params_suffix(params)
+                ParamsSuffix(params)
             ),
             NodeStateChanged { node, from, to } => {
                 write!(f, "node '{node}': state changed from '{from}' => '{to}'")

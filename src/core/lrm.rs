@@ -7,11 +7,12 @@
 //! it returns `false` (the LRM exited after a shutdown request).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::agent::{self, JobSpec};
 use super::env::{Env, WatchdogHandle};
 use super::event::Event;
-use super::status::{LrmResult, LrmStatus, ServiceStatus};
+use super::status::{LrmResult, LrmStatus, ManagerStatus, ServiceStatus};
 use super::types::{ExitCode, LrmMode, NodeName, NodeState, ServiceState, Time};
 
 /// LRM daemon states, in lifecycle order.
@@ -61,8 +62,8 @@ pub struct Lrm {
     /// When `state` was entered.
     state_change_time: Time,
     mode: LrmMode,
-    /// The master's service table, refreshed every round.
-    services: BTreeMap<String, ServiceStatus>,
+    /// The master's status (a shared snapshot), refreshed every round.
+    master: Arc<ManagerStatus>,
     /// This node's state in the master's table.
     node_state: NodeState,
     /// Whether the master recorded a maintenance request for this node.
@@ -90,7 +91,7 @@ impl Lrm {
             state: LrmState::Startup,
             state_change_time: env.now(),
             mode: LrmMode::Active,
-            services: BTreeMap::new(),
+            master: Arc::new(ManagerStatus::default()),
             node_state: NodeState::Unknown,
             maintenance_requested: false,
             jobs: BTreeMap::new(),
@@ -105,6 +106,11 @@ impl Lrm {
         };
         lrm.set_state(env, LrmState::WaitForAgentLock);
         lrm
+    }
+
+    /// The master's service table as last read.
+    fn services(&self) -> &BTreeMap<String, ServiceStatus> {
+        &self.master.service_status
     }
 
     pub fn state(&self) -> LrmState {
@@ -142,7 +148,7 @@ impl Lrm {
             return false;
         }
         let status = self.status(env);
-        match env.write_lrm_status(&status) {
+        match env.write_lrm_status(status) {
             Ok(()) => true,
             Err(err) => {
                 env.log(Event::WriteLrmStatusFailed { error: err.to_string() });
@@ -161,7 +167,7 @@ impl Lrm {
             }
         };
         let me = env.nodename().to_string();
-        self.services = ms.service_status.clone();
+        self.master = Arc::clone(&ms);
         self.node_state = ms.node_status.get(&me).copied().unwrap_or(NodeState::Unknown);
         self.maintenance_requested = ms.maintenance_requested(&me);
         if self.shutdown_request.is_none() {
@@ -179,7 +185,7 @@ impl Lrm {
     fn fence_requested(&self, me: &str) -> bool {
         self.node_state == NodeState::Fence
             || self
-                .services
+                .services()
                 .values()
                 .any(|sd| sd.state == ServiceState::Fence && sd.node == me)
     }
@@ -187,7 +193,7 @@ impl Lrm {
     /// Services this node is responsible for (as source or target) that
     /// are neither stopped, frozen, in error nor about to start.
     pub fn active_service_count(&self, me: &str) -> usize {
-        self.services
+        self.services()
             .values()
             .filter(|sd| sd.node == me || sd.target.as_deref() == Some(me))
             .filter(|sd| {
@@ -200,7 +206,7 @@ impl Lrm {
     }
 
     fn has_service_on_node(&self, me: &str) -> bool {
-        self.services.values().any(|sd| sd.node == me)
+        self.services().values().any(|sd| sd.node == me)
     }
 
     fn get_protected_agent_lock(&mut self, env: &mut dyn Env) -> bool {
@@ -253,7 +259,7 @@ impl Lrm {
         if !maintenance && shutdown {
             // Always stop everything when the node goes down, reboot or not.
             let local: Vec<String> = self
-                .services
+                .services()
                 .iter()
                 .filter(|(_, sd)| sd.node == me)
                 .map(|(sid, _)| sid.clone())
@@ -488,9 +494,11 @@ impl Lrm {
 
     /// Queues the master's commands for this node and runs them.
     fn manage_resources(&mut self, env: &mut dyn Env, me: &str) -> usize {
-        self.restart_tries.retain(|sid, _| self.services.contains_key(sid));
-        let commands: Vec<(String, ServiceStatus)> = self
-            .services
+        let services = &self.master.service_status;
+        self.restart_tries.retain(|sid, _| services.contains_key(sid));
+        let master = Arc::clone(&self.master);
+        let commands = master
+            .service_status
             .iter()
             .filter(|(_, sd)| sd.node == me && !sd.uid.is_empty())
             .filter(|(_, sd)| {
@@ -498,11 +506,9 @@ impl Lrm {
                     sd.state,
                     ServiceState::Recovery | ServiceState::Freeze | ServiceState::RequestStart
                 )
-            })
-            .map(|(sid, sd)| (sid.clone(), sd.clone()))
-            .collect();
+            });
         for (sid, sd) in commands {
-            self.queue_job(&sid, Some(sd.uid), sd.state, sd.target, sd.timeout);
+            self.queue_job(sid, Some(&sd.uid), sd.state, sd.target.as_ref(), sd.timeout);
         }
         self.run_workers(env)
     }
@@ -510,14 +516,14 @@ impl Lrm {
     fn queue_job(
         &mut self,
         sid: &str,
-        uid: Option<String>,
+        uid: Option<&String>,
         command: ServiceState,
-        target: Option<NodeName>,
+        target: Option<&NodeName>,
         timeout: Option<i64>,
     ) {
         // Never run the same uid twice once it has a result, except `stopped`
         // which is always enforced (even with no master around).
-        let done = uid.as_ref().is_some_and(|uid| self.results.contains_key(uid));
+        let done = uid.is_some_and(|uid| self.results.contains_key(uid));
         if command != ServiceState::Stopped && done {
             return;
         }
@@ -531,9 +537,9 @@ impl Lrm {
         self.jobs.insert(
             sid.to_string(),
             Job {
-                uid,
+                uid: uid.cloned(),
                 command,
-                target,
+                target: target.cloned(),
                 timeout,
                 start_tries: waited,
                 running: false,
@@ -555,6 +561,7 @@ impl Lrm {
             .collect();
         order.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let mut running = self.jobs.values().filter(|j| j.running).count();
+        let mut finished = false;
         for (sid, _) in order {
             let spec = {
                 let Some(job) = self.jobs.get_mut(&sid) else { continue };
@@ -571,12 +578,13 @@ impl Lrm {
                     config: None,
                 }
             };
-            let config = env.read_service_config().ok().and_then(|mut c| c.remove(&sid));
+            let config = env.read_service_config().ok().and_then(|c| c.get(&sid).cloned());
             let spec = JobSpec { config, ..spec };
             if max_workers == 0 {
                 // Inline, as upstream's test environment: done at once.
                 let code = agent::execute(env, &spec);
-                self.job_finished(env, &sid, code);
+                self.finish_job(env, &sid, code);
+                finished = true;
             } else {
                 if let Some(job) = self.jobs.get_mut(&sid) {
                     job.running = true;
@@ -585,6 +593,9 @@ impl Lrm {
                 env.spawn_job(spec);
             }
         }
+        if finished {
+            self.prune_results();
+        }
         self.jobs.len()
     }
 
@@ -592,6 +603,14 @@ impl Lrm {
     /// jobs it got through [`Env::spawn_job`]). Applies the restart policy
     /// and records the result for the master.
     pub fn job_finished(&mut self, env: &mut dyn Env, sid: &str, code: ExitCode) {
+        self.finish_job(env, sid, code);
+        self.prune_results();
+    }
+
+    /// [`Lrm::job_finished`] without pruning the results: inline jobs
+    /// prune once after the batch (the master's table does not change in
+    /// between), not once per job.
+    fn finish_job(&mut self, env: &mut dyn Env, sid: &str, code: ExitCode) {
         let Some(job) = self.jobs.remove(sid) else { return };
         match job.uid.clone() {
             Some(uid) => self.command_finished(env, sid, uid, &job, code),
@@ -625,8 +644,16 @@ impl Lrm {
                 exit_code: code,
             },
         );
-        let valid: std::collections::BTreeSet<&String> = self.services.values().map(|sd| &sd.uid).collect();
-        self.results.retain(|uid, _| valid.contains(uid));
+    }
+
+    /// Drops the results of commands the master no longer issues. A uid
+    /// names one command of one service, so a result stands exactly while
+    /// its service's current uid is the result's: one lookup per result
+    /// instead of a set of every service's uid.
+    fn prune_results(&mut self) {
+        let services = &self.master.service_status;
+        self.results
+            .retain(|uid, result| services.get(&result.sid).is_some_and(|sd| sd.uid == *uid));
     }
 
     /// Restart policy: retry a failed start up to `max_restart` times on
@@ -648,7 +675,12 @@ impl Lrm {
             .unwrap_or(0);
         match code {
             ExitCode::Success => {
-                self.restart_tries.insert(sid.to_string(), 0);
+                match self.restart_tries.get_mut(sid) {
+                    Some(tries) => *tries = 0,
+                    None => {
+                        self.restart_tries.insert(sid.to_string(), 0);
+                    }
+                }
                 code
             }
             ExitCode::Error => {

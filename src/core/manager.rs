@@ -8,6 +8,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::env::{DatacenterSettings, Env, EnvError, NodeInfo};
 use super::event::Event;
@@ -16,7 +17,8 @@ use super::node_status::NodeStatus;
 use super::rules::{Rule, compile, rules_from_groups, transform};
 use super::select::{CompiledRules, Preference, node_affinity, resource_affinity, select_service_node};
 use super::status::{
-    Disarm, Groups, LrmResult, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig, ServiceStatus,
+    Disarm, Groups, LrmResult, LrmStatus, ManagerStatus, NodeRequest, ResourceConfig, ServiceCommand, ServiceConfig,
+    ServiceStatus,
 };
 use super::types::{ExitCode, LrmMode, NodeName, RequestState, ServiceState, Time, sid_type};
 use super::usage::{CrsMode, Migration, MigrationCandidate, RebalanceMethod, ResourceStats, Usage};
@@ -72,11 +74,23 @@ pub struct Manager {
 /// service that has one.
 type RuleInputs = (Vec<Rule>, Groups, BTreeMap<String, String>);
 
-/// LRM inputs of one round: results keyed by uid and each node's mode.
-struct LrmView {
-    results: BTreeMap<String, LrmResult>,
+/// Each cluster node's LRM status snapshot, in node order (`None`: the
+/// node never wrote one).
+type LrmStatuses = Vec<(NodeName, Option<Arc<LrmStatus>>)>;
+
+/// LRM inputs of one round, borrowed from the nodes' status snapshots:
+/// results by uid (the first node in name order that reports one wins),
+/// each node's mode and state.
+struct LrmView<'a> {
+    results: BTreeMap<&'a str, &'a LrmResult>,
     modes: BTreeMap<NodeName, LrmMode>,
     states: BTreeMap<NodeName, String>,
+}
+
+impl LrmView<'_> {
+    fn result(&self, uid: &str) -> Option<&LrmResult> {
+        self.results.get(uid).copied()
+    }
 }
 
 /// What `handle_disarm` decided for this round.
@@ -198,7 +212,7 @@ impl Manager {
     /// mode; falls back to `basic` when node statistics are missing.
     fn recompute_usage(&mut self, env: &mut dyn Env) {
         let online = self.nodes.list_online_nodes();
-        self.usage = match self.scheduled_usage(env, &online) {
+        let fresh = match self.scheduled_usage(env, &online) {
             Ok(usage) => usage,
             Err(error) => {
                 env.log(Event::SchedulerFallback {
@@ -208,7 +222,7 @@ impl Manager {
                 Usage::basic(&online)
             }
         };
-        self.usage.set_all(&self.services);
+        self.usage.refresh(fresh, &self.services);
     }
 
     fn scheduled_usage(&self, env: &mut dyn Env, online: &[NodeName]) -> Result<Usage, String> {
@@ -240,28 +254,36 @@ impl Manager {
         Ok(Usage::scheduled(self.crs_mode, nodes, env.service_stats(dynamic)))
     }
 
-    /// Reads every cluster node's LRM status. A node that never wrote one
+    /// Reads every cluster node's LRM status (`None`: never wrote one).
+    fn read_lrm_statuses(env: &mut dyn Env, info: &NodeInfo) -> Result<LrmStatuses, EnvError> {
+        info.online
+            .keys()
+            .map(|node| Ok((node.clone(), env.read_lrm_status(node)?)))
+            .collect()
+    }
+
+    /// The round's view of the LRM statuses. A node that never wrote one
     /// counts as `active` (what upstream's simulator reports).
-    fn read_lrm_view(&mut self, env: &mut dyn Env, info: &NodeInfo) -> Result<LrmView, EnvError> {
+    fn lrm_view(statuses: &LrmStatuses) -> LrmView<'_> {
         let mut view = LrmView {
             results: BTreeMap::new(),
             modes: BTreeMap::new(),
             states: BTreeMap::new(),
         };
-        for node in info.online.keys() {
-            let mode = match env.read_lrm_status(node)? {
+        for (node, lrm) in statuses {
+            let mode = match lrm {
                 Some(lrm) => {
-                    for (uid, result) in lrm.results {
-                        view.results.entry(uid).or_insert(result);
+                    for (uid, result) in &lrm.results {
+                        view.results.entry(uid.as_str()).or_insert(result);
                     }
-                    view.states.insert(node.clone(), lrm.state);
+                    view.states.insert(node.clone(), lrm.state.clone());
                     lrm.mode
                 }
                 None => LrmMode::Active,
             };
             view.modes.insert(node.clone(), mode);
         }
-        Ok(view)
+        view
     }
 
     /// One master round. An `Err` aborts the round (upstream dies and the
@@ -270,7 +292,8 @@ impl Manager {
         let info = env.node_info();
         let known: BTreeSet<&NodeName> = self.nodes.status.keys().collect();
         let node_list_changed = info.online.keys().collect::<BTreeSet<_>>() != known;
-        let lrm = self.read_lrm_view(env, &info)?;
+        let statuses = Self::read_lrm_statuses(env, &info)?;
+        let lrm = Self::lrm_view(&statuses);
         self.nodes.update(env, &info, &lrm.modes);
         if !self.nodes.is_operational(&self.master_node.clone()) {
             env.log(Event::MasterSeemsOffline);
@@ -293,14 +316,8 @@ impl Manager {
         }
         self.recompute_usage(env);
 
-        // Groups give their members node affinity and override failback.
-        if !groups.is_empty() {
-            for cd in config.values_mut() {
-                if let Some(group) = cd.group.as_ref().and_then(|g| groups.get(g)) {
-                    cd.failback = !group.nofailback;
-                }
-            }
-        }
+        // Groups give their members node affinity (compiled below) and
+        // override failback (see `failback`).
         let rules = env.read_rules()?;
         self.compile_rules(env, rules, groups, &config, node_list_changed);
 
@@ -317,6 +334,16 @@ impl Manager {
 
         self.run_state_machine(env, &mut config, &lrm, only.as_ref())?;
         self.flush(env)
+    }
+
+    /// A service's failback setting: its group's when it has one (upstream
+    /// overrides the resource's with the group's `nofailback`).
+    fn failback(&self, cd: &ResourceConfig) -> bool {
+        let groups = self.rules_inputs.as_ref().map(|(_, groups, _)| groups);
+        match cd.group.as_ref().and_then(|g| groups?.get(g)) {
+            Some(group) => !group.nofailback,
+            None => cd.failback,
+        }
     }
 
     /// Recompiles the placement rules when their inputs changed. Dropped
@@ -776,7 +803,7 @@ impl Manager {
     fn run_state_machine(
         &mut self,
         env: &mut dyn Env,
-        config: &mut ServiceConfig,
+        config: &mut Arc<ServiceConfig>,
         lrm: &LrmView,
         only: Option<&BTreeSet<String>>,
     ) -> Result<(), EnvError> {
@@ -798,7 +825,7 @@ impl Manager {
                     continue;
                 };
                 let last = sd.state;
-                let result = lrm.results.get(&sd.uid).cloned();
+                let result = lrm.result(&sd.uid).cloned();
                 let cd = config.get(sid).unwrap_or(&disabled);
                 match last {
                     ServiceState::Stopped => self.next_state_stopped(env, sid, cd),
@@ -811,7 +838,9 @@ impl Manager {
                     ServiceState::Recovery => {
                         let mut cd = cd.clone();
                         self.next_state_recovery(env, sid, &mut cd);
-                        if let Some(entry) = config.get_mut(sid) {
+                        if config.get(sid).is_some_and(|entry| entry.node != cd.node)
+                            && let Some(entry) = Arc::make_mut(config).get_mut(sid)
+                        {
                             entry.node = cd.node;
                         }
                     }
@@ -881,7 +910,7 @@ impl Manager {
             let Some(&(online, steady)) = nodes.get(sd.node.as_str()) else {
                 return false;
             };
-            if !online || lrm.results.contains_key(&sd.uid) {
+            if !online || lrm.result(&sd.uid).is_some() {
                 return false;
             }
             match sd.state {
@@ -960,7 +989,7 @@ impl Manager {
             &self.rules,
             &self.usage,
             sid,
-            cd.failback,
+            self.failback(cd),
             &self.services,
             preference,
             &mut on_error,

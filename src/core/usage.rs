@@ -337,6 +337,52 @@ impl Usage {
         self.resum(&all);
     }
 
+    /// Becomes `fresh` with every service of `services` accounted: the
+    /// same as `*self = fresh; self.set_all(services)`. When `fresh` has
+    /// the same model, nodes and figures as `self` (a steady cluster, every
+    /// round), only the services whose placement changed are re-accounted
+    /// instead of rebuilding every table; counts are integers and each
+    /// node's stats are re-summed in sid order from the first changed
+    /// entry on, so the result is bit-identical to the rebuild.
+    pub fn refresh(&mut self, fresh: Usage, services: &BTreeMap<String, ServiceStatus>) {
+        let same = self.mode == fresh.mode
+            && self.names == fresh.names
+            && self.base == fresh.base
+            && self.stats == fresh.stats;
+        if !same {
+            *self = fresh;
+            self.set_all(services);
+            return;
+        }
+        let mut changed: Vec<&str> = Vec::new();
+        let mut known = self.services.iter().peekable();
+        // all three maps are sorted by sid: one walk, no lookups
+        let mut all_stats = self.stats.iter().peekable();
+        for (sid, sd) in services {
+            // accounted services that are no longer configured
+            while let Some((old, _)) = known.next_if(|(old, _)| old.as_str() < sid.as_str()) {
+                changed.push(old);
+            }
+            while all_stats.next_if(|(s, _)| s.as_str() < sid.as_str()).is_some() {}
+            let stats = all_stats
+                .next_if(|(s, _)| s.as_str() == sid.as_str())
+                .map_or_else(ResourceStats::default, |(_, stats)| *stats);
+            let placement = self.placement(sd, &stats);
+            let current = known.next_if(|(old, _)| old.as_str() == sid.as_str()).map(|(_, p)| p);
+            if placement.as_ref() != current {
+                changed.push(sid);
+            }
+        }
+        changed.extend(known.map(|(old, _)| old.as_str()));
+        let changed: Vec<String> = changed.into_iter().map(str::to_string).collect();
+        for sid in &changed {
+            match services.get(sid) {
+                Some(sd) => self.set_service(sid, sd),
+                None => self.remove_service(sid),
+            }
+        }
+    }
+
     /// Records where a (not yet accounted) service puts load; returns the
     /// nodes whose scheduler stats need re-summing.
     fn place(&mut self, sid: &str, sd: &ServiceStatus) -> Vec<usize> {
@@ -558,20 +604,21 @@ fn criteria_each_replaced(nodes: &[NodeStats], replace: impl Fn(&NodeStats) -> N
         max: (0.0, 0.0),
     };
     let n = nodes.len();
+    let loads: Vec<(f64, f64)> = nodes.iter().map(NodeStats::loads).collect();
     // prefix[i]: nodes before i
     let mut prefix = Vec::with_capacity(n + 1);
     let mut acc = EMPTY;
     prefix.push(acc);
-    for node in nodes {
-        let (c, m) = node.loads();
+    for &(c, m) in &loads {
         acc = Partial {
             sq: (acc.sq.0 + c * c, acc.sq.1 + m * m),
             max: (acc.max.0.max(c), acc.max.1.max(m)),
         };
         prefix.push(acc);
     }
-    let mut rows = vec![[0.0; 4]; n];
-    // suffix: nodes after i, built from the back
+    // built from the back (the suffix grows), reversed at the end
+    let mut rows = Vec::with_capacity(n);
+    // suffix: nodes after i
     let mut suffix = EMPTY;
     for i in (0..n).rev() {
         let (c, m) = replace(&nodes[i]).loads();
@@ -580,18 +627,19 @@ fn criteria_each_replaced(nodes: &[NodeStats], replace: impl Fn(&NodeStats) -> N
         let sq_mem = before.sq.1 + m * m + suffix.sq.1;
         let max_cpu = before.max.0.max(suffix.max.0).max(c);
         let max_mem = before.max.1.max(suffix.max.1).max(m);
-        rows[i] = [
+        rows.push([
             1.0 + (sq_cpu / n as f64).sqrt(),
             1.0 + max_cpu,
             1.0 + (sq_mem / n as f64).sqrt(),
             1.0 + max_mem,
-        ];
-        let (c, m) = nodes[i].loads();
+        ]);
+        let (c, m) = loads[i];
         suffix = Partial {
             sq: (suffix.sq.0 + c * c, suffix.sq.1 + m * m),
             max: (suffix.max.0.max(c), suffix.max.1.max(m)),
         };
     }
+    rows.reverse();
     rows
 }
 
@@ -640,27 +688,47 @@ fn criteria_of_loads(loads: impl Iterator<Item = (f64, f64)>) -> [f64; 4] {
 
 /// TOPSIS closeness of each alternative to the ideal (all criteria
 /// minimised, weights normalised): 0..1, higher is better.
+///
+/// Every column is walked in row order with the same operations as the
+/// textbook column-by-column form (kept as the reference in the tests),
+/// four columns per pass: each result is bit-identical to it, in one
+/// pass per step instead of four (scoring runs once per placed service).
 fn topsis_scores(mut matrix: Vec<[f64; 4]>) -> Result<Vec<f64>, String> {
     let total: f64 = CRITERIA_WEIGHTS.iter().sum();
     let weights = CRITERIA_WEIGHTS.map(|w| w / total);
-    for j in 0..4 {
-        let norm = matrix.iter().map(|row| row[j] * row[j]).sum::<f64>().sqrt();
-        if norm != 0.0 {
-            for row in matrix.iter_mut() {
-                row[j] /= norm;
-                if !row[j].is_finite() {
-                    return Err(format!("criterion {j} got invalid value {}", row[j]));
-                }
+    // `Sum for f64` starts from -0.0; so do these column sums.
+    let mut squares = [-0.0f64; 4];
+    for row in &matrix {
+        for j in 0..4 {
+            squares[j] += row[j] * row[j];
+        }
+    }
+    let norms = squares.map(f64::sqrt);
+    let mut invalid = false;
+    for row in matrix.iter_mut() {
+        for j in 0..4 {
+            if norms[j] != 0.0 {
+                row[j] /= norms[j];
+                invalid |= !row[j].is_finite();
+            }
+        }
+    }
+    if invalid {
+        // the first invalid value in column order, as the column walk finds it
+        for j in 0..4 {
+            if let Some(row) = matrix.iter().find(|row| norms[j] != 0.0 && !row[j].is_finite()) {
+                return Err(format!("criterion {j} got invalid value {}", row[j]));
             }
         }
     }
     let normalised = matrix;
-    let mut best = [0.0; 4];
-    let mut worst = [0.0; 4];
-    for j in 0..4 {
-        let column = normalised.iter().map(|row| row[j]);
-        best[j] = column.clone().fold(f64::INFINITY, f64::min);
-        worst[j] = column.fold(f64::NEG_INFINITY, f64::max);
+    let mut best = [f64::INFINITY; 4];
+    let mut worst = [f64::NEG_INFINITY; 4];
+    for row in &normalised {
+        for j in 0..4 {
+            best[j] = f64::min(best[j], row[j]);
+            worst[j] = f64::max(worst[j], row[j]);
+        }
     }
     let distance = |row: &[f64; 4], ideal: &[f64; 4]| -> f64 {
         (0..4)
@@ -704,6 +772,84 @@ pub fn used_service_nodes(online: impl Fn(&str) -> bool, sd: &ServiceStatus) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The textbook TOPSIS, column by column (what [`topsis_scores`] was):
+    /// the reference its results must equal bit for bit.
+    pub(super) fn topsis_scores_by_column(mut matrix: Vec<[f64; 4]>) -> Result<Vec<f64>, String> {
+        let total: f64 = CRITERIA_WEIGHTS.iter().sum();
+        let weights = CRITERIA_WEIGHTS.map(|w| w / total);
+        for j in 0..4 {
+            let norm = matrix.iter().map(|row| row[j] * row[j]).sum::<f64>().sqrt();
+            if norm != 0.0 {
+                for row in matrix.iter_mut() {
+                    row[j] /= norm;
+                    if !row[j].is_finite() {
+                        return Err(format!("criterion {j} got invalid value {}", row[j]));
+                    }
+                }
+            }
+        }
+        let normalised = matrix;
+        let mut best = [0.0; 4];
+        let mut worst = [0.0; 4];
+        for j in 0..4 {
+            let column = normalised.iter().map(|row| row[j]);
+            best[j] = column.clone().fold(f64::INFINITY, f64::min);
+            worst[j] = column.fold(f64::NEG_INFINITY, f64::max);
+        }
+        let distance = |row: &[f64; 4], ideal: &[f64; 4]| -> f64 {
+            (0..4)
+                .map(|j| ((row[j] - ideal[j]) * weights[j]).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        let mut scores = Vec::with_capacity(normalised.len());
+        for row in &normalised {
+            let (to_best, to_worst) = (distance(row, &best), distance(row, &worst));
+            let score = if to_best + to_worst == 0.0 {
+                0.0
+            } else {
+                to_worst / (to_best + to_worst)
+            };
+            if !score.is_finite() {
+                return Err(format!("invalid score {score}"));
+            }
+            scores.push(score);
+        }
+        Ok(scores)
+    }
+
+    #[test]
+    fn topsis_scores_equal_the_column_by_column_form_bit_for_bit() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for n in [1usize, 2, 3, 7, 16, 17, 64, 200] {
+            for round in 0..20 {
+                let matrix: Vec<[f64; 4]> = (0..n)
+                    .map(|i| {
+                        let mut row = [1.0 + next(), 1.0 + next() * 3.0, 1.0 + next() * 1e-9, 1.0 + next()];
+                        if round % 5 == 0 && i % 3 == 0 {
+                            row = [row[0], row[0], 1.0, 1.0]; // ties and equal columns
+                        }
+                        row
+                    })
+                    .collect();
+                let fused = topsis_scores(matrix.clone()).unwrap();
+                let reference = topsis_scores_by_column(matrix).unwrap();
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&fused), bits(&reference), "{n} rows, round {round}");
+            }
+        }
+        let zero = vec![[0.0; 4]; 3];
+        assert_eq!(topsis_scores(zero.clone()), topsis_scores_by_column(zero));
+        let bad = vec![[1.0, f64::INFINITY, 1.0, 1.0], [1.0, 1.0, f64::NAN, 1.0]];
+        assert_eq!(topsis_scores(bad.clone()), topsis_scores_by_column(bad));
+    }
 
     fn node(cpu: f64, maxcpu: f64, mem: f64, maxmem: f64) -> NodeStats {
         NodeStats {

@@ -35,7 +35,8 @@ pub struct StoreTiming {
     /// A write not committed within this is reported as failed (it may
     /// still commit; every operation tolerates that).
     pub write_timeout: Duration,
-    /// How often this node commits its liveness heartbeat.
+    /// How often, at most, this node commits its liveness heartbeat (see
+    /// [`StoreTiming::heartbeat_every`]).
     pub alive_interval: Duration,
     /// This node is quorate while its last commit is at most this old.
     pub quorum_window: Duration,
@@ -57,6 +58,18 @@ impl StoreTiming {
             quorum_window: round,
             online_window: round * 3,
         }
+    }
+
+    /// The heartbeat interval: `alive_interval`, or a third of the online
+    /// window if that is shorter, so that the others see this node online
+    /// even when two heartbeats in a row commit late, and see it offline
+    /// soon after it died when the window is short (the `pve` profile:
+    /// 5 s, as upstream's corosync membership drops a dead node within
+    /// seconds).
+    pub fn heartbeat_every(&self) -> Duration {
+        self.alive_interval
+            .min(self.online_window / 3)
+            .max(Duration::from_millis(1))
     }
 }
 
@@ -342,12 +355,12 @@ impl RaftStore {
         }
     }
 
-    /// Commits this node's heartbeat every `alive_interval`: the proof of
+    /// Commits this node's heartbeat every [`StoreTiming::heartbeat_every`]: the proof of
     /// quorum and, for the others, of liveness.
     pub fn spawn_heartbeat(&self) {
         let store = self.clone();
         self.keep(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(store.inner.timing.alive_interval);
+            let mut tick = tokio::time::interval(store.inner.timing.heartbeat_every());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
@@ -429,6 +442,8 @@ impl RaftStore {
             .current_leader
             .and_then(|id| membership.get_node(&id))
             .map(|m| m.name.clone());
+        let applied = self.inner.sm.read();
+        let state = &applied.state;
         ClusterView {
             node: self.inner.node.clone(),
             id: self.inner.id,
@@ -441,8 +456,13 @@ impl RaftStore {
                 .collect(),
             settled: membership.get_joint_config().len() == 1,
             last_applied: metrics.last_applied.map(|l| l.index),
-            master: self.inner.sm.read().state.manager_status.master_node.clone(),
-            services: services(&self.inner.sm.read().state),
+            master: state.manager_status.master_node.clone(),
+            services: services(state),
+            leases: state
+                .leases
+                .iter()
+                .map(|(lock, lease)| (lock.clone(), lease.holder.clone(), lease.expires_ms))
+                .collect(),
         }
     }
 
@@ -680,4 +700,29 @@ pub async fn ask(
     request: PeerRequest,
 ) -> Result<PeerReply, TransportError> {
     transport.call::<PeerRequest, PeerReply>(peer, addr, &request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_come_every_third_of_the_online_window_at_most_every_half_round() {
+        let round = StoreTiming::for_round(Duration::from_secs(10), Duration::from_secs(1), Duration::from_secs(5));
+        assert_eq!(round.heartbeat_every(), Duration::from_secs(5));
+        let pve = StoreTiming {
+            online_window: Duration::from_secs(5),
+            ..round
+        };
+        assert_eq!(pve.heartbeat_every(), Duration::from_secs(5) / 3);
+        let fast = StoreTiming {
+            online_window: Duration::from_secs(3),
+            ..StoreTiming::for_round(
+                Duration::from_secs(1),
+                Duration::from_millis(100),
+                Duration::from_millis(300),
+            )
+        };
+        assert_eq!(fast.heartbeat_every(), Duration::from_millis(500));
+    }
 }

@@ -76,6 +76,12 @@ pub struct ClusterView {
     /// `(sid, node, state)` of every HA resource in this replica's state:
     /// the manager's placement, or the configured node before it has one.
     pub services: Vec<(String, String, String)>,
+    /// `(lock, holder, expires_ms)` of every lease in this replica's
+    /// state: when the holder renewed it last (`expires_ms` minus the
+    /// lease), which `hactor-bench timeline` uses to place a fault where
+    /// the simulator's lands, just before the master's round.
+    #[serde(default)]
+    pub leases: Vec<(String, String, u64)>,
 }
 
 /// The reply to a [`PeerRequest`].
@@ -267,6 +273,7 @@ mod tests {
                     last_applied,
                     master: None,
                     services,
+                    leases: vec![("ha_manager_lock".into(), "node1".into(), term)],
                 });
             prop_oneof![
                 view.prop_map(PeerReply::Status),

@@ -99,11 +99,15 @@ pub struct Timings {
     /// leader no lease can be renewed, and a leader change that outlasts
     /// the watchdog client timeout fences every node.
     pub raft_election_ms: u64,
-    /// Another node counts as online while its last store heartbeat (one
-    /// every half round) is at most this old. Upstream learns of a dead
-    /// node from corosync within seconds, so the master marks it
-    /// `unknown` in its next round; `pve` keeps to that (one round: a
-    /// single late heartbeat is tolerated), `fast` allows three rounds
+    /// Another node counts as online while its last store heartbeat is
+    /// at most this old; every node commits a heartbeat every third of
+    /// this window (at most every half round), so two late heartbeats in
+    /// a row are tolerated. Upstream learns of a dead node from corosync
+    /// within a few seconds (token timeout plus consensus), so the master
+    /// marks it `unknown` in its next round, and the fence delay counts
+    /// from the last round before the loss; `pve` keeps to that (5 s: a
+    /// dead peer is offline before the master's next round unless that
+    /// round comes within 5 s of the loss), `fast` allows three rounds
     /// (its rounds are short enough that this costs little, and a loaded
     /// machine delays commits by that much). A node wrongly seen offline
     /// for less than the fence delay is harmless: it goes back online.
@@ -123,7 +127,7 @@ impl Timings {
                 watchdog_tick_ms: 1_000,
                 raft_heartbeat_ms: 1_000,
                 raft_election_ms: 5_000,
-                online_window_ms: 10_000,
+                online_window_ms: 5_000,
             },
             Profile::Fast => Timings {
                 round_ms: 1_000,
@@ -211,11 +215,13 @@ impl Timings {
                 self.margin_ms
             ));
         }
-        if self.online_window_ms <= self.round_ms / 2 {
+        let floor = self.raft_heartbeat_ms.saturating_mul(3);
+        if self.online_window_ms < floor {
             return Err(format!(
-                "online_window_ms ({}) must be longer than the heartbeat interval, half of round_ms ({}), \
-                 or healthy nodes are seen offline",
-                self.online_window_ms, self.round_ms
+                "online_window_ms ({}) must be at least 3 × raft_heartbeat_ms ({}) = {floor}: heartbeats are \
+                 committed every third of the window and a commit takes about a Raft heartbeat, or healthy \
+                 nodes are seen offline",
+                self.online_window_ms, self.raft_heartbeat_ms
             ));
         }
         if self.watchdog_tick_ms >= self.watchdog_client_timeout_ms {
@@ -798,9 +804,9 @@ backend = "process"
 
     #[test]
     fn the_online_window_follows_the_profile_and_can_be_overridden() {
-        // pve: a dead peer is offline within one round, as upstream's
-        // corosync membership has it by the master's next round.
-        assert_eq!(Timings::of(Profile::Pve).online_window_ms, 10_000);
+        // pve: a dead peer is offline within half a round, as upstream's
+        // corosync membership has it within seconds.
+        assert_eq!(Timings::of(Profile::Pve).online_window_ms, 5_000);
         assert_eq!(Timings::of(Profile::Fast).online_window_ms, 3_000);
         let config = NodeConfig::parse(&format!("{GOOD}\n[timing]\nonline_window_ms = 2000\n")).unwrap();
         assert_eq!(config.timings.online_window_ms, 2_000);
@@ -849,8 +855,8 @@ backend = "process"
                 "unknown field `round_msec`",
             ),
             (
-                &format!("{GOOD}\n[timing]\nonline_window_ms = 500\n"),
-                "online_window_ms (500) must be longer than the heartbeat interval",
+                &format!("{GOOD}\n[timing]\nonline_window_ms = 200\n"),
+                "online_window_ms (200) must be at least 3 × raft_heartbeat_ms (100) = 300",
             ),
             (
                 &format!("{GOOD}device = \"/dev/watchdog1\"\n"),

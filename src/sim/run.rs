@@ -361,7 +361,7 @@ impl Simulator {
                 self.world.nodes.get_mut(node).expect("validated node").hw.version = Some(version.clone());
             }
             HwCommand::ServiceState { sid, state } => {
-                if let Some(cd) = self.world.services.get_mut(sid) {
+                if let Some(cd) = self.world.service_mut(sid) {
                     cd.state = *state;
                 }
             }
@@ -371,8 +371,7 @@ impl Simulator {
                 state,
                 running,
             } => {
-                self.world
-                    .services
+                std::sync::Arc::make_mut(&mut self.world.services)
                     .insert(sid.clone(), ResourceConfig::new(node, *state));
                 self.world
                     .running
@@ -381,21 +380,21 @@ impl Simulator {
                     .insert(sid.clone(), *running);
             }
             HwCommand::ServiceDelete { sid } => {
-                self.world.services.remove(sid);
+                std::sync::Arc::make_mut(&mut self.world.services).remove(sid);
                 self.world.stats.remove(sid);
             }
             HwCommand::ServiceLock { sid, lock } => {
-                if let Some(cd) = self.world.services.get_mut(sid) {
+                if let Some(cd) = self.world.service_mut(sid) {
                     cd.lock = Some(lock.clone());
                 }
             }
             HwCommand::ServiceUnlock { sid, lock } => {
-                let cd = self
+                let matches = self
                     .world
                     .services
-                    .get_mut(sid)
-                    .filter(|cd| lock.is_none() || cd.lock == *lock);
-                if let Some(cd) = cd {
+                    .get(sid)
+                    .is_some_and(|cd| lock.is_none() || cd.lock == *lock);
+                if let Some(cd) = self.world.service_mut(sid).filter(|_| matches) {
                     cd.lock = None;
                 }
             }

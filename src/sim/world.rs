@@ -9,6 +9,7 @@
 //! [`WatchdogMux`], as in the daemon.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -69,9 +70,11 @@ pub struct World {
     pub nodes: BTreeMap<NodeName, NodeState>,
     /// Each daemon's clock, by node.
     pub clocks: BTreeMap<NodeName, BTreeMap<Daemon, DaemonClock>>,
-    pub manager_status: ManagerStatus,
-    pub lrm_status: BTreeMap<NodeName, LrmStatus>,
-    pub services: ServiceConfig,
+    /// Shared snapshots (see [`crate::core::env`]): a write replaces the
+    /// status; the configuration is edited copy-on-write.
+    pub manager_status: Arc<ManagerStatus>,
+    pub lrm_status: BTreeMap<NodeName, Arc<LrmStatus>>,
+    pub services: Arc<ServiceConfig>,
     pub groups: Groups,
     pub rules: Vec<Rule>,
     pub datacenter: Value,
@@ -132,9 +135,9 @@ impl World {
             now: 0,
             nodes,
             clocks,
-            manager_status: scenario.manager_status.clone(),
+            manager_status: Arc::new(scenario.manager_status.clone()),
             lrm_status: BTreeMap::new(),
-            services: scenario.services.clone(),
+            services: Arc::new(scenario.services.clone()),
             groups: scenario.groups.clone(),
             rules: scenario.rules.clone(),
             datacenter: scenario.datacenter.clone(),
@@ -202,9 +205,18 @@ impl World {
 
     /// Changes a guest's configured node, as a migration does.
     pub fn change_service_location(&mut self, sid: &str, to: &str) {
-        if let Some(cd) = self.services.get_mut(sid) {
+        if let Some(cd) = self.service_mut(sid) {
             cd.node = Some(to.to_string());
         }
+    }
+
+    /// One resource's configuration for editing; copies the configuration
+    /// first only while a reader still holds a snapshot of it.
+    pub fn service_mut(&mut self, sid: &str) -> Option<&mut ResourceConfig> {
+        if !self.services.contains_key(sid) {
+            return None;
+        }
+        Arc::make_mut(&mut self.services).get_mut(sid)
     }
 
     /// Every configured guest with its configuration and stats (if any),
@@ -373,36 +385,36 @@ impl Env for SimEnv<'_> {
         self.world.nodes.get(&self.node).is_some_and(|n| n.cfs_update)
     }
 
-    fn read_manager_status(&mut self) -> Result<ManagerStatus, EnvError> {
+    fn read_manager_status(&mut self) -> Result<Arc<ManagerStatus>, EnvError> {
         self.cfs_rw()?;
-        Ok(self.world.manager_status.clone())
+        Ok(Arc::clone(&self.world.manager_status))
     }
 
     fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world.manager_status = status;
+        self.world.manager_status = Arc::new(status);
         Ok(())
     }
 
-    fn read_lrm_status(&mut self, node: &str) -> Result<Option<LrmStatus>, EnvError> {
+    fn read_lrm_status(&mut self, node: &str) -> Result<Option<Arc<LrmStatus>>, EnvError> {
         self.cfs_rw()?;
         Ok(self.world.lrm_status.get(node).cloned())
     }
 
-    fn write_lrm_status(&mut self, status: &LrmStatus) -> Result<(), EnvError> {
+    fn write_lrm_status(&mut self, status: LrmStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world.lrm_status.insert(self.node.clone(), status.clone());
+        self.world.lrm_status.insert(self.node.clone(), Arc::new(status));
         Ok(())
     }
 
-    fn read_service_config(&mut self) -> Result<ServiceConfig, EnvError> {
+    fn read_service_config(&mut self) -> Result<Arc<ServiceConfig>, EnvError> {
         self.cfs_rw()?;
-        Ok(self.world.services.clone())
+        Ok(Arc::clone(&self.world.services))
     }
 
     fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        if let Some(cd) = self.world.services.get_mut(sid) {
+        if let Some(cd) = self.world.service_mut(sid) {
             cd.state = state;
         }
         Ok(())
@@ -413,13 +425,11 @@ impl Env for SimEnv<'_> {
     }
 
     fn remove_locks(&mut self, sid: &str, locks: &[&str]) -> Option<String> {
-        let cd = self.world.services.get_mut(sid)?;
-        let lock = cd.lock.clone()?;
-        if locks.contains(&lock.as_str()) {
-            cd.lock = None;
-            return Some(lock);
+        let lock = self.world.services.get(sid)?.lock.as_deref()?;
+        if !locks.contains(&lock) {
+            return None;
         }
-        None
+        self.world.service_mut(sid)?.lock.take()
     }
 
     fn read_groups(&mut self) -> Result<Groups, EnvError> {
@@ -441,7 +451,7 @@ impl Env for SimEnv<'_> {
     fn drop_resource_groups(&mut self, failback: &BTreeMap<String, bool>) -> Result<(), EnvError> {
         self.cfs_rw()?;
         for (sid, value) in failback {
-            if let Some(cd) = self.world.services.get_mut(sid) {
+            if let Some(cd) = self.world.service_mut(sid) {
                 cd.group = None;
                 cd.failback = *value;
             }
@@ -691,10 +701,14 @@ impl AgentHost for SimEnv<'_> {
         use std::fmt::Write;
         let level = event.level().as_str();
         let level = level.char_indices().nth(4).map_or(level, |(end, _)| &level[..end]);
-        let source = format!("{}/{}", self.node, self.daemon.as_str());
-        // render_line, without rendering the message on its own first
-        let mut line = String::with_capacity(64);
-        let _ = write!(line, "{level:<5} {:>5} {source:>12}: {event}", self.now());
+        // render_line, without rendering the source and the message on
+        // their own first: `{source:>12}` padded by hand
+        let daemon = self.daemon.as_str();
+        let width = self.node.chars().count() + 1 + daemon.len();
+        let mut line = String::with_capacity(96);
+        let _ = write!(line, "{level:<5} {:>5} ", self.now());
+        line.extend(std::iter::repeat_n(' ', 12usize.saturating_sub(width)));
+        let _ = write!(line, "{}/{daemon}: {event}", self.node);
         self.world.log.push(line);
     }
 

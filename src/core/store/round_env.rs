@@ -8,6 +8,7 @@
 //! [`super::outcome`]'s decision.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::core::agent::{AgentHost, JobSpec};
 use crate::core::env::{DatacenterSettings, Env, EnvError, FenceDeviceState, NodeInfo, WatchdogHandle};
@@ -65,6 +66,10 @@ pub struct RoundEnv<'a> {
     /// Nodes fence devices can fence, with their run's state (`None`: no
     /// run yet); empty without hardware fencing.
     pub fence: BTreeMap<NodeName, Option<FenceDeviceState>>,
+    /// Snapshots handed out this round, until the next write: an LRM round
+    /// reads the manager status twice and the configuration once per job.
+    cached_status: Option<Arc<ManagerStatus>>,
+    cached_config: Option<Arc<ServiceConfig>>,
 }
 
 impl<'a> RoundEnv<'a> {
@@ -75,15 +80,24 @@ impl<'a> RoundEnv<'a> {
             outbox: Vec::new(),
             events: Vec::new(),
             fence: BTreeMap::new(),
+            cached_status: None,
+            cached_config: None,
         }
+    }
+
+    /// Applies `op` to this round's view and queues it for the store.
+    fn apply(&mut self, op: Op) {
+        self.cached_status = None;
+        self.cached_config = None;
+        self.state.apply(op.clone());
+        self.outbox.push(Outgoing::Store(op));
     }
 
     fn write(&mut self, op: Op) -> Result<(), EnvError> {
         if !self.ctx.quorate {
             return Err(EnvError("cluster not quorate - store is read-only".into()));
         }
-        self.state.apply(op.clone());
-        self.outbox.push(Outgoing::Store(op));
+        self.apply(op);
         Ok(())
     }
 
@@ -98,8 +112,7 @@ impl<'a> RoundEnv<'a> {
             now_ms: self.ctx.now_ms,
             lease_ms: self.ctx.lease_ms,
         };
-        self.state.apply(op.clone());
-        self.outbox.push(Outgoing::Store(op));
+        self.apply(op);
         if first {
             self.events.push(Event::GotLock { lock });
         }
@@ -114,8 +127,7 @@ impl<'a> RoundEnv<'a> {
             lock,
             holder: self.ctx.node.clone(),
         };
-        self.state.apply(op.clone());
-        self.outbox.push(Outgoing::Store(op));
+        self.apply(op);
         true
     }
 }
@@ -174,8 +186,12 @@ impl Env for RoundEnv<'_> {
         true
     }
 
-    fn read_manager_status(&mut self) -> Result<ManagerStatus, EnvError> {
-        Ok(self.state.manager_status.clone())
+    fn read_manager_status(&mut self) -> Result<Arc<ManagerStatus>, EnvError> {
+        let state = &*self.state;
+        let status = self
+            .cached_status
+            .get_or_insert_with(|| Arc::new(state.manager_status.clone()));
+        Ok(Arc::clone(status))
     }
 
     fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
@@ -186,20 +202,21 @@ impl Env for RoundEnv<'_> {
         self.write(Op::WriteManagerStatus(status))
     }
 
-    fn read_lrm_status(&mut self, node: &str) -> Result<Option<LrmStatus>, EnvError> {
-        Ok(self.state.lrm_status.get(node).cloned())
+    fn read_lrm_status(&mut self, node: &str) -> Result<Option<Arc<LrmStatus>>, EnvError> {
+        Ok(self.state.lrm_status.get(node).cloned().map(Arc::new))
     }
 
-    fn write_lrm_status(&mut self, status: &LrmStatus) -> Result<(), EnvError> {
+    fn write_lrm_status(&mut self, status: LrmStatus) -> Result<(), EnvError> {
         let node = self.ctx.node.clone();
-        self.write(Op::WriteLrmStatus {
-            node,
-            status: status.clone(),
-        })
+        self.write(Op::WriteLrmStatus { node, status })
     }
 
-    fn read_service_config(&mut self) -> Result<ServiceConfig, EnvError> {
-        Ok(self.state.service_config())
+    fn read_service_config(&mut self) -> Result<Arc<ServiceConfig>, EnvError> {
+        let state = &*self.state;
+        let config = self
+            .cached_config
+            .get_or_insert_with(|| Arc::new(state.service_config()));
+        Ok(Arc::clone(config))
     }
 
     fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
