@@ -54,11 +54,12 @@ pub fn inequalities(t: &Timings) -> Vec<Inequality> {
         Inequality {
             name: "healthy peers stay online",
             figures: format!(
-                "online_window_ms {} > round_ms / 2 = {}",
+                "online_window_ms {} >= 3 x raft_heartbeat_ms {} = {}",
                 t.online_window_ms,
-                t.round_ms / 2
+                t.raft_heartbeat_ms,
+                t.raft_heartbeat_ms.saturating_mul(3)
             ),
-            holds: t.online_window_ms > t.round_ms / 2,
+            holds: t.online_window_ms >= t.raft_heartbeat_ms.saturating_mul(3),
         },
         Inequality {
             name: "the watchdog is fed in time",
