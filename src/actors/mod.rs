@@ -200,6 +200,13 @@ pub fn start_node(
         let (settings, lock, watchdog) = (settings(0), lock.clone(), watchdog.clone());
         Supervisor::start(move |_| CrmActor::new(settings, lock, watchdog, None, exited))
     };
+    if let Some(path) = &config.fence_config {
+        let timeout = Duration::from_secs(config.fence_timeout_secs);
+        crm.do_send(round::SetFence(crate::agents::fence::FenceRunner::new(
+            path.clone(),
+            timeout,
+        )));
+    }
     Ok(NodeHandle {
         store,
         lock,

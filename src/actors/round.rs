@@ -141,6 +141,19 @@ impl<R: Role> Handler<SetPool> for RoundActor<R> {
     }
 }
 
+/// Hardware fencing for a CRM: the runner of fence-device runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetFence(pub std::sync::Arc<crate::agents::fence::FenceRunner>);
+
+impl<R: Role> Handler<SetFence> for RoundActor<R> {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetFence, _ctx: &mut Context<Self>) {
+        self.fence = Some(msg.0);
+    }
+}
+
 /// The core state's name (`master`, `active`, ...), for status and tests.
 #[derive(Message)]
 #[rtype(result = "Option<&'static str>")]
@@ -152,6 +165,8 @@ pub struct RoundActor<R: Role> {
     lock: Addr<LockActor>,
     watchdog: Addr<WatchdogActor>,
     pool: Option<Addr<WorkerPool>>,
+    /// Fence-device runs (a CRM on a node with hardware fencing).
+    fence: Option<std::sync::Arc<crate::agents::fence::FenceRunner>>,
     exited: Recipient<Exited>,
     role: Option<R>,
     /// A shutdown request not yet handed to the core.
@@ -175,6 +190,9 @@ pub struct RoundActor<R: Role> {
     ticks: Option<SpawnHandle>,
     _role: PhantomData<R>,
 }
+
+/// How often a CRM looks whether a fence-device run finished.
+const FENCE_POLL: Duration = Duration::from_millis(50);
 
 /// How often a manager-following role checks for a new manager status.
 const MANAGER_POLL: Duration = Duration::from_millis(100);
@@ -213,6 +231,7 @@ impl<R: Role> RoundActor<R> {
             lock,
             watchdog,
             pool,
+            fence: None,
             exited,
             role: None,
             pending_shutdown: None,
@@ -271,6 +290,9 @@ impl<R: Role> RoundActor<R> {
         let round_ctx = self.context(&snapshot);
         let mut state = snapshot.state;
         let mut env = RoundEnv::new(&round_ctx, &mut state);
+        if let Some(fence) = &self.fence {
+            env.fence = fence.view(round_ctx.members.keys().cloned());
+        }
         let finished = std::mem::take(&mut self.finished_jobs);
         let pending_shutdown = self.pending_shutdown.take();
         let role = &mut self.role;
@@ -319,6 +341,19 @@ impl<R: Role> RoundActor<R> {
         ctx.run_later(Duration::from_millis(delay), |act, ctx| {
             act.retry_pending = false;
             act.round(ctx);
+        });
+    }
+
+    /// Runs a round as soon as `node`'s fence-device run finished: a
+    /// confirmed power-off is acknowledged without waiting for the tick.
+    fn watch_fence(&mut self, node: NodeName, ctx: &mut Context<Self>) {
+        ctx.run_later(FENCE_POLL, move |act, ctx| {
+            let state = act.fence.as_ref().and_then(|f| f.run_state(&node));
+            if state == Some(crate::core::env::FenceDeviceState::Running) {
+                act.watch_fence(node, ctx);
+            } else if state.is_some() {
+                act.round(ctx);
+            }
         });
     }
 
@@ -429,6 +464,15 @@ impl<R: Role> RoundActor<R> {
                         spec: job.spec,
                         fencing_token: job.fencing_token,
                     });
+                }
+            }
+            if let Some(fence) = act.fence.clone() {
+                for node in outcome.fence_resets {
+                    fence.reset(&node);
+                }
+                for node in outcome.fence_runs {
+                    fence.start(&node);
+                    act.watch_fence(node, ctx);
                 }
             }
             act.busy = false;

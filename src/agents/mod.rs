@@ -41,6 +41,7 @@
 //! never `node`, `actors` or `api`.
 
 pub mod command;
+pub mod fence;
 pub mod guest;
 pub mod proc;
 pub mod script;

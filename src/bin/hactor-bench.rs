@@ -50,6 +50,16 @@ enum Command {
         /// node N listens on 127.0.0.1:<port + N>.
         #[arg(long, default_value_t = 7600)]
         port: u16,
+        /// Fence through a (fake) fence device too: `ok` (it confirms the
+        /// node off, which acknowledges the fence before the lease ends),
+        /// `fail` or `hang` (the lease acknowledges, as without a device).
+        #[arg(long, value_parser = ["ok", "fail", "hang"])]
+        fence_device: Option<String>,
+        /// Overrides of the profile's [timing], e.g.
+        /// `online_window_ms = 1200` (repeatable): how fast a dead node is
+        /// noticed bounds a failover once a device confirms it off.
+        #[arg(long = "timing", value_name = "KEY = VALUE")]
+        timing: Vec<String>,
     },
     /// One node with many ignored resources: time `ha-manager status` and
     /// `config`, measure the idle daemon's CPU and disk writes.
@@ -427,14 +437,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (runs, pve_runs, nodes, dir, port) = match Cli::parse().command {
+    let (runs, pve_runs, nodes, dir, port, fence_device, timing) = match Cli::parse().command {
         Command::Failover {
             runs,
             pve_runs,
             nodes,
             dir,
             port,
-        } => (runs, pve_runs, nodes, dir, port),
+            fence_device,
+            timing,
+        } => (runs, pve_runs, nodes, dir, port, fence_device, timing),
         Command::Scale {
             resources,
             idle_secs,
@@ -486,14 +498,34 @@ fn main() -> ExitCode {
         if count == 0 {
             continue;
         }
-        println!("== {profile} profile: {count} failover(s) on {nodes} nodes");
+        let mut extra = match &fence_device {
+            None => String::new(),
+            Some(mode) => {
+                let fence_dir = dir.join(format!("{profile}-fence"));
+                match hactor::node::local_fence::setup(&fence_dir, &dir.join(profile), nodes, mode) {
+                    Ok(fence) => fence.extra,
+                    Err(e) => {
+                        eprintln!("hactor-bench: fence device: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        };
+        if !timing.is_empty() {
+            extra.push_str(&format!("\n[timing]\n{}\n", timing.join("\n")));
+        }
+        let device = fence_device
+            .as_deref()
+            .map(|m| format!(", fence device '{m}'"))
+            .unwrap_or_default();
+        println!("== {profile} profile: {count} failover(s) on {nodes} nodes{device}");
         let spec = LocalSpec {
             nodes,
             services: nodes,
             profile: profile.into(),
             base_port: port,
             marker: format!("{port}111"),
-            extra: String::new(),
+            extra,
             script: None,
         };
         match failovers(&program, spec, &dir.join(profile), count) {

@@ -6,6 +6,14 @@
 //!   --config <file>`: cluster membership (see `hactor::node::membership`).
 //! - `hactor fence-guard ...`: the separate fence guard process of the
 //!   `process` watchdog backend (started by the daemon itself).
+//! - `hactor check-config [--config <file>] [--fence <fence.cfg>]`:
+//!   validate a node configuration (and fence.cfg) without starting.
+//! - `hactor man`, `hactor completions <shell>`: the manual page and shell
+//!   completions (the Debian package ships both).
+//!
+//! Without `--config`, the host's `/etc/hactor/hactor.toml` is used.
+//! Under systemd (`Type=notify`) the daemon reports readiness once its
+//! API socket serves and its actors run.
 //!
 //! A node whose state directory holds cluster membership runs on the
 //! replicated store; otherwise on the in-process store of a single node.
@@ -18,7 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use actix::{Actor, Context, Handler};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -45,8 +53,8 @@ use std::sync::atomic::Ordering;
     about = "High-availability cluster resource manager: the node daemon"
 )]
 struct Cli {
-    /// Node configuration file (TOML).
-    #[arg(long, short)]
+    /// Node configuration file (TOML) [default: /etc/hactor/hactor.toml].
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
     /// Override the configured log format.
     #[arg(long, value_parser = ["plain", "json"])]
@@ -80,6 +88,28 @@ enum Command {
     /// Cluster membership: create, grow, shrink, inspect.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Validate the node configuration and print the timing inequalities
+    /// with their figures; on a running node also check the HA
+    /// configuration. With --fence, print what each node's hardware fence
+    /// would run, try by try. Exit code 1 when anything is refused.
+    CheckConfig {
+        /// A fence.cfg to check instead of the node configuration.
+        #[arg(long, value_name = "FENCE_CFG")]
+        fence: Option<PathBuf>,
+        /// The nodes to show fence commands for (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "node1,node2,node3")]
+        nodes: Vec<String>,
+    },
+    /// Print the manual page (roff), or write it to a file.
+    Man {
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Internal: the fence guard of the `process` watchdog backend.
     #[command(hide = true)]
     FenceGuard {
@@ -165,8 +195,12 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // Under systemd the journal stamps every line itself (and colours
+    // would be stored as escape codes): plain lines without a timestamp.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     match format {
         LogFormat::Json => builder.json().init(),
+        LogFormat::Plain if journal => builder.with_ansi(false).without_time().init(),
         LogFormat::Plain => builder.with_ansi(false).init(),
     }
 }
@@ -390,6 +424,10 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         api_config(&config),
     );
     tracing::info!(node = %config.node, profile = ?config.profile, socket = %config.socket.display(), "hactor started");
+    // Type=notify: dependents start once the socket serves. Without
+    // systemd (no NOTIFY_SOCKET) this does nothing.
+    let status = format!("node {} serving on {}", config.node, config.socket.display());
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -423,6 +461,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             },
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let going_down = node_shutdown(&config);
     let guests = hactor::node::shutdown::guest_agents(&config, hactor::node::shutdown::program_installed);
     let deadline = hactor::node::shutdown::deadline(&config, &guests);
@@ -623,6 +662,135 @@ fn cluster_command(config: &NodeConfig, command: ClusterCommand) -> Result<(), S
     }
 }
 
+/// Writes `bytes` to stdout; a reader that went away is no error.
+fn write_out(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("hactor: cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// `hactor man`: the manual page from the argument definitions.
+fn man(output: Option<&std::path::Path>) -> ExitCode {
+    let mut page = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+        eprintln!("hactor: cannot render the man page: {e}");
+        return ExitCode::FAILURE;
+    }
+    match output {
+        Some(path) => match std::fs::write(path, page) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hactor: cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        },
+        None => write_out(&page),
+    }
+}
+
+/// `hactor check-config`: the node configuration (or, with `fence`, a
+/// fence.cfg) checked as the daemon would read it.
+fn check_config(config: Option<&std::path::Path>, fence: Option<&std::path::Path>, nodes: &[String]) -> ExitCode {
+    if let Some(fence) = fence {
+        let text = match std::fs::read_to_string(fence) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("hactor: {}: cannot read: {e}", fence.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let (report, ok) = hactor::config::fence::check_report(&fence.display().to_string(), &text, nodes);
+        print!("{report}");
+        return if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+    let path = config.map_or_else(|| PathBuf::from(hactor::node::config::DEFAULT_CONFIG), PathBuf::from);
+    let config = match NodeConfig::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("hactor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}: valid", path.display());
+    print!("{}", hactor::node::check_config::report(&config));
+    let mut failed = hactor::node::check_config::inequalities(&config.timings)
+        .iter()
+        .any(|i| !i.holds);
+    if let Some(fence) = &config.fence_config {
+        let parsed = std::fs::read_to_string(fence)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|text| {
+                hactor::config::fence::FenceConfig::parse(&text).map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                    lines.join("; ")
+                })
+            });
+        match parsed {
+            Ok(devices) => println!(
+                "hardware fencing: {} ({} devices: {}; see check-config --fence)",
+                fence.display(),
+                devices.devices().len(),
+                devices.devices().join(", ")
+            ),
+            Err(e) => {
+                failed = true;
+                eprintln!("hactor: {}: {e}", fence.display());
+            }
+        }
+    }
+    if !config.socket.exists() {
+        println!(
+            "HA configuration: no daemon at {} (not checked)",
+            config.socket.display()
+        );
+    } else {
+        match ha_config_summary(&config.socket) {
+            Ok(summary) => print!("{summary}"),
+            Err(e) => println!("HA configuration: not checked - {e}"),
+        }
+    }
+    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+/// The running daemon's HA configuration as `check-config` reports it:
+/// counts, and the rules the feasibility checks drop.
+fn ha_config_summary(socket: &std::path::Path) -> Result<String, String> {
+    use hactor::api::protocol::{Request, Response};
+    use hactor::cli::client::call_within;
+    let timeout = Duration::from_secs(5);
+    let mut out = format!("HA configuration (daemon at {}):\n", socket.display());
+    if let Response::Resources { resources, .. } = call_within(socket, &Request::Config { kind: None }, timeout)? {
+        out.push_str(&format!("  {} resources\n", resources.len()));
+    }
+    if let Response::Groups { groups, .. } = call_within(socket, &Request::GroupConfig, timeout)? {
+        out.push_str(&format!("  {} groups\n", groups.len()));
+    }
+    if let Response::RulesCheck {
+        checked,
+        dropped,
+        nodes,
+    } = call_within(socket, &Request::RulesCheck { rules_cfg: None }, timeout)?
+    {
+        out.push_str(&format!(
+            "  {checked} rules checked against nodes {}; {} dropped\n",
+            nodes.join(","),
+            dropped.len()
+        ));
+        for rule in dropped {
+            for message in rule.messages {
+                out.push_str(&format!("  rule '{}': {message}\n", rule.rule));
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::FenceGuard {
@@ -663,14 +831,28 @@ fn main() -> ExitCode {
             }
         };
     }
-    let Some(config_path) = cli.config else {
-        eprintln!("hactor: --config <file> is required (see config/hactor.example.toml)");
-        return ExitCode::from(2);
-    };
+    match &cli.command {
+        Some(Command::Man { output }) => return man(output.as_deref()),
+        Some(Command::Completions { shell }) => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "hactor", &mut script);
+            return write_out(&script);
+        }
+        Some(Command::CheckConfig { fence, nodes }) => {
+            return check_config(cli.config.as_deref(), fence.as_deref(), nodes);
+        }
+        _ => {}
+    }
+    let config_path = cli
+        .config
+        .unwrap_or_else(|| PathBuf::from(hactor::node::config::DEFAULT_CONFIG));
     let config = match NodeConfig::load(&config_path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("hactor: {e}");
+            if cli.command.is_none() && !config_path.exists() {
+                eprintln!("hactor: give --config <file> (see config/hactor.example.toml)");
+            }
             return ExitCode::from(2);
         }
     };

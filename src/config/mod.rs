@@ -7,6 +7,7 @@
 //! | [`groups`] | `groups.cfg` (legacy HA groups) |
 //! | [`resources`] | `resources.cfg` (HA resources) |
 //! | [`datacenter`] | the `ha:` and `crs:` lines of `datacenter.cfg` |
+//! | [`fence`] | `fence.cfg` (hardware fence devices; kept line by line) |
 //! | [`rules`] | `rules.cfg` (the checks are `core::rules`') |
 //!
 //! Every parser is strict: an unknown key, a bad value or a duplicate is an
@@ -18,6 +19,7 @@
 //! Owns: configuration text ↔ core types. May import: `core` only.
 
 pub mod datacenter;
+pub mod fence;
 pub mod groups;
 pub mod resources;
 pub mod rules;

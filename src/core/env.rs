@@ -41,6 +41,21 @@ pub struct NodeInfo {
     pub quorate: bool,
 }
 
+/// Where a hardware fence of a node stands (fence.cfg devices; see
+/// [`Env::fence_device`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FenceDeviceState {
+    /// No fence device can fence the node: only its lease protects.
+    NoDevice,
+    /// A device run is under way (just asked for, or not finished).
+    Running,
+    /// Every device of a try confirmed the node off: proof that it runs
+    /// nothing, so its services may be recovered before its lease ends.
+    Off,
+    /// Every device failed or timed out: only the lease protects.
+    Failed,
+}
+
 /// Handle of an open watchdog client connection.
 pub type WatchdogHandle = u64;
 
@@ -234,6 +249,21 @@ pub trait Env: AgentHost {
     /// The core's timing constants (upstream's unless configured).
     fn timing(&self) -> Timing {
         Timing::UPSTREAM
+    }
+
+    /// Hardware fencing: the state of `node`'s fence-device run, asking
+    /// for one (the shell starts it after the round) when none ran since
+    /// the last [`Env::fence_device_reset`]. Without fence devices (the
+    /// default) always [`FenceDeviceState::NoDevice`].
+    fn fence_device(&mut self, node: &str) -> FenceDeviceState {
+        let _ = node;
+        FenceDeviceState::NoDevice
+    }
+
+    /// The fence of `node` is acknowledged: its device run's result is
+    /// spent (a later fence runs the devices again).
+    fn fence_device_reset(&mut self, node: &str) {
+        let _ = node;
     }
 
     /// Hands an agent action to the worker pool; only called when

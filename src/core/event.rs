@@ -109,6 +109,13 @@ pub enum Event {
     FenceSucceededNotice {
         node: NodeName,
     },
+    /// A fence device confirmed the node off (hardware fencing).
+    FenceDeviceAcknowledged {
+        node: NodeName,
+    },
+    FenceDeviceSucceededNotice {
+        node: NodeName,
+    },
     FenceNodeWithoutServices {
         node: NodeName,
     },
@@ -454,7 +461,7 @@ impl Event {
     pub fn level(&self) -> Level {
         use Event::*;
         match self {
-            FenceRequest { .. } | FenceSucceededNotice { .. } => Level::Email,
+            FenceRequest { .. } | FenceSucceededNotice { .. } | FenceDeviceSucceededNotice { .. } => Level::Email,
             TemporaryInconsistentState
             | CrmLockReleaseFailed
             | DeletingGoneNode { .. }
@@ -607,6 +614,15 @@ impl fmt::Display for Event {
             }
             FenceSucceededNotice { node } => {
                 write!(f, "SUCCEED: fencing: acknowledged - got agent lock for node '{node}'")
+            }
+            FenceDeviceAcknowledged { node } => {
+                write!(f, "fencing: acknowledged - fence device confirmed node '{node}' off")
+            }
+            FenceDeviceSucceededNotice { node } => {
+                write!(
+                    f,
+                    "SUCCEED: fencing: acknowledged - fence device confirmed node '{node}' off"
+                )
             }
             FenceNodeWithoutServices { node } => write!(
                 f,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::env::{Env, NodeInfo};
+use super::env::{Env, FenceDeviceState, NodeInfo};
 use super::event::Event;
 use super::types::{LrmMode, NodeName, NodeState, Time};
 
@@ -145,17 +145,38 @@ impl NodeStatus {
     /// its agent lock. The lock can only be had once the node's lease ran
     /// out, by which time its watchdog has reset it: that is the safety
     /// argument of the whole stack.
+    ///
+    /// Where fence devices can fence the node (fence.cfg), a device run is
+    /// asked for too, and whichever comes first acknowledges: the lease
+    /// running out, or every device of a try confirming the node off (a
+    /// powered-off node runs nothing, so waiting for its lease would only
+    /// delay recovery). A failed or hung device changes nothing: the lease
+    /// still protects.
     pub fn fence_node(&mut self, env: &mut dyn Env, node: &str) -> bool {
         if self.state(node) != NodeState::Fence {
             self.set_state(env, node, NodeState::Fence);
             env.log(Event::FenceRequest { node: node.to_string() });
         }
         let acknowledged = env.get_ha_agent_lock(Some(node));
+        // Asked only while the lease still protects: a run started now
+        // could power the node off after it came back.
+        let device = if acknowledged {
+            FenceDeviceState::NoDevice
+        } else {
+            env.fence_device(node)
+        };
         if acknowledged {
             env.log(Event::FenceAcknowledged { node: node.to_string() });
             self.set_state(env, node, NodeState::Unknown);
             env.log(Event::FenceSucceededNotice { node: node.to_string() });
+        } else if device == FenceDeviceState::Off {
+            env.log(Event::FenceDeviceAcknowledged { node: node.to_string() });
+            self.set_state(env, node, NodeState::Unknown);
+            env.log(Event::FenceDeviceSucceededNotice { node: node.to_string() });
         }
-        acknowledged
+        if acknowledged || device == FenceDeviceState::Off {
+            env.fence_device_reset(node);
+        }
+        acknowledged || device == FenceDeviceState::Off
     }
 }

@@ -300,12 +300,29 @@ struct TimingOverrides {
     online_window_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WatchdogSection {
-    backend: WatchdogBackend,
+    /// Default: `device` when the device exists, else `process`.
+    #[serde(default)]
+    backend: Option<WatchdogBackend>,
     #[serde(default)]
     device: Option<PathBuf>,
+}
+
+/// `[fence]`: hardware fencing through fence agents.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FenceSection {
+    /// fence.cfg (upstream's format), read whenever a fence runs.
+    config: PathBuf,
+    /// Limit of each fence agent call.
+    #[serde(default = "default_fence_timeout")]
+    timeout_secs: u64,
+}
+
+fn default_fence_timeout() -> u64 {
+    30
 }
 
 /// An HA resource declared in the node configuration; it seeds the store
@@ -480,7 +497,8 @@ fn check_template(key: &str, template: &[String], known: &[&str], required: &[&s
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     node: String,
-    state_dir: PathBuf,
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
     #[serde(default)]
     listen: Option<SocketAddr>,
     #[serde(default)]
@@ -491,6 +509,7 @@ struct RawConfig {
     profile: Option<Profile>,
     #[serde(default)]
     timing: TimingOverrides,
+    #[serde(default)]
     watchdog: WatchdogSection,
     #[serde(default)]
     max_worker: Option<usize>,
@@ -512,6 +531,9 @@ struct RawConfig {
     /// `[agent.vm]`, `[agent.ct]`: the hypervisor commands.
     #[serde(default)]
     agent: AgentSections,
+    /// `[fence]`: hardware fence devices this node's CRM runs as master.
+    #[serde(default)]
+    fence: Option<FenceSection>,
     /// Testing only: lets `<state_dir>/fault-block` (one peer name a line)
     /// cut this node off from those peers, for partition tests across
     /// processes.
@@ -542,10 +564,35 @@ pub struct NodeConfig {
     pub vm_agent: Option<GuestAgentConfig>,
     /// `[agent.ct]`, likewise with `pct`.
     pub ct_agent: Option<GuestAgentConfig>,
+    /// `[fence] config`: the fence.cfg of hardware fencing, if any.
+    pub fence_config: Option<PathBuf>,
+    /// `[fence] timeout_secs`: limit of one fence agent call.
+    pub fence_timeout_secs: u64,
     pub fault_injection: bool,
 }
 
 pub use crate::net::DEFAULT_SOCKET;
+
+/// Where a host keeps the node configuration (`hactor` without
+/// `--config`; the Debian package installs the example there).
+pub const DEFAULT_CONFIG: &str = "/etc/hactor/hactor.toml";
+
+/// Default state directory of a host (systemd's `StateDirectory=hactor`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hactor";
+
+/// Default watchdog device.
+pub const DEFAULT_WATCHDOG_DEVICE: &str = "/dev/watchdog";
+
+/// The backend of a configuration that names none: the kernel device
+/// where the host has one (it resets the machine, the strongest fence),
+/// the fence guard process otherwise.
+pub fn default_backend(device_exists: bool) -> WatchdogBackend {
+    if device_exists {
+        WatchdogBackend::Device
+    } else {
+        WatchdogBackend::Process
+    }
+}
 
 fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
@@ -593,7 +640,7 @@ impl NodeConfig {
         })?;
         NodeConfig::parse(&text).map_err(|message| ConfigError {
             file: path.to_path_buf(),
-            message,
+            message: super::check_config::with_line(&text, message),
         })
     }
 
@@ -649,7 +696,16 @@ impl NodeConfig {
                 "max_worker: {max_worker} is out of range (at most {MAX_WORKERS})"
             ));
         }
-        if raw.watchdog.backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
+        let watchdog_device = raw
+            .watchdog
+            .device
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
+        let backend = raw
+            .watchdog
+            .backend
+            .unwrap_or_else(|| default_backend(watchdog_device.exists()));
+        if backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
             return Err("watchdog.device: only meaningful with backend = \"device\"".into());
         }
         for (sid, seed) in &raw.resource {
@@ -718,18 +774,27 @@ impl NodeConfig {
                 check_timeout_secs(&format!("script.{name}"), key, value, true)?;
             }
         }
+        if let Some(fence) = &raw.fence {
+            if !fence.config.is_absolute() {
+                return Err(format!(
+                    "fence.config: must be an absolute path, not '{}'",
+                    fence.config.display()
+                ));
+            }
+            check_timeout_secs("fence", "timeout_secs", fence.timeout_secs, true)?;
+        }
         let vm_agent = raw.agent.vm.map(|a| a.resolve(GuestKind::Vm)).transpose()?;
         let ct_agent = raw.agent.ct.map(|a| a.resolve(GuestKind::Ct)).transpose()?;
         Ok(NodeConfig {
             node: raw.node,
-            state_dir: raw.state_dir,
+            state_dir: raw.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
             listen: raw.listen,
             peers: raw.peers,
             socket: raw.socket.unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET)),
             profile,
             timings,
-            watchdog: raw.watchdog.backend,
-            watchdog_device: raw.watchdog.device.unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
+            watchdog: backend,
+            watchdog_device,
             max_worker,
             log_format: raw.log_format.unwrap_or(LogFormat::Plain),
             shutdown_policy,
@@ -738,6 +803,8 @@ impl NodeConfig {
             script_services: raw.script,
             vm_agent,
             ct_agent,
+            fence_timeout_secs: raw.fence.as_ref().map_or(default_fence_timeout(), |f| f.timeout_secs),
+            fence_config: raw.fence.map(|f| f.config),
             fault_injection: raw.fault_injection,
         })
     }
@@ -800,7 +867,7 @@ backend = "process"
     #[test]
     fn bad_configs_are_refused_with_a_clear_message() {
         let cases: &[(&str, &str)] = &[
-            ("node = \"n1\"\n", "missing field `state_dir`"),
+            ("state_dir = \"/x\"\n", "missing field `node`"),
             (&format!("colour = \"red\"\n{GOOD}"), "unknown field `colour`"),
             (&GOOD.replace("node1", "node 1"), "invalid node name 'node 1'"),
             (&GOOD.replace("\"process\"", "\"magic\""), "unknown variant `magic`"),
@@ -1084,6 +1151,23 @@ backend = "process"
         let config = NodeConfig::parse(include_str!("../../config/hactor.example.toml")).unwrap();
         assert_eq!(config.timings, Timings::of(Profile::Fast));
         assert!(config.proc_services.contains_key("web"));
+    }
+
+    #[test]
+    fn a_minimal_config_gets_the_host_defaults() {
+        let config = NodeConfig::parse("node = \"n1\"\n").unwrap();
+        assert_eq!(config.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(config.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(config.watchdog_device, PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
+        assert_eq!(
+            config.watchdog,
+            default_backend(Path::new(DEFAULT_WATCHDOG_DEVICE).exists())
+        );
+        assert_eq!(default_backend(true), WatchdogBackend::Device);
+        assert_eq!(default_backend(false), WatchdogBackend::Process);
+        // A named device selects the device backend without naming it.
+        let config = NodeConfig::parse("node = \"n1\"\n[watchdog]\ndevice = \"/\"\n").unwrap();
+        assert_eq!(config.watchdog, WatchdogBackend::Device);
     }
 
     #[test]

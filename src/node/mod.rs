@@ -8,10 +8,12 @@
 //! May import: `core`, `config`, `net`, `agents`, `watchdog`; never
 //! `actors`, `api` or `cli`.
 
+pub mod check_config;
 pub mod cluster_store;
 pub mod config;
 pub mod journal;
 pub mod local_cluster;
+pub mod local_fence;
 pub mod membership;
 pub mod memory_store;
 pub mod scale;

@@ -14,6 +14,7 @@
 //! `core`, `config`; no sockets, no wall clock.
 
 pub mod bench;
+pub mod fence;
 pub mod rules_check;
 pub mod run;
 pub mod scenario;
@@ -28,7 +29,9 @@ pub use scenario::{Scenario, ScenarioError};
 /// Loads and runs one scenario directory, returning its log lines.
 pub fn run_scenario(dir: &Path) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let scenario = Scenario::load(dir)?;
+    let fence = fence::SimFence::load(dir)?;
     let mut sim = Simulator::new(scenario);
+    sim.set_fence(fence);
     sim.run()?;
     Ok(sim.log().to_vec())
 }

@@ -75,6 +75,21 @@ impl Simulator {
         }
     }
 
+    /// Fence devices of the simulated hardware (none unless set).
+    pub fn set_fence(&mut self, fence: super::fence::SimFence) {
+        self.world.fence = fence;
+    }
+
+    /// Carries out the power-offs fence devices were asked for, logged
+    /// with the agent as source (upstream's simulator does the same).
+    fn run_fence_devices(&mut self) -> Result<(), SimError> {
+        for (agent, node) in self.world.fence.take_power_offs() {
+            self.hardware_command(&format!("power {node} off"), &agent, &power(&node, false))?;
+            self.world.fence.powered_off(&node);
+        }
+        Ok(())
+    }
+
     /// The log so far.
     pub fn log(&self) -> &[String] {
         &self.world.log
@@ -123,6 +138,7 @@ impl Simulator {
             for node in &nodes {
                 if !skip_crm {
                     self.iterate_crm(node)?;
+                    self.run_fence_devices()?;
                 }
                 if !skip_lrm {
                     self.iterate_lrm(node)?;

@@ -94,6 +94,8 @@ pub struct World {
     fa_migrate_tries: BTreeMap<String, u32>,
     /// Rendered log lines, in execution order.
     pub log: Vec<String>,
+    /// Fence devices (a scenario's `fence.cfg`).
+    pub fence: super::fence::SimFence,
 }
 
 /// Virtual seconds as the milliseconds the core store and the watchdog
@@ -149,6 +151,7 @@ impl World {
             fa_start_tries: BTreeMap::new(),
             fa_migrate_tries: BTreeMap::new(),
             log: Vec::new(),
+            fence: Default::default(),
         }
     }
 
@@ -626,6 +629,20 @@ impl Env for SimEnv<'_> {
 
     fn max_workers(&self) -> usize {
         0
+    }
+
+    fn fence_device(&mut self, node: &str) -> crate::core::env::FenceDeviceState {
+        let (state, lines) = self.world.fence.request(node);
+        let source = format!("{}/{}", self.node, self.daemon.as_str());
+        for (level, message) in lines {
+            let line = render_line(level, self.now(), &source, &message);
+            self.world.log.push(line);
+        }
+        state
+    }
+
+    fn fence_device_reset(&mut self, node: &str) {
+        self.world.fence.reset(node);
     }
 
     fn sleep(&mut self, secs: Time) {

@@ -61,6 +61,11 @@ pub struct RoundOutcome {
     pub stale: Vec<String>,
     pub watchdog: Vec<WatchdogOp>,
     pub jobs: Vec<ClearedJob>,
+    /// Fence-device runs to start (hardware fencing): a confirmed round's
+    /// only, so a master whose round the store refused fences nobody.
+    pub fence_runs: Vec<String>,
+    /// Nodes whose fence was acknowledged: their device runs are spent.
+    pub fence_resets: Vec<String>,
 }
 
 /// The operations a round proposes, in outbox order.
@@ -112,6 +117,14 @@ pub fn round_outcome(
     } else {
         confirmed_watchdog_ops(&outbox, &granted)
     };
+    let (mut fence_runs, mut fence_resets) = (Vec::new(), Vec::new());
+    for item in outbox.iter().filter(|_| confirmed) {
+        match item {
+            Outgoing::FenceRun(node) => fence_runs.push(node.clone()),
+            Outgoing::FenceReset(node) => fence_resets.push(node.clone()),
+            _ => {}
+        }
+    }
     let jobs = if confirmed {
         outbox
             .into_iter()
@@ -132,6 +145,8 @@ pub fn round_outcome(
         stale,
         watchdog,
         jobs,
+        fence_runs,
+        fence_resets,
     }
 }
 
@@ -267,8 +282,26 @@ mod tests {
                     spec: start("vm:100"),
                     fencing_token: 7
                 }],
+                fence_runs: vec![],
+                fence_resets: vec![],
             }
         );
+    }
+
+    #[test]
+    fn fence_device_runs_start_only_after_a_confirmed_round() {
+        let outbox = || {
+            vec![
+                acquire(),
+                Outgoing::FenceRun("node3".into()),
+                Outgoing::FenceReset("node2".into()),
+            ]
+        };
+        let outcome = round_outcome(outbox(), &granted(1), &epochs(), ON_TIME);
+        assert_eq!(outcome.fence_runs, vec!["node3".to_string()]);
+        assert_eq!(outcome.fence_resets, vec!["node2".to_string()]);
+        let refused = round_outcome(outbox(), &Answer::Failed, &epochs(), ON_TIME);
+        assert!(refused.fence_runs.is_empty() && refused.fence_resets.is_empty());
     }
 
     #[test]

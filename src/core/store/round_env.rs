@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::core::agent::{AgentHost, JobSpec};
 use crate::core::crm_command::CrmCommand;
-use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, NodeShutdown, WatchdogHandle};
+use crate::core::env::{DatacenterSettings, Env, EnvError, FenceDeviceState, NodeInfo, NodeShutdown, WatchdogHandle};
 use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
@@ -36,6 +36,10 @@ pub enum Outgoing {
     WatchdogClose,
     /// Run an agent action in the worker pool.
     Job(JobSpec),
+    /// Start a fence-device run for the node (hardware fencing).
+    FenceRun(NodeName),
+    /// The node's fence was acknowledged: forget its device run.
+    FenceReset(NodeName),
 }
 
 /// What a round needs besides the snapshot.
@@ -61,6 +65,9 @@ pub struct RoundEnv<'a> {
     pub state: &'a mut ClusterState,
     pub outbox: Vec<Outgoing>,
     pub events: Vec<Event>,
+    /// Nodes fence devices can fence, with their run's state (`None`: no
+    /// run yet); empty without hardware fencing.
+    pub fence: BTreeMap<NodeName, Option<FenceDeviceState>>,
     /// Snapshots handed out this round, until the next write: an LRM round
     /// reads the manager status twice and the configuration once per job.
     cached_status: Option<Arc<ManagerStatus>>,
@@ -74,6 +81,7 @@ impl<'a> RoundEnv<'a> {
             state,
             outbox: Vec::new(),
             events: Vec::new(),
+            fence: BTreeMap::new(),
             cached_status: None,
             cached_config: None,
         }
@@ -331,6 +339,25 @@ impl Env for RoundEnv<'_> {
         self.ctx.max_workers
     }
 
+    fn fence_device(&mut self, node: &str) -> FenceDeviceState {
+        match self.fence.get(node) {
+            None => FenceDeviceState::NoDevice,
+            Some(Some(state)) => *state,
+            Some(None) => {
+                self.outbox.push(Outgoing::FenceRun(node.to_string()));
+                self.fence.insert(node.to_string(), Some(FenceDeviceState::Running));
+                FenceDeviceState::Running
+            }
+        }
+    }
+
+    fn fence_device_reset(&mut self, node: &str) {
+        if let Some(state) = self.fence.get_mut(node) {
+            *state = None;
+            self.outbox.push(Outgoing::FenceReset(node.to_string()));
+        }
+    }
+
     fn sleep(&mut self, _secs: Time) {}
 
     fn sleep_until(&mut self, _until: Time) {}
@@ -397,6 +424,40 @@ mod tests {
             start_claim(&job(ServiceState::Started, None), "node2", &state),
             None,
             "the untracked stops of a node shutdown"
+        );
+    }
+
+    #[test]
+    fn a_fence_device_run_is_asked_once_and_reset_after_the_acknowledgement() {
+        let ctx = RoundContext {
+            node: "node1".into(),
+            client: Client::Crm,
+            now_ms: 1000,
+            quorate: true,
+            members: BTreeMap::new(),
+            lease_ms: 6500,
+            timing: Timing::UPSTREAM,
+            max_workers: 0,
+            datacenter: DatacenterSettings::default(),
+            node_shutdown: NodeShutdown::StaysUp,
+        };
+        let mut state = ClusterState::default();
+        let mut env = RoundEnv::new(&ctx, &mut state);
+        assert_eq!(
+            env.fence_device("node3"),
+            FenceDeviceState::NoDevice,
+            "no devices configured"
+        );
+        env.fence.insert("node3".into(), None);
+        env.fence.insert("node2".into(), Some(FenceDeviceState::Off));
+        assert_eq!(env.fence_device("node3"), FenceDeviceState::Running);
+        assert_eq!(env.fence_device("node3"), FenceDeviceState::Running, "asked once");
+        assert_eq!(env.fence_device("node2"), FenceDeviceState::Off);
+        env.fence_device_reset("node2");
+        env.fence_device_reset("node9");
+        assert_eq!(
+            env.outbox,
+            [Outgoing::FenceRun("node3".into()), Outgoing::FenceReset("node2".into())]
         );
     }
 }
