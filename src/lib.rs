@@ -21,3 +21,4 @@ pub mod net;
 pub mod node;
 pub mod sim;
 pub mod watchdog;
+pub mod web;

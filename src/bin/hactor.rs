@@ -345,6 +345,28 @@ fn api_config(config: &NodeConfig) -> hactor::api::server::ServerConfig {
     }
 }
 
+/// The live view's settings (`[web]`): the token file is read here, so
+/// that a missing or short token stops the daemon at start.
+fn live_config(
+    config: &NodeConfig,
+    web: &hactor::node::config::WebConfig,
+) -> Result<hactor::web::live::LiveConfig, String> {
+    let api = api_config(config);
+    Ok(hactor::web::live::LiveConfig {
+        listen: web.listen,
+        tls: web.tls.clone(),
+        token: web
+            .token_file
+            .as_deref()
+            .map(hactor::web::live::read_token)
+            .transpose()?,
+        poll: Duration::from_millis(web.poll_ms),
+        limits: hactor::web::http::Limits::default(),
+        node: config.node.clone(),
+        fresh_secs: api.fresh_secs,
+    })
+}
+
 async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     if std::process::id() == 1 && config.watchdog == hactor::node::config::WatchdogBackend::Process {
         return Err(
@@ -356,6 +378,16 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     // Bound before anything is armed or joined: a socket problem stops the
     // daemon before it holds a lease or a watchdog.
     let listener = hactor::api::server::bind(&config.socket).map_err(|e| format!("api socket: {e}"))?;
+    let web = match &config.web {
+        Some(web) => match hactor::web::live::bind(live_config(&config, web)?).await {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                let _ = std::fs::remove_file(&config.socket);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let (store, raft) = match open_store(&config).await {
         Ok(opened) => opened,
         Err(e) => {
@@ -386,6 +418,13 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         e.to_string()
     })?;
     hactor::api::server::start(listener, node.lock.clone(), api_config(&config));
+    if let Some(bound) = web {
+        let addr = bound.addr;
+        bound.start(node.lock.clone());
+        // With port 0 this file tells tools where the view is.
+        let _ = std::fs::write(config.state_dir.join("web.addr"), format!("{addr}\n"));
+        tracing::info!(%addr, "web live view listening");
+    }
     tracing::info!(node = %config.node, profile = ?config.profile, socket = %config.socket.display(), "hactor started");
 
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
