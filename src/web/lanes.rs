@@ -95,8 +95,23 @@ impl Lanes {
                 self.rows.push(s.sid.clone());
             }
             let before = self.service_state.insert(s.sid.clone(), s.state.clone());
-            if s.state == "recovery" && before.as_deref() != Some("recovery") {
-                self.mark(now, &s.node, "recovery", format!("recover {}", s.sid));
+            let current = self.open.get(&s.sid).and_then(|i| self.bars.get(i - self.dropped));
+            // A recovery can pass within one round (fence → recovery →
+            // started): leaving `fence` counts as well, marked on the
+            // fenced node's lane.
+            // Over the daemon's store the whole recovery may pass between
+            // two reads: a move away from a node that is not online is one.
+            let moved_off_lost = current.is_some_and(|bar| {
+                bar.node != s.node && nodes.get(&bar.node).is_some_and(|st| st == "unknown" || st == "fence")
+            });
+            let recovered = match before.as_deref() {
+                Some("recovery") => false,
+                Some("fence") => s.state != "fence",
+                _ => s.state == "recovery" || moved_off_lost,
+            };
+            if recovered {
+                let fenced = current.map_or(s.node.clone(), |bar| bar.node.clone());
+                self.mark(now, &fenced, "recovery", format!("recover {} from {fenced}", s.sid));
             }
             let current = self.open.get(&s.sid).and_then(|i| self.bars.get(i - self.dropped));
             match current {
@@ -130,7 +145,9 @@ impl Lanes {
         }
     }
 
-    fn mark(&mut self, at: f64, node: &str, kind: &str, label: String) {
+    /// Adds a mark (also for events seen elsewhere than in the states,
+    /// e.g. a fence acknowledgement read from the leases).
+    pub fn mark(&mut self, at: f64, node: &str, kind: &str, label: String) {
         self.marks.push_back(Mark {
             at,
             node: node.to_string(),
@@ -169,6 +186,17 @@ mod tests {
         lanes.observe(30.0, &nodes(&[("a", "fence"), ("b", "online")]), &[seen("vm:1", "a", "fence")]);
         lanes.observe(40.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "a", "recovery")]);
         lanes.observe(50.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "b", "started")]);
+        // fence → started within one observation is a recovery too.
+        lanes.observe(60.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "b", "fence")]);
+        lanes.observe(70.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "a", "started")]);
+        assert_eq!(lanes.marks.back().unwrap().label, "recover vm:1 from b");
+        // A move off a node that is not online, state `started` throughout.
+        lanes.observe(80.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "b", "started")]);
+        assert_eq!(lanes.marks.back().unwrap().label, "recover vm:1 from a");
+        lanes.observe(90.0, &nodes(&[("a", "online"), ("b", "online")]), &[seen("vm:1", "a", "started")]);
+        assert_eq!(lanes.marks.len(), 6, "a migration is no recovery");
+        lanes.marks.truncate(4);
+        lanes.bars.truncate(4);
         let kinds: Vec<&str> = lanes.marks.iter().map(|m| m.kind.as_str()).collect();
         assert_eq!(kinds, ["unknown", "fence", "fence acknowledged", "recovery"]);
         let bars: Vec<(&str, &str, f64, f64)> = lanes
@@ -182,7 +210,7 @@ mod tests {
                 ("a", "started", 0.0, 30.0),
                 ("a", "fence", 30.0, 40.0),
                 ("a", "recovery", 40.0, 50.0),
-                ("b", "started", 50.0, 50.0)
+                ("b", "started", 50.0, 60.0)
             ]
         );
         assert_eq!(lanes.lanes, ["a", "b"]);

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 
 use crate::actors::lock::{GetSnapshot, LockActor, Snapshot};
 use crate::api::status::{self, StatusContext};
+use crate::core::types::NodeState;
 
 use super::board::{self, Board};
 use super::http::{self, Counters, Limits, Req, Resp};
@@ -61,7 +63,7 @@ pub struct LiveServer {
     pub counters: Arc<Counters>,
     /// Snapshots asked of the LockActor so far (for tests: clients do not
     /// add to it).
-    pub polls: Rc<std::cell::Cell<u64>>,
+    pub polls: Arc<AtomicU64>,
 }
 
 struct Live {
@@ -85,6 +87,22 @@ fn clock() -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
+/// Fence acknowledgements between two snapshots: a node's agent lease
+/// taken over by another node (the master), as `(node, new holder)`.
+pub fn fence_acks(before: &Snapshot, after: &Snapshot) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, lease) in &after.state.leases {
+        let Some(node) = name.strip_prefix("ha_agent_").and_then(|n| n.strip_suffix("_lock")) else {
+            continue;
+        };
+        let was = before.state.leases.get(name).map(|l| l.holder.as_str());
+        if lease.holder != node && was != Some(lease.holder.as_str()) {
+            out.push((node.to_string(), lease.holder.clone()));
+        }
+    }
+    out
+}
+
 /// The decision lines between two snapshots, in upstream's wording.
 pub fn decisions(before: &Snapshot, after: &Snapshot) -> Vec<String> {
     let (old, new) = (&before.state.manager_status, &after.state.manager_status);
@@ -95,6 +113,9 @@ pub fn decisions(before: &Snapshot, after: &Snapshot) -> Vec<String> {
         out.push(format!("{master}/crm: status change => master"));
     }
     let master = new.master_node.as_deref().unwrap_or("-");
+    for (node, holder) in fence_acks(before, after) {
+        out.push(format!("{holder}/crm: fencing: acknowledged - got agent lock for node '{node}'"));
+    }
     for (node, state) in &new.node_status {
         if let Some(was) = old.node_status.get(node).filter(|was| *was != state) {
             out.push(format!("{master}/crm: node '{node}': state changed from '{was}' => '{state}'"));
@@ -113,7 +134,18 @@ pub fn decisions(before: &Snapshot, after: &Snapshot) -> Vec<String> {
                 }
             )),
             Some(was) if was.node != sd.node => {
-                out.push(format!("{master}/crm: service '{sid}': moved from '{}' to '{}'", was.node, sd.node));
+                let lost = new
+                    .node_status
+                    .get(&was.node)
+                    .is_some_and(|s| matches!(s, NodeState::Unknown | NodeState::Fence));
+                out.push(if lost {
+                    format!(
+                        "{master}/crm: recover service '{sid}' from fenced node '{}' to node '{}'",
+                        was.node, sd.node
+                    )
+                } else {
+                    format!("{master}/crm: service '{sid}': moved from '{}' to '{}'", was.node, sd.node)
+                });
             }
             None => out.push(format!("{master}/crm: adding new service '{sid}' on node '{}'", sd.node)),
             _ => {}
@@ -224,6 +256,12 @@ impl Live {
             })
             .collect();
         self.lanes.observe(at, &node_status, &seen);
+        if let Some(before) = &self.previous {
+            for (node, holder) in fence_acks(before, &snap) {
+                let label = format!("{holder} got the agent lock of {node}");
+                self.lanes.mark(at, &node, "fence acknowledged", label);
+            }
+        }
         let lines = match &self.previous {
             Some(before) => decisions(before, &snap),
             None => vec![format!("live view of node '{}' started", config.node)],
@@ -293,7 +331,7 @@ pub const MIN_TOKEN_LEN: usize = 16;
 /// the daemon early.
 pub struct BoundLive {
     config: LiveConfig,
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     pub addr: SocketAddr,
 }
@@ -310,8 +348,8 @@ pub async fn bind(config: LiveConfig) -> Result<BoundLive, String> {
             config.listen
         ));
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = std::net::TcpListener::bind(config.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("web.listen: cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     Ok(BoundLive {
@@ -323,14 +361,45 @@ pub async fn bind(config: LiveConfig) -> Result<BoundLive, String> {
 }
 
 impl BoundLive {
-    /// Starts the poller and the server on the current actix system.
+    /// Starts the view on a thread of its own (its own single-threaded
+    /// runtime): rendering views and writing to clients never takes time
+    /// from the actors; the only contact is one `GetSnapshot` per poll.
     pub fn start(self, lock: Addr<LockActor>) -> LiveServer {
+        let counters = Arc::new(Counters::default());
+        let polls = Arc::new(AtomicU64::new(0));
+        let server = LiveServer {
+            addr: self.addr,
+            counters: counters.clone(),
+            polls: polls.clone(),
+        };
+        let spawned = std::thread::Builder::new().name("hactor-web".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!("web: cannot start the live view's runtime: {e}");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&runtime, self.serve(lock, counters, polls));
+        });
+        if let Err(e) = spawned {
+            tracing::error!("web: cannot start the live view's thread: {e}");
+        }
+        server
+    }
+
+    async fn serve(self, lock: Addr<LockActor>, counters: Arc<Counters>, polls: Arc<AtomicU64>) {
         let BoundLive {
-            config,
-            listener,
-            tls,
-            addr,
+            config, listener, tls, ..
         } = self;
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!("web: {e}");
+                return;
+            }
+        };
         let board = Rc::new(RefCell::new(Board::default()));
         let live = Rc::new(RefCell::new(Live {
             board: board.clone(),
@@ -340,35 +409,30 @@ impl BoundLive {
             last_publish: Instant::now(),
             previous: None,
         }));
-        let polls = Rc::new(std::cell::Cell::new(0));
         let config = Rc::new(config);
-        {
-            let (config, polls) = (config.clone(), polls.clone());
-            tokio::task::spawn_local(async move {
-                let mut ticker = tokio::time::interval(config.poll);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    ticker.tick().await;
-                    polls.set(polls.get() + 1);
-                    // One request at a time, and not for long: a busy
-                    // actor answers the next tick instead.
-                    let wait = config.poll.max(Duration::from_millis(500));
-                    match tokio::time::timeout(wait, lock.send(GetSnapshot)).await {
-                        Ok(Ok(snap)) => live.borrow_mut().observe(snap, &config),
-                        Ok(Err(_)) => return, // the actor is gone: the daemon stops
-                        Err(_) => tracing::debug!("web: snapshot timed out"),
-                    }
-                }
-            });
-        }
-        let counters = Arc::new(Counters::default());
         let limits = config.limits;
         let loopback = config.listen.ip().is_loopback();
-        http::serve(listener, tls, limits, counters.clone(), move |request| {
+        {
             let (board, config) = (board.clone(), config.clone());
-            async move { handle(request, &board, &config, loopback) }
-        });
-        LiveServer { addr, counters, polls }
+            http::serve(listener, tls, limits, counters, move |request| {
+                let (board, config) = (board.clone(), config.clone());
+                async move { handle(request, &board, &config, loopback) }
+            });
+        }
+        let mut ticker = tokio::time::interval(config.poll);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            polls.fetch_add(1, Ordering::Relaxed);
+            // One request at a time, and not for long: a busy actor
+            // answers the next tick instead.
+            let wait = config.poll.max(Duration::from_millis(500));
+            match tokio::time::timeout(wait, lock.send(GetSnapshot)).await {
+                Ok(Ok(snap)) => live.borrow_mut().observe(snap, &config),
+                Ok(Err(_)) => return, // the actor is gone: the daemon stops
+                Err(_) => tracing::debug!("web: snapshot timed out"),
+            }
+        }
     }
 }
 
@@ -409,5 +473,185 @@ fn handle(request: Req, board: &Rc<RefCell<Board>>, config: &LiveConfig, loopbac
         "/events" => board::subscribe(board, config.limits.write_timeout),
         "/api/view" => http::full(StatusCode::OK, "application/json", board.borrow().view().to_string()),
         _ => http::text(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use actix::Actor;
+
+    use super::*;
+    use crate::actors::lock::ApplyOps;
+    use crate::core::status::{ManagerStatus, ServiceStatus};
+    use crate::core::types::{RequestState, ServiceState};
+    use crate::node::store::{ClusterState, MemoryStore, Op, StoredResource};
+
+    /// A cluster with many services, so that every view is large and a
+    /// client that does not read fills its socket buffers quickly.
+    fn big_state(services: usize) -> ClusterState {
+        let mut state = ClusterState::default();
+        for node in ["node1", "node2", "node3"] {
+            state.manager_status.node_status.insert(node.into(), NodeState::Online);
+        }
+        for i in 0..services {
+            let sid = format!("vm:{}", 1000 + i);
+            state.resources.insert(sid.clone(), StoredResource::new("node1", RequestState::Started));
+            let sd = ServiceStatus::new(ServiceState::Started, "node1", format!("u{i}"));
+            state.manager_status.service_status.insert(sid, sd);
+        }
+        state.manager_status.master_node = Some("node1".into());
+        state
+    }
+
+    fn config(limits: Limits) -> LiveConfig {
+        LiveConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls: None,
+            token: None,
+            poll: Duration::from_millis(20),
+            limits,
+            node: "node1".into(),
+            fresh_secs: 30,
+        }
+    }
+
+    fn get(addr: SocketAddr, path: &str) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        stream
+    }
+
+    /// Clients that never read their event stream, clients that never
+    /// finish their request, and more clients than allowed: the LockActor
+    /// keeps answering at once, the view reads the store at its own pace
+    /// whatever the clients, a reading client still gets fresh views, and
+    /// the stuck connections are dropped after the timeouts.
+    #[actix_rt::test]
+    async fn slow_and_hostile_clients_cannot_block_the_actor() {
+        let store = MemoryStore::volatile(big_state(2000));
+        let lock = LockActor::new("node1".into(), store.clone().into()).start();
+        let limits = Limits {
+            max_connections: 12,
+            header_timeout: Duration::from_millis(300),
+            write_timeout: Duration::from_millis(300),
+        };
+        let server = bind(config(limits)).await.unwrap().start(lock.clone());
+        let addr = server.addr;
+        // Six event streams nobody reads, four requests never finished,
+        // then more connections than the server takes.
+        let hostile = std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = (0..6).map(|_| get(addr, "/events")).collect();
+            for _ in 0..4 {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.write_all(b"GET /events HTTP/1.1\r\nHo").unwrap();
+                held.push(stream);
+            }
+            for _ in 0..20 {
+                held.push(TcpStream::connect(addr).unwrap());
+            }
+            // Held well past the checks below: the server must drop them
+            // on its own.
+            std::thread::sleep(Duration::from_secs(6));
+            drop(held);
+        });
+        // A client that reads: it must see the master change below. While
+        // the stuck clients hold every slot its connection is closed at
+        // once; it gets one once the timeouts freed them.
+        let reader = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut seen = Vec::new();
+            let mut chunk = vec![0u8; 1 << 16];
+            while started.elapsed() < Duration::from_secs(5) {
+                let mut stream = get(addr, "/events");
+                stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                loop {
+                    match stream.read(&mut chunk) {
+                        Ok(n) if n > 0 => seen.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                    if seen.windows(16).any(|w| w == b"\"master\":\"node2\"") {
+                        return true;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            false
+        });
+        // Meanwhile the state changes every 10 ms, and every request to
+        // the actor is timed.
+        let mut slowest = Duration::ZERO;
+        let started = Instant::now();
+        let mut round = 0u64;
+        while started.elapsed() < Duration::from_millis(1200) {
+            round += 1;
+            let mut ms: ManagerStatus = store.snapshot().manager_status;
+            ms.master_node = Some(if started.elapsed() > Duration::from_millis(600) { "node2" } else { "node1" }.into());
+            ms.timestamp = Some(round as i64);
+            let asked = Instant::now();
+            lock.send(ApplyOps(vec![Op::WriteManagerStatus(ms)])).await.unwrap().unwrap();
+            lock.send(GetSnapshot).await.unwrap();
+            slowest = slowest.max(asked.elapsed());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(slowest < Duration::from_millis(100), "the actor took {slowest:?}");
+        let polls = server.polls.load(Ordering::Relaxed);
+        let expected = started.elapsed().as_millis() as u64 / 20;
+        assert!(
+            polls <= expected + 2,
+            "{polls} snapshot reads in {:?}: clients must not add reads",
+            started.elapsed()
+        );
+        let refused = server.counters.refused.load(Ordering::Relaxed);
+        assert!(refused >= 10, "only {refused} connections past the limit were refused");
+        // The stuck streams and requests are dropped after the timeouts,
+        // while their clients still hold the sockets open.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while server.counters.open.load(Ordering::Relaxed) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            server.counters.open.load(Ordering::Relaxed) <= 1,
+            "{} connections still open",
+            server.counters.open.load(Ordering::Relaxed)
+        );
+        let got_update = tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
+        assert!(got_update, "a reading client saw the new master");
+        tokio::task::spawn_blocking(move || hostile.join().unwrap()).await.unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn remote_views_need_tls_and_a_token_and_nothing_changes_state() {
+        let mut remote = config(Limits::default());
+        remote.listen = "0.0.0.0:0".parse().unwrap();
+        let err = bind(remote).await.err().unwrap();
+        assert!(err.contains("is not a loopback address"), "{err}");
+
+        let store = MemoryStore::volatile(big_state(1));
+        let lock = LockActor::new("node1".into(), store.into()).start();
+        let mut guarded = config(Limits::default());
+        guarded.token = Some("0123456789abcdef-token".into());
+        let addr = bind(guarded).await.unwrap().start(lock).addr;
+        let status = |request: String| {
+            tokio::task::spawn_blocking(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream.write_all(request.as_bytes()).unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).unwrap();
+                answer.split(' ').nth(1).unwrap_or("").to_string()
+            })
+        };
+        let req = |method: &str, path: &str, extra: &str| {
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}Content-Length: 0\r\n\r\n")
+        };
+        assert_eq!(status(req("GET", "/api/view", "")).await.unwrap(), "401");
+        assert_eq!(status(req("GET", "/api/view?token=wrong", "")).await.unwrap(), "401");
+        assert_eq!(status(req("GET", "/api/view?token=0123456789abcdef-token", "")).await.unwrap(), "200");
+        let bearer = "Authorization: Bearer 0123456789abcdef-token\r\n";
+        assert_eq!(status(req("GET", "/", bearer)).await.unwrap(), "200");
+        assert_eq!(status(req("POST", "/api/command", bearer)).await.unwrap(), "405");
+        let rebinding = "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n".to_string();
+        assert_eq!(status(rebinding).await.unwrap(), "403");
     }
 }

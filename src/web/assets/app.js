@@ -194,10 +194,14 @@ function renderTimeline() {
   }
   for (const m of t.marks) {
     if (!(m.node in laneOf)) continue;
-    const y = laneOf[m.node] * laneH;
+    // The acknowledgement and the recovery often fall on the same
+    // second: one takes the upper half of the lane, the other the lower.
+    const top = laneOf[m.node] * laneH;
+    const [y1, y2] =
+      m.kind === "fence acknowledged" ? [top, top + laneH / 2] : m.kind === "recovery" ? [top + laneH / 2, top + laneH] : [top, top + laneH];
     const xm = x(m.at).toFixed(1);
     parts.push(
-      `<line class="mark" data-kind="${m.kind}" data-node="${m.node}" x1="${xm}" x2="${xm}" y1="${y}" y2="${y + laneH}" stroke="${MARK_COLORS[m.kind] || "#000"}" stroke-width="2"><title>${m.label} at ${Math.round(m.at)} s</title></line>`,
+      `<line class="mark" data-kind="${m.kind}" data-node="${m.node}" x1="${xm}" x2="${xm}" y1="${y1}" y2="${y2}" stroke="${MARK_COLORS[m.kind] || "#000"}" stroke-width="3"><title>${m.label} at ${Math.round(m.at)} s</title></line>`,
     );
   }
   const axisY = t.lanes.length * laneH + 14;
