@@ -45,7 +45,9 @@ fn serve(args: &[&str]) -> (Server, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let url = line
         .trim()
         .strip_prefix("hactor-sim console on ")
@@ -126,7 +128,11 @@ fn simulator_page_power_off_fence_recover_export_replay() {
             r.querySelector('.node').textContent !== 'node2' && r.querySelector('.state').textContent === 'started')",
     );
     page.click("#pause");
-    page.wait_for("paused", Duration::from_secs(10), "document.querySelector('#summary').textContent.includes('paused')");
+    page.wait_for(
+        "paused",
+        Duration::from_secs(10),
+        "document.querySelector('#summary').textContent.includes('paused')",
+    );
     let after = services(&mut page);
     for sid in &on_node2 {
         let moved = after.iter().find(|s| &s.0 == sid).unwrap();
@@ -147,7 +153,9 @@ fn simulator_page_power_off_fence_recover_export_replay() {
     }
     let log = page.eval("document.querySelector('#log').textContent");
     assert!(
-        log.as_str().unwrap().contains("fencing: acknowledged - got agent lock for node 'node2'"),
+        log.as_str()
+            .unwrap()
+            .contains("fencing: acknowledged - got agent lock for node 'node2'"),
         "the log shows the fence acknowledgement"
     );
     page.screenshot(&artifact_dir().join("simulator.png"));
@@ -204,7 +212,10 @@ fn live_view_of_a_real_cluster_shows_a_failover() {
         if placement.len() == 3 && placement.iter().all(|s| s.2 == "started") {
             break placement;
         }
-        assert!(std::time::Instant::now() < deadline, "services not started: {placement:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "services not started: {placement:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let (victim, lost) = (placement[0].0.clone(), placement[0].1.clone());
@@ -217,7 +228,11 @@ fn live_view_of_a_real_cluster_shows_a_failover() {
         "document.querySelectorAll('#nodes tbody tr').length === 3 && \
          [...document.querySelectorAll('#services .state')].filter(c => c.textContent === 'started').length === 3",
     );
-    assert_eq!(page.eval("document.querySelector('#controls').hidden"), true, "no controls");
+    assert_eq!(
+        page.eval("document.querySelector('#controls').hidden"),
+        true,
+        "no controls"
+    );
     cluster.kill(cluster.index(&lost).unwrap());
     let took = page.wait_for(
         "the lost node's service started on another node",
@@ -227,7 +242,10 @@ fn live_view_of_a_real_cluster_shows_a_failover() {
              r.querySelector('.node').textContent !== '{lost}' && r.querySelector('.state').textContent === 'started')"
         ),
     );
-    println!("live view: {victim} shown running elsewhere {:.1} s after the kill", took.as_secs_f64());
+    println!(
+        "live view: {victim} shown running elsewhere {:.1} s after the kill",
+        took.as_secs_f64()
+    );
     let history = page.eval(&format!("(window.__nodeHistory['{lost}'] || []).join(',')"));
     // Which of `unknown` and `fence` the page catches depends on the
     // reads falling between the master's rounds (fast profile: the fence
@@ -247,7 +265,10 @@ fn live_view_of_a_real_cluster_shows_a_failover() {
     let log = log.as_str().unwrap();
     assert!(
         log.contains(&format!("fencing: acknowledged - got agent lock for node '{lost}'"))
-            && log.contains(&format!("recover service '{victim}' from fenced node '{lost}' to node '{}'", moved.1)),
+            && log.contains(&format!(
+                "recover service '{victim}' from fenced node '{lost}' to node '{}'",
+                moved.1
+            )),
         "the decisions show the fence and the recovery: {log}"
     );
     for kind in ["fence acknowledged", "recovery"] {

@@ -1314,7 +1314,8 @@ backend = "process"
         let remote = format!("{half}token_file = \"/t\"\n");
         let web = NodeConfig::parse(&remote).unwrap().web.unwrap();
         assert_eq!(web.tls, Some(("/c".into(), "/k".into())));
-        let err = NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"127.0.0.1:1\"\ntls_cert = \"/c\"\n")).unwrap_err();
+        let err =
+            NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"127.0.0.1:1\"\ntls_cert = \"/c\"\n")).unwrap_err();
         assert_eq!(err, "web: tls_cert and tls_key go together");
         let err = NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"127.0.0.1:1\"\npoll_ms = 5\n")).unwrap_err();
         assert_eq!(err, "web.poll_ms: 5 is out of range (20 to 10000)");

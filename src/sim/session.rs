@@ -217,12 +217,17 @@ mod tests {
         session.command("power node2 on").unwrap();
         let log = session.simulator().log().to_vec();
         assert!(
-            log.iter().any(|l| l.contains("node 'node2': state changed from 'unknown' => 'fence'")),
+            log.iter()
+                .any(|l| l.contains("node 'node2': state changed from 'unknown' => 'fence'")),
             "{log:#?}"
         );
         let out = tmp.path().join("export");
         let files = session.export_files();
-        assert!(files["cmdlist"].contains("[\"power node2 off\"]"), "{}", files["cmdlist"]);
+        assert!(
+            files["cmdlist"].contains("[\"power node2 off\"]"),
+            "{}",
+            files["cmdlist"]
+        );
         write(&out, &files);
         let replay = crate::sim::run_scenario(&out).unwrap();
         assert!(replay.len() > log.len());

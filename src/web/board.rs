@@ -143,6 +143,9 @@ mod tests {
         let mut fresh = None;
         let late = String::from_utf8(board.event(&mut fresh).to_vec()).unwrap();
         let from = MAX_LOG + 16 - MAX_LOG_PER_EVENT;
-        assert!(late.contains(&format!("\"log_from\":{from},")), "a new client gets the newest lines");
+        assert!(
+            late.contains(&format!("\"log_from\":{from},")),
+            "a new client gets the newest lines"
+        );
     }
 }

@@ -9,7 +9,9 @@
 //!   [`MAX_BODY`] bytes within the same time;
 //! - a write that makes no progress for [`Limits::write_timeout`] ends the
 //!   connection ([`Deadline`]), so a client that stops reading its event
-//!   stream is dropped instead of piling up updates;
+//!   stream is dropped instead of piling up updates; the kernel's send
+//!   buffer is capped ([`Limits::send_buffer`]) so that this happens after
+//!   a few hundred kilobytes, not megabytes;
 //! - an event stream holds at most [`STREAM_QUEUE`] frames; the producer
 //!   always sends the latest state, never a backlog.
 
@@ -47,6 +49,9 @@ pub const STREAM_QUEUE: usize = 2;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
+    /// The kernel's send buffer of each connection (bytes): with hyper's
+    /// own buffer and the stream's queue, what one client can hold.
+    pub send_buffer: usize,
     pub header_timeout: Duration,
     pub write_timeout: Duration,
 }
@@ -55,6 +60,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_connections: 64,
+            send_buffer: 256 * 1024,
             header_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
         }
@@ -145,17 +151,20 @@ where
                 continue;
             }
             let _ = stream.set_nodelay(true);
+            let _ = nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &limits.send_buffer);
             counters.open.fetch_add(1, Ordering::Relaxed);
             let (handler, tls, counters) = (handler.clone(), tls.clone(), counters.clone());
             tokio::task::spawn_local(async move {
                 let stream = Deadline::new(stream, limits.write_timeout);
                 let result = match tls {
                     None => connection(stream, limits, handler).await,
-                    Some(acceptor) => match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => connection(tls_stream, limits, handler).await,
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err("TLS handshake timed out".into()),
-                    },
+                    Some(acceptor) => {
+                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls_stream)) => connection(tls_stream, limits, handler).await,
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("TLS handshake timed out".into()),
+                        }
+                    }
                 };
                 if let Err(e) = result {
                     tracing::debug!("web: connection ended: {e}");
@@ -203,15 +212,19 @@ impl<S> Deadline<S> {
         }
     }
 
-    fn check<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    /// Passes `poll` on; a pending one fails once the stall (since the
+    /// last write that made progress) is older than the limit. Only
+    /// written bytes count as progress: a flush of a TCP stream is always
+    /// ready, and must not restart the clock.
+    fn check<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>, progress: bool) -> Poll<io::Result<T>> {
         if poll.is_ready() {
-            self.stalled = None;
+            if progress {
+                self.stalled = None;
+            }
             return poll;
         }
         let limit = self.limit;
-        let timer = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -231,17 +244,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadline<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.check(cx, poll)
+        let progress = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        self.check(cx, poll, progress)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.check(cx, poll)
+        self.check(cx, poll, false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.check(cx, poll)
+        self.check(cx, poll, false)
     }
 }
 

@@ -6,7 +6,7 @@
 //! snapshots), so both consoles draw the same picture. Bounded: the oldest
 //! bars and marks are dropped first.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
 
@@ -54,6 +54,8 @@ pub struct Lanes {
     pub bars: VecDeque<Bar>,
     pub marks: VecDeque<Mark>,
     #[serde(skip)]
+    known_rows: BTreeSet<String>,
+    #[serde(skip)]
     open: BTreeMap<String, usize>,
     #[serde(skip)]
     node_state: BTreeMap<String, String>,
@@ -88,10 +90,10 @@ impl Lanes {
             };
             self.mark(now, node, kind, format!("{node}: {before} → {state}"));
         }
-        let mut seen = Vec::with_capacity(services.len());
+        let mut seen = BTreeSet::new();
         for s in services {
-            seen.push(s.sid.clone());
-            if !self.rows.contains(&s.sid) {
+            seen.insert(s.sid.as_str());
+            if self.known_rows.insert(s.sid.clone()) {
                 self.rows.push(s.sid.clone());
             }
             let before = self.service_state.insert(s.sid.clone(), s.state.clone());
@@ -135,8 +137,8 @@ impl Lanes {
             }
         }
         // Services gone from the configuration end their bar.
-        self.open.retain(|sid, _| seen.contains(sid));
-        self.service_state.retain(|sid, _| seen.contains(sid));
+        self.open.retain(|sid, _| seen.contains(sid.as_str()));
+        self.service_state.retain(|sid, _| seen.contains(sid.as_str()));
         while self.bars.len() > MAX_BARS {
             self.bars.pop_front();
             self.dropped += 1;
@@ -182,18 +184,50 @@ mod tests {
         let online = nodes(&[("a", "online"), ("b", "online")]);
         lanes.observe(0.0, &online, &[seen("vm:1", "a", "started")]);
         lanes.observe(10.0, &online, &[seen("vm:1", "a", "started")]);
-        lanes.observe(20.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "a", "started")]);
-        lanes.observe(30.0, &nodes(&[("a", "fence"), ("b", "online")]), &[seen("vm:1", "a", "fence")]);
-        lanes.observe(40.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "a", "recovery")]);
-        lanes.observe(50.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "b", "started")]);
+        lanes.observe(
+            20.0,
+            &nodes(&[("a", "unknown"), ("b", "online")]),
+            &[seen("vm:1", "a", "started")],
+        );
+        lanes.observe(
+            30.0,
+            &nodes(&[("a", "fence"), ("b", "online")]),
+            &[seen("vm:1", "a", "fence")],
+        );
+        lanes.observe(
+            40.0,
+            &nodes(&[("a", "unknown"), ("b", "online")]),
+            &[seen("vm:1", "a", "recovery")],
+        );
+        lanes.observe(
+            50.0,
+            &nodes(&[("a", "unknown"), ("b", "online")]),
+            &[seen("vm:1", "b", "started")],
+        );
         // fence → started within one observation is a recovery too.
-        lanes.observe(60.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "b", "fence")]);
-        lanes.observe(70.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "a", "started")]);
+        lanes.observe(
+            60.0,
+            &nodes(&[("a", "unknown"), ("b", "online")]),
+            &[seen("vm:1", "b", "fence")],
+        );
+        lanes.observe(
+            70.0,
+            &nodes(&[("a", "unknown"), ("b", "online")]),
+            &[seen("vm:1", "a", "started")],
+        );
         assert_eq!(lanes.marks.back().unwrap().label, "recover vm:1 from b");
         // A move off a node that is not online, state `started` throughout.
-        lanes.observe(80.0, &nodes(&[("a", "unknown"), ("b", "online")]), &[seen("vm:1", "b", "started")]);
+        lanes.observe(
+            80.0,
+            &nodes(&[("a", "unknown"), ("b", "online")]),
+            &[seen("vm:1", "b", "started")],
+        );
         assert_eq!(lanes.marks.back().unwrap().label, "recover vm:1 from a");
-        lanes.observe(90.0, &nodes(&[("a", "online"), ("b", "online")]), &[seen("vm:1", "a", "started")]);
+        lanes.observe(
+            90.0,
+            &nodes(&[("a", "online"), ("b", "online")]),
+            &[seen("vm:1", "a", "started")],
+        );
         assert_eq!(lanes.marks.len(), 6, "a migration is no recovery");
         lanes.marks.truncate(4);
         lanes.bars.truncate(4);

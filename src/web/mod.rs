@@ -27,8 +27,16 @@ use hyper::StatusCode;
 /// The embedded files: path, content type, content.
 pub const ASSETS: [(&str, &str, &str); 3] = [
     ("/", "text/html; charset=utf-8", include_str!("assets/index.html")),
-    ("/app.js", "text/javascript; charset=utf-8", include_str!("assets/app.js")),
-    ("/style.css", "text/css; charset=utf-8", include_str!("assets/style.css")),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("assets/app.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("assets/style.css"),
+    ),
 ];
 
 /// The response for an embedded file, if `path` names one.

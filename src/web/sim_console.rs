@@ -28,10 +28,10 @@ use tokio::sync::Notify;
 use crate::core::types::ServiceState;
 use crate::sim::session::Session;
 
+use super::asset;
 use super::board::{self, Board};
 use super::http::{self, Counters, Limits, Req, Resp};
 use super::lanes::{Lanes, ServiceSeen};
-use super::asset;
 
 /// Rounds per wall-clock second the run control offers.
 pub const SPEEDS: [u32; 7] = [1, 2, 5, 10, 20, 50, 100];
@@ -127,7 +127,9 @@ impl Console {
             .map(|sid| {
                 let sd = ms.service_status.get(sid);
                 let cd = world.services.get(sid);
-                let node = sd.map(|sd| sd.node.clone()).or_else(|| cd.and_then(|cd| cd.node.clone()));
+                let node = sd
+                    .map(|sd| sd.node.clone())
+                    .or_else(|| cd.and_then(|cd| cd.node.clone()));
                 let restarts = node.as_deref().map_or(0, |n| sim.restart_tries(n, sid));
                 json!({
                     "sid": sid,
@@ -294,7 +296,12 @@ fn control(c: &mut Console, text: &str) -> Result<String, String> {
     match words.as_slice() {
         ["run"] => {
             c.running = c.session.halted().is_none();
-            Ok(if c.running { "running" } else { "the simulation has stopped" }.to_string())
+            Ok(if c.running {
+                "running"
+            } else {
+                "the simulation has stopped"
+            }
+            .to_string())
         }
         ["pause"] => {
             c.running = false;
@@ -306,9 +313,11 @@ fn control(c: &mut Console, text: &str) -> Result<String, String> {
             Ok(format!("stepped to {} s", c.session.simulator().world().now))
         }
         ["speed", n] => {
-            let speed: u32 = n.parse().ok().filter(|s| SPEEDS.contains(s)).ok_or_else(|| {
-                format!("speed must be one of {SPEEDS:?} rounds per second")
-            })?;
+            let speed: u32 = n
+                .parse()
+                .ok()
+                .filter(|s| SPEEDS.contains(s))
+                .ok_or_else(|| format!("speed must be one of {SPEEDS:?} rounds per second"))?;
             c.speed = speed;
             Ok(format!("{speed} rounds per second"))
         }

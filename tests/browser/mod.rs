@@ -54,7 +54,11 @@ pub fn artifact_dir() -> PathBuf {
 fn http_get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     // Chromium may reset the connection after its answer: keep what came.
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -65,7 +69,9 @@ fn http_get(port: u16, path: &str) -> String {
         bytes.extend_from_slice(&chunk[..n]);
     }
     let text = String::from_utf8_lossy(&bytes);
-    text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
 }
 
 impl Browser {
@@ -162,7 +168,11 @@ impl Browser {
 
     pub fn navigate(&mut self, url: &str) {
         self.call("Page.navigate", json!({ "url": url }));
-        self.wait_for("the page to load", Duration::from_secs(30), "document.readyState === 'complete'");
+        self.wait_for(
+            "the page to load",
+            Duration::from_secs(30),
+            "document.readyState === 'complete'",
+        );
     }
 
     /// Evaluates a JavaScript expression in the page and returns its value.
@@ -187,7 +197,10 @@ impl Browser {
             }
             if started.elapsed() > timeout {
                 let body = self.eval("document.body.innerText.slice(0, 3000)");
-                panic!("timed out after {timeout:?} waiting for {what}; the page shows:\n{}", body.as_str().unwrap_or(""));
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; the page shows:\n{}",
+                    body.as_str().unwrap_or("")
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -216,7 +229,10 @@ impl Browser {
 
     /// Saves a PNG of the whole page.
     pub fn screenshot(&mut self, path: &Path) {
-        let result = self.call("Page.captureScreenshot", json!({ "format": "png", "captureBeyondViewport": true }));
+        let result = self.call(
+            "Page.captureScreenshot",
+            json!({ "format": "png", "captureBeyondViewport": true }),
+        );
         let png = base64_decode(result["data"].as_str().unwrap());
         assert!(png.starts_with(b"\x89PNG"), "a PNG");
         std::fs::write(path, png).unwrap();
@@ -241,7 +257,10 @@ fn base64_decode(text: &str) -> Vec<u8> {
             _ => panic!("not base64: {c}"),
         }
     };
-    let bytes: Vec<u8> = text.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()).collect();
+    let bytes: Vec<u8> = text
+        .bytes()
+        .filter(|c| *c != b'=' && !c.is_ascii_whitespace())
+        .collect();
     let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
     for chunk in bytes.chunks(4) {
         let mut n = 0u32;
