@@ -15,6 +15,7 @@
 //! - an event stream holds at most [`STREAM_QUEUE`] frames; the producer
 //!   always sends the latest state, never a backlog.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -23,7 +24,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
@@ -155,16 +156,24 @@ where
             counters.open.fetch_add(1, Ordering::Relaxed);
             let (handler, tls, counters) = (handler.clone(), tls.clone(), counters.clone());
             tokio::task::spawn_local(async move {
-                let stream = Deadline::new(stream, limits.write_timeout);
-                let result = match tls {
-                    None => connection(stream, limits, handler).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
-                            Ok(Ok(tls_stream)) => connection(tls_stream, limits, handler).await,
-                            Ok(Err(e)) => Err(e.to_string()),
-                            Err(_) => Err("TLS handshake timed out".into()),
+                let stuck_since = Rc::new(Cell::new(None));
+                let stream = Deadline::new(stream, stuck_since.clone());
+                let serve = async move {
+                    match tls {
+                        None => connection(stream, limits, handler).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls_stream)) => connection(tls_stream, limits, handler).await,
+                                Ok(Err(e)) => Err(e.to_string()),
+                                Err(_) => Err("TLS handshake timed out".into()),
+                            }
                         }
                     }
+                };
+                // Dropping the connection's future closes its socket.
+                let result = tokio::select! {
+                    result = serve => result,
+                    result = stuck(stuck_since, limits.write_timeout) => result,
                 };
                 if let Err(e) = result {
                     tracing::debug!("web: connection ended: {e}");
@@ -188,49 +197,38 @@ where
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
+        // One request per connection: an idle keep-alive connection would
+        // hold a slot with no timeout running (the header timeout starts
+        // with a request's first byte).
+        .keep_alive(false)
         .max_buf_size(64 * 1024)
         .serve_connection(TokioIo::new(stream), service)
         .await
         .map_err(|e| e.to_string())
 }
 
-/// A stream whose writes fail once one has been pending for longer than
-/// the deadline: a peer that stops reading cannot hold its connection (and
-/// the buffers behind it) forever.
+/// A stream that notes since when its writes have been stuck (pending
+/// with no byte written): the connection's watchdog ends a connection
+/// stuck longer than the write timeout, so a peer that stops reading
+/// cannot hold its connection (and the buffers behind it) forever. The
+/// watchdog sits outside hyper, so it does not depend on when hyper polls.
 pub struct Deadline<S> {
     inner: S,
-    limit: Duration,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    stuck_since: Rc<Cell<Option<Instant>>>,
 }
 
 impl<S> Deadline<S> {
-    pub fn new(inner: S, limit: Duration) -> Deadline<S> {
-        Deadline {
-            inner,
-            limit,
-            stalled: None,
-        }
+    pub fn new(inner: S, stuck_since: Rc<Cell<Option<Instant>>>) -> Deadline<S> {
+        Deadline { inner, stuck_since }
     }
 
-    /// Passes `poll` on; a pending one fails once the stall (since the
-    /// last write that made progress) is older than the limit. Only
-    /// written bytes count as progress: a flush of a TCP stream is always
-    /// ready, and must not restart the clock.
-    fn check<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>, progress: bool) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            if progress {
-                self.stalled = None;
-            }
-            return poll;
-        }
-        let limit = self.limit;
-        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client did not read for too long",
-            ))),
-            Poll::Pending => Poll::Pending,
+    /// Only written bytes count as progress: a flush of a TCP stream is
+    /// always ready, and must not restart the clock.
+    fn note<T>(&self, poll: &Poll<io::Result<T>>, progress: bool) {
+        if progress {
+            self.stuck_since.set(None);
+        } else if poll.is_pending() && self.stuck_since.get().is_none() {
+            self.stuck_since.set(Some(Instant::now()));
         }
     }
 }
@@ -244,18 +242,31 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadline<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Deadline<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        let progress = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
-        self.check(cx, poll, progress)
+        self.note(&poll, matches!(poll, Poll::Ready(Ok(n)) if n > 0));
+        poll
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_flush(cx);
-        self.check(cx, poll, false)
+        self.note(&poll, false);
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
-        self.check(cx, poll, false)
+        self.note(&poll, false);
+        poll
+    }
+}
+
+/// Resolves once the writes noted in `stuck_since` have been stuck for
+/// longer than `limit`.
+async fn stuck(stuck_since: Rc<Cell<Option<Instant>>>, limit: Duration) -> Result<(), String> {
+    loop {
+        tokio::time::sleep(limit / 4).await;
+        if stuck_since.get().is_some_and(|since| since.elapsed() > limit) {
+            return Err("the client did not read for too long".into());
+        }
     }
 }
 
