@@ -669,7 +669,7 @@ mod tests {
             ms.timestamp = Some(round as i64);
             // A visible change each round: every read makes a new view.
             let moving = ms.service_status.get_mut("vm:1000").unwrap();
-            moving.node = if round % 2 == 0 { "node1" } else { "node3" }.into();
+            moving.node = if round.is_multiple_of(2) { "node1" } else { "node3" }.into();
             let asked = Instant::now();
             lock.send(ApplyOps(vec![Op::WriteManagerStatus(ms)]))
                 .await
