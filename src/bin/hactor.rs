@@ -76,6 +76,10 @@ enum Command {
         port: u16,
         #[arg(long, default_value = "fast", value_parser = ["fast", "pve"])]
         profile: String,
+        /// Serve every node's read-only live view (`[web]`) on a free
+        /// loopback port; the addresses are printed.
+        #[arg(long)]
+        web: bool,
     },
     /// Cluster membership: create, grow, shrink, inspect.
     #[command(subcommand)]
@@ -556,6 +560,9 @@ fn local_cluster(dir: &std::path::Path, spec: hactor::node::local_cluster::Local
             node.child.as_ref().map(|c| c.id()).unwrap_or(0),
             cluster.dir.join(format!("{}.log", node.name)).display()
         );
+        if let Ok(addr) = std::fs::read_to_string(node.dir.join("web.addr")) {
+            println!("       live view: http://{}/", addr.trim());
+        }
     }
     let socket = cluster.nodes[0].dir.join("hactor.sock");
     println!(
@@ -680,6 +687,7 @@ fn main() -> ExitCode {
         services,
         port,
         profile,
+        web,
     }) = cli.command
     {
         let spec = hactor::node::local_cluster::LocalSpec {
@@ -688,7 +696,11 @@ fn main() -> ExitCode {
             profile,
             base_port: port,
             marker: format!("{port}000"),
-            extra: String::new(),
+            extra: if web {
+                "[web]\nlisten = \"127.0.0.1:0\"\n".into()
+            } else {
+                String::new()
+            },
             script: None,
         };
         return match local_cluster(&dir, spec) {

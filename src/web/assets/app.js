@@ -245,19 +245,37 @@ function render(event) {
     $("#status").textContent = (view.status || []).join("\n");
   }
   window.__renders += 1;
-  const now = Date.now();
-  window.__lat.push(now - view.emitted_ms);
+  // The first view may be old (a paused simulation): it measures nothing.
+  if (window.__renders > 1) window.__lat.push(Date.now() - view.emitted_ms);
   if (pendingClick && window.__renders > pendingClick.renders) {
     window.__clickLat.push(performance.now() - pendingClick.at);
     pendingClick = null;
   }
 }
 
+// Events that arrive while the page is busy are merged: the newest view
+// is drawn once with every log line, so a slow machine skips views
+// instead of falling behind.
+let pending = null;
+function queue(event) {
+  if (pending) {
+    pending.view = event.view;
+    pending.log = pending.log.concat(event.log);
+    return;
+  }
+  pending = event;
+  setTimeout(() => {
+    const next = pending;
+    pending = null;
+    render(next);
+  }, 0);
+}
+
 function connect() {
   const source = new EventSource(withToken("/events"));
   source.onopen = () => { $("#connection").textContent = "live"; $("#connection").className = "ok"; };
   source.onerror = () => { $("#connection").textContent = "disconnected — retrying"; $("#connection").className = "bad"; };
-  source.onmessage = (m) => render(JSON.parse(m.data));
+  source.onmessage = (m) => queue(JSON.parse(m.data));
 }
 
 $("#run").addEventListener("click", () => control("run"));
