@@ -17,6 +17,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod daemon;
 pub mod net;
 pub mod node;
 pub mod sim;

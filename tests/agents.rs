@@ -20,9 +20,10 @@ use hactor::agents::guest::GuestAgent;
 use hactor::agents::script::ScriptAgent;
 use hactor::agents::{Agent, Agents, Health, StartContext};
 use hactor::core::env::DatacenterSettings;
+use hactor::core::store::{ClusterState, StoredResource};
 use hactor::core::types::RequestState;
 use hactor::node::config::{GuestAgentConfig, NodeConfig};
-use hactor::node::store::{ClusterState, MemoryStore, StoredResource};
+use hactor::node::memory_store::MemoryStore;
 use hactor::watchdog::RecordingBackend;
 
 /// Generous bound for anything a loaded machine might make slow.

@@ -16,9 +16,10 @@ use hactor::actors::watchdog::GetWatchdogState;
 use hactor::actors::{InjectPanic, NodeHandle, NodeOptions, start_node};
 use hactor::agents::{Agent, Agents, StartContext};
 use hactor::core::env::DatacenterSettings;
+use hactor::core::store::{ClusterState, StoredResource};
 use hactor::core::types::{RequestState, ServiceState};
 use hactor::node::config::NodeConfig;
-use hactor::node::store::{ClusterState, MemoryStore, StoredResource};
+use hactor::node::memory_store::MemoryStore;
 use hactor::watchdog::{Backend, RecordingBackend};
 
 /// An in-memory agent that counts starts and concurrent actions.
@@ -260,7 +261,7 @@ async fn lease_loss_stops_the_feeding_and_the_guard_kills_the_services() {
     let config = NodeConfig::parse(&proc_config(dir.path())).unwrap();
     let store = MemoryStore::volatile(ClusterState::default());
     store
-        .apply(vec![hactor::node::store::Op::PutResource {
+        .apply(vec![hactor::core::store::Op::PutResource {
             sid: "proc:sleeper".into(),
             resource: resource(),
         }])

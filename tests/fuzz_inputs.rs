@@ -30,13 +30,14 @@ use hactor::cli::args::{Cli, Command, normalize};
 use hactor::config::datacenter::parse_datacenter;
 use hactor::config::groups::{parse_groups, write_groups};
 use hactor::config::resources::{ConfiguredState, ResourceSection, parse_resources, write_resources};
+use hactor::config::rules::{parse_rules, write_rules};
 use hactor::config::value::{decode_text, encode_text};
-use hactor::core::rules::{Rule, RuleKind, parse_rules, write_rules};
+use hactor::core::rules::{Rule, RuleKind};
 use hactor::core::status::GroupConfig;
+use hactor::core::store::{ClusterState, StoredResource};
 use hactor::core::timing::{MAX_TIMEOUT_SECS, MAX_TIMING_MS, MAX_WORKERS};
 use hactor::core::types::RequestState;
 use hactor::node::config::NodeConfig;
-use hactor::node::store::{ClusterState, StoredResource};
 
 /// A fixed number of cases from a fixed seed; no regression files.
 fn cases(n: u32) -> ProptestConfig {
@@ -809,7 +810,7 @@ fn snapshot() -> Snapshot {
     state
         .resources
         .insert("proc:web".into(), StoredResource::new("node2", RequestState::Stopped));
-    state.rules_cfg = "resource-affinity: r1\n\taffinity negative\n\tresources proc:web,vm:100\n\n".into();
+    state.rules = parse_rules("resource-affinity: r1\n\taffinity negative\n\tresources proc:web,vm:100\n\n").unwrap();
     Snapshot {
         state,
         quorate: true,
@@ -820,10 +821,10 @@ fn snapshot() -> Snapshot {
 /// The same cluster before its groups were migrated to rules.
 fn snapshot_with_groups() -> Snapshot {
     let mut snap = snapshot();
-    snap.state.rules_cfg.clear();
+    snap.state.rules.clear();
     snap.state.groups_cfg.insert(
         "g1".into(),
-        hactor::node::store::StoredGroup {
+        hactor::core::store::StoredGroup {
             nodes: BTreeMap::from([("node1".to_string(), 2)]),
             restricted: false,
             nofailback: true,

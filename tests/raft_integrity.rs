@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use hactor::core::store::Op;
 use hactor::net::cluster::{RaftStore, StoreTiming, ask};
 use hactor::net::peer::{PeerReply, PeerRequest, Refusal};
 use hactor::net::quic::Transport;
 use hactor::net::tls::{ClusterCa, NodeIdentity};
-use hactor::node::store::Op;
 
 fn timing() -> StoreTiming {
     StoreTiming::for_round(

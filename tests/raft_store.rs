@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use hactor::core::store::{Op, Reply, StoreError};
 use hactor::net::cluster::{RaftStore, StoreTiming, ask};
 use hactor::net::peer::{PeerReply, PeerRequest, Refusal};
 use hactor::net::quic::Transport;
 use hactor::net::tls::{ClusterCa, NodeIdentity};
-use hactor::node::store::{Op, Reply, StoreError};
 
 fn timing() -> StoreTiming {
     StoreTiming::for_round(
@@ -481,8 +481,8 @@ async fn lease_renewal_commit_latency() {
 
 #[actix_rt::test]
 async fn concurrent_compare_and_swap_edits_on_different_members_lose_no_update() {
+    use hactor::core::store::StoredResource;
     use hactor::core::types::RequestState;
-    use hactor::node::store::StoredResource;
     let cluster = Cluster::start(3).await;
     let resource = || StoredResource::new("node1", RequestState::Started);
     // Four editors per member, each adding its own resource with a

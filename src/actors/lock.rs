@@ -5,23 +5,14 @@
 //! local; writes may go through consensus, so `ApplyOps` answers
 //! asynchronously and never blocks the actor.
 
-use std::collections::BTreeMap;
-
 use actix::{Actor, Context, Handler, Message, MessageResult, ResponseFuture, Supervised};
 
+pub use crate::core::store::Snapshot;
+use crate::core::store::{Op, Reply, StoreError};
 use crate::core::types::NodeName;
 use crate::node::cluster_store::ClusterStore;
-use crate::node::store::{ClusterState, Op, Reply, StoreError};
 
 use super::{InjectPanic, guarded};
-
-/// A consistent view of the store for one round.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub state: ClusterState,
-    pub quorate: bool,
-    pub members: BTreeMap<NodeName, bool>,
-}
 
 /// Asks for a [`Snapshot`].
 #[derive(Message)]

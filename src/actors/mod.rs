@@ -12,6 +12,10 @@
 //! Every actor but the watchdog runs under a Supervisor: a panic inside a
 //! handler is caught ([`guarded`]) and the actor restarts behind the same
 //! address. The WatchdogActor is never restarted from under the device.
+//!
+//! Owns: timers, mailboxes and supervision; no decisions (a round's
+//! outcome is `core::store::outcome`'s). May import: `core`, `config`,
+//! `net`, `node`, `agents`, `watchdog`; never `api`, `cli` or `daemon`.
 
 pub mod lock;
 pub mod round;

@@ -17,11 +17,11 @@ use crate::core::crm::Crm;
 use crate::core::env::DatacenterSettings;
 use crate::core::event::{Event, Level};
 use crate::core::lrm::Lrm;
+use crate::core::store::outcome::{Answer, Retry, RoundClock, WatchdogOp, proposal, round_outcome};
+use crate::core::store::{Op, Outgoing, RoundContext, RoundEnv};
 use crate::core::timing::Timing;
 use crate::core::types::{ExitCode, NodeName};
 use crate::core::watchdog::Client;
-use crate::node::env::{Outgoing, RoundContext, RoundEnv, confirmed_watchdog_ops};
-use crate::node::store::{Op, Reply};
 
 use super::lock::{ApplyOps, GetManagerWrites, GetRoundSnapshot, LockActor};
 use super::watchdog::{WatchdogActor, WatchdogCmd};
@@ -148,8 +148,8 @@ pub struct RoundActor<R: Role> {
     done: bool,
     /// Manager status writes seen (for [`Role::FOLLOWS_MANAGER`]).
     manager_writes: u64,
-    /// Unconfirmed rounds in a row: the quick retry backs off with them.
-    unconfirmed: u32,
+    /// When to look again after failed rounds.
+    retry: Retry,
     /// A quick retry is scheduled (at most one at a time).
     retry_pending: bool,
     _role: PhantomData<R>,
@@ -201,7 +201,7 @@ impl<R: Role> RoundActor<R> {
             busy: false,
             done: false,
             manager_writes: 0,
-            unconfirmed: 0,
+            retry: Retry::default(),
             retry_pending: false,
             _role: PhantomData,
         }
@@ -283,22 +283,17 @@ impl<R: Role> RoundActor<R> {
     }
 
     /// After an unconfirmed or unquorate round, tries again sooner than
-    /// the next tick (a leader change is usually over by then): a quarter
-    /// round for the first [`QUICK_RETRIES`], then backing off to the
-    /// round while rounds stay unconfirmed (a full disk, a lost majority),
-    /// and never with more than one retry pending: failures must not
-    /// multiply rounds or logs.
+    /// the next tick as [`Retry`] says, never with more than one retry
+    /// pending.
     fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
-        self.unconfirmed = self.unconfirmed.saturating_add(1);
+        let Some(delay) = self.retry.failed(self.settings.round.as_millis() as u64) else {
+            return;
+        };
         if self.retry_pending {
             return;
         }
-        let delay = retry_delay(self.settings.round, self.unconfirmed);
-        if delay >= self.settings.round {
-            return; // the regular tick comes as soon
-        }
         self.retry_pending = true;
-        ctx.run_later(delay, |act, ctx| {
+        ctx.run_later(Duration::from_millis(delay), |act, ctx| {
             act.retry_pending = false;
             act.round(ctx);
         });
@@ -317,11 +312,8 @@ impl<R: Role> RoundActor<R> {
         }));
     }
 
-    /// Carries out a round's outbox. Watchdog pets count only for lease
-    /// renewals the store confirmed, and only if the confirmation came
-    /// within one round of the renewal's timestamp: the lease runs from
-    /// that timestamp, and the safety inequality allows exactly one round
-    /// between it and the pet (lease ≥ round + watchdog timeouts + margin).
+    /// Proposes the round's writes, then carries out what the store's
+    /// answer lets stand ([`round_outcome`]).
     fn apply(
         &mut self,
         outbox: Vec<Outgoing>,
@@ -330,40 +322,29 @@ impl<R: Role> RoundActor<R> {
         round_ctx_quorate: bool,
         ctx: &mut Context<Self>,
     ) {
-        let ops: Vec<Op> = outbox
-            .iter()
-            .filter_map(|o| match o {
-                Outgoing::Store(op) => Some(op.clone()),
-                _ => None,
-            })
-            .collect();
-        let wrote = !ops.is_empty();
-        let apply = self.lock.send(ApplyOps(ops));
+        let apply = self.lock.send(ApplyOps(proposal(&outbox)));
         ctx.spawn(apply.into_actor(self).map(move |replies, act, ctx| {
-            let granted: Vec<bool> = match replies {
-                Ok(Ok(replies)) => {
-                    for reply in &replies {
-                        if let Reply::Stale { reason } = reply {
-                            tracing::warn!(node = %act.settings.node, "{}: store refused a stale decision - {reason}", R::NAME);
-                        }
-                    }
-                    replies.iter().map(|r| !r.refused()).collect()
-                }
+            let answer = match replies {
+                Ok(Ok(replies)) => Answer::Replies(replies),
                 Ok(Err(e)) => {
                     tracing::warn!(node = %act.settings.node, "{}: store refused the round's writes - {e}", R::NAME);
-                    Vec::new()
+                    Answer::Failed
                 }
                 Err(e) => {
                     tracing::error!(node = %act.settings.node, "{}: store unreachable - {e}", R::NAME);
-                    Vec::new()
+                    Answer::Failed
                 }
             };
-            // The round decided on its replica's view (a lease it believed
-            // it held, writes it believed made). Unless the store confirmed
-            // all of it, its decisions must not act: no agent job runs, and
-            // the state machine starts afresh from the store next round.
-            let confirmed = !wrote || (!granted.is_empty() && granted.iter().all(|g| *g));
-            if !confirmed {
+            let clock = RoundClock {
+                stamp_ms,
+                answered_ms: now_ms(),
+                round_ms: act.settings.round.as_millis() as u64,
+            };
+            let outcome = round_outcome(outbox, &answer, &act.epochs, clock);
+            for reason in &outcome.stale {
+                tracing::warn!(node = %act.settings.node, "{}: store refused a stale decision - {reason}", R::NAME);
+            }
+            if !outcome.confirmed {
                 tracing::warn!(
                     node = %act.settings.node,
                     "{}: the store did not confirm this round, discarding its decisions",
@@ -372,30 +353,29 @@ impl<R: Role> RoundActor<R> {
                 act.role = None;
                 act.schedule_retry(ctx);
             } else if round_ctx_quorate {
-                act.unconfirmed = 0;
+                act.retry.succeeded();
             }
-            let late = now_ms().saturating_sub(stamp_ms) > act.settings.round.as_millis() as u64;
-            if late && !granted.is_empty() {
+            if outcome.late {
                 tracing::warn!(
                     node = %act.settings.node,
                     "{}: store confirmed the lease renewal too late ({} ms), not petting the watchdog",
                     R::NAME,
-                    now_ms().saturating_sub(stamp_ms)
+                    clock.answered_ms.saturating_sub(stamp_ms)
                 );
             }
-            let granted = if late { Vec::new() } else { granted };
-            for op in confirmed_watchdog_ops(&outbox, &granted) {
-                let cmd = match op {
-                    Outgoing::WatchdogArm => WatchdogCmd::Arm(R::CLIENT),
-                    Outgoing::WatchdogPet => WatchdogCmd::Pet(R::CLIENT),
-                    _ => WatchdogCmd::Close(R::CLIENT),
-                };
-                act.watchdog.do_send(cmd);
+            for op in outcome.watchdog {
+                act.watchdog.do_send(match op {
+                    WatchdogOp::Arm => WatchdogCmd::Arm(R::CLIENT),
+                    WatchdogOp::Pet => WatchdogCmd::Pet(R::CLIENT),
+                    WatchdogOp::Close => WatchdogCmd::Close(R::CLIENT),
+                });
             }
-            for item in outbox.into_iter().filter(|_| confirmed) {
-                if let (Outgoing::Job(spec), Some(pool)) = (item, act.pool.as_ref()) {
-                    let fencing_token = act.epochs.get(&spec.sid).copied().unwrap_or(0);
-                    pool.do_send(RunJob { spec, fencing_token });
+            if let Some(pool) = act.pool.as_ref() {
+                for job in outcome.jobs {
+                    pool.do_send(RunJob {
+                        spec: job.spec,
+                        fencing_token: job.fencing_token,
+                    });
                 }
             }
             act.busy = false;
@@ -406,18 +386,6 @@ impl<R: Role> RoundActor<R> {
             }
         }));
     }
-}
-
-/// Quick retries at a quarter round before backing off: together they
-/// span two rounds, longer than a leader election takes.
-const QUICK_RETRIES: u32 = 8;
-
-/// The quick retry's delay after `unconfirmed` unconfirmed rounds in a
-/// row: a quarter round for the first [`QUICK_RETRIES`], then doubling
-/// (a full round, i.e. no quick retry any more, from the third doubling).
-fn retry_delay(round: Duration, unconfirmed: u32) -> Duration {
-    let doublings = unconfirmed.saturating_sub(QUICK_RETRIES).min(8);
-    (round / 4).saturating_mul(1 << doublings)
 }
 
 impl<R: Role> Actor for RoundActor<R> {
@@ -487,18 +455,5 @@ impl<R: Role> Handler<InjectPanic> for RoundActor<R> {
 
     fn handle(&mut self, _msg: InjectPanic, ctx: &mut Context<Self>) {
         guarded(ctx, R::NAME, || std::panic::resume_unwind(Box::new("injected fault")));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quick_retries_back_off_to_the_round() {
-        let round = Duration::from_secs(1);
-        let delays: Vec<u128> = (1..=11).map(|n| retry_delay(round, n).as_millis()).collect();
-        assert_eq!(delays, [250, 250, 250, 250, 250, 250, 250, 250, 500, 1000, 2000]);
-        assert_eq!(retry_delay(round, u32::MAX), round / 4 * 256, "no overflow");
     }
 }

@@ -20,7 +20,8 @@
 
 use std::time::Duration;
 
-use crate::node::config::{GuestAgentConfig, GuestKind, valid_vmid};
+use super::spec::{GuestAgentConfig, GuestKind};
+use crate::core::types::is_resource_name as valid_vmid;
 
 use super::command::{self, Invocation, Outcome, expand};
 use super::{Agent, Health, StartContext};

@@ -36,11 +36,15 @@
 //!
 //! Every command an agent runs gets `HACTOR_SID` and `HACTOR_NODE`; a start
 //! also gets `HACTOR_FENCING_TOKEN`, the service's placement epoch.
+//!
+//! Owns: the agents and their settings ([`spec`]). May import: `core`;
+//! never `node`, `actors` or `api`.
 
 pub mod command;
 pub mod guest;
 pub mod proc;
 pub mod script;
+pub mod spec;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-use crate::node::config::{ProcService, parse_signal};
+use super::spec::{ProcService, parse_signal};
 
 use super::command::{self, Invocation, deadline_after};
 use super::{Agent, Health, StartContext};

@@ -39,7 +39,7 @@ use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::node::config::ScriptService;
+use super::spec::ScriptService;
 
 use super::command::{self, Finished, Invocation, Outcome};
 use super::{Agent, Health, StartContext};

@@ -17,15 +17,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::actors::lock::Snapshot;
 use crate::config::resources::is_resource_name;
 use crate::config::value::{
     check_comment, check_single_line, format_node_list, is_config_id, parse_bool, parse_node_list, split_list,
 };
 use crate::core::rules::{self, Rule, RuleKind};
+use crate::core::store::{ClusterState, Op, Snapshot, StoredGroup, StoredResource};
 use crate::core::timing::MAX_TIMEOUT_SECS;
 use crate::core::types::{NodeName, RequestState, ServiceState, split_sid};
-use crate::node::store::{ClusterState, Op, StoredGroup, StoredResource};
 
 use super::protocol::{
     DroppedRule, GroupOptions, GroupView, MoveTask, Request, ResourceOptions, ResourceView, Response, RuleOptions,
@@ -133,7 +132,7 @@ fn delete_keys(delete: &[String], allowed: &[&str], set: &[&str]) -> Result<BTre
 
 /// Whether groups have given way to rules (see the module documentation).
 pub fn groups_migrated(state: &ClusterState) -> bool {
-    state.groups_cfg.is_empty() && !state.rules_cfg.trim().is_empty()
+    state.groups_cfg.is_empty() && !state.rules.is_empty()
 }
 
 /// The cluster's nodes: its members (upstream's cluster node list), online
@@ -152,7 +151,7 @@ fn check_node(snapshot: &Snapshot, node: &str) -> Result<()> {
 }
 
 fn read_rules(state: &ClusterState) -> Result<Vec<Rule>> {
-    rules::parse_rules(&state.rules_cfg).map_err(|e| format!("rules.cfg is invalid - {e}"))
+    Ok(state.rules.clone())
 }
 
 fn resource_view(sid: &str, r: &StoredResource) -> ResourceView {
@@ -224,7 +223,7 @@ fn rule_errors(rules: &[Rule], nodes: &[NodeName]) -> BTreeMap<String, Vec<Strin
 fn rules_check(snapshot: &Snapshot, rules_cfg: Option<&str>) -> Result<Response> {
     let state = &snapshot.state;
     let all = match rules_cfg {
-        Some(text) => rules::parse_rules(text).map_err(|e| format!("rules.cfg: {e}"))?,
+        Some(text) => crate::config::rules::parse_rules(text).map_err(|e| format!("rules.cfg: {e}"))?,
         None => {
             let mut all = read_rules(state)?;
             let services = state.service_config();
@@ -433,7 +432,7 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
                 }
                 rules.retain(|r| !r.resources.is_empty());
                 if rules != before {
-                    ops.push(Op::SetRules(rules::write_rules(&rules)));
+                    ops.push(Op::SetRules(rules));
                 }
             }
             Ok(Plan::of(ops))
@@ -561,7 +560,7 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             let new = build_rule(snapshot, kind, rule, None, options, &BTreeSet::new(), rules.len() + 1)?;
             rules.push(new);
             check_feasible(snapshot, &rules, rule)?;
-            Ok(Plan::of(vec![Op::SetRules(rules::write_rules(&rules))]))
+            Ok(Plan::of(vec![Op::SetRules(rules)]))
         }
         Request::RulesSet {
             kind,
@@ -599,7 +598,7 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             check_feasible(snapshot, &rules, rule)?;
             Ok(Plan {
                 digest: digest.clone(),
-                ..Plan::of(vec![Op::SetRules(rules::write_rules(&rules))])
+                ..Plan::of(vec![Op::SetRules(rules)])
             })
         }
         Request::RulesRemove { rule } => {
@@ -609,7 +608,7 @@ pub fn plan(request: &Request, snapshot: &Snapshot, ctx: &PlanContext) -> Result
             if rules.len() == before {
                 return Err(format!("no such ha rule '{rule}'"));
             }
-            Ok(Plan::of(vec![Op::SetRules(rules::write_rules(&rules))]))
+            Ok(Plan::of(vec![Op::SetRules(rules)]))
         }
         Request::Status { .. }
         | Request::Config { .. }
@@ -808,6 +807,11 @@ fn plan_move(snapshot: &Snapshot, task: MoveTask, sid: &str, node: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::rules::{parse_rules, write_rules};
+
+    fn rules_of(text: &str) -> Vec<Rule> {
+        parse_rules(text).unwrap()
+    }
     use crate::core::status::ServiceStatus;
 
     fn resource(node: &str) -> StoredResource {
@@ -1180,8 +1184,11 @@ mod tests {
         let Op::SetRules(text) = plan(&rule, &snap, &ctx()).unwrap().ops.remove(0) else {
             panic!()
         };
-        assert_eq!(text, "node-affinity: r1\n\tnodes node1\n\tresources vm:100\n\n");
-        snap.state.rules_cfg = text;
+        assert_eq!(
+            write_rules(&text),
+            "node-affinity: r1\n\tnodes node1\n\tresources vm:100\n\n"
+        );
+        snap.state.rules = text;
         assert_eq!(
             plan(&group, &snap, &ctx()).unwrap_err(),
             "cannot create group: ha groups have been migrated to rules"
@@ -1199,9 +1206,10 @@ mod tests {
         };
         let p = plan(&request("100", "node2"), &snap, &ctx()).unwrap();
         assert_eq!(p.ops, vec![Op::QueueCrmCommand("migrate vm:100 node2".into())]);
-        snap.state.rules_cfg = "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n\
-                                resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:102\n\n"
-            .into();
+        snap.state.rules = rules_of(
+            "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n\
+                                resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:102\n\n",
+        );
         let p = plan(&request("vm:100", "node2"), &snap, &ctx()).unwrap();
         assert_eq!(
             p.error_after.as_deref(),
@@ -1284,7 +1292,7 @@ mod tests {
             "resource: invalid resource name 'abc' in service id 'vm:abc' (expected a number of at least two digits)"
         );
         let mut snap = snap;
-        snap.state.rules_cfg = "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n".into();
+        snap.state.rules = rules_of("resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n");
         for resource in ["100", "vm:100"] {
             let Response::Rules { rules, .. } = read(&rules(Some("resource-affinity"), Some(resource)), &snap).unwrap()
             else {
@@ -1337,9 +1345,10 @@ mod tests {
             },
         );
         let p = plan(&rule, &snap, &ctx()).unwrap();
-        let [Op::SetRules(text)] = p.ops.as_slice() else {
+        let [Op::SetRules(rules)] = p.ops.as_slice() else {
             panic!("{:?}", p.ops)
         };
+        let text = write_rules(rules);
         assert!(text.contains("\tcomment two%0Alines\n"), "{text}");
     }
 
@@ -1386,9 +1395,10 @@ mod tests {
     #[test]
     fn remove_purges_the_sid_from_rules() {
         let mut snap = snapshot();
-        snap.state.rules_cfg = "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101,vm:102\n\n\
-                                node-affinity: pin\n\tnodes node1\n\tresources vm:100\n\n"
-            .into();
+        snap.state.rules = rules_of(
+            "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101,vm:102\n\n\
+                                node-affinity: pin\n\tnodes node1\n\tresources vm:100\n\n",
+        );
         let p = plan(
             &Request::Remove {
                 sid: "vm:100".into(),
@@ -1402,7 +1412,9 @@ mod tests {
             p.ops,
             vec![
                 Op::RemoveResource { sid: "vm:100".into() },
-                Op::SetRules("resource-affinity: apart\n\taffinity negative\n\tresources vm:101,vm:102\n\n".into()),
+                Op::SetRules(rules_of(
+                    "resource-affinity: apart\n\taffinity negative\n\tresources vm:101,vm:102\n\n"
+                )),
             ]
         );
     }
@@ -1410,10 +1422,11 @@ mod tests {
     #[test]
     fn rules_view_marks_conflicts() {
         let mut snap = snapshot();
-        snap.state.rules_cfg = "node-affinity: ra\n\tnodes node1\n\tresources vm:100\n\n\
+        snap.state.rules = rules_of(
+            "node-affinity: ra\n\tnodes node1\n\tresources vm:100\n\n\
                                 node-affinity: rb\n\tnodes node2\n\tresources vm:100\n\n\
-                                resource-affinity: rc\n\tdisable\n\taffinity positive\n\tresources vm:100,vm:101\n\n"
-            .into();
+                                resource-affinity: rc\n\tdisable\n\taffinity positive\n\tresources vm:100,vm:101\n\n",
+        );
         let Response::Rules { rules, .. } = read(
             &Request::RulesConfig {
                 kind: None,
@@ -1443,10 +1456,11 @@ mod tests {
     #[test]
     fn rules_check_reports_dropped_rules_in_check_order() {
         let mut snap = snapshot();
-        snap.state.rules_cfg = "node-affinity: first-home\n\tnodes node1\n\tresources vm:100\n\n\
+        snap.state.rules = rules_of(
+            "node-affinity: first-home\n\tnodes node1\n\tresources vm:100\n\n\
                                 node-affinity: second-home\n\tnodes node2\n\tresources vm:100,vm:101\n\n\
-                                resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:101\n\n"
-            .into();
+                                resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:101\n\n",
+        );
         let before = snap.state.clone();
         let Response::RulesCheck {
             nodes,

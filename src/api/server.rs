@@ -24,12 +24,13 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix::Addr;
+use std::future::Future;
+use std::pin::Pin;
+
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::actors::lock::{ApplyOps, GetSnapshot, LockActor, Snapshot};
-use crate::node::store::{Op, Reply};
+use crate::core::store::{Op, Reply, Snapshot, StoreError};
 
 use super::plan::{self, PlanContext};
 use super::protocol::{self, MAX_FRAME, Outcome, Request, Response};
@@ -46,6 +47,18 @@ pub struct ServerConfig {
     pub crs: String,
     /// Longest wait for the store.
     pub store_timeout: Duration,
+}
+
+/// A call into the store, run on the daemon's actix system.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// How the API server reaches this node's store: the daemon hands in its
+/// LockActor behind this, a test a store of its own. The outer `Err` says
+/// the store could not be reached; the server bounds every call with
+/// [`ServerConfig::store_timeout`].
+pub trait StoreAccess: Clone + 'static {
+    fn snapshot(&self) -> StoreFuture<Result<Snapshot, String>>;
+    fn apply(&self, ops: Vec<Op>) -> StoreFuture<Result<Result<Vec<Reply>, StoreError>, String>>;
 }
 
 /// How often an edit is planned again after losing a race.
@@ -94,7 +107,7 @@ pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
 }
 
 /// Serves connections until the system stops.
-pub fn start(listener: UnixListener, lock: Addr<LockActor>, config: ServerConfig) {
+pub fn start<S: StoreAccess>(listener: UnixListener, lock: S, config: ServerConfig) {
     let own_uid = nix::unistd::geteuid().as_raw();
     let config = std::sync::Arc::new(config);
     actix_rt::spawn(async move {
@@ -117,10 +130,10 @@ pub fn start(listener: UnixListener, lock: Addr<LockActor>, config: ServerConfig
     });
 }
 
-async fn serve(
+async fn serve<S: StoreAccess>(
     mut stream: UnixStream,
     own_uid: u32,
-    lock: &Addr<LockActor>,
+    lock: &S,
     config: &ServerConfig,
 ) -> std::io::Result<()> {
     let uid = stream.peer_cred()?.uid();
@@ -150,8 +163,8 @@ async fn serve(
     write.shutdown().await
 }
 
-async fn snapshot(lock: &Addr<LockActor>, config: &ServerConfig) -> Result<Snapshot, String> {
-    match tokio::time::timeout(config.store_timeout, lock.send(GetSnapshot)).await {
+async fn snapshot<S: StoreAccess>(lock: &S, config: &ServerConfig) -> Result<Snapshot, String> {
+    match tokio::time::timeout(config.store_timeout, lock.snapshot()).await {
         Ok(Ok(snapshot)) => Ok(snapshot),
         Ok(Err(e)) => Err(format!("cluster store unavailable - {e}")),
         Err(_) => Err("timeout waiting for the cluster store".into()),
@@ -164,7 +177,7 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 /// Waits until this node's replica has moved past the configuration with
 /// `digest` (at most [`CATCH_UP`]; a replica that lags further is planned
 /// against anyway, and the compare-and-swap stays the judge).
-async fn catch_up(lock: &Addr<LockActor>, config: &ServerConfig, digest: &str) {
+async fn catch_up<S: StoreAccess>(lock: &S, config: &ServerConfig, digest: &str) {
     let deadline = tokio::time::Instant::now() + CATCH_UP.min(config.store_timeout);
     while tokio::time::Instant::now() < deadline {
         match snapshot(lock, config).await {
@@ -184,7 +197,7 @@ fn now_secs() -> i64 {
 }
 
 /// Answers one request.
-pub async fn handle(lock: &Addr<LockActor>, config: &ServerConfig, request: Request) -> Result<Response, String> {
+pub async fn handle<S: StoreAccess>(lock: &S, config: &ServerConfig, request: Request) -> Result<Response, String> {
     if let Request::Status { verbose } = request {
         let snap = snapshot(lock, config).await?;
         let ctx = StatusContext {
@@ -216,7 +229,7 @@ pub async fn handle(lock: &Addr<LockActor>, config: &ServerConfig, request: Requ
             let mut next = snap.state.clone();
             matches!(next.apply(op.clone()), Reply::Batch(_)) && next.config_digest() != digest
         };
-        let replies = match tokio::time::timeout(config.store_timeout, lock.send(ApplyOps(vec![op]))).await {
+        let replies = match tokio::time::timeout(config.store_timeout, lock.apply(vec![op])).await {
             Ok(Ok(Ok(replies))) => replies,
             Ok(Ok(Err(e))) => return Err(e.to_string()),
             Ok(Err(e)) => return Err(format!("cluster store unavailable - {e}")),
@@ -265,12 +278,31 @@ mod tests {
 
     #[actix_rt::test]
     async fn edits_without_quorum_are_refused_not_queued() {
-        use actix::Actor;
+        use crate::core::store::ClusterState;
+        use crate::node::memory_store::MemoryStore;
 
-        use crate::node::store::{ClusterState, MemoryStore};
+        /// The single-node store, answering at once.
+        #[derive(Clone)]
+        struct Direct(MemoryStore);
+
+        impl StoreAccess for Direct {
+            fn snapshot(&self) -> StoreFuture<Result<Snapshot, String>> {
+                let snapshot = Snapshot {
+                    state: self.0.snapshot(),
+                    quorate: self.0.quorate(),
+                    members: [("node1".to_string(), true)].into(),
+                };
+                Box::pin(async move { Ok(snapshot) })
+            }
+
+            fn apply(&self, ops: Vec<Op>) -> StoreFuture<Result<Result<Vec<Reply>, StoreError>, String>> {
+                let result = self.0.apply(ops);
+                Box::pin(async move { Ok(result) })
+            }
+        }
 
         let store = MemoryStore::volatile(ClusterState::default());
-        let lock = LockActor::new("node1".into(), store.clone().into()).start();
+        let lock = Direct(store.clone());
         let config = ServerConfig {
             socket: PathBuf::new(),
             plan: PlanContext {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::core::store::ClusterState;
 use crate::core::types::{LrmMode, RequestState, ServiceState};
-use crate::node::store::ClusterState;
 
 use super::protocol::StatusEntry;
 
@@ -254,8 +254,8 @@ pub fn render(entries: &[StatusEntry], full: Option<&Value>) -> String {
 mod tests {
     use super::*;
     use crate::core::status::{Disarm, LrmStatus, ServiceStatus};
+    use crate::core::store::StoredResource;
     use crate::core::types::NodeState;
-    use crate::node::store::StoredResource;
 
     const NOW: i64 = 1_777_024_803; // Fri Apr 24 10:00:03 2026 UTC
 

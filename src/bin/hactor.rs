@@ -26,6 +26,7 @@ use hactor::actors::round::{Exited, ShutdownRequest};
 use hactor::actors::watchdog::WatchdogShutdown;
 use hactor::actors::{NodeOptions, start_node};
 use hactor::core::env::DatacenterSettings;
+use hactor::core::store::{Op, StoredResource};
 use hactor::core::types::RequestState;
 use hactor::core::watchdog::Client;
 use hactor::net::cluster::{RaftStore, StoreTiming};
@@ -34,8 +35,8 @@ use hactor::net::raft::log_store::FAULT_DISK_FULL;
 use hactor::node::cluster_store::ClusterStore;
 use hactor::node::config::{LogFormat, NodeConfig};
 use hactor::node::membership;
+use hactor::node::memory_store::MemoryStore;
 use hactor::node::state_lock::StateDirLock;
-use hactor::node::store::{MemoryStore, Op, StoredResource};
 use std::sync::atomic::Ordering;
 
 #[derive(Parser)]
@@ -421,7 +422,11 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         let _ = std::fs::remove_file(&config.socket);
         e.to_string()
     })?;
-    hactor::api::server::start(listener, node.lock.clone(), api_config(&config));
+    hactor::api::server::start(
+        listener,
+        hactor::daemon::LockStore(node.lock.clone()),
+        api_config(&config),
+    );
     if let Some(bound) = web {
         let addr = bound.addr;
         bound.start(node.lock.clone());

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::core::timing::MAX_TIMEOUT_SECS;
-use crate::node::config::DEFAULT_SOCKET;
+use crate::net::DEFAULT_SOCKET;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,6 +8,9 @@
 //!
 //! Exit codes: 0 done; 1 the daemon refused or failed (one line on
 //! stderr, nothing changed); 2 a usage error.
+//!
+//! Owns: the `ha-manager` front end. May import: `api`, `config`, `core`,
+//! `net`; never `node` or `actors`.
 
 pub mod args;
 pub mod client;

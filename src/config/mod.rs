@@ -7,17 +7,20 @@
 //! | [`groups`] | `groups.cfg` (legacy HA groups) |
 //! | [`resources`] | `resources.cfg` (HA resources) |
 //! | [`datacenter`] | the `ha:` and `crs:` lines of `datacenter.cfg` |
-//! | `core::rules` | `rules.cfg` (parsed there, with its checks) |
+//! | [`rules`] | `rules.cfg` (the checks are `core::rules`') |
 //!
 //! Every parser is strict: an unknown key, a bad value or a duplicate is an
 //! error naming the line of the offending key and the key itself, never a
 //! silent default that would change placement. The writers render the
 //! canonical form (upstream's `write_config` layout), so canonical text
 //! survives `parse` → `write` byte for byte.
+//!
+//! Owns: configuration text ↔ core types. May import: `core` only.
 
 pub mod datacenter;
 pub mod groups;
 pub mod resources;
+pub mod rules;
 pub mod section;
 pub mod value;
 

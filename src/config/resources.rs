@@ -135,10 +135,7 @@ pub fn service_config(sections: &[ResourceSection]) -> ServiceConfig {
 
 const KEYS: &[&str] = &["comment", "failback", "group", "max_relocate", "max_restart", "state"];
 
-/// A resource name: `^[1-9][0-9]+$`.
-pub fn is_resource_name(name: &str) -> bool {
-    name.len() >= 2 && name.bytes().all(|b| b.is_ascii_digit()) && !name.starts_with('0')
-}
+pub use crate::core::types::is_resource_name;
 
 fn resource_from_section(s: &Section) -> Result<ResourceSection, ConfigError> {
     if !matches!(s.kind.as_str(), "vm" | "ct") {

@@ -9,13 +9,7 @@ use crate::core::types::NodeName;
 /// Longest `comment` upstream accepts.
 pub const MAX_COMMENT: usize = 4096;
 
-/// `pve-configid`: `^[a-z][a-z0-9_-]+$`, case-insensitive.
-pub fn is_config_id(id: &str) -> bool {
-    let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && id.len() >= 2
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-}
+pub use crate::core::types::is_config_id;
 
 /// A JSON-schema boolean: `1|on|yes|true` or `0|off|no|false`, any case.
 pub fn parse_bool(value: &str) -> Option<bool> {

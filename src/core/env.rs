@@ -3,7 +3,7 @@
 //!
 //! The core calls these methods and nothing else: it never reads a clock,
 //! a file or a socket itself. Three kinds of implementation exist or are
-//! planned: the scenario simulator (`crate::sim`, virtual time), the node
+//! planned: the scenario simulator (virtual time), the node
 //! daemon (cluster store, real agents) and test doubles. Every method is
 //! synchronous; a shell that talks to the network answers from its local
 //! replica and queues writes, which keeps rounds non-blocking.

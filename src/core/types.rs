@@ -276,3 +276,27 @@ mod tests {
         assert_eq!(RequestState::parse("bogus"), None);
     }
 }
+
+/// A configuration id (group, rule): a letter, then letters, digits, `-`
+/// or `_`, at least two characters.
+pub fn is_config_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && id.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+}
+
+/// A resource name (the VMID of `vm:`/`ct:`): `^[1-9][0-9]+$`.
+pub fn is_resource_name(name: &str) -> bool {
+    name.len() >= 2 && name.bytes().all(|b| b.is_ascii_digit()) && !name.starts_with('0')
+}
+
+/// A node name as a host name label: 1-63 letters, digits or `-`, not
+/// starting or ending with `-`.
+pub fn valid_node_name(node: &str) -> bool {
+    !node.is_empty()
+        && node.len() <= 63
+        && node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !node.starts_with('-')
+        && !node.ends_with('-')
+}

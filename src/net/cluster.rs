@@ -24,8 +24,8 @@ use super::quic::{Transport, TransportError};
 use super::raft::network::Network;
 use super::raft::state_machine::StateMachine;
 use super::raft::{Json, Member, NodeId, Raft};
+use crate::core::store::{ClusterState, Op, Reply, StoreError};
 use crate::core::types::NodeName;
-use crate::node::store::{ClusterState, Op, Reply, StoreError};
 
 /// Timing of the replicated store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,14 @@
 //! versioned, size-limited bincode frames. Nothing here decides anything.
 //!
 //! On top of them, [`cluster`]: the replicated cluster store (openraft
-//! in [`raft`], peer messages in [`peer`]).
+//! in [`raft`], peer messages in [`peer`]), applying the core store's
+//! operations.
+//!
+//! May import: `core`, `config`; never `node`, `actors` or `api`.
+
+/// Where the daemon's client socket (the `ha-manager` API) is unless the
+/// node configuration says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/hactor/hactor.sock";
 
 pub mod cluster;
 pub mod codec;

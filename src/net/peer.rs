@@ -94,9 +94,9 @@ pub enum PeerReply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::store::Op;
     use crate::net::codec;
     use crate::net::raft::Json;
-    use crate::node::store::Op;
 
     /// Valid frames with bytes flipped, cut or appended, and pure noise:
     /// decoding gives a value or an error, never a panic.
@@ -273,7 +273,7 @@ mod tests {
                 proptest::result::maybe_ok(any::<u64>(), arb_refusal()).prop_map(PeerReply::Joined),
                 proptest::result::maybe_ok(Just(()), arb_refusal()).prop_map(PeerReply::Done),
                 proptest::result::maybe_ok(
-                    proptest::collection::vec(Just(crate::node::store::Reply::Done), 0..3).prop_map(Json),
+                    proptest::collection::vec(Just(crate::core::store::Reply::Done), 0..3).prop_map(Json),
                     arb_refusal()
                 )
                 .prop_map(PeerReply::Written),

@@ -63,14 +63,7 @@ fn ca_params(cluster: &str) -> CertificateParams {
 /// What [`valid_node_name`] accepts, for error messages.
 pub const NODE_NAME_RULE: &str = "1 to 63 characters: letters, digits and '-', neither first nor last";
 
-/// Node names must be valid DNS labels (they are the certificates' names).
-pub fn valid_node_name(node: &str) -> bool {
-    !node.is_empty()
-        && node.len() <= 63
-        && node.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !node.starts_with('-')
-        && !node.ends_with('-')
-}
+pub use crate::core::types::valid_node_name;
 
 impl ClusterCa {
     /// Creates a new cluster CA.

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use crate::core::types::NodeName;
 use crate::net::cluster::RaftStore;
 
-use super::store::{ClusterState, MemoryStore, Op, Reply, StoreError};
+use super::memory_store::MemoryStore;
+use crate::core::store::{ClusterState, Op, Reply, StoreError};
 
 #[derive(Clone)]
 pub enum ClusterStore {

@@ -1,14 +1,16 @@
-//! The node daemon's side of the core: configuration, the cluster store's
-//! state machine (with the in-process store), the replicated store's
-//! membership files and lifecycle commands, and the [`env::RoundEnv`]
-//! through which actors run CRM and LRM rounds.
+//! The node daemon's glue: its configuration file, the in-process store
+//! of a single node ([`memory_store`]), the replicated store's membership
+//! files and lifecycle commands, the state-directory lock and the planned
+//! shutdown. The store's state machine and the rounds' environment are
+//! the core's (`core::store`).
+//!
+//! May import: `core`, `config`, `net`, `agents`, `watchdog`; never
+//! `actors`, `api` or `cli`.
 
 pub mod cluster_store;
 pub mod config;
-pub mod env;
 pub mod local_cluster;
 pub mod membership;
+pub mod memory_store;
 pub mod shutdown;
 pub mod state_lock;
-pub mod store;
-pub mod store_check;

@@ -8,6 +8,10 @@
 //!                      World (hardware, store, locks, watchdogs)
 //!                      SimEnv = one daemon's core::Env on that world
 //! ```
+//!
+//! Its store's leases are the core store's and its watchdogs the core's
+//! `WatchdogMux`. Owns: virtual time and simulated hardware. May import:
+//! `core`, `config`; no sockets, no wall clock.
 
 pub mod bench;
 pub mod rules_check;

@@ -22,8 +22,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use crate::config::rules::{parse_rules, write_rules};
 use crate::config::value;
-use crate::core::rules::{RulesError, compile, parse_rules, transform, write_rules};
+use crate::core::rules::{RulesError, compile, transform};
 use crate::core::select::CompiledRules;
 use crate::core::types::NodeName;
 

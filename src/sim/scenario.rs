@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::config::groups;
-use crate::core::rules::{Rule, parse_rules};
+use crate::config::rules::parse_rules;
+use crate::core::rules::Rule;
 use crate::core::status::{Groups, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::types::{NodeName, RequestState, split_sid};
 

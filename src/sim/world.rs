@@ -2,6 +2,11 @@
 //! store (manager status, LRM status, configuration, command queue, locks),
 //! watchdogs, guests, and the log. [`SimEnv`] is one daemon's view of it,
 //! implementing the core's [`Env`] on virtual time.
+//!
+//! The safety rules are the production ones: lease locks are taken,
+//! renewed and released by the core store's state machine
+//! ([`ClusterState::apply`]), and each node's watchdog is the core's
+//! [`WatchdogMux`], as in the daemon.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -12,8 +17,10 @@ use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHand
 use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
+use crate::core::store::{ClusterState, Op, Reply};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
 use crate::core::usage::{NodeStats, ResourceStats};
+use crate::core::watchdog::{Client, Feed, WatchdogMux};
 
 use super::scenario::{Daemon, GuestStats, NodeHardware, Scenario};
 
@@ -54,18 +61,6 @@ pub struct DaemonClock {
     pub loop_delay: Time,
 }
 
-#[derive(Debug, Clone)]
-struct LockEntry {
-    node: NodeName,
-    time: Time,
-}
-
-#[derive(Debug, Clone)]
-struct Watchdog {
-    node: NodeName,
-    update_time: Time,
-}
-
 /// Everything outside the daemons.
 #[derive(Debug)]
 pub struct World {
@@ -84,14 +79,24 @@ pub struct World {
     pub crm_commands: VecDeque<String>,
     /// Which guests run where.
     pub running: BTreeMap<NodeName, BTreeMap<String, bool>>,
-    locks: BTreeMap<String, LockEntry>,
-    watchdogs: BTreeMap<WatchdogHandle, Watchdog>,
+    /// The cluster store the lease locks live in.
+    store: ClusterState,
+    /// Each node's watchdog multiplexer (created when a daemon first opens).
+    watchdogs: BTreeMap<NodeName, WatchdogMux>,
+    /// Open watchdog handles: whose node and which client.
+    watchdog_handles: BTreeMap<WatchdogHandle, (NodeName, Client)>,
     watchdog_seq: WatchdogHandle,
     /// Failure-injection counters of `fa:` guests (global, as upstream's).
     fa_start_tries: BTreeMap<String, u32>,
     fa_migrate_tries: BTreeMap<String, u32>,
     /// Rendered log lines, in execution order.
     pub log: Vec<String>,
+}
+
+/// Virtual seconds as the milliseconds the core store and the watchdog
+/// multiplexer count in (virtual time never runs backwards from 0).
+fn millis(secs: Time) -> u64 {
+    u64::try_from(secs).unwrap_or(0).saturating_mul(1000)
 }
 
 /// Renders one log line in upstream's simulator format.
@@ -134,8 +139,9 @@ impl World {
             stats: scenario.stats.clone(),
             crm_commands: VecDeque::new(),
             running: scenario.running.clone(),
-            locks: BTreeMap::new(),
+            store: ClusterState::default(),
             watchdogs: BTreeMap::new(),
+            watchdog_handles: BTreeMap::new(),
             watchdog_seq: 0,
             fa_start_tries: BTreeMap::new(),
             fa_migrate_tries: BTreeMap::new(),
@@ -176,16 +182,19 @@ impl World {
         }
     }
 
-    /// Whether every watchdog of `node` is fresh.
-    pub fn watchdog_ok(&self, node: &str) -> bool {
+    /// Whether `node`'s watchdog is still fed: every armed client was
+    /// heard from within [`WATCHDOG_TIMEOUT_SECS`].
+    pub fn watchdog_ok(&mut self, node: &str) -> bool {
+        let now_ms = millis(self.now);
         self.watchdogs
-            .values()
-            .filter(|wd| wd.node == node)
-            .all(|wd| self.now - wd.update_time <= WATCHDOG_TIMEOUT_SECS)
+            .get_mut(node)
+            .is_none_or(|mux| !matches!(mux.tick(now_ms), Feed::Expired(_)))
     }
 
+    /// The node went down: its watchdog with it.
     pub fn drop_watchdogs(&mut self, node: &str) {
-        self.watchdogs.retain(|_, wd| wd.node != node);
+        self.watchdogs.remove(node);
+        self.watchdog_handles.retain(|_, (n, _)| n != node);
     }
 
     /// Changes a guest's configured node, as a migration does.
@@ -263,39 +272,46 @@ impl SimEnv<'_> {
         }
     }
 
-    /// Upstream's `sim_get_lock`: take, renew or (with `unlock`) release.
+    /// Upstream's `sim_get_lock` over the core store's leases: take,
+    /// renew or (with `unlock`) release `name` for this node, for
+    /// [`LOCK_TIMEOUT_SECS`] from this daemon's clock. A release answers
+    /// as upstream's does: yes for an expired lock or one this node held
+    /// (which it gives up), no otherwise.
     fn sim_lock(&mut self, name: &str, unlock: bool) -> bool {
         if !self.quorate() {
             return false;
         }
-        let now = self.now();
+        let now_ms = millis(self.now());
         let me = self.node.clone();
+        let current = self.world.store.leases.get(name).cloned();
+        let expired = current.as_ref().is_some_and(|lease| now_ms > lease.expires_ms);
         if unlock {
-            return match self.world.locks.get(name) {
-                Some(entry) if now - entry.time > LOCK_TIMEOUT_SECS => true,
-                Some(entry) if entry.node == me => {
-                    self.world.locks.remove(name);
-                    true
+            return match current {
+                Some(_) if expired => true,
+                Some(lease) if lease.holder == me => {
+                    let release = Op::Release {
+                        lock: name.to_string(),
+                        holder: me,
+                    };
+                    self.world.store.apply(release) == Reply::Done
                 }
                 _ => false,
             };
         }
-        match self.world.locks.get_mut(name) {
-            Some(entry) if now - entry.time <= LOCK_TIMEOUT_SECS => {
-                if entry.node == me {
-                    entry.time = now;
-                    true
-                } else {
-                    false
+        let acquire = Op::Acquire {
+            lock: name.to_string(),
+            holder: me.clone(),
+            now_ms,
+            lease_ms: millis(LOCK_TIMEOUT_SECS),
+        };
+        match self.world.store.apply(acquire) {
+            Reply::Granted { .. } => {
+                if expired || current.is_none_or(|lease| lease.holder != me) {
+                    self.log(Event::GotLock { lock: name.to_string() });
                 }
-            }
-            _ => {
-                self.world
-                    .locks
-                    .insert(name.to_string(), LockEntry { node: me, time: now });
-                self.log(Event::GotLock { lock: name.to_string() });
                 true
             }
+            _ => false,
         }
     }
 
@@ -593,23 +609,35 @@ impl Env for SimEnv<'_> {
     fn watchdog_open(&mut self) -> WatchdogHandle {
         self.world.watchdog_seq += 1;
         let id = self.world.watchdog_seq;
-        let wd = Watchdog {
-            node: self.node.clone(),
-            update_time: self.world.now,
+        let client = match self.daemon {
+            Daemon::Crm => Client::Crm,
+            Daemon::Lrm => Client::Lrm,
         };
-        self.world.watchdogs.insert(id, wd);
+        let now_ms = millis(self.world.now);
+        self.world
+            .watchdogs
+            .entry(self.node.clone())
+            .or_insert_with(|| WatchdogMux::new(millis(WATCHDOG_TIMEOUT_SECS)))
+            .arm(client, now_ms);
+        self.world.watchdog_handles.insert(id, (self.node.clone(), client));
         id
     }
 
     fn watchdog_update(&mut self, handle: WatchdogHandle) {
-        let now = self.world.now;
-        if let Some(wd) = self.world.watchdogs.get_mut(&handle) {
-            wd.update_time = now;
+        let now_ms = millis(self.world.now);
+        if let Some((node, client)) = self.world.watchdog_handles.get(&handle)
+            && let Some(mux) = self.world.watchdogs.get_mut(node)
+        {
+            mux.pet(*client, now_ms);
         }
     }
 
     fn watchdog_close(&mut self, handle: WatchdogHandle) {
-        self.world.watchdogs.remove(&handle);
+        if let Some((node, client)) = self.world.watchdog_handles.remove(&handle)
+            && let Some(mux) = self.world.watchdogs.get_mut(&node)
+        {
+            mux.close(client);
+        }
     }
 
     fn is_node_shutdown(&mut self) -> (bool, bool) {

@@ -8,6 +8,9 @@
 //! agents started, then the daemon. Neither can act while the whole node
 //! is frozen (VM pause, cgroup freezer); fencing tokens cover that case:
 //! a thawed writer presents a stale token that shared storage refuses.
+//!
+//! Owns: the device and fence-guard backends. May import: `core`,
+//! `agents`; never `actors` or `api`.
 
 pub mod device;
 pub mod guard;

@@ -549,7 +549,8 @@ mod tests {
     use crate::actors::lock::ApplyOps;
     use crate::core::status::{ManagerStatus, ServiceStatus};
     use crate::core::types::{RequestState, ServiceState};
-    use crate::node::store::{ClusterState, MemoryStore, Op, StoredResource};
+    use crate::core::store::{ClusterState, Op, StoredResource};
+    use crate::node::memory_store::MemoryStore;
 
     /// A cluster with many services, so that every view is large and a
     /// client that does not read fills its socket buffers quickly.

@@ -42,8 +42,9 @@ pub(crate) enum Record {
 }
 
 /// First bytes of a log file of this format (version 2: checksummed
-/// records). A file without them is refused, never reinterpreted.
-pub const LOG_MAGIC: &[u8; 8] = b"HACTLOG2";
+/// records; version 3: rules stored parsed, not as rules.cfg text). A file
+/// without them is refused, never reinterpreted.
+pub const LOG_MAGIC: &[u8; 8] = b"HACTLOG3";
 
 /// Bytes before a record's body: length, body checksum, header checksum.
 const RECORD_HEADER: usize = 12;
@@ -59,7 +60,7 @@ const COMPACT_SLACK: usize = 2_000;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
     #[error(
-        "not a Raft log of this version (no '{}' header; the log format changed to checksummed records)",
+        "not a Raft log of this version (no '{}' header; the log format changed: move it aside with `hactor cluster reset-local` and join again)",
         String::from_utf8_lossy(LOG_MAGIC)
     )]
     Format,
@@ -655,8 +656,8 @@ mod tests {
         use proptest::prelude::*;
         use std::collections::{BTreeMap, BTreeSet};
 
+        use crate::core::store::Op;
         use crate::net::raft::{Json, Member};
-        use crate::node::store::Op;
 
         fn arb_log_id() -> impl Strategy<Value = LogId> {
             (0u64..50, 0u64..5, 0u64..10_000).prop_map(|(t, n, i)| LogId::new(CommittedLeaderId::new(t, n), i))

@@ -16,7 +16,7 @@ use std::marker::PhantomData;
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::node::store::{Op, Reply};
+use crate::core::store::{Op, Reply};
 
 /// A cluster member as Raft records it: its node name (the name its
 /// certificate carries) and QUIC address.

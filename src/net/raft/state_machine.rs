@@ -19,7 +19,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::{Entry, Json, LogId, Outcome, SnapshotMeta, StorageError, StoredMembership, TypeConfig, io_error};
-use crate::node::store::ClusterState;
+use crate::core::store::ClusterState;
 
 /// What a snapshot holds (JSON, like the proposals).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -46,8 +46,9 @@ pub(crate) struct SnapshotFile {
     pub data: Vec<u8>,
 }
 
-/// First bytes of a snapshot file of this format.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"HACTSNP2";
+/// First bytes of a snapshot file of this format (version 3: rules stored
+/// parsed). An older snapshot is refused, never read with a field missing.
+pub const SNAPSHOT_MAGIC: &[u8; 8] = b"HACTSNP3";
 
 /// `[magic][u32 crc32c of the rest][u32 metadata length][metadata JSON][data]`.
 pub(crate) fn encode_snapshot(file: &SnapshotFile) -> std::io::Result<Vec<u8>> {
@@ -128,8 +129,8 @@ impl StateMachine {
             None => Applied::default(),
         };
         // Records the API would have refused (edited by hand) are refused
-        // here too, by key (see `node::store_check`).
-        crate::node::store_check::validate(&applied.state).map_err(|e| {
+        // here too, by key (see `core::store::check`).
+        crate::core::store::check::validate(&applied.state).map_err(|e| {
             let path = dir.join("snapshot");
             std::io::Error::other(format!("{}: refused store record: {e}", path.display()))
         })?;
@@ -265,7 +266,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::store::{Op, Reply};
+    use crate::core::store::{Op, Reply};
     use openraft::{CommittedLeaderId, EntryPayload};
 
     #[test]
@@ -324,7 +325,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let mut sm = StateMachine::open(dir.path()).unwrap();
-        let mut resource = crate::node::store::StoredResource::new("node1", crate::core::types::RequestState::Started);
+        let mut resource = crate::core::store::StoredResource::new("node1", crate::core::types::RequestState::Started);
         resource.group = Some("gone".into());
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use super::rules::{compile, parse_rules, transform};
-use super::select::{CompiledRules, Preference, select_service_node};
-use super::status::ServiceStatus;
-use super::types::{NodeName, ServiceState};
-use super::usage::{CrsMode, Migration, MigrationCandidate, NodeStats, RebalanceMethod, ResourceStats, Usage};
+use hactor::config::rules::parse_rules;
+use hactor::core::rules::{compile, transform};
+use hactor::core::select::{CompiledRules, Preference, select_service_node};
+use hactor::core::status::ServiceStatus;
+use hactor::core::types::{NodeName, ServiceState};
+use hactor::core::usage::{CrsMode, Migration, MigrationCandidate, NodeStats, RebalanceMethod, ResourceStats, Usage};
 
 use ServiceState::{Migrate, Recovery, RequestStartBalance, Started, Stopped};
 

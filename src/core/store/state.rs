@@ -5,16 +5,15 @@
 //! [`ClusterState::apply`] is deterministic: lock times come from the
 //! proposer (`now_ms` in the operation), never from a clock read here, so
 //! the same log of operations gives the same state on every replica. The
-//! in-process [`MemoryStore`] applies operations directly; the replicated
-//! store of the cluster layer applies the same operations through
+//! node's in-process store applies operations directly; the replicated
+//! store of the transport layer applies the same operations through
 //! consensus.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use crate::core::types::{NodeName, RequestState};
 
@@ -43,9 +42,10 @@ pub struct ClusterState {
     pub resources: BTreeMap<String, StoredResource>,
     #[serde(default)]
     pub groups_cfg: BTreeMap<String, StoredGroup>,
-    /// rules.cfg text.
+    /// The rules of rules.cfg, parsed once when written (the text form is
+    /// `config::rules`').
     #[serde(default)]
-    pub rules_cfg: String,
+    pub rules: Vec<Rule>,
     pub manager_status: ManagerStatus,
     pub lrm_status: BTreeMap<NodeName, LrmStatus>,
     pub crm_commands: VecDeque<String>,
@@ -164,8 +164,8 @@ pub enum Op {
     RemoveGroup {
         id: String,
     },
-    /// Replace the rules.cfg text.
-    SetRules(String),
+    /// Replace the rules (rules.cfg).
+    SetRules(Vec<Rule>),
     /// Compare and swap: apply `ops` only if [`ClusterState::config_digest`]
     /// is `digest`, all of them or none.
     Cas {
@@ -365,8 +365,8 @@ impl ClusterState {
                 Some(_) => Reply::Done,
                 None => Reply::NotFound,
             },
-            Op::SetRules(text) => {
-                self.rules_cfg = text;
+            Op::SetRules(rules) => {
+                self.rules = rules;
                 Reply::Done
             }
             Op::Cas { digest, ops } => {
@@ -404,7 +404,7 @@ impl ClusterState {
         struct Canonical<'a> {
             resources: BTreeMap<&'a str, StoredResource>,
             groups: &'a BTreeMap<String, StoredGroup>,
-            rules: &'a str,
+            rules: &'a [Rule],
         }
         let resources = self
             .resources
@@ -422,11 +422,11 @@ impl ClusterState {
         let canonical = Canonical {
             resources,
             groups: &self.groups_cfg,
-            rules: &self.rules_cfg,
+            rules: &self.rules,
         };
         let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
         let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        context.update(b"hactor-config-v1\0");
+        context.update(b"hactor-config-v2\0");
         context.update(&bytes);
         context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -468,114 +468,14 @@ impl ClusterState {
     }
 }
 
-/// The in-process store of a single node: a mutex-guarded state persisted
-/// (atomically, as JSON) under the node's state directory after every
-/// batch of changes.
+/// A consistent view of the store: the state, whether this node's
+/// store is quorate, and the cluster's members with whether each is
+/// online.
 #[derive(Debug, Clone)]
-pub struct MemoryStore {
-    inner: Arc<Mutex<StoreInner>>,
-}
-
-#[derive(Debug)]
-struct StoreInner {
-    state: ClusterState,
-    path: Option<PathBuf>,
-    quorate: bool,
-}
-
-impl MemoryStore {
-    /// A store persisted to `dir/store.json` (loaded when present). A
-    /// file that is not a valid store, or holds a record the API would
-    /// have refused (see [`super::store_check`]), is refused with its path
-    /// and the line or key.
-    pub fn open(dir: &Path) -> std::io::Result<MemoryStore> {
-        std::fs::create_dir_all(dir).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
-        let path = dir.join("store.json");
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => super::store_check::decode(&path, &bytes).map_err(std::io::Error::other)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterState::default(),
-            Err(e) => return Err(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-        };
-        Ok(MemoryStore {
-            inner: Arc::new(Mutex::new(StoreInner {
-                state,
-                path: Some(path),
-                quorate: true,
-            })),
-        })
-    }
-
-    /// A volatile store (tests).
-    pub fn volatile(state: ClusterState) -> MemoryStore {
-        MemoryStore {
-            inner: Arc::new(Mutex::new(StoreInner {
-                state,
-                path: None,
-                quorate: true,
-            })),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, StoreInner> {
-        // A panic while holding the lock leaves a consistent state: apply
-        // mutates only through whole-value assignments.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn snapshot(&self) -> ClusterState {
-        self.lock().state.clone()
-    }
-
-    pub fn quorate(&self) -> bool {
-        self.lock().quorate
-    }
-
-    pub fn manager_writes(&self) -> u64 {
-        self.lock().state.manager_writes
-    }
-
-    /// Fault injection: a single-node store is always quorate unless told.
-    pub fn set_quorate(&self, quorate: bool) {
-        self.lock().quorate = quorate;
-    }
-
-    /// Applies a batch; fails without changing anything when not quorate
-    /// or when the new state cannot be persisted. The batch is applied to
-    /// a copy, which replaces the state only once it is on disk: a failed
-    /// write (read-only or full disk) leaves nothing visible, not even
-    /// until the next restart.
-    pub fn apply(&self, ops: Vec<Op>) -> Result<Vec<Reply>, StoreError> {
-        let mut inner = self.lock();
-        if !inner.quorate {
-            return Err(StoreError::NoQuorum);
-        }
-        let mut next = inner.state.clone();
-        let replies = next.apply_proposal(ops);
-        if let Some(path) = &inner.path {
-            persist(path, &next).map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
-        }
-        inner.state = next;
-        Ok(replies)
-    }
-}
-
-/// Writes `state` to `path` atomically: a temporary file, fsync'd, then
-/// renamed over the old one. A failure removes the temporary file (best
-/// effort) and leaves the old file as it was.
-fn persist(path: &Path, state: &ClusterState) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec(state).map_err(std::io::Error::other)?;
-    let written = (|| {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() && std::fs::symlink_metadata(&tmp).is_ok_and(|m| m.is_file()) {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+pub struct Snapshot {
+    pub state: ClusterState,
+    pub quorate: bool,
+    pub members: BTreeMap<NodeName, bool>,
 }
 
 /// Why a write was refused.
@@ -650,50 +550,15 @@ mod tests {
         );
     }
 
-    #[test]
-    fn store_refuses_writes_without_quorum_and_persists_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MemoryStore::open(dir.path()).unwrap();
-        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
-        store.set_quorate(false);
-        assert_eq!(store.apply(vec![Op::TakeCrmCommands]), Err(StoreError::NoQuorum));
-        let reopened = MemoryStore::open(dir.path()).unwrap();
-        assert_eq!(reopened.snapshot().crm_commands, VecDeque::from(["arm-ha".to_string()]));
-    }
-
-    #[test]
-    fn a_failed_write_leaves_nothing_visible() {
-        // Tests run as root, which ignores file modes: a directory where
-        // the temporary file or the store goes makes the write fail.
-        let dir = tempfile::tempdir().unwrap();
-        let store = MemoryStore::open(dir.path()).unwrap();
-        store.apply(vec![Op::QueueCrmCommand("arm-ha".into())]).unwrap();
-        let before = store.snapshot();
-        let put = || Op::PutResource {
-            sid: "vm:100".into(),
-            resource: stored(RequestState::Started),
-        };
-        let tmp = dir.path().join("store.json.tmp");
-        std::fs::create_dir(&tmp).unwrap();
-        let err = store.apply(vec![put(), Op::TakeCrmCommands]).unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Io(e) if e.contains(&dir.path().join("store.json").display().to_string())),
-            "{err:?}"
-        );
-        assert_eq!(store.snapshot(), before, "a failed write changes nothing");
-        std::fs::remove_dir(&tmp).unwrap();
-        // The rename fails: the store's path is a non-empty directory.
-        let path = dir.path().join("store.json");
-        std::fs::remove_file(&path).unwrap();
-        std::fs::create_dir_all(path.join("x")).unwrap();
-        assert!(store.apply(vec![put()]).is_err());
-        assert_eq!(store.snapshot(), before);
-        assert!(!tmp.exists(), "the temporary file is cleaned up");
-        std::fs::remove_dir_all(&path).unwrap();
-        store.apply(vec![put()]).unwrap();
-        let reopened = MemoryStore::open(dir.path()).unwrap().snapshot();
-        assert!(reopened.resources.contains_key("vm:100"));
-        assert_eq!(reopened.crm_commands, VecDeque::from(["arm-ha".to_string()]));
+    fn test_rule(id: &str) -> Rule {
+        Rule {
+            id: id.into(),
+            kind: crate::core::rules::RuleKind::ResourceAffinity { positive: false },
+            resources: ["vm:100".to_string(), "vm:101".to_string()].into(),
+            disabled: false,
+            comment: None,
+            order: 1,
+        }
     }
 
     fn stored(state: RequestState) -> StoredResource {
@@ -737,9 +602,9 @@ mod tests {
         // with sha256sum).
         assert_eq!(
             ClusterState::default().config_digest(),
-            "427050b2bbaba3328173026363534b7e63f6a586f49330f72763c71d312768ff"
+            "196451b061ca7337b6c75f52941238b564dfb1a3a12027f2ace2ae867f041242"
         );
-        state.apply(Op::SetRules("x".into()));
+        state.apply(Op::SetRules(vec![test_rule("x")]));
         assert_ne!(state.config_digest(), one);
     }
 
@@ -753,11 +618,11 @@ mod tests {
             resource: stored(RequestState::Started),
         });
         let before = state.config_digest();
-        // Pinned (sha256 of "hactor-config-v1\0" and the canonical JSON,
+        // Pinned (sha256 of "hactor-config-v2\0" and the canonical JSON,
         // checked with sha256sum): the node is rendered as null.
         assert_eq!(
             before,
-            "70d92ed2e9db9af1a7fd26bca5d5471e07eb7a4dce1d74297abab1ea2a5bbda1"
+            "1a8e132211215aa857d7f8e12e6a5991144560d3b9cd73fa897c7acfdf9c9308"
         );
         let mut moved = state.clone();
         moved.resources.get_mut("vm:100").unwrap().node = Some("node2".into());
@@ -785,7 +650,7 @@ mod tests {
                 id: "g1".into(),
                 group: group.clone(),
             },
-            Op::SetRules("node-affinity: r1\n".into()),
+            Op::SetRules(vec![test_rule("r1")]),
             Op::RemoveGroup { id: "nope".into() },
         ];
         assert_eq!(
@@ -796,7 +661,7 @@ mod tests {
             Reply::Batch(vec![Reply::Done, Reply::Done, Reply::NotFound])
         );
         assert_eq!(state.groups_cfg["g1"], group);
-        assert_eq!(state.rules_cfg, "node-affinity: r1\n");
+        assert_eq!(state.rules, vec![test_rule("r1")]);
         // The same digest again is stale now: nothing changes.
         let before = state.clone();
         let current = state.config_digest();

@@ -4,23 +4,22 @@
 //! Reads come from the snapshot (with this round's own writes applied, so
 //! the round reads its writes); writes, lease operations, watchdog calls
 //! and worker jobs go to an ordered outbox that the actor carries out
-//! after the round. A watchdog pet in the outbox counts only if the lease
-//! acquisition just before it is confirmed by the store: the watchdog is
-//! never fed on an unconfirmed renewal.
+//! after the round; what of it stands once the store has answered is
+//! [`super::outcome`]'s decision.
 
 use std::collections::BTreeMap;
 
 use crate::core::agent::{AgentHost, JobSpec};
 use crate::core::env::{DatacenterSettings, Env, EnvError, NodeInfo, WatchdogHandle};
 use crate::core::event::Event;
-use crate::core::rules::{Rule, parse_rules};
+use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ServiceConfig};
 use crate::core::timing::Timing;
 use crate::core::types::{NodeName, RequestState, Time};
 use crate::core::usage::{NodeStats, ResourceStats};
 use crate::core::watchdog::Client;
 
-use super::store::{ClusterState, Op};
+use super::state::{ClusterState, Op};
 
 /// Something the round wants done, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -219,7 +218,7 @@ impl Env for RoundEnv<'_> {
     }
 
     fn read_rules(&mut self) -> Result<Vec<Rule>, EnvError> {
-        parse_rules(&self.state.rules_cfg).map_err(|e| EnvError(format!("rules.cfg: {e}")))
+        Ok(self.state.rules.clone())
     }
 
     fn write_rules(&mut self, _rules: &[Rule]) -> Result<(), EnvError> {
@@ -346,35 +345,6 @@ pub fn start_claim(job: &JobSpec, node: &str, state: &ClusterState) -> Option<Op
     })
 }
 
-/// Decides, for the outbox of one round, which watchdog operations stand:
-/// `granted[i]` tells whether store op `i` (in outbox order) was applied
-/// (for an acquisition: granted). A pet or arm right after a refused
-/// acquisition is dropped.
-pub fn confirmed_watchdog_ops(outbox: &[Outgoing], granted: &[bool]) -> Vec<Outgoing> {
-    let mut ops = Vec::new();
-    let mut store_index = 0;
-    let mut last_acquire_ok = false;
-    for item in outbox {
-        match item {
-            Outgoing::Store(op) => {
-                let ok = granted.get(store_index).copied().unwrap_or(false);
-                if matches!(op, Op::Acquire { .. }) {
-                    last_acquire_ok = ok;
-                }
-                store_index += 1;
-            }
-            Outgoing::WatchdogArm | Outgoing::WatchdogPet => {
-                if last_acquire_ok {
-                    ops.push(item.clone());
-                }
-            }
-            Outgoing::WatchdogClose => ops.push(item.clone()),
-            Outgoing::Job(_) => {}
-        }
-    }
-    ops
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,30 +379,6 @@ mod tests {
             start_claim(&job(ServiceState::Started, None), "node2", &state),
             None,
             "the untracked stops of a node shutdown"
-        );
-    }
-
-    #[test]
-    fn pets_after_refused_acquisitions_are_dropped() {
-        let acquire = Outgoing::Store(Op::Acquire {
-            lock: "l".into(),
-            holder: "n".into(),
-            now_ms: 0,
-            lease_ms: 1,
-        });
-        let outbox = vec![
-            acquire.clone(),
-            Outgoing::WatchdogPet,
-            acquire,
-            Outgoing::WatchdogPet,
-            Outgoing::WatchdogClose,
-        ];
-        let ops = confirmed_watchdog_ops(&outbox, &[true, false]);
-        assert_eq!(ops, vec![Outgoing::WatchdogPet, Outgoing::WatchdogClose]);
-        assert_eq!(
-            confirmed_watchdog_ops(&outbox[..2], &[]),
-            vec![],
-            "no reply means not confirmed"
         );
     }
 }

@@ -1,0 +1,394 @@
+//! What a round's decisions become once the store has answered its
+//! proposal: which writes stand, which agent jobs may run (with which
+//! fencing token), which watchdog operations count, and whether to look
+//! again before the next tick. The actors only carry the messages and
+//! timers this decides about.
+//!
+//! The rules, each of which keeps a service from running twice:
+//! - A round is **confirmed** only if it wrote nothing or the store
+//!   granted every one of its operations. An unconfirmed round decided on
+//!   a view the cluster did not share (a lease it believed it held, a
+//!   status it believed current): none of its jobs runs, and its core
+//!   state is discarded so the next round starts afresh from the store.
+//! - A watchdog **pet or arm counts** only after a granted lease
+//!   acquisition (the one just before it in the outbox), and only if the
+//!   store's answer came within one round of the round's timestamp: the
+//!   lease runs from that timestamp, and the safety inequality allows
+//!   exactly one round between it and the pet. A close always counts.
+//! - A job runs under the fencing token its round read.
+
+use std::collections::BTreeMap;
+
+use crate::core::agent::JobSpec;
+
+use super::round_env::Outgoing;
+use super::state::{Op, Reply};
+
+/// A watchdog operation that counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchdogOp {
+    Arm,
+    Pet,
+    Close,
+}
+
+/// An agent job cleared to run, with the fencing token it hands on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClearedJob {
+    pub spec: JobSpec,
+    pub fencing_token: u64,
+}
+
+/// The store's answer to a round's proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// One reply per proposed operation, in order.
+    Replies(Vec<Reply>),
+    /// The proposal was refused as a whole (no quorum, a failed write) or
+    /// the store could not be reached: nothing was applied.
+    Failed,
+}
+
+/// The round's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundOutcome {
+    /// Every write stands (or the round wrote nothing).
+    pub confirmed: bool,
+    /// The answer came more than one round after the round's timestamp:
+    /// its lease renewals are too old to feed the watchdog on.
+    pub late: bool,
+    /// Why guards refused, as the store said (for the log).
+    pub stale: Vec<String>,
+    pub watchdog: Vec<WatchdogOp>,
+    pub jobs: Vec<ClearedJob>,
+}
+
+/// The operations a round proposes, in outbox order.
+pub fn proposal(outbox: &[Outgoing]) -> Vec<Op> {
+    outbox
+        .iter()
+        .filter_map(|o| match o {
+            Outgoing::Store(op) => Some(op.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Times of a round, in milliseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundClock {
+    /// When the round read its snapshot (the lease renewals' `now_ms`).
+    pub stamp_ms: u64,
+    /// When the store's answer arrived.
+    pub answered_ms: u64,
+    pub round_ms: u64,
+}
+
+/// Decides a round's outcome from its outbox, the store's answer, the
+/// fencing tokens the round read and its clock (module doc for the rules).
+pub fn round_outcome(
+    outbox: Vec<Outgoing>,
+    answer: &Answer,
+    epochs: &BTreeMap<String, u64>,
+    clock: RoundClock,
+) -> RoundOutcome {
+    let wrote = outbox.iter().any(|o| matches!(o, Outgoing::Store(_)));
+    let replies: &[Reply] = match answer {
+        Answer::Replies(replies) => replies,
+        Answer::Failed => &[],
+    };
+    let stale = replies
+        .iter()
+        .filter_map(|r| match r {
+            Reply::Stale { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    let granted: Vec<bool> = replies.iter().map(|r| !r.refused()).collect();
+    let confirmed = !wrote || (!granted.is_empty() && granted.iter().all(|g| *g));
+    let late = clock.answered_ms.saturating_sub(clock.stamp_ms) > clock.round_ms;
+    let watchdog = if late {
+        confirmed_watchdog_ops(&outbox, &[])
+    } else {
+        confirmed_watchdog_ops(&outbox, &granted)
+    };
+    let jobs = if confirmed {
+        outbox
+            .into_iter()
+            .filter_map(|item| match item {
+                Outgoing::Job(spec) => {
+                    let fencing_token = epochs.get(&spec.sid).copied().unwrap_or(0);
+                    Some(ClearedJob { spec, fencing_token })
+                }
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    RoundOutcome {
+        confirmed,
+        late: late && !granted.is_empty(),
+        stale,
+        watchdog,
+        jobs,
+    }
+}
+
+/// The watchdog operations of an outbox that stand: `granted[i]` tells
+/// whether store operation `i` (in outbox order) was applied (for an
+/// acquisition: granted). A pet or arm right after a refused acquisition
+/// is dropped; no reply means not granted.
+fn confirmed_watchdog_ops(outbox: &[Outgoing], granted: &[bool]) -> Vec<WatchdogOp> {
+    let mut ops = Vec::new();
+    let mut store_index = 0;
+    let mut last_acquire_ok = false;
+    for item in outbox {
+        match item {
+            Outgoing::Store(op) => {
+                let ok = granted.get(store_index).copied().unwrap_or(false);
+                if matches!(op, Op::Acquire { .. }) {
+                    last_acquire_ok = ok;
+                }
+                store_index += 1;
+            }
+            Outgoing::WatchdogArm if last_acquire_ok => ops.push(WatchdogOp::Arm),
+            Outgoing::WatchdogPet if last_acquire_ok => ops.push(WatchdogOp::Pet),
+            Outgoing::WatchdogClose => ops.push(WatchdogOp::Close),
+            _ => {}
+        }
+    }
+    ops
+}
+
+/// Quick retries at a quarter round before backing off: together they
+/// span two rounds, longer than a leader election takes.
+pub const QUICK_RETRIES: u32 = 8;
+
+/// When to try again after rounds that were not confirmed or not quorate:
+/// sooner than the next tick (a leader change is usually over by then),
+/// a quarter round for the first [`QUICK_RETRIES`], then doubling while
+/// rounds stay unconfirmed (a full disk, a lost majority), so that
+/// failures do not multiply rounds or logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retry {
+    /// Failed rounds in a row.
+    failed: u32,
+}
+
+impl Retry {
+    /// A round failed: the delay before the next try, or `None` when the
+    /// regular tick comes as soon.
+    pub fn failed(&mut self, round_ms: u64) -> Option<u64> {
+        self.failed = self.failed.saturating_add(1);
+        let delay = retry_delay_ms(round_ms, self.failed);
+        (delay < round_ms).then_some(delay)
+    }
+
+    /// A quorate round was confirmed: the next failure retries quickly again.
+    pub fn succeeded(&mut self) {
+        self.failed = 0;
+    }
+}
+
+fn retry_delay_ms(round_ms: u64, failed: u32) -> u64 {
+    let doublings = failed.saturating_sub(QUICK_RETRIES).min(8);
+    (round_ms / 4).saturating_mul(1 << doublings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::types::ServiceState;
+
+    fn acquire() -> Outgoing {
+        Outgoing::Store(Op::Acquire {
+            lock: "ha_agent_node1_lock".into(),
+            holder: "node1".into(),
+            now_ms: 1_000,
+            lease_ms: 6_500,
+        })
+    }
+
+    fn claim(sid: &str, epoch: u64) -> Outgoing {
+        Outgoing::Store(Op::ClaimStart {
+            sid: sid.into(),
+            node: "node1".into(),
+            epoch,
+        })
+    }
+
+    fn start(sid: &str) -> JobSpec {
+        JobSpec {
+            sid: sid.into(),
+            uid: Some("u1".into()),
+            command: ServiceState::Started,
+            target: None,
+            timeout: None,
+            config: None,
+        }
+    }
+
+    fn granted(n: usize) -> Answer {
+        Answer::Replies(vec![Reply::Granted { expires_ms: 7_500 }; n])
+    }
+
+    const ON_TIME: RoundClock = RoundClock {
+        stamp_ms: 1_000,
+        answered_ms: 1_400,
+        round_ms: 1_000,
+    };
+
+    /// An LRM round: renew the agent lock, pet, claim and start a service.
+    fn lrm_outbox() -> Vec<Outgoing> {
+        vec![
+            acquire(),
+            Outgoing::WatchdogPet,
+            claim("vm:100", 7),
+            Outgoing::Job(start("vm:100")),
+        ]
+    }
+
+    fn epochs() -> BTreeMap<String, u64> {
+        BTreeMap::from([("vm:100".to_string(), 7)])
+    }
+
+    #[test]
+    fn a_granted_round_pets_and_runs_its_jobs_under_the_token_it_read() {
+        let outcome = round_outcome(lrm_outbox(), &granted(2), &epochs(), ON_TIME);
+        assert_eq!(
+            outcome,
+            RoundOutcome {
+                confirmed: true,
+                late: false,
+                stale: vec![],
+                watchdog: vec![WatchdogOp::Pet],
+                jobs: vec![ClearedJob {
+                    spec: start("vm:100"),
+                    fencing_token: 7
+                }],
+            }
+        );
+    }
+
+    #[test]
+    fn a_refused_claim_stops_the_start_but_the_granted_lease_still_pets() {
+        let answer = Answer::Replies(vec![
+            Reply::Granted { expires_ms: 7_500 },
+            Reply::Stale {
+                reason: "vm:100 moved".into(),
+            },
+        ]);
+        let outcome = round_outcome(lrm_outbox(), &answer, &epochs(), ON_TIME);
+        assert!(!outcome.confirmed);
+        assert_eq!(outcome.stale, vec!["vm:100 moved".to_string()]);
+        assert_eq!(outcome.watchdog, vec![WatchdogOp::Pet]);
+        assert_eq!(outcome.jobs, vec![]);
+    }
+
+    #[test]
+    fn a_held_lease_neither_pets_nor_runs_anything() {
+        let answer = Answer::Replies(vec![
+            Reply::Held {
+                holder: "node2".into(),
+                expires_ms: 9_000,
+            },
+            Reply::Skipped,
+        ]);
+        let outcome = round_outcome(lrm_outbox(), &answer, &epochs(), ON_TIME);
+        assert!(!outcome.confirmed);
+        assert_eq!(outcome.watchdog, vec![]);
+        assert_eq!(outcome.jobs, vec![]);
+    }
+
+    #[test]
+    fn a_failed_proposal_runs_nothing_but_still_closes_the_watchdog() {
+        let mut outbox = lrm_outbox();
+        outbox.push(Outgoing::WatchdogClose);
+        let outcome = round_outcome(outbox, &Answer::Failed, &epochs(), ON_TIME);
+        assert!(!outcome.confirmed);
+        assert!(!outcome.late);
+        assert_eq!(outcome.watchdog, vec![WatchdogOp::Close]);
+        assert_eq!(outcome.jobs, vec![]);
+    }
+
+    #[test]
+    fn an_answer_later_than_one_round_does_not_pet() {
+        let late = RoundClock {
+            answered_ms: 2_001,
+            ..ON_TIME
+        };
+        let outcome = round_outcome(lrm_outbox(), &granted(2), &epochs(), late);
+        assert!(outcome.confirmed && outcome.late);
+        assert_eq!(outcome.watchdog, vec![]);
+        assert_eq!(outcome.jobs.len(), 1, "the start is guarded by its claim, not by time");
+        let just_in_time = RoundClock {
+            answered_ms: 2_000,
+            ..ON_TIME
+        };
+        let outcome = round_outcome(lrm_outbox(), &granted(2), &epochs(), just_in_time);
+        assert_eq!(outcome.watchdog, vec![WatchdogOp::Pet]);
+    }
+
+    #[test]
+    fn a_round_without_writes_is_confirmed_and_pets_nothing() {
+        let outbox = vec![Outgoing::WatchdogPet, Outgoing::Job(start("vm:100"))];
+        let outcome = round_outcome(outbox, &Answer::Replies(vec![]), &BTreeMap::new(), ON_TIME);
+        assert!(outcome.confirmed);
+        assert_eq!(outcome.watchdog, vec![]);
+        assert_eq!(outcome.jobs[0].fencing_token, 0);
+    }
+
+    #[test]
+    fn pets_follow_only_the_acquisition_just_before_them() {
+        let outbox = vec![
+            acquire(),
+            Outgoing::WatchdogArm,
+            acquire(),
+            Outgoing::WatchdogPet,
+            Outgoing::WatchdogClose,
+        ];
+        let answer = Answer::Replies(vec![
+            Reply::Granted { expires_ms: 7_500 },
+            Reply::Held {
+                holder: "node2".into(),
+                expires_ms: 9_000,
+            },
+        ]);
+        let outcome = round_outcome(outbox, &answer, &BTreeMap::new(), ON_TIME);
+        assert_eq!(outcome.watchdog, vec![WatchdogOp::Arm, WatchdogOp::Close]);
+    }
+
+    #[test]
+    fn the_proposal_is_the_outbox_store_operations_in_order() {
+        let ops = proposal(&lrm_outbox());
+        assert_eq!(ops.len(), 2);
+        assert!(matches!(ops[0], Op::Acquire { .. }) && matches!(ops[1], Op::ClaimStart { .. }));
+    }
+
+    #[test]
+    fn quick_retries_back_off_to_the_round() {
+        let mut retry = Retry::default();
+        let delays: Vec<Option<u64>> = (1..=11).map(|_| retry.failed(1_000)).collect();
+        let quarter = Some(250);
+        assert_eq!(
+            delays,
+            [
+                quarter,
+                quarter,
+                quarter,
+                quarter,
+                quarter,
+                quarter,
+                quarter,
+                quarter,
+                Some(500),
+                None,
+                None
+            ]
+        );
+        retry.succeeded();
+        assert_eq!(retry.failed(1_000), quarter);
+        assert_eq!(retry_delay_ms(1_000, u32::MAX), 250 * 256, "no overflow");
+    }
+}
