@@ -548,8 +548,8 @@ mod tests {
     use super::*;
     use crate::actors::lock::ApplyOps;
     use crate::core::status::{ManagerStatus, ServiceStatus};
-    use crate::core::types::{RequestState, ServiceState};
     use crate::core::store::{ClusterState, Op, StoredResource};
+    use crate::core::types::{RequestState, ServiceState};
     use crate::node::memory_store::MemoryStore;
 
     /// A cluster with many services, so that every view is large and a

@@ -223,15 +223,33 @@ function renderLog(from, lines) {
   void from;
 }
 
+const rowCache = new WeakMap();
+function updateRows(tbody, items, key, build, extra) {
+  const cache = rowCache.get(tbody) || new Map();
+  const next = new Map();
+  const rows = items.map((item) => {
+    const k = key(item);
+    const sig = JSON.stringify(item) + extra;
+    const old = cache.get(k);
+    const row = old && old.sig === sig ? old.row : build(item);
+    next.set(k, { sig, row });
+    return row;
+  });
+  rowCache.set(tbody, next);
+  const same = rows.length === tbody.children.length && rows.every((r, i) => tbody.children[i] === r);
+  if (!same) tbody.replaceChildren(...rows);
+}
+
 function render(event) {
   view = event.view;
   if (!view) return;
   setKind(view.kind);
   renderSummary();
-  const nodes = $("#nodes tbody");
-  nodes.replaceChildren(...view.nodes.map(nodeRow));
-  const services = $("#services tbody");
-  services.replaceChildren(...view.services.map(serviceRow));
+  // Rows are rebuilt only when their data changed: a row replaced
+  // between a button's press and release would swallow the click.
+  const others = view.nodes.map((n) => n.name).join(",");
+  updateRows($("#nodes tbody"), view.nodes, (n) => n.name, nodeRow, "");
+  updateRows($("#services tbody"), view.services, (s) => s.sid, serviceRow, others);
   renderTimeline();
   renderLog(event.log_from, event.log);
   if (view.kind === "sim") {
