@@ -22,3 +22,4 @@ pub mod net;
 pub mod node;
 pub mod sim;
 pub mod watchdog;
+pub mod web;

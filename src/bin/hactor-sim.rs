@@ -11,6 +11,8 @@
 //! - `hactor-sim bench-scenario [--nodes 10] [--services 1000]`: simulate a
 //!   generated scenario at scale (power-on, a node's network fails,
 //!   recovery) and print the wall time.
+//! - `hactor-sim serve [--listen ADDR] [--nodes N --services M | --scenario
+//!   DIR]`: the simulator in the browser (see `hactor::web::sim_console`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,6 +74,29 @@ enum Command {
         /// Scheduler mode (`crs: ha=`): basic, static or dynamic.
         #[arg(long, default_value = "static")]
         crs: String,
+    },
+    /// Serve the simulator as a web page: nodes, services, timeline and
+    /// log, live; every control of upstream's simulator; export of the
+    /// session as a scenario folder.
+    Serve {
+        /// Address to listen on (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Nodes of the generated cluster.
+        #[arg(long, default_value_t = 3, conflicts_with = "scenario")]
+        nodes: usize,
+        /// Services (vm:101, ...) of the generated cluster, spread over the nodes.
+        #[arg(long, default_value_t = 6, conflicts_with = "scenario")]
+        services: usize,
+        /// Start from this scenario folder's inputs and cmdlist instead.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Where "Export scenario" writes when the page names no folder.
+        #[arg(long, default_value = "hactor-sim-export")]
+        export_dir: PathBuf,
+        /// Start with virtual time paused.
+        #[arg(long)]
+        paused: bool,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -232,6 +257,36 @@ fn bench_scenario(nodes: usize, services: usize, crs: &str) -> Result<(), String
     Ok(())
 }
 
+fn serve(
+    listen: std::net::SocketAddr,
+    (nodes, services): (usize, usize),
+    scenario: Option<&Path>,
+    export_dir: PathBuf,
+    paused: bool,
+) -> Result<(), String> {
+    use hactor::sim::session::Session;
+    let session = match scenario {
+        Some(dir) => Session::load(dir).map_err(|e| e.to_string())?,
+        None => {
+            // A generated cluster is written out and loaded like any
+            // scenario, so that its export holds the same input files.
+            let files = Session::generated_files(nodes, services)?;
+            let dir = std::env::temp_dir().join(format!("hactor-sim-serve-{}", std::process::id()));
+            hactor::web::sim_console::write_export(&dir, &files)?;
+            let session = Session::load(&dir).map_err(|e| e.to_string());
+            let _ = std::fs::remove_dir_all(&dir);
+            session?
+        }
+    };
+    let config = hactor::web::sim_console::SimConsoleConfig {
+        listen,
+        export_dir,
+        run: !paused,
+        limits: hactor::web::http::Limits::default(),
+    };
+    actix_rt::System::new().block_on(hactor::web::sim_console::serve(session, config))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -239,6 +294,14 @@ fn main() -> ExitCode {
         Command::Run { scenario, log } => run(&scenario, log.as_deref()),
         Command::Rules { file, nodes } => rules(&file, &nodes),
         Command::Bench { suite, repeat } => bench(&suite, repeat),
+        Command::Serve {
+            listen,
+            nodes,
+            services,
+            scenario,
+            export_dir,
+            paused,
+        } => serve(listen, (nodes, services), scenario.as_deref(), export_dir, paused),
         Command::BenchRound { sizes, rounds } => bench_round(&sizes, rounds),
         Command::BenchScenario { nodes, services, crs } => bench_scenario(nodes, services, &crs),
     };

@@ -84,6 +84,10 @@ enum Command {
         port: u16,
         #[arg(long, default_value = "fast", value_parser = ["fast", "pve"])]
         profile: String,
+        /// Serve every node's read-only live view (`[web]`) on a free
+        /// loopback port; the addresses are printed.
+        #[arg(long)]
+        web: bool,
     },
     /// Cluster membership: create, grow, shrink, inspect.
     #[command(subcommand)]
@@ -378,6 +382,28 @@ fn api_config(config: &NodeConfig) -> hactor::api::server::ServerConfig {
     }
 }
 
+/// The live view's settings (`[web]`): the token file is read here, so
+/// that a missing or short token stops the daemon at start.
+fn live_config(
+    config: &NodeConfig,
+    web: &hactor::node::config::WebConfig,
+) -> Result<hactor::web::live::LiveConfig, String> {
+    let api = api_config(config);
+    Ok(hactor::web::live::LiveConfig {
+        listen: web.listen,
+        tls: web.tls.clone(),
+        token: web
+            .token_file
+            .as_deref()
+            .map(hactor::web::live::read_token)
+            .transpose()?,
+        poll: Duration::from_millis(web.poll_ms),
+        limits: hactor::web::http::Limits::default(),
+        node: config.node.clone(),
+        fresh_secs: api.fresh_secs,
+    })
+}
+
 async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     if std::process::id() == 1 && config.watchdog == hactor::node::config::WatchdogBackend::Process {
         return Err(
@@ -389,6 +415,16 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
     // Bound before anything is armed or joined: a socket problem stops the
     // daemon before it holds a lease or a watchdog.
     let listener = hactor::api::server::bind(&config.socket).map_err(|e| format!("api socket: {e}"))?;
+    let web = match &config.web {
+        Some(web) => match hactor::web::live::bind(live_config(&config, web)?).await {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                let _ = std::fs::remove_file(&config.socket);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let (store, raft) = match open_store(&config).await {
         Ok(opened) => opened,
         Err(e) => {
@@ -423,6 +459,13 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
         hactor::daemon::LockStore(node.lock.clone()),
         api_config(&config),
     );
+    if let Some(bound) = web {
+        let addr = bound.addr;
+        bound.start(node.lock.clone());
+        // With port 0 this file tells tools where the view is.
+        let _ = std::fs::write(config.state_dir.join("web.addr"), format!("{addr}\n"));
+        tracing::info!(%addr, "web live view listening");
+    }
     tracing::info!(node = %config.node, profile = ?config.profile, socket = %config.socket.display(), "hactor started");
     // Type=notify: dependents start once the socket serves. Without
     // systemd (no NOTIFY_SOCKET) this does nothing.
@@ -559,6 +602,9 @@ fn local_cluster(dir: &std::path::Path, spec: hactor::node::local_cluster::Local
             node.child.as_ref().map(|c| c.id()).unwrap_or(0),
             cluster.dir.join(format!("{}.log", node.name)).display()
         );
+        if let Ok(addr) = std::fs::read_to_string(node.dir.join("web.addr")) {
+            println!("       live view: http://{}/", addr.trim());
+        }
     }
     let socket = cluster.nodes[0].dir.join("hactor.sock");
     println!(
@@ -812,6 +858,7 @@ fn main() -> ExitCode {
         services,
         port,
         profile,
+        web,
     }) = cli.command
     {
         let spec = hactor::node::local_cluster::LocalSpec {
@@ -820,7 +867,11 @@ fn main() -> ExitCode {
             profile,
             base_port: port,
             marker: format!("{port}000"),
-            extra: String::new(),
+            extra: if web {
+                "[web]\nlisten = \"127.0.0.1:0\"\n".into()
+            } else {
+                String::new()
+            },
             script: None,
         };
         return match local_cluster(&dir, spec) {

@@ -121,6 +121,11 @@ impl Lrm {
         self.mode
     }
 
+    /// Restart-policy counters by sid (shown by the simulator's console).
+    pub fn restart_tries(&self) -> &BTreeMap<String, u32> {
+        &self.restart_tries
+    }
+
     fn set_state(&mut self, env: &mut dyn Env, state: LrmState) {
         if self.state == state {
             return;

@@ -539,6 +539,71 @@ struct RawConfig {
     /// processes.
     #[serde(default)]
     fault_injection: bool,
+    /// `[web]`: the read-only live view (off without the section).
+    #[serde(default)]
+    web: Option<WebSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebSection {
+    listen: SocketAddr,
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    poll_ms: Option<u64>,
+}
+
+/// The daemon's read-only live view (`[web]`), see `hactor::web::live`.
+/// A loopback address needs nothing more; any other address needs TLS
+/// (`tls_cert`, `tls_key`: PEM files) and a token (`token_file`: its first
+/// line), because the view shows the whole cluster's state to anybody who
+/// can reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebConfig {
+    /// Port 0 picks a free port; the daemon writes the address it got to
+    /// `<state_dir>/web.addr`.
+    pub listen: SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub token_file: Option<PathBuf>,
+    /// How often the view reads a snapshot (default 100 ms).
+    pub poll_ms: u64,
+}
+
+/// Bounds of `web.poll_ms`.
+pub const WEB_POLL_MS: std::ops::RangeInclusive<u64> = 20..=10_000;
+
+fn web_config(web: WebSection) -> Result<WebConfig, String> {
+    let tls = match (web.tls_cert, web.tls_key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err("web: tls_cert and tls_key go together".into()),
+    };
+    if !web.listen.ip().is_loopback() && (tls.is_none() || web.token_file.is_none()) {
+        return Err(format!(
+            "web.listen: {} is not a loopback address: a live view reachable from other machines needs \
+             TLS and a token (set tls_cert, tls_key and token_file), or listen on 127.0.0.1",
+            web.listen
+        ));
+    }
+    let poll_ms = web.poll_ms.unwrap_or(100);
+    if !WEB_POLL_MS.contains(&poll_ms) {
+        return Err(format!(
+            "web.poll_ms: {poll_ms} is out of range ({} to {})",
+            WEB_POLL_MS.start(),
+            WEB_POLL_MS.end()
+        ));
+    }
+    Ok(WebConfig {
+        listen: web.listen,
+        tls,
+        token_file: web.token_file,
+        poll_ms,
+    })
 }
 
 /// The validated node configuration.
@@ -569,6 +634,7 @@ pub struct NodeConfig {
     /// `[fence] timeout_secs`: limit of one fence agent call.
     pub fence_timeout_secs: u64,
     pub fault_injection: bool,
+    pub web: Option<WebConfig>,
 }
 
 pub use crate::net::DEFAULT_SOCKET;
@@ -785,6 +851,7 @@ impl NodeConfig {
         }
         let vm_agent = raw.agent.vm.map(|a| a.resolve(GuestKind::Vm)).transpose()?;
         let ct_agent = raw.agent.ct.map(|a| a.resolve(GuestKind::Ct)).transpose()?;
+        let web = raw.web.map(web_config).transpose()?;
         Ok(NodeConfig {
             node: raw.node,
             state_dir: raw.state_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
@@ -806,6 +873,7 @@ impl NodeConfig {
             fence_timeout_secs: raw.fence.as_ref().map_or(default_fence_timeout(), |f| f.timeout_secs),
             fence_config: raw.fence.map(|f| f.config),
             fault_injection: raw.fault_injection,
+            web,
         })
     }
 }
@@ -1168,6 +1236,32 @@ backend = "process"
         // A named device selects the device backend without naming it.
         let config = NodeConfig::parse("node = \"n1\"\n[watchdog]\ndevice = \"/\"\n").unwrap();
         assert_eq!(config.watchdog, WatchdogBackend::Device);
+    }
+
+    #[test]
+    fn the_web_view_is_loopback_unless_tls_and_a_token_are_set() {
+        let config = NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"127.0.0.1:8006\"\n")).unwrap();
+        let web = config.web.unwrap();
+        assert_eq!(web.listen, "127.0.0.1:8006".parse().unwrap());
+        assert_eq!((web.tls, web.token_file, web.poll_ms), (None, None, 100));
+        assert_eq!(NodeConfig::parse(GOOD).unwrap().web, None, "off by default");
+        let err = NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"0.0.0.0:8006\"\n")).unwrap_err();
+        assert!(
+            err.starts_with("web.listen: 0.0.0.0:8006 is not a loopback address") && err.contains("token_file"),
+            "{err}"
+        );
+        let half = format!("{GOOD}\n[web]\nlisten = \"0.0.0.0:8006\"\ntls_cert = \"/c\"\ntls_key = \"/k\"\n");
+        assert!(NodeConfig::parse(&half).unwrap_err().contains("not a loopback address"));
+        let remote = format!("{half}token_file = \"/t\"\n");
+        let web = NodeConfig::parse(&remote).unwrap().web.unwrap();
+        assert_eq!(web.tls, Some(("/c".into(), "/k".into())));
+        let err =
+            NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"127.0.0.1:1\"\ntls_cert = \"/c\"\n")).unwrap_err();
+        assert_eq!(err, "web: tls_cert and tls_key go together");
+        let err = NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"127.0.0.1:1\"\npoll_ms = 5\n")).unwrap_err();
+        assert_eq!(err, "web.poll_ms: 5 is out of range (20 to 10000)");
+        let err = NodeConfig::parse(&format!("{GOOD}\n[web]\nlisten = \"nowhere\"\n")).unwrap_err();
+        assert_eq!(err, "line 8: invalid socket address syntax");
     }
 
     #[test]

@@ -18,12 +18,13 @@ pub mod fence;
 pub mod rules_check;
 pub mod run;
 pub mod scenario;
+pub mod session;
 pub mod timeline;
 pub mod world;
 
 use std::path::Path;
 
-pub use run::{SimError, Simulator};
+pub use run::{RoundEnd, SimError, Simulator};
 pub use scenario::{Scenario, ScenarioError};
 
 /// Loads and runs one scenario directory, returning its log lines.

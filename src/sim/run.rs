@@ -55,6 +55,38 @@ pub struct Simulator {
     daemons: BTreeMap<NodeName, NodeDaemons>,
     cmdlist: VecDeque<Vec<CmdEntry>>,
     skip_rounds: BTreeMap<Daemon, u32>,
+    pacing: Pacing,
+    /// Interactive use (`hactor-sim serve`): see [`Simulator::live`].
+    live: Option<Live>,
+}
+
+/// When the next command batch applies (upstream's run-loop counters).
+#[derive(Debug, Default)]
+struct Pacing {
+    started: bool,
+    last_command_time: Time,
+    next_command_at: Time,
+    loop_count: u64,
+}
+
+/// What interactive use adds: commands given while the simulation runs,
+/// and the record of every batch slot, so that the session can be written
+/// out as a cmdlist that `hactor-sim run` replays to the same log.
+#[derive(Debug, Default)]
+struct Live {
+    /// Commands waiting for the next batch slot.
+    queued: Vec<CmdEntry>,
+    /// Every batch applied so far, one per batch slot (empty ones too).
+    applied: Vec<Vec<CmdEntry>>,
+}
+
+/// How a round ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundEnd {
+    /// The simulation goes on.
+    Running,
+    /// The command list is done and the cluster was quiet long enough.
+    Done,
 }
 
 impl Simulator {
@@ -72,6 +104,8 @@ impl Simulator {
             daemons,
             cmdlist: scenario.cmdlist.into_iter().collect(),
             skip_rounds: BTreeMap::new(),
+            pacing: Pacing::default(),
+            live: None,
         }
     }
 
@@ -88,6 +122,67 @@ impl Simulator {
             self.world.fence.powered_off(&node);
         }
         Ok(())
+    }
+
+    /// A simulator for interactive use: it never ends on a quiet cluster
+    /// (only at [`MAX_SIM_TIME_SECS`]), takes commands with
+    /// [`Simulator::queue_command`] and records every batch slot for
+    /// [`Simulator::session_cmdlist`].
+    pub fn live(scenario: Scenario) -> Simulator {
+        let mut sim = Simulator::new(scenario);
+        sim.live = Some(Live::default());
+        sim
+    }
+
+    /// Queues a command for the next batch slot (after the scenario's own
+    /// batch of that slot, if any). Only for a [`Simulator::live`] one.
+    pub fn queue_command(&mut self, entry: CmdEntry) {
+        if let Some(live) = &mut self.live {
+            live.queued.push(entry);
+        }
+    }
+
+    /// Commands queued for the next batch slot.
+    pub fn queued_commands(&self) -> &[CmdEntry] {
+        self.live.as_ref().map_or(&[], |l| &l.queued)
+    }
+
+    /// The cmdlist of the session so far: every batch slot taken, then the
+    /// scenario's batches not reached yet and the queued commands. Run as
+    /// a scenario it replays the session's log (and goes on from there).
+    pub fn session_cmdlist(&self) -> Vec<Vec<CmdEntry>> {
+        let Some(live) = &self.live else {
+            return self.cmdlist.iter().cloned().collect();
+        };
+        let mut out = live.applied.clone();
+        out.extend(self.cmdlist.iter().cloned());
+        if !live.queued.is_empty() {
+            match out.get_mut(live.applied.len()) {
+                Some(next) => next.extend(live.queued.iter().cloned()),
+                None => out.push(live.queued.clone()),
+            }
+        }
+        out
+    }
+
+    /// The CRM state of a node's daemon (`None`: not running).
+    pub fn crm_state(&self, node: &str) -> Option<&'static str> {
+        Some(self.daemons.get(node)?.crm.as_ref()?.state().as_str())
+    }
+
+    /// The LRM state and mode of a node's daemon (`None`: not running).
+    pub fn lrm_state(&self, node: &str) -> Option<(&'static str, String)> {
+        let lrm = self.daemons.get(node)?.lrm.as_ref()?;
+        Some((lrm.state().as_str(), lrm.mode().to_string()))
+    }
+
+    /// The LRM's restart counter of a service (restart policy), if any.
+    pub fn restart_tries(&self, node: &str, sid: &str) -> u32 {
+        self.daemons
+            .get(node)
+            .and_then(|d| d.lrm.as_ref())
+            .and_then(|lrm| lrm.restart_tries().get(sid).copied())
+            .unwrap_or(0)
     }
 
     /// The log so far.
@@ -122,11 +217,18 @@ impl Simulator {
 
     /// Runs the scenario to its end.
     pub fn run(&mut self) -> Result<(), SimError> {
-        self.world.log_hw("hardware", "starting simulation");
-        let mut last_command_time: Time = 0;
-        let mut next_command_at: Time = 0;
-        let mut loop_count: u64 = 0;
-        loop {
+        while self.round()? == RoundEnd::Running {}
+        Ok(())
+    }
+
+    /// Runs one round: every node's CRM and LRM, then (every fifth round)
+    /// the next command batch.
+    pub fn round(&mut self) -> Result<RoundEnd, SimError> {
+        if !self.pacing.started {
+            self.pacing.started = true;
+            self.world.log_hw("hardware", "starting simulation");
+        }
+        {
             let start = self.world.now;
             let nodes: Vec<NodeName> = self.world.nodes.keys().cloned().collect();
             let loop_time = (2 * nodes.len() as Time).max(20);
@@ -165,30 +267,41 @@ impl Simulator {
                 clock.time = now;
                 clock.loop_delay = 0;
             }
-            if now < next_command_at {
-                continue;
+            if now < self.pacing.next_command_at {
+                return Ok(RoundEnd::Running);
             }
-            if loop_count.is_multiple_of(ROUNDS_PER_BATCH) {
-                match self.cmdlist.pop_front() {
+            if self.pacing.loop_count.is_multiple_of(ROUNDS_PER_BATCH) {
+                let mut batch = self.cmdlist.pop_front();
+                if let Some(live) = &mut self.live {
+                    // A live session fills every slot (with an empty batch
+                    // when nothing is queued): a replay then meets each
+                    // command at the same slot.
+                    let mut taken = batch.take().unwrap_or_default();
+                    taken.append(&mut live.queued);
+                    live.applied.push(taken.clone());
+                    batch = Some(taken);
+                }
+                match batch {
                     None => {
-                        if now - last_command_time > QUIET_END_SECS {
+                        if now - self.pacing.last_command_time > QUIET_END_SECS {
                             self.world.log_hw("hardware", "exit simulation - done");
-                            return Ok(());
+                            return Ok(RoundEnd::Done);
                         }
                     }
                     Some(batch) => {
                         for entry in batch {
-                            last_command_time = now;
+                            self.pacing.last_command_time = now;
                             if let HwCommand::Delay { secs } = entry.command {
-                                next_command_at = now + secs;
+                                self.pacing.next_command_at = now + secs;
                             }
                             self.hardware_command(&entry.text, "cmdlist", &entry.command)?;
                         }
                     }
                 }
             }
-            loop_count += 1;
+            self.pacing.loop_count += 1;
         }
+        Ok(RoundEnd::Running)
     }
 
     fn take_skip(&mut self, daemon: Daemon) -> bool {
