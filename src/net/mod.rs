@@ -17,4 +17,5 @@ pub mod log_limit;
 pub mod peer;
 pub mod quic;
 pub mod raft;
+pub mod record;
 pub mod tls;

@@ -20,15 +20,13 @@
 //! offset, never truncated or misread.
 
 use crate::core::store::Op;
+use crate::net::record::{self, Flaw, be32};
 
 /// First bytes of a journal of this format.
 pub const MAGIC: &[u8; 8] = b"HACTJNL1";
 
 /// Bytes of the header: magic, base digest, checksum.
 pub const HEADER_LEN: usize = 8 + 32 + 4;
-
-/// Bytes before a record's body: length, body checksum, header checksum.
-const RECORD_HEADER: usize = 12;
 
 /// Largest record body: a batch is a round's writes or one API edit
 /// (the API's request limit bounds an edit's size).
@@ -61,14 +59,7 @@ pub fn encode_record(ops: &[Op]) -> std::io::Result<Vec<u8>> {
             body.len()
         )));
     }
-    let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
-    let mut out = Vec::with_capacity(RECORD_HEADER + body.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-    let head_crc = crc32c::crc32c(&out[..8]);
-    out.extend_from_slice(&head_crc.to_be_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
+    record::frame(&body)
 }
 
 /// Why the bytes of a journal cannot be trusted.
@@ -96,39 +87,10 @@ pub struct Replayed {
     pub valid_len: usize,
 }
 
-fn be32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-/// Why the bytes at an offset are not a record.
-enum Bad {
-    Incomplete,
-    Header,
-    Body,
-}
-
-/// The record body at `offset` if its header and checksums hold, with the
-/// offset after it.
-fn checked_body(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), Bad> {
-    let rest = &bytes[offset..];
-    if rest.len() < RECORD_HEADER {
-        return Err(Bad::Incomplete);
-    }
-    if crc32c::crc32c(&rest[..8]) != be32(rest, 8) {
-        return Err(Bad::Header);
-    }
-    let len = be32(rest, 0) as usize;
-    if len > MAX_RECORD {
-        return Err(Bad::Header);
-    }
-    if rest.len() < RECORD_HEADER + len {
-        return Err(Bad::Incomplete);
-    }
-    let body = &rest[RECORD_HEADER..RECORD_HEADER + len];
-    if crc32c::crc32c(body) != be32(rest, 4) {
-        return Err(Bad::Body);
-    }
-    Ok((body, offset + RECORD_HEADER + len))
+/// The record body at `offset` if its header and checksums hold (the
+/// body is not decoded), with the offset after it.
+fn checked_body(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), Flaw> {
+    record::checked_body(bytes, offset, MAX_RECORD)
 }
 
 /// Reads the header of a journal: its base digest.
@@ -162,11 +124,7 @@ pub fn replay(bytes: &[u8]) -> Result<Replayed, JournalError> {
             }
             Err(bad) => {
                 if (offset + 1..bytes.len()).any(|o| checked_body(bytes, o).is_ok()) {
-                    let reason = match bad {
-                        Bad::Incomplete => "its length runs past the end of the file",
-                        Bad::Header => "header checksum mismatch",
-                        Bad::Body => "body checksum mismatch",
-                    };
+                    let reason = bad.describe();
                     return Err(JournalError::Corrupt {
                         offset,
                         reason: reason.into(),
@@ -186,6 +144,7 @@ pub fn replay(bytes: &[u8]) -> Result<Replayed, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::record::RECORD_HEADER;
 
     fn batch(n: u64) -> Vec<Op> {
         vec![Op::Heartbeat {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Entry, LogId, StorageError, TypeConfig, Vote, io_error, write_atomic};
 use crate::net::codec;
+use crate::net::record::{self, Flaw, be32};
 
 /// One record of the log file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,9 +46,6 @@ pub(crate) enum Record {
 /// records; version 3: rules stored parsed, not as rules.cfg text). A file
 /// without them is refused, never reinterpreted.
 pub const LOG_MAGIC: &[u8; 8] = b"HACTLOG3";
-
-/// Bytes before a record's body: length, body checksum, header checksum.
-const RECORD_HEADER: usize = 12;
 
 /// Largest record body (a codec frame).
 const MAX_RECORD: usize = codec::MAX_FRAME_BYTES + 6;
@@ -83,50 +81,13 @@ pub(crate) struct Replayed {
 /// Frames one record: header and body.
 pub(crate) fn encode_record(record: &Record) -> std::io::Result<Vec<u8>> {
     let body = codec::encode(record).map_err(std::io::Error::other)?;
-    let len = u32::try_from(body.len()).map_err(std::io::Error::other)?;
-    let mut out = Vec::with_capacity(RECORD_HEADER + body.len());
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-    let head_crc = crc32c::crc32c(&out[..8]);
-    out.extend_from_slice(&head_crc.to_be_bytes());
-    out.extend_from_slice(&body);
-    Ok(out)
-}
-
-fn be32(bytes: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-/// Why the bytes at an offset are not a record.
-#[derive(Debug)]
-enum Bad {
-    Incomplete,
-    Header,
-    Body,
+    record::frame(&body)
 }
 
 /// The record body at `offset` if its header and checksums hold (the
 /// body is not decoded), with the offset after it.
-fn checked_body(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), Bad> {
-    let rest = &bytes[offset..];
-    if rest.len() < RECORD_HEADER {
-        return Err(Bad::Incomplete);
-    }
-    if crc32c::crc32c(&rest[..8]) != be32(rest, 8) {
-        return Err(Bad::Header);
-    }
-    let len = be32(rest, 0) as usize;
-    if len > MAX_RECORD {
-        return Err(Bad::Header);
-    }
-    if rest.len() < RECORD_HEADER + len {
-        return Err(Bad::Incomplete);
-    }
-    let body = &rest[RECORD_HEADER..RECORD_HEADER + len];
-    if crc32c::crc32c(body) != be32(rest, 4) {
-        return Err(Bad::Body);
-    }
-    Ok((body, offset + RECORD_HEADER + len))
+fn checked_body(bytes: &[u8], offset: usize) -> Result<(&[u8], usize), Flaw> {
+    record::checked_body(bytes, offset, MAX_RECORD)
 }
 
 /// Replays the bytes of a log file. A bad record is a torn tail only if
@@ -159,11 +120,7 @@ pub(crate) fn replay(bytes: &[u8]) -> Result<Replayed, LogError> {
             }
             Err(bad) => {
                 if (offset + 1..bytes.len()).any(|o| checked_body(bytes, o).is_ok()) {
-                    let reason = match bad {
-                        Bad::Incomplete => "its length runs past the end of the file",
-                        Bad::Header => "header checksum mismatch",
-                        Bad::Body => "body checksum mismatch",
-                    };
+                    let reason = bad.describe();
                     return Err(LogError::Corrupt {
                         offset,
                         reason: reason.into(),
@@ -497,6 +454,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::record::RECORD_HEADER;
     use openraft::{CommittedLeaderId, EntryPayload};
 
     fn entry(term: u64, index: u64) -> Entry {
