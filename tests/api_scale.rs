@@ -7,33 +7,12 @@ use std::time::{Duration, Instant};
 
 use hactor::api::plan::PlanContext;
 use hactor::api::protocol::{MAX_REQUEST, Request, Response};
-use hactor::api::server::{self, ServerConfig, StoreAccess, StoreFuture};
+use hactor::api::server::{self, DirectStore, ServerConfig};
 use hactor::cli::client;
-use hactor::core::store::{Op, Reply, Snapshot, StoreError};
 use hactor::node::memory_store::MemoryStore;
 use hactor::node::scale::seeded_state;
 
 const RESOURCES: usize = 100_000;
-
-/// The single-node store, answering at once.
-#[derive(Clone)]
-struct Direct(MemoryStore);
-
-impl StoreAccess for Direct {
-    fn snapshot(&self) -> StoreFuture<Result<Snapshot, String>> {
-        let snapshot = Snapshot {
-            state: self.0.snapshot(),
-            quorate: self.0.quorate(),
-            members: [("node1".to_string(), true)].into(),
-        };
-        Box::pin(async move { Ok(snapshot) })
-    }
-
-    fn apply(&self, ops: Vec<Op>) -> StoreFuture<Result<Result<Vec<Reply>, StoreError>, String>> {
-        let result = self.0.apply(ops);
-        Box::pin(async move { Ok(result) })
-    }
-}
 
 /// Serves `store` on a socket in `dir` from a thread of its own.
 fn serve(store: MemoryStore, socket: PathBuf) {
@@ -51,7 +30,14 @@ fn serve(store: MemoryStore, socket: PathBuf) {
                 crs: "basic".into(),
                 store_timeout: Duration::from_secs(30),
             };
-            server::start(listener, Direct(store), config);
+            server::start(
+                listener,
+                DirectStore {
+                    store,
+                    node: "node1".into(),
+                },
+                config,
+            );
             ready_tx.send(()).unwrap();
             std::future::pending::<()>().await;
         });

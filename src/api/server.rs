@@ -69,6 +69,31 @@ pub trait StoreAccess: Clone + 'static {
     fn apply(&self, ops: Vec<Op>) -> StoreFuture<Result<Result<Vec<Reply>, StoreError>, String>>;
 }
 
+/// A single node's in-process store as the server's store, answering at
+/// once (tests and benchmarks serve one without the actor tree).
+#[derive(Clone)]
+pub struct DirectStore {
+    pub store: crate::node::memory_store::MemoryStore,
+    /// The one member, always online.
+    pub node: String,
+}
+
+impl StoreAccess for DirectStore {
+    fn snapshot(&self) -> StoreFuture<Result<Snapshot, String>> {
+        let snapshot = Snapshot {
+            state: self.store.snapshot(),
+            quorate: self.store.quorate(),
+            members: [(self.node.clone(), true)].into(),
+        };
+        Box::pin(async move { Ok(snapshot) })
+    }
+
+    fn apply(&self, ops: Vec<Op>) -> StoreFuture<Result<Result<Vec<Reply>, StoreError>, String>> {
+        let result = self.store.apply(ops);
+        Box::pin(async move { Ok(result) })
+    }
+}
+
 /// How often an edit is planned again after losing a race.
 const MAX_ATTEMPTS: usize = 16;
 
@@ -312,28 +337,11 @@ mod tests {
         use crate::core::store::ClusterState;
         use crate::node::memory_store::MemoryStore;
 
-        /// The single-node store, answering at once.
-        #[derive(Clone)]
-        struct Direct(MemoryStore);
-
-        impl StoreAccess for Direct {
-            fn snapshot(&self) -> StoreFuture<Result<Snapshot, String>> {
-                let snapshot = Snapshot {
-                    state: self.0.snapshot(),
-                    quorate: self.0.quorate(),
-                    members: [("node1".to_string(), true)].into(),
-                };
-                Box::pin(async move { Ok(snapshot) })
-            }
-
-            fn apply(&self, ops: Vec<Op>) -> StoreFuture<Result<Result<Vec<Reply>, StoreError>, String>> {
-                let result = self.0.apply(ops);
-                Box::pin(async move { Ok(result) })
-            }
-        }
-
         let store = MemoryStore::volatile(ClusterState::default());
-        let lock = Direct(store.clone());
+        let lock = DirectStore {
+            store: store.clone(),
+            node: "node1".into(),
+        };
         let config = ServerConfig {
             socket: PathBuf::new(),
             plan: PlanContext {
