@@ -36,7 +36,7 @@ fn a_valid_config_prints_the_inequalities_with_figures() {
     assert!(
         stdout.contains(
             "ok       lease outlasts a self-fence: lease_ms 6500 >= round_ms 1000 + watchdog_client_timeout_ms \
-             3500 + watchdog_device_timeout_ms 1000 + margin_ms 1000 = 6500"
+             4000 + watchdog_device_timeout_ms 1000 + margin_ms 500 = 6500"
         ),
         "{stdout}"
     );
@@ -51,7 +51,7 @@ fn a_refused_config_names_the_line_and_fails() {
     let out = hactor(&["check-config", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("line 8: unsafe timing: lease_ms (3000)"), "{stderr}");
+    assert!(stderr.contains("line 8: unsafe timing: lease_ms 3000 >= round_ms 1000"), "{stderr}");
     assert!(stderr.contains("= 6500"), "{stderr}");
     std::fs::write(&path, "node = \"n1\"\nbogus = 1\n").unwrap();
     let out = hactor(&["check-config", "-c", path.to_str().unwrap()]);

@@ -172,6 +172,11 @@ impl Containers {
             self.net.name.clone(),
         ];
         cmd.extend(["--ip".into(), self.ip(i)]);
+        // `HACTOR_LOG` (the daemon's log filter) reaches the nodes, to
+        // look closer at a failing seed.
+        if let Ok(filter) = std::env::var("HACTOR_LOG") {
+            cmd.extend(["-e".into(), format!("HACTOR_LOG={filter}")]);
+        }
         cmd.extend(self.volumes(i));
         cmd.extend([IMAGE.into(), "--config".into(), "/etc/hactor/node.toml".into()]);
         docker(&cmd.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
@@ -213,19 +218,54 @@ impl Containers {
             std::thread::sleep(Duration::from_millis(200));
         }
         self.dump();
+        if !self.alive(i) {
+            panic!("{}: down while waiting for {what} (it fenced itself: see its log above)", self.name(i));
+        }
         panic!("{}: timed out waiting for {what}", self.name(i));
+    }
+
+    /// Whether node i's container is running (a node that fenced itself
+    /// has exited: its guard killed the daemon).
+    fn alive(&self, i: usize) -> bool {
+        docker(&["inspect", "-f", "{{.State.Running}}", &self.name(i)]).is_ok_and(|out| out.trim() == "true")
+    }
+
+    /// Panics if a node other than `victim` is down: one fault on one
+    /// node of three must never fence a node of the healthy majority.
+    fn assert_majority_alive(&self, victim: usize, what: &str) {
+        if let Some(down) = (0..NODES).find(|i| *i != victim && !self.alive(*i)) {
+            self.dump();
+            panic!(
+                "{} fenced itself during {what} on {} (the majority lost its leader for longer than the \
+                 watchdog client timeout?)",
+                self.name(down),
+                self.name(victim)
+            );
+        }
+    }
+
+    /// Node i's log so far, also kept as `<tmp>/hactor-container-logs/
+    /// <container>[-<suffix>].log` (a removed container's log is gone
+    /// otherwise).
+    fn keep_logs(&self, i: usize, suffix: &str) -> String {
+        let logs = Command::new("docker")
+            .args(["logs", &self.name(i)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default();
+        let keep = std::env::temp_dir().join("hactor-container-logs");
+        let _ = std::fs::create_dir_all(&keep);
+        let name = match suffix {
+            "" => format!("{}.log", self.name(i)),
+            _ => format!("{}-{suffix}.log", self.name(i)),
+        };
+        let _ = std::fs::write(keep.join(name), &logs);
+        logs
     }
 
     fn dump(&self) {
         for i in 0..NODES {
-            let logs = Command::new("docker")
-                .args(["logs", &self.name(i)])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-                .unwrap_or_default();
-            let keep = std::env::temp_dir().join("hactor-container-logs");
-            let _ = std::fs::create_dir_all(&keep);
-            let _ = std::fs::write(keep.join(format!("{}.log", self.name(i))), &logs);
+            let logs = self.keep_logs(i, "");
             let lines: Vec<&str> = logs.lines().filter(|l| !l.contains("openraft")).collect();
             eprintln!(
                 "==== {}\n{}",
@@ -553,9 +593,11 @@ fn containers_soak_random_faults_with_restarts() {
         }
         .unwrap();
         watch.during(delay);
+        c.assert_majority_alive(victim, &format!("docker {fault}"));
         // A frozen node is power-cycled, never thawed: its instances die
         // with it (a thawed one would run beside its successor until its
         // guard kills it, which only the fencing token makes harmless).
+        c.keep_logs(victim, &format!("fault{n}"));
         let _ = docker(&["rm", "-f", &c.name(victim)]);
         let gone = Instant::now();
         while watch.frozen.iter().any(|p| Path::new(&format!("/proc/{p}")).exists()) {
@@ -571,6 +613,7 @@ fn containers_soak_random_faults_with_restarts() {
         let back = watch.until_all_running(&c, Duration::from_secs(60));
         worst = worst.max(back);
         watch.during(Duration::from_secs(2));
+        c.assert_majority_alive(victim, &format!("the restart after docker {fault}"));
         println!(
             "fault {n}: docker {fault} node{} for {delay:.1?}; every service running {back:.1?} after the restart",
             victim + 1

@@ -11,6 +11,7 @@
 //! names a line where one exists.
 
 use super::config::{NodeConfig, Timings};
+use crate::core::store::outcome::QUICK_RETRY_DIVISOR;
 
 /// One safety inequality with its figures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,11 +20,15 @@ pub struct Inequality {
     pub name: &'static str,
     /// The inequality with every term and its value.
     pub figures: String,
+    /// What goes wrong when it does not hold.
+    pub consequence: &'static str,
     pub holds: bool,
 }
 
-/// The inequalities `Timings::check_safety` enforces, spelt out with
-/// their figures (all in milliseconds).
+/// The safety inequalities of the timing, spelt out with their figures
+/// (all in milliseconds): what `Timings::check_safety` enforces and
+/// `hactor check-config` prints. The values are at most an hour each
+/// (checked first), so the saturating sums are exact.
 pub fn inequalities(t: &Timings) -> Vec<Inequality> {
     let lease_needed = t
         .round_ms
@@ -31,7 +36,13 @@ pub fn inequalities(t: &Timings) -> Vec<Inequality> {
         .saturating_add(t.watchdog_device_timeout_ms)
         .saturating_add(t.margin_ms);
     let recovery = t.quorum_recovery_ms();
-    let client_needed = t.round_ms.saturating_add(recovery).saturating_add(t.margin_ms);
+    let retry = t.retry_gap_ms();
+    let client_needed = t
+        .round_ms
+        .saturating_add(recovery)
+        .saturating_add(retry)
+        .saturating_add(t.margin_ms);
+    let online_floor = t.raft_heartbeat_ms.saturating_mul(3);
     vec![
         Inequality {
             name: "lease outlasts a self-fence",
@@ -40,26 +51,29 @@ pub fn inequalities(t: &Timings) -> Vec<Inequality> {
                  + margin_ms {} = {lease_needed}",
                 t.lease_ms, t.round_ms, t.watchdog_client_timeout_ms, t.watchdog_device_timeout_ms, t.margin_ms
             ),
+            consequence: "a node could be recovered elsewhere before its watchdog fenced it",
             holds: t.lease_ms >= lease_needed,
         },
         Inequality {
             name: "a Raft leader change fences nobody",
             figures: format!(
                 "watchdog_client_timeout_ms {} >= round_ms {} + quorum recovery {recovery} \
-                 (4 x raft_election_ms {} + 2 x raft_heartbeat_ms {}) + margin_ms {} = {client_needed}",
+                 (6 x raft_election_ms {} + 2 x raft_heartbeat_ms {}) + retry gap {retry} (round_ms / 2 \
+                 + round_ms / {QUICK_RETRY_DIVISOR}) + margin_ms {} = {client_needed}",
                 t.watchdog_client_timeout_ms, t.round_ms, t.raft_election_ms, t.raft_heartbeat_ms, t.margin_ms
             ),
+            consequence: "losing the Raft leader fences every healthy node holding services",
             holds: t.watchdog_client_timeout_ms >= client_needed,
         },
         Inequality {
             name: "healthy peers stay online",
             figures: format!(
-                "online_window_ms {} >= 3 x raft_heartbeat_ms {} = {}",
-                t.online_window_ms,
-                t.raft_heartbeat_ms,
-                t.raft_heartbeat_ms.saturating_mul(3)
+                "online_window_ms {} >= 3 x raft_heartbeat_ms {} = {online_floor}",
+                t.online_window_ms, t.raft_heartbeat_ms,
             ),
-            holds: t.online_window_ms >= t.raft_heartbeat_ms.saturating_mul(3),
+            consequence: "healthy nodes are seen offline (heartbeats are committed every third of the window \
+                          and a commit takes about a Raft heartbeat)",
+            holds: t.online_window_ms >= online_floor,
         },
         Inequality {
             name: "the watchdog is fed in time",
@@ -67,6 +81,7 @@ pub fn inequalities(t: &Timings) -> Vec<Inequality> {
                 "watchdog_tick_ms {} < watchdog_client_timeout_ms {}",
                 t.watchdog_tick_ms, t.watchdog_client_timeout_ms
             ),
+            consequence: "the watchdog expires between two feedings",
             holds: t.watchdog_tick_ms < t.watchdog_client_timeout_ms,
         },
     ]
@@ -123,7 +138,7 @@ pub fn with_line(text: &str, message: String) -> String {
 
 /// The dotted key a validation message is about: its prefix before
 /// `: ` (`proc.web.command: ...`), or a `[timing]` value an inequality
-/// names first (`unsafe timing: lease_ms (3000) ...`,
+/// names first (`unsafe timing: lease_ms 3000 >= ...`,
 /// `watchdog_tick_ms (5000) must ...`).
 fn key_of(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unsafe timing: ").unwrap_or(message);
@@ -196,10 +211,16 @@ mod tests {
         let fast = inequalities(&Timings::of(Profile::Fast));
         assert_eq!(
             fast[0].figures,
-            "lease_ms 6500 >= round_ms 1000 + watchdog_client_timeout_ms 3500 + watchdog_device_timeout_ms 1000 \
-             + margin_ms 1000 = 6500"
+            "lease_ms 6500 >= round_ms 1000 + watchdog_client_timeout_ms 4000 + watchdog_device_timeout_ms 1000 \
+             + margin_ms 500 = 6500"
         );
-        assert!(fast[1].figures.ends_with("= 3400"), "{}", fast[1].figures);
+        assert_eq!(
+            fast[1].figures,
+            "watchdog_client_timeout_ms 4000 >= round_ms 1000 + quorum recovery 1700 (6 x raft_election_ms 250 \
+             + 2 x raft_heartbeat_ms 100) + retry gap 625 (round_ms / 2 + round_ms / 8) + margin_ms 500 = 3825"
+        );
+        let pve = inequalities(&Timings::of(Profile::Pve));
+        assert!(pve[1].figures.ends_with("= 58250"), "{}", pve[1].figures);
     }
 
     #[test]

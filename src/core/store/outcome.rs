@@ -176,13 +176,18 @@ fn confirmed_watchdog_ops(outbox: &[Outgoing], granted: &[bool]) -> Vec<Watchdog
     ops
 }
 
-/// Quick retries at a quarter round before backing off: together they
-/// span two rounds, longer than a leader election takes.
-pub const QUICK_RETRIES: u32 = 8;
+/// Quick retries come every `round / QUICK_RETRY_DIVISOR`: the first
+/// round after a new leader commits must not wait long, its watchdog
+/// client is running out (the timing check counts this delay).
+pub const QUICK_RETRY_DIVISOR: u64 = 8;
+
+/// Quick retries before backing off: together they span two rounds,
+/// longer than a leader election takes.
+pub const QUICK_RETRIES: u32 = 16;
 
 /// When to try again after rounds that were not confirmed or not quorate:
 /// sooner than the next tick (a leader change is usually over by then),
-/// a quarter round for the first [`QUICK_RETRIES`], then doubling while
+/// an eighth of a round for the first [`QUICK_RETRIES`], then doubling while
 /// rounds stay unconfirmed (a full disk, a lost majority), so that
 /// failures do not multiply rounds or logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -208,7 +213,7 @@ impl Retry {
 
 fn retry_delay_ms(round_ms: u64, failed: u32) -> u64 {
     let doublings = failed.saturating_sub(QUICK_RETRIES).min(8);
-    (round_ms / 4).saturating_mul(1 << doublings)
+    (round_ms / QUICK_RETRY_DIVISOR).saturating_mul(1 << doublings)
 }
 
 #[cfg(test)]
@@ -402,26 +407,13 @@ mod tests {
     #[test]
     fn quick_retries_back_off_to_the_round() {
         let mut retry = Retry::default();
-        let delays: Vec<Option<u64>> = (1..=11).map(|_| retry.failed(1_000)).collect();
-        let quarter = Some(250);
-        assert_eq!(
-            delays,
-            [
-                quarter,
-                quarter,
-                quarter,
-                quarter,
-                quarter,
-                quarter,
-                quarter,
-                quarter,
-                Some(500),
-                None,
-                None
-            ]
-        );
+        let delays: Vec<Option<u64>> = (1..=20).map(|_| retry.failed(1_000)).collect();
+        let eighth = Some(125);
+        let mut expected = vec![eighth; 16];
+        expected.extend([Some(250), Some(500), None, None]);
+        assert_eq!(delays, expected);
         retry.succeeded();
-        assert_eq!(retry.failed(1_000), quarter);
-        assert_eq!(retry_delay_ms(1_000, u32::MAX), 250 * 256, "no overflow");
+        assert_eq!(retry.failed(1_000), eighth);
+        assert_eq!(retry_delay_ms(1_000, u32::MAX), 125 * 256, "no overflow");
     }
 }
