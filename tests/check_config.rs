@@ -51,7 +51,10 @@ fn a_refused_config_names_the_line_and_fails() {
     let out = hactor(&["check-config", "--config", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("line 8: unsafe timing: lease_ms 3000 >= round_ms 1000"), "{stderr}");
+    assert!(
+        stderr.contains("line 8: unsafe timing: lease_ms 3000 >= round_ms 1000"),
+        "{stderr}"
+    );
     assert!(stderr.contains("= 6500"), "{stderr}");
     std::fs::write(&path, "node = \"n1\"\nbogus = 1\n").unwrap();
     let out = hactor(&["check-config", "-c", path.to_str().unwrap()]);

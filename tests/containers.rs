@@ -219,7 +219,10 @@ impl Containers {
         }
         self.dump();
         if !self.alive(i) {
-            panic!("{}: down while waiting for {what} (it fenced itself: see its log above)", self.name(i));
+            panic!(
+                "{}: down while waiting for {what} (it fenced itself: see its log above)",
+                self.name(i)
+            );
         }
         panic!("{}: timed out waiting for {what}", self.name(i));
     }

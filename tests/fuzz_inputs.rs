@@ -810,7 +810,7 @@ fn snapshot() -> Snapshot {
     state
         .resources
         .insert("proc:web".into(), ResourceConfig::new("node2", RequestState::Stopped));
-    state.rules = parse_rules("resource-affinity: r1\n\taffinity negative\n\tresources proc:web,vm:100\n\n").unwrap();
+    *state.rules = parse_rules("resource-affinity: r1\n\taffinity negative\n\tresources proc:web,vm:100\n\n").unwrap();
     Snapshot {
         state,
         quorate: true,

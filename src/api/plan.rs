@@ -153,7 +153,7 @@ fn check_node(snapshot: &Snapshot, node: &str) -> Result<()> {
 }
 
 fn read_rules(state: &ClusterState) -> Result<Vec<Rule>> {
-    Ok(state.rules.clone())
+    Ok(state.rules.to_vec())
 }
 
 fn resource_view(sid: &str, r: &ResourceConfig) -> ResourceView {
@@ -1264,7 +1264,7 @@ mod tests {
             write_rules(&text),
             "node-affinity: r1\n\tnodes node1\n\tresources vm:100\n\n"
         );
-        snap.state.rules = text;
+        *snap.state.rules = text;
         assert_eq!(
             plan(&group, &snap, &ctx()).unwrap_err(),
             "cannot create group: ha groups have been migrated to rules"
@@ -1285,7 +1285,7 @@ mod tests {
             p.ops,
             vec![Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap())]
         );
-        snap.state.rules = rules_of(
+        *snap.state.rules = rules_of(
             "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n\
                                 resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:102\n\n",
         );
@@ -1371,7 +1371,7 @@ mod tests {
             "resource: invalid resource name 'abc' in service id 'vm:abc' (expected a number of at least two digits)"
         );
         let mut snap = snap;
-        snap.state.rules = rules_of("resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n");
+        *snap.state.rules = rules_of("resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101\n\n");
         for resource in ["100", "vm:100"] {
             let Response::Rules { rules, .. } = read(&rules(Some("resource-affinity"), Some(resource)), &snap).unwrap()
             else {
@@ -1474,7 +1474,7 @@ mod tests {
     #[test]
     fn remove_purges_the_sid_from_rules() {
         let mut snap = snapshot();
-        snap.state.rules = rules_of(
+        *snap.state.rules = rules_of(
             "resource-affinity: apart\n\taffinity negative\n\tresources vm:100,vm:101,vm:102\n\n\
                                 node-affinity: pin\n\tnodes node1\n\tresources vm:100\n\n",
         );
@@ -1501,7 +1501,7 @@ mod tests {
     #[test]
     fn rules_view_marks_conflicts() {
         let mut snap = snapshot();
-        snap.state.rules = rules_of(
+        *snap.state.rules = rules_of(
             "node-affinity: ra\n\tnodes node1\n\tresources vm:100\n\n\
                                 node-affinity: rb\n\tnodes node2\n\tresources vm:100\n\n\
                                 resource-affinity: rc\n\tdisable\n\taffinity positive\n\tresources vm:100,vm:101\n\n",
@@ -1535,7 +1535,7 @@ mod tests {
     #[test]
     fn rules_check_reports_dropped_rules_in_check_order() {
         let mut snap = snapshot();
-        snap.state.rules = rules_of(
+        *snap.state.rules = rules_of(
             "node-affinity: first-home\n\tnodes node1\n\tresources vm:100\n\n\
                                 node-affinity: second-home\n\tnodes node2\n\tresources vm:100,vm:101\n\n\
                                 resource-affinity: together\n\taffinity positive\n\tresources vm:100,vm:101\n\n",

@@ -660,7 +660,7 @@ mod tests {
             || (server.counters.open.load(Ordering::Relaxed) > 1 && started.elapsed() < Duration::from_secs(8))
         {
             round += 1;
-            let mut ms: ManagerStatus = store.snapshot().manager_status;
+            let mut ms: ManagerStatus = (*store.snapshot().manager_status).clone();
             ms.master_node = Some(
                 if started.elapsed() > Duration::from_millis(600) {
                     "node2"

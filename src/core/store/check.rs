@@ -230,7 +230,8 @@ mod tests {
                         disabled: false,
                         comment: None,
                         order: 1,
-                    }],
+                    }]
+                    .into(),
                     ..ClusterState::default()
                 },
                 "rules.\"1r\"",
@@ -376,7 +377,7 @@ mod tests {
                     .into_iter()
                     .map(|(lock, (holder, expires_ms))| (lock, Lease { holder, expires_ms }))
                     .collect();
-                state.epochs = epochs;
+                *state.epochs = epochs;
                 state.heartbeats = heartbeats;
                 state
             })

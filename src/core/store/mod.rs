@@ -14,9 +14,11 @@ pub mod check;
 pub mod lock_name;
 pub mod outcome;
 pub mod round_env;
+pub mod shared;
 pub mod state;
 
 pub use lock_name::LockName;
 pub use outcome::{RoundOutcome, round_outcome};
 pub use round_env::{Outgoing, RoundContext, RoundEnv};
+pub use shared::Shared;
 pub use state::{ClusterState, Lease, Op, Reply, Snapshot, StoreError, StoredGroup};

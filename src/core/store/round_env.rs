@@ -68,10 +68,6 @@ pub struct RoundEnv<'a> {
     /// Nodes fence devices can fence, with their run's state (`None`: no
     /// run yet); empty without hardware fencing.
     pub fence: BTreeMap<NodeName, Option<FenceDeviceState>>,
-    /// Snapshots handed out this round, until the next write: an LRM round
-    /// reads the manager status twice and the configuration once per job.
-    cached_status: Option<Arc<ManagerStatus>>,
-    cached_config: Option<Arc<ServiceConfig>>,
 }
 
 impl<'a> RoundEnv<'a> {
@@ -82,15 +78,11 @@ impl<'a> RoundEnv<'a> {
             outbox: Vec::new(),
             events: Vec::new(),
             fence: BTreeMap::new(),
-            cached_status: None,
-            cached_config: None,
         }
     }
 
     /// Applies `op` to this round's view and queues it for the store.
     fn apply(&mut self, op: Op) {
-        self.cached_status = None;
-        self.cached_config = None;
         self.state.apply(op.clone());
         self.outbox.push(Outgoing::Store(op));
     }
@@ -189,11 +181,7 @@ impl Env for RoundEnv<'_> {
     }
 
     fn read_manager_status(&mut self) -> Result<Arc<ManagerStatus>, EnvError> {
-        let state = &*self.state;
-        let status = self
-            .cached_status
-            .get_or_insert_with(|| Arc::new(state.manager_status.clone()));
-        Ok(Arc::clone(status))
+        Ok(self.state.manager_status.arc())
     }
 
     fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
@@ -214,11 +202,7 @@ impl Env for RoundEnv<'_> {
     }
 
     fn read_service_config(&mut self) -> Result<Arc<ServiceConfig>, EnvError> {
-        let state = &*self.state;
-        let config = self
-            .cached_config
-            .get_or_insert_with(|| Arc::new(state.service_config()));
-        Ok(Arc::clone(config))
+        Ok(self.state.resources.arc())
     }
 
     fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
@@ -245,7 +229,7 @@ impl Env for RoundEnv<'_> {
     }
 
     fn read_rules(&mut self) -> Result<Vec<Rule>, EnvError> {
-        Ok(self.state.rules.clone())
+        Ok(self.state.rules.to_vec())
     }
 
     fn write_rules(&mut self, _rules: &[Rule]) -> Result<(), EnvError> {

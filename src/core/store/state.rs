@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::lock_name::LockName;
+use super::shared::Shared;
 use crate::core::crm_command::CrmCommand;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
@@ -29,21 +30,21 @@ pub struct Lease {
 /// Everything the HA stack shares.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
-    pub resources: BTreeMap<String, ResourceConfig>,
+    pub resources: Shared<ServiceConfig>,
     #[serde(default)]
-    pub groups_cfg: BTreeMap<String, StoredGroup>,
+    pub groups_cfg: Shared<BTreeMap<String, StoredGroup>>,
     /// The rules of rules.cfg, parsed once when written (the text form is
     /// `config::rules`').
     #[serde(default)]
-    pub rules: Vec<Rule>,
-    pub manager_status: ManagerStatus,
-    pub lrm_status: BTreeMap<NodeName, LrmStatus>,
+    pub rules: Shared<Vec<Rule>>,
+    pub manager_status: Shared<ManagerStatus>,
+    pub lrm_status: Shared<BTreeMap<NodeName, LrmStatus>>,
     pub crm_commands: VecDeque<CrmCommand>,
     pub leases: BTreeMap<LockName, Lease>,
     /// Strictly increasing per service: bumped on every placement, handed
     /// to agents as the fencing token.
     #[serde(default)]
-    pub epochs: BTreeMap<String, u64>,
+    pub epochs: Shared<BTreeMap<String, u64>>,
     /// Last heartbeat of every node (its own clock, milliseconds since the
     /// epoch): how members of a replicated store see each other online.
     #[serde(default)]
@@ -260,7 +261,7 @@ impl ClusterState {
                         *self.epochs.entry(sid.clone()).or_insert(0) += 1;
                     }
                 }
-                self.manager_status = status;
+                self.manager_status = status.into();
                 self.manager_writes += 1;
                 self.manager_version += 1;
                 Reply::Done
@@ -340,7 +341,7 @@ impl ClusterState {
                 None => Reply::NotFound,
             },
             Op::SetRules(rules) => {
-                self.rules = rules;
+                self.rules = rules.into();
                 Reply::Done
             }
             Op::Cas { digest, ops } => {
@@ -407,7 +408,7 @@ impl ClusterState {
 
     /// The resources as the core reads them.
     pub fn service_config(&self) -> ServiceConfig {
-        self.resources.clone()
+        (*self.resources).clone()
     }
 
     /// Legacy groups as the core reads them.
@@ -627,7 +628,7 @@ mod tests {
             Reply::Batch(vec![Reply::Done, Reply::Done, Reply::NotFound])
         );
         assert_eq!(state.groups_cfg["g1"], group);
-        assert_eq!(state.rules, vec![test_rule("r1")]);
+        assert_eq!(*state.rules, vec![test_rule("r1")]);
         // The same digest again is stale now: nothing changes.
         let before = state.clone();
         let current = state.config_digest();
@@ -665,7 +666,7 @@ mod tests {
     }
 
     fn placed(state: &mut ClusterState, sid: &str, node: &str) {
-        let mut ms = state.manager_status.clone();
+        let mut ms = (*state.manager_status).clone();
         ms.service_status.insert(
             sid.into(),
             crate::core::status::ServiceStatus::new(crate::core::types::ServiceState::Started, node, "u".into()),
