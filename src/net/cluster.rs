@@ -249,6 +249,21 @@ impl RaftStore {
         })
     }
 
+    /// Returns once this replica's current leader is no longer `name`
+    /// (another leader, or none during an election).
+    async fn leader_changed_from(&self, name: &str) {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if self.leader_hint().is_none_or(|hint| hint.name != name) {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                // Raft stopped: nothing changes any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Commits `ops` here if leader; otherwise refuses with a hint.
     async fn commit_local(&self, ops: Vec<Op>) -> Result<Vec<Reply>, Refusal> {
         match self.inner.raft.client_write(Json(ops)).await {
@@ -278,12 +293,23 @@ impl RaftStore {
                 .addr
                 .parse()
                 .map_err(|e| Refusal::Failed(format!("leader address '{}': {e}", leader.addr)))?;
-            let reply = self
+            let request = request();
+            let call = self
                 .inner
                 .transport
-                .call::<PeerRequest, PeerReply>(&leader.name, addr, &request())
-                .await
-                .map_err(|e| Refusal::Failed(e.to_string()))?;
+                .call::<PeerRequest, PeerReply>(&leader.name, addr, &request);
+            // A call to a leader that died hangs until its timeout; once
+            // this replica learns of another leader (or of an election),
+            // ask again at once: the first round after a leader change
+            // must not wait out a call to the old one, its watchdog client
+            // is running out.
+            let reply = tokio::select! {
+                reply = call => reply.map_err(|e| Refusal::Failed(e.to_string()))?,
+                () = self.leader_changed_from(&leader.name) => {
+                    hint = self.leader_hint();
+                    continue;
+                }
+            };
             match reply {
                 PeerReply::Written(Err(Refusal::NotLeader(next)))
                 | PeerReply::Joined(Err(Refusal::NotLeader(next)))
