@@ -468,31 +468,65 @@ impl RaftStore {
     /// otherwise keep raising its term and, once back, depose a healthy
     /// leader; a leader change that outlasts the watchdog client timeout
     /// fences every node holding services.
+    ///
+    /// Nor while it has just granted its vote to another candidate that it
+    /// can reach (for at most four election timeouts): that candidate is about to lead,
+    /// and a loaded machine may take longer than an election timeout to
+    /// deliver its first heartbeat. Campaigning then raises the term past
+    /// the new leader's, the voter refuses its appends, the leader can
+    /// commit nothing, and the voter, its log now the shorter, cannot win
+    /// either: the container soak saw that deadlock outlast the watchdog.
     pub fn spawn_election_guard(&self, hold: Duration) {
         let store = self.clone();
         self.keep(tokio::spawn(async move {
             let started = tokio::time::Instant::now();
+            // Twice the longest election timeout: a candidate that won
+            // has sent its first heartbeat long before, one that lost has
+            // given up.
+            let backing_hold = store.inner.timing.election_min * 4;
+            let mut metrics = store.inner.raft.metrics();
             let mut enabled = None;
+            let mut granted: Option<(openraft::Vote<NodeId>, tokio::time::Instant)> = None;
             loop {
-                let voters: Vec<Member> = {
+                let (voters, candidate) = {
                     let applied = store.inner.sm.read();
                     let membership = applied.membership.membership();
-                    membership
+                    let voters: Vec<Member> = membership
                         .voter_ids()
                         .filter_map(|id| membership.get_node(&id).cloned())
-                        .collect()
+                        .collect();
+                    let vote = metrics.borrow().vote;
+                    let candidate = vote
+                        .leader_id()
+                        .voted_for()
+                        .filter(|id| *id != store.inner.id && !vote.is_committed())
+                        .and_then(|id| membership.get_node(&id).map(|m| m.name.clone()));
+                    if candidate.is_none() {
+                        granted = None;
+                    } else if granted.is_none_or(|(v, _)| v != vote) {
+                        granted = Some((vote, tokio::time::Instant::now()));
+                    }
+                    (voters, candidate)
                 };
-                let reachable = voters
-                    .iter()
-                    .filter(|m| m.name == store.inner.node || store.inner.transport.connected(&m.name))
-                    .count();
-                let allow = voters.len() <= 1 || (started.elapsed() >= hold && 2 * reachable > voters.len());
+                let connected = |name: &str| name == store.inner.node || store.inner.transport.connected(name);
+                let reachable = voters.iter().filter(|m| connected(&m.name)).count();
+                let backing_candidate = candidate.is_some_and(|name| connected(&name))
+                    && granted.is_some_and(|(_, at)| at.elapsed() < backing_hold);
+                let allow = voters.len() <= 1
+                    || (started.elapsed() >= hold && 2 * reachable > voters.len() && !backing_candidate);
                 if enabled != Some(allow) {
-                    tracing::debug!(allow, reachable, voters = voters.len(), "elections");
+                    tracing::debug!(allow, reachable, voters = voters.len(), backing_candidate, "elections");
                     store.inner.raft.runtime_config().elect(allow);
                     enabled = Some(allow);
                 }
-                tokio::time::sleep(store.inner.timing.heartbeat).await;
+                tokio::select! {
+                    () = tokio::time::sleep(store.inner.timing.heartbeat) => {}
+                    changed = metrics.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
         }));
     }
