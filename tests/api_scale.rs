@@ -9,8 +9,8 @@ use hactor::api::plan::PlanContext;
 use hactor::api::protocol::{MAX_REQUEST, Request, Response};
 use hactor::api::server::{self, DirectStore, ServerConfig};
 use hactor::cli::client;
+use hactor::daemon::bench::scale::seeded_state;
 use hactor::node::memory_store::MemoryStore;
-use hactor::node::scale::seeded_state;
 
 const RESOURCES: usize = 100_000;
 

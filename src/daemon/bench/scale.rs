@@ -9,7 +9,7 @@
 //! API's edits, not the figures wanted here).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::core::status::ResourceConfig;
@@ -327,6 +327,25 @@ pub fn run(spec: &ScaleSpec) -> Result<ScaleReport, String> {
         idle_secs: elapsed,
         exited,
     })
+}
+
+/// `hactor-bench scale`: runs `spec` and prints its report; exit code 1
+/// when a goal is missed or the run failed.
+pub fn main(spec: &ScaleSpec) -> ExitCode {
+    match run(spec) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if report.goals_met() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("hactor-bench: scale: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(test)]
