@@ -308,106 +308,138 @@ impl Lrm {
         self.work(env)
     }
 
+    /// One round: publish the startup status, read the master's view,
+    /// move between states on what it says, then do the state's work.
     fn work(&mut self, env: &mut dyn Env) -> bool {
-        if !self.wrote_status_at_startup {
-            if self.update_lrm_status(env) {
-                self.wrote_status_at_startup = true;
-            } else {
-                env.sleep(5);
-                return self.shutdown_request.is_none();
-            }
+        if !self.publish_startup_status(env) {
+            env.sleep(5);
+            return self.shutdown_request.is_none();
         }
         let me = env.nodename().to_string();
         self.update_service_status(env);
         let fence_request = self.fence_requested(&me);
-
         match self.state {
-            LrmState::WaitForAgentLock => {
-                let wanted = self.active_service_count(&me) > 0;
-                if self.mode != LrmMode::Disarm
-                    && !fence_request
-                    && wanted
-                    && env.quorate()
-                    && self.get_protected_agent_lock(env)
-                {
-                    self.set_state(env, LrmState::Active);
-                }
-            }
-            LrmState::LostAgentLock => {
-                if !fence_request && env.quorate() && self.get_protected_agent_lock(env) {
-                    self.set_state(env, LrmState::Active);
-                }
-            }
-            LrmState::Active => {
-                if fence_request {
-                    env.log(Event::NodeNeedsFencing);
-                    self.set_state(env, LrmState::LostAgentLock);
-                } else if !self.get_protected_agent_lock(env) {
-                    self.set_state(env, LrmState::LostAgentLock);
-                } else if self.mode == LrmMode::Maintenance {
-                    self.set_state(env, LrmState::Maintenance);
-                } else if self.mode == LrmMode::Disarm && self.run_workers(env) == 0 {
-                    env.log(Event::LrmDisarmReleasing);
-                    env.release_ha_agent_lock();
-                    self.give_up_watchdog(env);
-                    self.set_state(env, LrmState::WaitForAgentLock);
-                } else if !self.has_service_on_node(&me) && self.run_workers(env) == 0 {
-                    self.active_idle_rounds += 1;
-                    if self.active_idle_rounds > env.timing().lrm_idle_rounds {
-                        env.log(Event::LrmGoingIdle {
-                            rounds: env.timing().lrm_idle_rounds,
-                        });
-                        env.release_ha_agent_lock();
-                        self.give_up_watchdog(env);
-                        self.set_state(env, LrmState::WaitForAgentLock);
-                        self.active_idle_rounds = 0;
-                    }
-                } else {
-                    self.active_idle_rounds = 0;
-                }
-            }
-            LrmState::Maintenance => {
-                if fence_request {
-                    env.log(Event::NodeNeedsFencingInMaintenance);
-                    self.set_state(env, LrmState::LostAgentLock);
-                } else if self.mode == LrmMode::Disarm
-                    && self.active_service_count(&me) == 0
-                    && self.run_workers(env) == 0
-                {
-                    env.log(Event::LrmDisarmReleasingInMaintenance);
-                    env.release_ha_agent_lock();
-                    self.give_up_watchdog(env);
-                    self.set_state(env, LrmState::WaitForAgentLock);
-                } else if self.active_service_count(&me) > 0 || self.run_workers(env) > 0 {
-                    if !self.get_protected_agent_lock(env) {
-                        self.set_state(env, LrmState::LostAgentLock);
-                    }
-                } else if self.mode != LrmMode::Maintenance {
-                    let next = if self.get_protected_agent_lock(env) {
-                        LrmState::Active
-                    } else {
-                        LrmState::LostAgentLock
-                    };
-                    self.set_state(env, next);
-                }
-            }
+            LrmState::WaitForAgentLock => self.leave_wait_for_lock(env, &me, fence_request),
+            LrmState::LostAgentLock => self.leave_lost_lock(env, fence_request),
+            LrmState::Active => self.check_active(env, &me, fence_request),
+            LrmState::Maintenance => self.check_maintenance(env, &me, fence_request),
             LrmState::Startup => unreachable!("the constructor leaves startup"),
         }
-
         match self.state {
-            LrmState::WaitForAgentLock => {
-                if self.shutdown_request.is_some() {
-                    return false;
-                }
-                self.update_lrm_status(env);
-                env.sleep(5);
-                true
-            }
+            LrmState::WaitForAgentLock => self.work_wait_for_lock(env),
             LrmState::Active => self.work_active(env, &me),
             LrmState::LostAgentLock => self.work_lost_lock(env, &me),
             LrmState::Maintenance => self.work_maintenance(env, &me),
             LrmState::Startup => unreachable!("the constructor leaves startup"),
         }
+    }
+
+    /// Until the first status write succeeds (it needs quorum) the LRM
+    /// neither takes the lock nor runs anything: the master must see this
+    /// node's LRM before giving it work. `true` once written.
+    fn publish_startup_status(&mut self, env: &mut dyn Env) -> bool {
+        if !self.wrote_status_at_startup && self.update_lrm_status(env) {
+            self.wrote_status_at_startup = true;
+        }
+        self.wrote_status_at_startup
+    }
+
+    /// Without the lock: take it (and arm the watchdog) only when there is
+    /// something to run, the cluster is armed and quorate, and this node
+    /// is not to be fenced.
+    fn leave_wait_for_lock(&mut self, env: &mut dyn Env, me: &str, fence_request: bool) {
+        let wanted = self.active_service_count(me) > 0;
+        if self.mode != LrmMode::Disarm
+            && !fence_request
+            && wanted
+            && env.quorate()
+            && self.get_protected_agent_lock(env)
+        {
+            self.set_state(env, LrmState::Active);
+        }
+    }
+
+    /// After losing the lock: back to active as soon as it can be taken
+    /// again, unless this node is to be fenced.
+    fn leave_lost_lock(&mut self, env: &mut dyn Env, fence_request: bool) {
+        if !fence_request && env.quorate() && self.get_protected_agent_lock(env) {
+            self.set_state(env, LrmState::Active);
+        }
+    }
+
+    /// Active: renew the lock, or lose it (a fence request gives it up
+    /// on purpose), enter maintenance when asked, and release the lock and
+    /// the watchdog when disarmed or idle for long enough.
+    fn check_active(&mut self, env: &mut dyn Env, me: &str, fence_request: bool) {
+        if fence_request {
+            env.log(Event::NodeNeedsFencing);
+            self.set_state(env, LrmState::LostAgentLock);
+        } else if !self.get_protected_agent_lock(env) {
+            self.set_state(env, LrmState::LostAgentLock);
+        } else if self.mode == LrmMode::Maintenance {
+            self.set_state(env, LrmState::Maintenance);
+        } else if self.mode == LrmMode::Disarm && self.run_workers(env) == 0 {
+            self.release_agent_lock(env, Event::LrmDisarmReleasing);
+        } else if !self.has_service_on_node(me) && self.run_workers(env) == 0 {
+            self.count_idle_round(env);
+        } else {
+            self.active_idle_rounds = 0;
+        }
+    }
+
+    /// An active round with nothing on this node: after
+    /// `lrm_idle_rounds` of them the lock and watchdog go, so that an
+    /// empty node cannot be fenced.
+    fn count_idle_round(&mut self, env: &mut dyn Env) {
+        self.active_idle_rounds += 1;
+        if self.active_idle_rounds > env.timing().lrm_idle_rounds {
+            let rounds = env.timing().lrm_idle_rounds;
+            self.release_agent_lock(env, Event::LrmGoingIdle { rounds });
+            self.active_idle_rounds = 0;
+        }
+    }
+
+    /// Maintenance: keep the lock while services or workers remain here,
+    /// release it when disarmed and empty, and go back to active when the
+    /// maintenance request is gone.
+    fn check_maintenance(&mut self, env: &mut dyn Env, me: &str, fence_request: bool) {
+        if fence_request {
+            env.log(Event::NodeNeedsFencingInMaintenance);
+            self.set_state(env, LrmState::LostAgentLock);
+        } else if self.mode == LrmMode::Disarm && self.active_service_count(me) == 0 && self.run_workers(env) == 0 {
+            self.release_agent_lock(env, Event::LrmDisarmReleasingInMaintenance);
+        } else if self.active_service_count(me) > 0 || self.run_workers(env) > 0 {
+            if !self.get_protected_agent_lock(env) {
+                self.set_state(env, LrmState::LostAgentLock);
+            }
+        } else if self.mode != LrmMode::Maintenance {
+            let next = if self.get_protected_agent_lock(env) {
+                LrmState::Active
+            } else {
+                LrmState::LostAgentLock
+            };
+            self.set_state(env, next);
+        }
+    }
+
+    /// Logs `why`, releases the agent lock, closes the watchdog and waits
+    /// for the lock again: nothing runs here any more.
+    fn release_agent_lock(&mut self, env: &mut dyn Env, why: Event) {
+        env.log(why);
+        env.release_ha_agent_lock();
+        self.give_up_watchdog(env);
+        self.set_state(env, LrmState::WaitForAgentLock);
+    }
+
+    /// Waiting for the lock: exit at a shutdown request (nothing runs
+    /// here), else keep the status fresh for the master.
+    fn work_wait_for_lock(&mut self, env: &mut dyn Env) -> bool {
+        if self.shutdown_request.is_some() {
+            return false;
+        }
+        self.update_lrm_status(env);
+        env.sleep(5);
+        true
     }
 
     fn work_active(&mut self, env: &mut dyn Env, me: &str) -> bool {

@@ -681,144 +681,29 @@ impl NodeConfig {
         })
     }
 
-    /// Parses and validates configuration text.
+    /// Parses and validates configuration text: each step below checks
+    /// one part, in the order of the file's sections, so that the first
+    /// problem a user sees is the same whatever else is wrong.
     pub fn parse(text: &str) -> Result<NodeConfig, String> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|span| text[..span.start].matches('\n').count() + 1);
-            let message = e.message().trim().to_string();
-            match line {
-                Some(line) => format!("line {line}: {message}"),
-                None => message,
-            }
-        })?;
-        if !valid_node_name(&raw.node) {
-            return Err(format!("node: invalid node name '{}' ({NODE_NAME_RULE})", raw.node));
-        }
-        for peer in raw.peers.keys() {
-            if !valid_node_name(peer) {
-                return Err(format!("peers: invalid node name '{peer}' ({NODE_NAME_RULE})"));
-            }
-            if *peer == raw.node {
-                return Err(format!("peers: '{peer}' is this node; list the other nodes only"));
-            }
-        }
+        let raw = parse_toml(text)?;
+        check_node_names(&raw.node, &raw.peers)?;
         let profile = raw.profile.unwrap_or(Profile::Fast);
-        let base = Timings::of(profile);
-        let o = &raw.timing;
-        let timings = Timings {
-            round_ms: o.round_ms.unwrap_or(base.round_ms),
-            lease_ms: o.lease_ms.unwrap_or(base.lease_ms),
-            fence_delay_ms: o.fence_delay_ms.unwrap_or(base.fence_delay_ms),
-            watchdog_client_timeout_ms: o.watchdog_client_timeout_ms.unwrap_or(base.watchdog_client_timeout_ms),
-            watchdog_device_timeout_ms: o.watchdog_device_timeout_ms.unwrap_or(base.watchdog_device_timeout_ms),
-            margin_ms: o.margin_ms.unwrap_or(base.margin_ms),
-            watchdog_tick_ms: o.watchdog_tick_ms.unwrap_or(base.watchdog_tick_ms),
-            raft_heartbeat_ms: o.raft_heartbeat_ms.unwrap_or(base.raft_heartbeat_ms),
-            raft_election_ms: o.raft_election_ms.unwrap_or(base.raft_election_ms),
-            online_window_ms: o.online_window_ms.unwrap_or(base.online_window_ms),
-        };
+        let timings = raw.timing.apply(Timings::of(profile));
         timings.check_safety()?;
-        let shutdown_policy = match &raw.shutdown_policy {
-            None => ShutdownPolicy::default(),
-            Some(policy) => ShutdownPolicy::parse(policy).ok_or_else(|| {
-                format!("shutdown_policy: unknown policy '{policy}' (conditional, freeze, failover or migrate)")
-            })?,
-        };
-        let max_worker = raw.max_worker.unwrap_or(4);
-        if max_worker == 0 {
-            return Err("max_worker: must be at least 1".into());
-        }
-        if max_worker > MAX_WORKERS {
-            return Err(format!(
-                "max_worker: {max_worker} is out of range (at most {MAX_WORKERS})"
-            ));
-        }
-        let watchdog_device = raw
-            .watchdog
-            .device
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
-        let backend = raw
-            .watchdog
-            .backend
-            .unwrap_or_else(|| default_backend(watchdog_device.exists()));
-        if backend == WatchdogBackend::Process && raw.watchdog.device.is_some() {
-            return Err("watchdog.device: only meaningful with backend = \"device\"".into());
-        }
+        let shutdown_policy = resolve_shutdown_policy(raw.shutdown_policy.as_deref())?;
+        let max_worker = resolve_max_worker(raw.max_worker)?;
+        let (backend, watchdog_device) = raw.watchdog.resolve()?;
         for (sid, seed) in &raw.resource {
-            if crate::core::types::split_sid(sid).is_none() {
-                return Err(format!(
-                    "resource.\"{sid}\": invalid service id (expected <type>:<name>)"
-                ));
-            }
-            if let Some(comment) = &seed.comment {
-                check_seed_comment(comment).map_err(|e| format!("resource.\"{sid}\".comment: {e}"))?;
-            }
-            match crate::core::types::split_sid(sid) {
-                Some(("proc", name)) if !raw.proc.contains_key(name) => {
-                    return Err(format!(
-                        "resource.\"{sid}\": no [proc.{name}] section defines what to run"
-                    ));
-                }
-                Some(("script", name)) if !raw.script.contains_key(name) => {
-                    return Err(format!(
-                        "resource.\"{sid}\": no [script.{name}] section names the script"
-                    ));
-                }
-                Some(("vm" | "ct", name)) if !is_resource_name(name) => {
-                    return Err(format!(
-                        "resource.\"{sid}\": invalid VMID '{name}' (at least two digits, no leading zero)"
-                    ));
-                }
-                _ => {}
-            }
+            check_seed_resource(sid, seed, &raw.proc, &raw.script)?;
         }
         for (name, service) in &raw.proc {
-            check_service_name("proc", name)?;
-            if service.command.trim().is_empty() {
-                return Err(format!("proc.{name}.command: must not be empty"));
-            }
-            if parse_signal(&service.stop_signal).is_none() {
-                return Err(format!(
-                    "proc.{name}.stop_signal: unknown signal '{}' (e.g. TERM, INT, HUP, QUIT)",
-                    service.stop_signal
-                ));
-            }
-            let checked = !service.health_check.is_empty();
-            if checked && service.health_check[0].trim().is_empty() {
-                return Err(format!("proc.{name}.health_check: must start with a command"));
-            }
-            for (key, value, positive) in [
-                ("stop_timeout_secs", service.stop_timeout_secs, false),
-                ("health_timeout_secs", service.health_timeout_secs, checked),
-                ("start_timeout_secs", service.start_timeout_secs, checked),
-            ] {
-                check_timeout_secs(&format!("proc.{name}"), key, value, positive)?;
-            }
+            check_proc_service(name, service)?;
         }
         for (name, script) in &raw.script {
-            check_service_name("script", name)?;
-            if !script.path.is_absolute() {
-                return Err(format!(
-                    "script.{name}.path: must be an absolute path, not '{}'",
-                    script.path.display()
-                ));
-            }
-            for (key, value) in [
-                ("timeout_secs", script.timeout_secs),
-                ("monitor_timeout_secs", script.monitor_timeout_secs),
-            ] {
-                check_timeout_secs(&format!("script.{name}"), key, value, true)?;
-            }
+            check_script_service(name, script)?;
         }
         if let Some(fence) = &raw.fence {
-            if !fence.config.is_absolute() {
-                return Err(format!(
-                    "fence.config: must be an absolute path, not '{}'",
-                    fence.config.display()
-                ));
-            }
-            check_timeout_secs("fence", "timeout_secs", fence.timeout_secs, true)?;
+            fence.check()?;
         }
         let vm_agent = raw.agent.vm.map(|a| a.resolve(GuestKind::Vm)).transpose()?;
         let ct_agent = raw.agent.ct.map(|a| a.resolve(GuestKind::Ct)).transpose()?;
@@ -846,6 +731,198 @@ impl NodeConfig {
             fault_injection: raw.fault_injection,
             web,
         })
+    }
+}
+
+/// The text as [`RawConfig`]: syntax, unknown keys and value types. A
+/// TOML error names its line here, where the span is still known
+/// (`check_config::with_line` can only guess from a key).
+fn parse_toml(text: &str) -> Result<RawConfig, String> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|span| text[..span.start].matches('\n').count() + 1);
+        let message = e.message().trim().to_string();
+        match line {
+            Some(line) => format!("line {line}: {message}"),
+            None => message,
+        }
+    })
+}
+
+/// This node's and its peers' names: they become TLS names and store
+/// keys, and a node listed among its own peers would talk to itself.
+fn check_node_names(node: &str, peers: &BTreeMap<String, SocketAddr>) -> Result<(), String> {
+    if !valid_node_name(node) {
+        return Err(format!("node: invalid node name '{node}' ({NODE_NAME_RULE})"));
+    }
+    for peer in peers.keys() {
+        if !valid_node_name(peer) {
+            return Err(format!("peers: invalid node name '{peer}' ({NODE_NAME_RULE})"));
+        }
+        if peer == node {
+            return Err(format!("peers: '{peer}' is this node; list the other nodes only"));
+        }
+    }
+    Ok(())
+}
+
+impl TimingOverrides {
+    /// The profile's timing with the `[timing]` keys given replacing its
+    /// values; the caller checks the result's safety as a whole, since an
+    /// override is only unsafe together with the others.
+    fn apply(&self, base: Timings) -> Timings {
+        Timings {
+            round_ms: self.round_ms.unwrap_or(base.round_ms),
+            lease_ms: self.lease_ms.unwrap_or(base.lease_ms),
+            fence_delay_ms: self.fence_delay_ms.unwrap_or(base.fence_delay_ms),
+            watchdog_client_timeout_ms: self
+                .watchdog_client_timeout_ms
+                .unwrap_or(base.watchdog_client_timeout_ms),
+            watchdog_device_timeout_ms: self
+                .watchdog_device_timeout_ms
+                .unwrap_or(base.watchdog_device_timeout_ms),
+            margin_ms: self.margin_ms.unwrap_or(base.margin_ms),
+            watchdog_tick_ms: self.watchdog_tick_ms.unwrap_or(base.watchdog_tick_ms),
+            raft_heartbeat_ms: self.raft_heartbeat_ms.unwrap_or(base.raft_heartbeat_ms),
+            raft_election_ms: self.raft_election_ms.unwrap_or(base.raft_election_ms),
+            online_window_ms: self.online_window_ms.unwrap_or(base.online_window_ms),
+        }
+    }
+}
+
+/// `shutdown_policy`: a plain string in the file (as upstream's datacenter
+/// setting), so that an unknown word gets a message listing the known ones.
+fn resolve_shutdown_policy(policy: Option<&str>) -> Result<ShutdownPolicy, String> {
+    match policy {
+        None => Ok(ShutdownPolicy::default()),
+        Some(policy) => ShutdownPolicy::parse(policy).ok_or_else(|| {
+            format!("shutdown_policy: unknown policy '{policy}' (conditional, freeze, failover or migrate)")
+        }),
+    }
+}
+
+/// `max_worker` (default 4): no workers would run nothing, and the core
+/// bounds the pool it sizes.
+fn resolve_max_worker(max_worker: Option<usize>) -> Result<usize, String> {
+    let max_worker = max_worker.unwrap_or(4);
+    if max_worker == 0 {
+        return Err("max_worker: must be at least 1".into());
+    }
+    if max_worker > MAX_WORKERS {
+        return Err(format!(
+            "max_worker: {max_worker} is out of range (at most {MAX_WORKERS})"
+        ));
+    }
+    Ok(max_worker)
+}
+
+impl WatchdogSection {
+    /// The backend and device: the device defaults to
+    /// [`DEFAULT_WATCHDOG_DEVICE`] and the backend to the device when it
+    /// exists; naming a device for the process backend is refused, as it
+    /// would suggest a fence that does not happen.
+    fn resolve(&self) -> Result<(WatchdogBackend, PathBuf), String> {
+        let device = self
+            .device
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_WATCHDOG_DEVICE));
+        let backend = self.backend.unwrap_or_else(|| default_backend(device.exists()));
+        if backend == WatchdogBackend::Process && self.device.is_some() {
+            return Err("watchdog.device: only meaningful with backend = \"device\"".into());
+        }
+        Ok((backend, device))
+    }
+}
+
+/// One `[resource."<sid>"]`: a service id the store accepts, a comment it
+/// can store, and for `proc:`/`script:` a section saying what to run, so
+/// that a seeded service never fails only when the agent first starts it.
+fn check_seed_resource(
+    sid: &str,
+    seed: &SeedResource,
+    proc: &BTreeMap<String, ProcService>,
+    script: &BTreeMap<String, ScriptService>,
+) -> Result<(), String> {
+    if crate::core::types::split_sid(sid).is_none() {
+        return Err(format!(
+            "resource.\"{sid}\": invalid service id (expected <type>:<name>)"
+        ));
+    }
+    if let Some(comment) = &seed.comment {
+        check_seed_comment(comment).map_err(|e| format!("resource.\"{sid}\".comment: {e}"))?;
+    }
+    match crate::core::types::split_sid(sid) {
+        Some(("proc", name)) if !proc.contains_key(name) => Err(format!(
+            "resource.\"{sid}\": no [proc.{name}] section defines what to run"
+        )),
+        Some(("script", name)) if !script.contains_key(name) => Err(format!(
+            "resource.\"{sid}\": no [script.{name}] section names the script"
+        )),
+        Some(("vm" | "ct", name)) if !is_resource_name(name) => Err(format!(
+            "resource.\"{sid}\": invalid VMID '{name}' (at least two digits, no leading zero)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// One `[proc.<name>]`: a command, a stop signal the agent can send, a
+/// health check that names a program, and timeouts within bounds (the
+/// start and health timeouts only matter, and must be positive, with a
+/// health check).
+fn check_proc_service(name: &str, service: &ProcService) -> Result<(), String> {
+    check_service_name("proc", name)?;
+    if service.command.trim().is_empty() {
+        return Err(format!("proc.{name}.command: must not be empty"));
+    }
+    if parse_signal(&service.stop_signal).is_none() {
+        return Err(format!(
+            "proc.{name}.stop_signal: unknown signal '{}' (e.g. TERM, INT, HUP, QUIT)",
+            service.stop_signal
+        ));
+    }
+    let checked = !service.health_check.is_empty();
+    if checked && service.health_check[0].trim().is_empty() {
+        return Err(format!("proc.{name}.health_check: must start with a command"));
+    }
+    for (key, value, positive) in [
+        ("stop_timeout_secs", service.stop_timeout_secs, false),
+        ("health_timeout_secs", service.health_timeout_secs, checked),
+        ("start_timeout_secs", service.start_timeout_secs, checked),
+    ] {
+        check_timeout_secs(&format!("proc.{name}"), key, value, positive)?;
+    }
+    Ok(())
+}
+
+/// One `[script.<name>]`: an absolute path (the agent runs it from any
+/// working directory) and positive timeouts within bounds.
+fn check_script_service(name: &str, script: &ScriptService) -> Result<(), String> {
+    check_service_name("script", name)?;
+    if !script.path.is_absolute() {
+        return Err(format!(
+            "script.{name}.path: must be an absolute path, not '{}'",
+            script.path.display()
+        ));
+    }
+    for (key, value) in [
+        ("timeout_secs", script.timeout_secs),
+        ("monitor_timeout_secs", script.monitor_timeout_secs),
+    ] {
+        check_timeout_secs(&format!("script.{name}"), key, value, true)?;
+    }
+    Ok(())
+}
+
+impl FenceSection {
+    /// An absolute fence.cfg path (it is read whenever a fence runs, from
+    /// the daemon's working directory) and a positive agent timeout.
+    fn check(&self) -> Result<(), String> {
+        if !self.config.is_absolute() {
+            return Err(format!(
+                "fence.config: must be an absolute path, not '{}'",
+                self.config.display()
+            ));
+        }
+        check_timeout_secs("fence", "timeout_secs", self.timeout_secs, true)
     }
 }
 

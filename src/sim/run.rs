@@ -1,5 +1,5 @@
-//! The virtual-time run loop (upstream `TestHardware::run`, spec §8.4) and
-//! the simulated hardware commands (§8.3).
+//! The virtual-time run loop (upstream `TestHardware::run`, spec §8.4);
+//! the simulated hardware commands (§8.3) it applies are in `hardware`.
 //!
 //! Each round runs every node's CRM then LRM, in node order; every daemon
 //! iteration takes exactly one virtual second; a round lasts
@@ -11,13 +11,12 @@ use std::fmt;
 use crate::core::crm::Crm;
 use crate::core::env::Env;
 use crate::core::lrm::Lrm;
-use crate::core::status::ResourceConfig;
 use crate::core::types::{NodeName, Time};
 
-use super::scenario::{CfsPart, CmdEntry, Daemon, HwCommand, Scenario};
+use super::scenario::{CmdEntry, Daemon, HwCommand, Scenario};
 use super::world::{SimEnv, World};
 
-const MIB: f64 = 1024.0 * 1024.0;
+mod hardware;
 
 /// Hard limit of simulated time.
 pub const MAX_SIM_TIME_SECS: Time = 10_000;
@@ -399,157 +398,6 @@ impl Simulator {
         let env = self.env(node, daemon);
         let line = super::world::render_line("info", env.now(), &format!("{node}/{}", daemon.as_str()), message);
         self.world.log.push(line);
-    }
-
-    /// Executes one hardware command, logged as `execute <text>` under `source`.
-    fn hardware_command(&mut self, text: &str, source: &str, command: &HwCommand) -> Result<(), SimError> {
-        self.world.log_hw(source, &format!("execute {text}"));
-        match command {
-            HwCommand::Power { node, on } => {
-                if *on {
-                    self.start_daemons(node);
-                    let n = self.world.nodes.get_mut(node).expect("validated node");
-                    n.cfs_rw = true;
-                    n.cfs_update = true;
-                } else {
-                    let d = self.daemons.get_mut(node).expect("validated node");
-                    let (had_crm, had_lrm) = (d.crm.take().is_some(), d.lrm.take().is_some());
-                    if had_crm {
-                        self.daemon_log(node, Daemon::Crm, "killed by poweroff");
-                    }
-                    if had_lrm {
-                        self.daemon_log(node, Daemon::Lrm, "killed by poweroff");
-                    }
-                    self.world.drop_watchdogs(node);
-                    self.world.running.insert(node.clone(), BTreeMap::new());
-                }
-                let n = self.world.nodes.get_mut(node).expect("validated node");
-                n.hw.power = *on;
-                n.hw.network = *on;
-                n.shutdown = None;
-            }
-            HwCommand::Network { node, on } => {
-                self.world.nodes.get_mut(node).expect("validated node").hw.network = *on;
-            }
-            HwCommand::Reboot { node } | HwCommand::Shutdown { node } => {
-                let kind = if matches!(command, HwCommand::Reboot { .. }) {
-                    "reboot"
-                } else {
-                    "shutdown"
-                };
-                self.world.nodes.get_mut(node).expect("validated node").shutdown = Some(kind);
-                self.lrm_shutdown_request(node);
-            }
-            HwCommand::RestartLrm { node } => {
-                if self.daemons[node].lrm.is_some() {
-                    self.daemons.get_mut(node).expect("validated node").lrm_restart = true;
-                    self.lrm_shutdown_request(node);
-                }
-            }
-            HwCommand::CrmStop { node } => {
-                if let Some(mut crm) = self.daemons.get_mut(node).and_then(|d| d.crm.take()) {
-                    crm.shutdown_request(&mut self.env(node, Daemon::Crm));
-                    let d = self.daemons.get_mut(node).expect("validated node");
-                    d.crm = Some(crm);
-                    d.crm_stop = true;
-                }
-            }
-            HwCommand::CrmStart { node } => {
-                if self.daemons[node].crm.is_none() {
-                    let crm = Crm::new(&mut self.env(node, Daemon::Crm));
-                    self.daemons.get_mut(node).expect("validated node").crm = Some(crm);
-                }
-            }
-            HwCommand::CrmQueue { command, .. } | HwCommand::ServiceQueue { command, .. } => {
-                self.world.crm_commands.push_back(command.clone());
-            }
-            HwCommand::Cfs { node, what, works } => {
-                let n = self.world.nodes.get_mut(node).expect("validated node");
-                match what {
-                    CfsPart::Rw => n.cfs_rw = *works,
-                    CfsPart::Update => n.cfs_update = *works,
-                }
-            }
-            HwCommand::Version { node, version } => {
-                self.world.nodes.get_mut(node).expect("validated node").hw.version = Some(version.clone());
-            }
-            HwCommand::ServiceState { sid, state } => {
-                if let Some(cd) = self.world.service_mut(sid) {
-                    cd.state = *state;
-                }
-            }
-            HwCommand::ServiceAdd {
-                sid,
-                node,
-                state,
-                running,
-            } => {
-                std::sync::Arc::make_mut(&mut self.world.services)
-                    .insert(sid.clone(), ResourceConfig::new(node, *state));
-                self.world
-                    .running
-                    .entry(node.clone())
-                    .or_default()
-                    .insert(sid.clone(), *running);
-            }
-            HwCommand::ServiceDelete { sid } => {
-                std::sync::Arc::make_mut(&mut self.world.services).remove(sid);
-                self.world.stats.remove(sid);
-            }
-            HwCommand::ServiceLock { sid, lock } => {
-                if let Some(cd) = self.world.service_mut(sid) {
-                    cd.lock = Some(lock.clone());
-                }
-            }
-            HwCommand::ServiceUnlock { sid, lock } => {
-                let matches = self
-                    .world
-                    .services
-                    .get(sid)
-                    .is_some_and(|cd| lock.is_none() || cd.lock == *lock);
-                if let Some(cd) = self.world.service_mut(sid).filter(|_| matches) {
-                    cd.lock = None;
-                }
-            }
-            HwCommand::ServiceStaticStats {
-                sid,
-                maxcpu,
-                maxmem_mib,
-            } => {
-                let entry = self.world.stats.entry(sid.clone()).or_default();
-                entry.maxcpu = maxcpu.or(entry.maxcpu);
-                entry.maxmem = maxmem_mib.map(|mib| mib * MIB).or(entry.maxmem);
-            }
-            HwCommand::ServiceDynamicStats { sid, cpu, mem_mib } => {
-                let entry = self.world.stats.entry(sid.clone()).or_default();
-                entry.cpu = cpu.or(entry.cpu);
-                entry.mem = mem_mib.map(|mib| mib * MIB).or(entry.mem);
-            }
-            HwCommand::ServiceManualMigrate { sid, node } => {
-                let ignored = self
-                    .world
-                    .services
-                    .get(sid)
-                    .is_some_and(|cd| cd.state == crate::core::types::RequestState::Ignored);
-                let disarmed_ignore = self
-                    .world
-                    .manager_status
-                    .disarm
-                    .as_ref()
-                    .is_some_and(|d| d.mode == "ignore");
-                if !(ignored || disarmed_ignore) {
-                    return Err(SimError(format!(
-                        "manual-migrate of '{sid}' is only allowed for ignored services or in disarm ignore mode"
-                    )));
-                }
-                self.world.change_service_location(sid, node);
-            }
-            HwCommand::Delay { .. } => {}
-            HwCommand::SkipRound { daemon, rounds } => {
-                self.skip_rounds.insert(*daemon, *rounds);
-            }
-        }
-        Ok(())
     }
 
     fn lrm_shutdown_request(&mut self, node: &str) {
