@@ -27,32 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Time failovers after a hard node loss (SIGKILL of its daemon).
-    Failover {
-        /// Failovers with the `fast` profile.
-        #[arg(long, default_value_t = 10)]
-        runs: usize,
-        /// Failovers with the `pve` profile (upstream's timing: minutes each).
-        #[arg(long, default_value_t = 1)]
-        pve_runs: usize,
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        /// Where the cluster's state goes (wiped first if a previous run made it).
-        #[arg(long, default_value = "/tmp/hactor-bench")]
-        dir: PathBuf,
-        /// node N listens on 127.0.0.1:<port + N>.
-        #[arg(long, default_value_t = 7600)]
-        port: u16,
-        /// Fence through a (fake) fence device too: `ok` (it confirms the
-        /// node off, which acknowledges the fence before the lease ends),
-        /// `fail` or `hang` (the lease acknowledges, as without a device).
-        #[arg(long, value_parser = ["ok", "fail", "hang"])]
-        fence_device: Option<String>,
-        /// Overrides of the profile's [timing], e.g.
-        /// `online_window_ms = 1200` (repeatable): how fast a dead node is
-        /// noticed bounds a failover once a device confirms it off.
-        #[arg(long = "timing", value_name = "KEY = VALUE")]
-        timing: Vec<String>,
-    },
+    Failover(FailoverOptions),
     /// One node with many ignored resources: time `ha-manager status` and
     /// `config`, measure the idle daemon's CPU and disk writes.
     Scale {
@@ -95,26 +70,7 @@ fn main() -> ExitCode {
         }
     };
     match Cli::parse().command {
-        Command::Failover {
-            runs,
-            pve_runs,
-            nodes,
-            dir,
-            port,
-            fence_device,
-            timing,
-        } => failover::main(
-            &program,
-            &FailoverOptions {
-                runs,
-                pve_runs,
-                nodes,
-                dir,
-                port,
-                fence_device,
-                timing,
-            },
-        ),
+        Command::Failover(options) => failover::main(&program, &options),
         Command::Scale {
             resources,
             idle_secs,

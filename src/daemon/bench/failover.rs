@@ -11,19 +11,31 @@ use std::time::{Duration, Instant};
 use crate::node::local_cluster::{LocalCluster, LocalSpec};
 
 /// What `hactor-bench failover` runs (its arguments).
+#[derive(clap::Args)]
 pub struct FailoverOptions {
     /// Failovers with the `fast` profile.
+    #[arg(long, default_value_t = 10)]
     pub runs: usize,
-    /// Failovers with the `pve` profile.
+    /// Failovers with the `pve` profile (upstream's timing: minutes each).
+    #[arg(long, default_value_t = 1)]
     pub pve_runs: usize,
+    #[arg(long, default_value_t = 3)]
     pub nodes: usize,
     /// Where the cluster's state goes (wiped first if a previous run made it).
+    #[arg(long, default_value = "/tmp/hactor-bench")]
     pub dir: PathBuf,
     /// node N listens on 127.0.0.1:<port + N>.
+    #[arg(long, default_value_t = 7600)]
     pub port: u16,
-    /// A (fake) fence device: `ok`, `fail` or `hang`.
+    /// Fence through a (fake) fence device too: `ok` (it confirms the
+    /// node off, which acknowledges the fence before the lease ends),
+    /// `fail` or `hang` (the lease acknowledges, as without a device).
+    #[arg(long, value_parser = ["ok", "fail", "hang"])]
     pub fence_device: Option<String>,
-    /// Overrides of the profile's [timing], as `KEY = VALUE` lines.
+    /// Overrides of the profile's [timing], e.g.
+    /// `online_window_ms = 1200` (repeatable): how fast a dead node is
+    /// noticed bounds a failover once a device confirms it off.
+    #[arg(long = "timing", value_name = "KEY = VALUE")]
     pub timing: Vec<String>,
 }
 
