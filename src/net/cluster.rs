@@ -97,6 +97,12 @@ fn snapshot_due(since: u64, snapshot_len: u64) -> bool {
 /// How often a request follows "not the leader" before giving up.
 const LEADER_ATTEMPTS: usize = 20;
 
+/// Locks `m`, also after a panic elsewhere poisoned it (the guarded
+/// value is a plain instant).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -469,6 +475,15 @@ impl RaftStore {
     /// leader; a leader change that outlasts the watchdog client timeout
     /// fences every node holding services.
     ///
+    /// Nor while the member it takes for the leader answers that it leads
+    /// and commits ([`RaftStore::spawn_leader_check`]): openraft 0.9 has
+    /// no pre-vote, and a follower that missed heartbeats (a member just
+    /// restarted, whose leader's replication to it is still backing off;
+    /// a loaded machine) would otherwise raise the term, make the working
+    /// leader step down and cost the cluster an election, again and again
+    /// while its log is behind and it cannot win (seen in the container
+    /// soak: healthy nodes fenced).
+    ///
     /// Nor while it has just granted its vote to another candidate that it
     /// can reach (for at most four election timeouts): that candidate is about to lead,
     /// and a loaded machine may take longer than an election timeout to
@@ -477,6 +492,7 @@ impl RaftStore {
     /// commit nothing, and the voter, its log now the shorter, cannot win
     /// either: the container soak saw that deadlock outlast the watchdog.
     pub fn spawn_election_guard(&self, hold: Duration) {
+        let leader_alive_until = self.spawn_leader_check();
         let store = self.clone();
         self.keep(tokio::spawn(async move {
             let started = tokio::time::Instant::now();
@@ -512,10 +528,21 @@ impl RaftStore {
                 let reachable = voters.iter().filter(|m| connected(&m.name)).count();
                 let backing_candidate = candidate.is_some_and(|name| connected(&name))
                     && granted.is_some_and(|(_, at)| at.elapsed() < backing_hold);
+                let leader_alive = lock(&leader_alive_until).is_some_and(|until| until > tokio::time::Instant::now());
                 let allow = voters.len() <= 1
-                    || (started.elapsed() >= hold && 2 * reachable > voters.len() && !backing_candidate);
+                    || (started.elapsed() >= hold
+                        && 2 * reachable > voters.len()
+                        && !backing_candidate
+                        && !leader_alive);
                 if enabled != Some(allow) {
-                    tracing::debug!(allow, reachable, voters = voters.len(), backing_candidate, "elections");
+                    tracing::debug!(
+                        allow,
+                        reachable,
+                        voters = voters.len(),
+                        backing_candidate,
+                        leader_alive,
+                        "elections"
+                    );
                     store.inner.raft.runtime_config().elect(allow);
                     enabled = Some(allow);
                 }
@@ -529,6 +556,43 @@ impl RaftStore {
                 }
             }
         }));
+    }
+
+    /// Asks the member this replica takes for the leader, every half
+    /// election timeout, whether it leads and commits; returns until when
+    /// (one election timeout past its last yes) a working leader is known.
+    /// A leader that died, lost its majority or stopped committing (a
+    /// stuck disk) stops saying yes, and the election timeout is still
+    /// longer than that (openraft's leader lease comes on top), so this
+    /// never delays an election that is due.
+    fn spawn_leader_check(&self) -> Arc<std::sync::Mutex<Option<tokio::time::Instant>>> {
+        let alive_until = Arc::new(std::sync::Mutex::new(None));
+        let store = self.clone();
+        let until = Arc::clone(&alive_until);
+        self.keep(tokio::spawn(async move {
+            let every = store.inner.timing.election_min / 2;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(leader) = store.leader_hint().filter(|l| l.name != store.inner.node) else {
+                    continue;
+                };
+                let Ok(addr) = leader.addr.parse::<SocketAddr>() else {
+                    continue;
+                };
+                let asked = tokio::time::Instant::now();
+                let call =
+                    store
+                        .inner
+                        .transport
+                        .call::<PeerRequest, PeerReply>(&leader.name, addr, &PeerRequest::LeaderCheck);
+                if let Ok(Ok(PeerReply::LeaderCheck(true))) = tokio::time::timeout(every, call).await {
+                    *lock(&until) = Some(asked + store.inner.timing.election_min);
+                }
+            }
+        }));
+        alive_until
     }
 
     /// Connects to every member not connected yet.
@@ -710,6 +774,7 @@ impl RaftStore {
             },
             PeerRequest::Status => PeerReply::Status(self.view()),
             PeerRequest::ReadIndex => PeerReply::ReadIndex(self.read_index_local()),
+            PeerRequest::LeaderCheck => PeerReply::LeaderCheck(self.read_index_local().is_ok() && self.quorate()),
         })
     }
 

@@ -39,6 +39,10 @@ pub enum PeerRequest {
     /// index the follower's replica must apply before it may decide
     /// anything from it.
     ReadIndex,
+    /// A follower asks the member it takes for the leader whether it still
+    /// leads and commits (the election guard's pre-vote: nobody campaigns
+    /// while a working leader answers).
+    LeaderCheck,
 }
 
 /// Leader hint in refusals: who to ask instead.
@@ -95,6 +99,8 @@ pub enum PeerReply {
     Done(Result<(), Refusal>),
     Status(ClusterView),
     ReadIndex(Result<u64, Refusal>),
+    /// Whether the member leads and committed within its quorum window.
+    LeaderCheck(bool),
 }
 
 #[cfg(test)]
