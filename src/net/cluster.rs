@@ -558,8 +558,9 @@ impl RaftStore {
         }));
     }
 
-    /// Asks the member this replica takes for the leader, every half
-    /// election timeout, whether it leads and commits; returns until when
+    /// Asks the member this replica takes for the leader (knowing none,
+    /// every other voter), every half election timeout, whether it leads
+    /// and commits; returns until when
     /// (one election timeout past its last yes) a working leader is known.
     /// A leader that died, lost its majority or stopped committing (a
     /// stuck disk) stops saying yes, and the election timeout is still
@@ -575,20 +576,45 @@ impl RaftStore {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let Some(leader) = store.leader_hint().filter(|l| l.name != store.inner.node) else {
-                    continue;
-                };
-                let Ok(addr) = leader.addr.parse::<SocketAddr>() else {
-                    continue;
+                // The leader this replica knows of; without one (an
+                // election, or a member restarted with its own candidacy
+                // on disk), every other voter: a working leader among
+                // them says so, the others say no.
+                let targets: Vec<Member> = match store.leader_hint() {
+                    Some(leader) if leader.name == store.inner.node => continue,
+                    Some(leader) => vec![Member {
+                        name: leader.name,
+                        addr: leader.addr,
+                    }],
+                    None => {
+                        let applied = store.inner.sm.read();
+                        let membership = applied.membership.membership();
+                        membership
+                            .voter_ids()
+                            .filter_map(|id| membership.get_node(&id).cloned())
+                            .filter(|m| m.name != store.inner.node)
+                            .collect()
+                    }
                 };
                 let asked = tokio::time::Instant::now();
-                let call =
-                    store
-                        .inner
-                        .transport
-                        .call::<PeerRequest, PeerReply>(&leader.name, addr, &PeerRequest::LeaderCheck);
-                if let Ok(Ok(PeerReply::LeaderCheck(true))) = tokio::time::timeout(every, call).await {
-                    *lock(&until) = Some(asked + store.inner.timing.election_min);
+                for member in targets {
+                    let Ok(addr) = member.addr.parse::<SocketAddr>() else {
+                        continue;
+                    };
+                    let store = store.clone();
+                    let until = Arc::clone(&until);
+                    tokio::spawn(async move {
+                        let call = store.inner.transport.call::<PeerRequest, PeerReply>(
+                            &member.name,
+                            addr,
+                            &PeerRequest::LeaderCheck,
+                        );
+                        if let Ok(Ok(PeerReply::LeaderCheck(true))) = tokio::time::timeout(every, call).await {
+                            let alive = asked + store.inner.timing.election_min;
+                            let mut until = lock(&until);
+                            *until = Some(until.map_or(alive, |u: tokio::time::Instant| u.max(alive)));
+                        }
+                    });
                 }
             }
         }));
