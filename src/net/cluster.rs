@@ -123,6 +123,31 @@ struct Inner {
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
+/// What the election guard learnt from asking the other voters
+/// ([`RaftStore::spawn_peer_checks`]).
+#[derive(Debug, Default)]
+struct PeerChecks {
+    /// When each voter last answered (the time the question was sent).
+    answered: BTreeMap<String, tokio::time::Instant>,
+    /// A voter that leads and commits said so; valid until then.
+    leader_alive_until: Option<tokio::time::Instant>,
+}
+
+impl PeerChecks {
+    fn record(&mut self, peer: String, asked: tokio::time::Instant, leads: bool, valid: Duration) {
+        let at = self.answered.entry(peer).or_insert(asked);
+        *at = (*at).max(asked);
+        if leads {
+            let until = asked + valid;
+            self.leader_alive_until = Some(self.leader_alive_until.map_or(until, |u| u.max(until)));
+        }
+    }
+
+    fn answered(&self, peer: &str) -> Option<tokio::time::Instant> {
+        self.answered.get(peer).copied()
+    }
+}
+
 /// A handle on the node's replica; clones share it.
 #[derive(Clone)]
 pub struct RaftStore {
@@ -468,15 +493,17 @@ impl RaftStore {
         }));
     }
 
-    /// Lets this node start elections only while it can reach a majority
-    /// of the voters (a crude pre-vote, which openraft 0.9 lacks): a node
+    /// Lets this node start elections only while a majority of the voters
+    /// answers it (within an election timeout, see
+    /// [`RaftStore::spawn_peer_checks`]; a crude pre-vote, which openraft
+    /// 0.9 lacks): a node
     /// cut off, or just restarted and not yet heard from the leader, would
     /// otherwise keep raising its term and, once back, depose a healthy
     /// leader; a leader change that outlasts the watchdog client timeout
     /// fences every node holding services.
     ///
     /// Nor while the member it takes for the leader answers that it leads
-    /// and commits ([`RaftStore::spawn_leader_check`]): openraft 0.9 has
+    /// and commits ([`RaftStore::spawn_peer_checks`]): openraft 0.9 has
     /// no pre-vote, and a follower that missed heartbeats (a member just
     /// restarted, whose leader's replication to it is still backing off;
     /// a loaded machine) would otherwise raise the term, make the working
@@ -492,7 +519,7 @@ impl RaftStore {
     /// commit nothing, and the voter, its log now the shorter, cannot win
     /// either: the container soak saw that deadlock outlast the watchdog.
     pub fn spawn_election_guard(&self, hold: Duration) {
-        let leader_alive_until = self.spawn_leader_check();
+        let checks = self.spawn_peer_checks();
         let store = self.clone();
         self.keep(tokio::spawn(async move {
             let started = tokio::time::Instant::now();
@@ -524,11 +551,22 @@ impl RaftStore {
                     }
                     (voters, candidate)
                 };
-                let connected = |name: &str| name == store.inner.node || store.inner.transport.connected(name);
-                let reachable = voters.iter().filter(|m| connected(&m.name)).count();
-                let backing_candidate = candidate.is_some_and(|name| connected(&name))
-                    && granted.is_some_and(|(_, at)| at.elapsed() < backing_hold);
-                let leader_alive = lock(&leader_alive_until).is_some_and(|until| until > tokio::time::Instant::now());
+                let (reachable, backing_candidate, leader_alive) = {
+                    let checks = lock(&checks);
+                    let now = tokio::time::Instant::now();
+                    let fresh = store.inner.timing.election_min;
+                    let answers = |name: &str| {
+                        name == store.inner.node || checks.answered(name).is_some_and(|at| now - at < fresh)
+                    };
+                    let reachable = voters.iter().filter(|m| answers(&m.name)).count();
+                    let backing = candidate.is_some_and(|name| answers(&name))
+                        && granted.is_some_and(|(_, at)| at.elapsed() < backing_hold);
+                    (
+                        reachable,
+                        backing,
+                        checks.leader_alive_until.is_some_and(|until| until > now),
+                    )
+                };
                 let allow = voters.len() <= 1
                     || (started.elapsed() >= hold
                         && 2 * reachable > voters.len()
@@ -558,67 +596,57 @@ impl RaftStore {
         }));
     }
 
-    /// Asks the member this replica takes for the leader (knowing none,
-    /// every other voter), every half election timeout, whether it leads
-    /// and commits; returns until when
-    /// (one election timeout past its last yes) a working leader is known.
-    /// A leader that died, lost its majority or stopped committing (a
-    /// stuck disk) stops saying yes, and the election timeout is still
-    /// longer than that (openraft's leader lease comes on top), so this
-    /// never delays an election that is due.
-    fn spawn_leader_check(&self) -> Arc<std::sync::Mutex<Option<tokio::time::Instant>>> {
-        let alive_until = Arc::new(std::sync::Mutex::new(None));
+    /// Asks every other voter, every half election timeout, whether it
+    /// leads and commits (`LeaderCheck`), and records who answered and
+    /// until when a working leader is known (one election timeout past
+    /// its last yes). The election guard counts as reachable only the
+    /// voters that answered within an election timeout: a cached QUIC
+    /// connection outlives a cut network by its idle timeout (3 s), and a
+    /// member cut off that still counted its peers campaigned, came back
+    /// with a higher term and made the working leader step down. A leader
+    /// that died, lost its majority or stopped committing (a stuck disk)
+    /// stops saying yes well before openraft's leader lease and election
+    /// timeout have passed, so this never delays an election that is due.
+    fn spawn_peer_checks(&self) -> Arc<std::sync::Mutex<PeerChecks>> {
+        let checks = Arc::new(std::sync::Mutex::new(PeerChecks::default()));
         let store = self.clone();
-        let until = Arc::clone(&alive_until);
+        let shared = Arc::clone(&checks);
         self.keep(tokio::spawn(async move {
             let every = store.inner.timing.election_min / 2;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                // The leader this replica knows of; without one (an
-                // election, or a member restarted with its own candidacy
-                // on disk), every other voter: a working leader among
-                // them says so, the others say no.
-                let targets: Vec<Member> = match store.leader_hint() {
-                    Some(leader) if leader.name == store.inner.node => continue,
-                    Some(leader) => vec![Member {
-                        name: leader.name,
-                        addr: leader.addr,
-                    }],
-                    None => {
-                        let applied = store.inner.sm.read();
-                        let membership = applied.membership.membership();
-                        membership
-                            .voter_ids()
-                            .filter_map(|id| membership.get_node(&id).cloned())
-                            .filter(|m| m.name != store.inner.node)
-                            .collect()
-                    }
+                let peers: Vec<Member> = {
+                    let applied = store.inner.sm.read();
+                    let membership = applied.membership.membership();
+                    membership
+                        .voter_ids()
+                        .filter_map(|id| membership.get_node(&id).cloned())
+                        .filter(|m| m.name != store.inner.node)
+                        .collect()
                 };
                 let asked = tokio::time::Instant::now();
-                for member in targets {
+                for member in peers {
                     let Ok(addr) = member.addr.parse::<SocketAddr>() else {
                         continue;
                     };
                     let store = store.clone();
-                    let until = Arc::clone(&until);
+                    let shared = Arc::clone(&shared);
                     tokio::spawn(async move {
                         let call = store.inner.transport.call::<PeerRequest, PeerReply>(
                             &member.name,
                             addr,
                             &PeerRequest::LeaderCheck,
                         );
-                        if let Ok(Ok(PeerReply::LeaderCheck(true))) = tokio::time::timeout(every, call).await {
-                            let alive = asked + store.inner.timing.election_min;
-                            let mut until = lock(&until);
-                            *until = Some(until.map_or(alive, |u: tokio::time::Instant| u.max(alive)));
+                        if let Ok(Ok(PeerReply::LeaderCheck(leads))) = tokio::time::timeout(every, call).await {
+                            lock(&shared).record(member.name, asked, leads, store.inner.timing.election_min);
                         }
                     });
                 }
             }
         }));
-        alive_until
+        checks
     }
 
     /// Connects to every member not connected yet.
