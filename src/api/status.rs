@@ -300,13 +300,14 @@ mod tests {
         state.resources.insert("ct:102".into(), resource(RequestState::Stopped));
         state
             .lrm_status
-            .insert("node1".into(), lrm("active", LrmMode::Active, NOW - 2));
+            .insert("node1".into(), lrm("active", LrmMode::Active, NOW - 2).into());
+        state.lrm_status.insert(
+            "node2".into(),
+            lrm("wait_for_agent_lock", LrmMode::Active, NOW - 5).into(),
+        );
         state
             .lrm_status
-            .insert("node2".into(), lrm("wait_for_agent_lock", LrmMode::Active, NOW - 5));
-        state
-            .lrm_status
-            .insert("node3".into(), lrm("maintenance", LrmMode::Maintenance, NOW - 1));
+            .insert("node3".into(), lrm("maintenance", LrmMode::Maintenance, NOW - 1).into());
         state
     }
 
@@ -340,7 +341,7 @@ mod tests {
         state.lrm_status.remove("node2");
         state
             .lrm_status
-            .insert("node1".into(), lrm("active", LrmMode::Active, NOW - 40));
+            .insert("node1".into(), lrm("active", LrmMode::Active, NOW - 40).into());
         let static_ctx = StatusContext {
             crs: "static",
             ..ctx(false)
@@ -365,7 +366,7 @@ mod tests {
         });
         state
             .lrm_status
-            .insert("node1".into(), lrm("active", LrmMode::Disarm, NOW));
+            .insert("node1".into(), lrm("active", LrmMode::Disarm, NOW).into());
         let text = render(&entries(&state, &ctx(true)), None);
         assert!(
             text.contains("master node1 (active, Fri Apr 24 10:00:03 2026) - disarmed, resource mode: ignore\n"),

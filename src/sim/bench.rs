@@ -255,6 +255,7 @@ pub fn bench_scenario(mode: CrsMode, nodes: usize, services: usize) -> Result<Sc
     let elapsed = started.elapsed();
     let world = sim.world();
     let running: Vec<&ServiceStatus> = world
+        .store
         .manager_status
         .service_status
         .values()

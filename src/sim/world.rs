@@ -8,7 +8,7 @@
 //! ([`ClusterState::apply`]), and each node's watchdog is the core's
 //! [`WatchdogMux`], as in the daemon.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::core::agent::AgentHost;
@@ -18,7 +18,7 @@ use crate::core::event::Event;
 use crate::core::rules::Rule;
 use crate::core::status::{Groups, LrmStatus, ManagerStatus, ResourceConfig, ServiceConfig};
 use crate::core::store::lock_name::LockName;
-use crate::core::store::{ClusterState, Op, Reply};
+use crate::core::store::{ClusterState, Op, Reply, Shared};
 use crate::core::types::{NodeName, RequestState, Time, sid_type, split_sid};
 use crate::core::usage::{NodeStats, ResourceStats};
 use crate::core::watchdog::{Client, Feed, WatchdogMux};
@@ -70,20 +70,19 @@ pub struct World {
     pub nodes: BTreeMap<NodeName, NodeState>,
     /// Each daemon's clock, by node.
     pub clocks: BTreeMap<NodeName, BTreeMap<Daemon, DaemonClock>>,
-    /// Shared snapshots (see [`crate::core::env`]): a write replaces the
-    /// status; the configuration is edited copy-on-write.
-    pub manager_status: Arc<ManagerStatus>,
-    pub lrm_status: BTreeMap<NodeName, Arc<LrmStatus>>,
-    pub services: Arc<ServiceConfig>,
     pub groups: Groups,
     pub rules: Vec<Rule>,
     pub datacenter: DatacenterSettings,
     pub stats: BTreeMap<String, GuestStats>,
-    pub crm_commands: VecDeque<CrmCommand>,
     /// Which guests run where.
     pub running: BTreeMap<NodeName, BTreeMap<String, bool>>,
-    /// The cluster store the lease locks live in.
-    store: ClusterState,
+    /// The cluster store, the daemons' own (`core::store`): the resource
+    /// configuration, the manager status, every node's LRM status, the
+    /// CRM command queue and the lease locks, changed only through
+    /// [`ClusterState::apply`] by the daemons' writes (copy-on-write
+    /// fields: a daemon's read is a snapshot without a copy). Groups,
+    /// rules and datacenter settings stay scenario configuration.
+    pub store: ClusterState,
     /// Each node's watchdog multiplexer (created when a daemon first opens).
     watchdogs: BTreeMap<NodeName, WatchdogMux>,
     /// Open watchdog handles: whose node and which client.
@@ -135,16 +134,16 @@ impl World {
             now: 0,
             nodes,
             clocks,
-            manager_status: Arc::new(scenario.manager_status.clone()),
-            lrm_status: BTreeMap::new(),
-            services: Arc::new(scenario.services.clone()),
             groups: scenario.groups.clone(),
             rules: scenario.rules.clone(),
             datacenter: scenario.datacenter.clone(),
             stats: scenario.stats.clone(),
-            crm_commands: VecDeque::new(),
             running: scenario.running.clone(),
-            store: ClusterState::default(),
+            store: ClusterState {
+                resources: scenario.services.clone().into(),
+                manager_status: scenario.manager_status.clone().into(),
+                ..ClusterState::default()
+            },
             watchdogs: BTreeMap::new(),
             watchdog_handles: BTreeMap::new(),
             watchdog_seq: 0,
@@ -213,17 +212,18 @@ impl World {
     /// One resource's configuration for editing; copies the configuration
     /// first only while a reader still holds a snapshot of it.
     pub fn service_mut(&mut self, sid: &str) -> Option<&mut ResourceConfig> {
-        if !self.services.contains_key(sid) {
+        if !self.store.resources.contains_key(sid) {
             return None;
         }
-        Arc::make_mut(&mut self.services).get_mut(sid)
+        self.store.resources.get_mut(sid)
     }
 
     /// Every configured guest with its configuration and stats (if any),
     /// in sid order; one walk over both maps.
     fn configured_guests(&self) -> Vec<(&str, &ResourceConfig, Option<&GuestStats>)> {
         let mut stats = self.stats.iter().peekable();
-        self.services
+        self.store
+            .resources
             .iter()
             .map(|(sid, cd)| {
                 let mut guest = None;
@@ -241,7 +241,7 @@ impl World {
     }
 
     fn service_lock(&self, sid: &str) -> Option<String> {
-        self.services.get(sid).and_then(|cd| cd.lock.clone())
+        self.store.resources.get(sid).and_then(|cd| cd.lock.clone())
     }
 
     fn set_running(&mut self, node: &str, sid: &str, running: bool) {
@@ -384,29 +384,30 @@ impl Env for SimEnv<'_> {
 
     fn read_manager_status(&mut self) -> Result<Arc<ManagerStatus>, EnvError> {
         self.cfs_rw()?;
-        Ok(Arc::clone(&self.world.manager_status))
+        Ok(self.world.store.manager_status.arc())
     }
 
     fn write_manager_status(&mut self, status: ManagerStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world.manager_status = Arc::new(status);
+        self.world.store.apply(Op::WriteManagerStatus(status));
         Ok(())
     }
 
     fn read_lrm_status(&mut self, node: &str) -> Result<Option<Arc<LrmStatus>>, EnvError> {
         self.cfs_rw()?;
-        Ok(self.world.lrm_status.get(node).cloned())
+        Ok(self.world.store.lrm_status.get(node).map(Shared::arc))
     }
 
     fn write_lrm_status(&mut self, status: LrmStatus) -> Result<(), EnvError> {
         self.cfs_rw()?;
-        self.world.lrm_status.insert(self.node.clone(), Arc::new(status));
+        let node = self.node.clone();
+        self.world.store.apply(Op::WriteLrmStatus { node, status });
         Ok(())
     }
 
     fn read_service_config(&mut self) -> Result<Arc<ServiceConfig>, EnvError> {
         self.cfs_rw()?;
-        Ok(Arc::clone(&self.world.services))
+        Ok(self.world.store.resources.arc())
     }
 
     fn set_service_request_state(&mut self, sid: &str, state: RequestState) -> Result<(), EnvError> {
@@ -422,7 +423,7 @@ impl Env for SimEnv<'_> {
     }
 
     fn remove_locks(&mut self, sid: &str, locks: &[&str]) -> Option<String> {
-        let lock = self.world.services.get(sid)?.lock.as_deref()?;
+        let lock = self.world.store.resources.get(sid)?.lock.as_deref()?;
         if !locks.contains(&lock) {
             return None;
         }
@@ -559,11 +560,14 @@ impl Env for SimEnv<'_> {
 
     fn read_crm_commands(&mut self) -> Result<Vec<CrmCommand>, EnvError> {
         self.cfs_rw()?;
-        Ok(self.world.crm_commands.drain(..).collect())
+        match self.world.store.apply(Op::TakeCrmCommands) {
+            Reply::Commands(commands) => Ok(commands),
+            _ => Ok(Vec::new()),
+        }
     }
 
     fn any_pending_crm_command(&mut self) -> bool {
-        !self.world.crm_commands.is_empty()
+        !self.world.store.crm_commands.is_empty()
     }
 
     fn get_ha_manager_lock(&mut self) -> bool {

@@ -66,7 +66,7 @@ impl Console {
     fn publish(&mut self) {
         let sim = self.session.simulator();
         let world = sim.world();
-        let ms = &world.manager_status;
+        let ms = &world.store.manager_status;
         let node_status: BTreeMap<String, String> = world
             .nodes
             .keys()
@@ -97,7 +97,7 @@ impl Console {
     fn view(&self) -> Value {
         let sim = self.session.simulator();
         let world = sim.world();
-        let ms = &world.manager_status;
+        let ms = &world.store.manager_status;
         let info = world.node_info();
         let nodes: Vec<Value> = world
             .nodes
@@ -119,14 +119,18 @@ impl Console {
                 })
             })
             .collect();
-        let mut sids: Vec<&String> = world.services.keys().collect();
-        sids.extend(ms.service_status.keys().filter(|s| !world.services.contains_key(*s)));
+        let mut sids: Vec<&String> = world.store.resources.keys().collect();
+        sids.extend(
+            ms.service_status
+                .keys()
+                .filter(|s| !world.store.resources.contains_key(*s)),
+        );
         sids.sort();
         let services: Vec<Value> = sids
             .into_iter()
             .map(|sid| {
                 let sd = ms.service_status.get(sid);
-                let cd = world.services.get(sid);
+                let cd = world.store.resources.get(sid);
                 let node = sd
                     .map(|sd| sd.node.clone())
                     .or_else(|| cd.and_then(|cd| cd.node.clone()));

@@ -22,6 +22,7 @@ use crate::core::usage::{NodeStats, ResourceStats};
 use crate::core::watchdog::Client;
 
 use super::lock_name::LockName;
+use super::shared::Shared;
 use super::state::{ClusterState, Op};
 
 /// Something the round wants done, in order.
@@ -193,7 +194,7 @@ impl Env for RoundEnv<'_> {
     }
 
     fn read_lrm_status(&mut self, node: &str) -> Result<Option<Arc<LrmStatus>>, EnvError> {
-        Ok(self.state.lrm_status.get(node).cloned().map(Arc::new))
+        Ok(self.state.lrm_status.get(node).map(Shared::arc))
     }
 
     fn write_lrm_status(&mut self, status: LrmStatus) -> Result<(), EnvError> {

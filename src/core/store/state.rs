@@ -38,7 +38,9 @@ pub struct ClusterState {
     #[serde(default)]
     pub rules: Shared<Vec<Rule>>,
     pub manager_status: Shared<ManagerStatus>,
-    pub lrm_status: Shared<BTreeMap<NodeName, LrmStatus>>,
+    /// Each node's status shared on its own: a round reads every node's
+    /// without a copy.
+    pub lrm_status: Shared<BTreeMap<NodeName, Shared<LrmStatus>>>,
     pub crm_commands: VecDeque<CrmCommand>,
     pub leases: BTreeMap<LockName, Lease>,
     /// Strictly increasing per service: bumped on every placement, handed
@@ -267,7 +269,7 @@ impl ClusterState {
                 Reply::Done
             }
             Op::WriteLrmStatus { node, status } => {
-                self.lrm_status.insert(node, status);
+                self.lrm_status.insert(node, status.into());
                 Reply::Done
             }
             Op::TakeCrmCommands => Reply::Commands(self.crm_commands.drain(..).collect()),

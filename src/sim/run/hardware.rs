@@ -4,10 +4,10 @@
 //! the service table, and the run's own pacing.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::core::crm::Crm;
 use crate::core::status::ResourceConfig;
+use crate::core::store::Op;
 use crate::core::types::RequestState;
 
 use super::super::scenario::{CfsPart, Daemon, HwCommand};
@@ -31,7 +31,7 @@ impl Simulator {
             HwCommand::CrmStop { node } => self.stop_crm(node),
             HwCommand::CrmStart { node } => self.start_crm(node),
             HwCommand::CrmQueue { command, .. } | HwCommand::ServiceQueue { command, .. } => {
-                self.world.crm_commands.push_back(command.clone());
+                self.world.store.apply(Op::QueueCrmCommand(command.clone()));
             }
             HwCommand::Cfs { node, what, works } => self.set_cfs(node, *what, *works),
             HwCommand::Version { node, version } => {
@@ -149,7 +149,10 @@ impl Simulator {
     /// `service <sid> add <node> [state] [running]`: a new resource, and
     /// its guest on `node` running or not.
     fn add_service(&mut self, sid: &str, node: &str, state: RequestState, running: bool) {
-        Arc::make_mut(&mut self.world.services).insert(sid.to_string(), ResourceConfig::new(node, state));
+        self.world
+            .store
+            .resources
+            .insert(sid.to_string(), ResourceConfig::new(node, state));
         self.world
             .running
             .entry(node.to_string())
@@ -159,7 +162,7 @@ impl Simulator {
 
     /// `service <sid> delete`: the resource and its statistics.
     fn delete_service(&mut self, sid: &str) {
-        Arc::make_mut(&mut self.world.services).remove(sid);
+        self.world.store.resources.remove(sid);
         self.world.stats.remove(sid);
     }
 
@@ -168,7 +171,8 @@ impl Simulator {
     fn unlock_service(&mut self, sid: &str, lock: Option<&str>) {
         let matches = self
             .world
-            .services
+            .store
+            .resources
             .get(sid)
             .is_some_and(|cd| lock.is_none() || cd.lock.as_deref() == lock);
         if let Some(cd) = self.world.service_mut(sid).filter(|_| matches) {
@@ -197,11 +201,13 @@ impl Simulator {
     fn manual_migrate(&mut self, sid: &str, node: &str) -> Result<(), SimError> {
         let ignored = self
             .world
-            .services
+            .store
+            .resources
             .get(sid)
             .is_some_and(|cd| cd.state == RequestState::Ignored);
         let disarmed_ignore = self
             .world
+            .store
             .manager_status
             .disarm
             .as_ref()
