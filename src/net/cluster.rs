@@ -20,7 +20,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, SnapshotPolicy};
 
 use super::peer::{ClusterView, LeaderHint, PeerReply, PeerRequest, Refusal};
-use super::quic::{Transport, TransportError};
+use super::quic::{Transport, TransportError, lock};
 use super::raft::network::Network;
 use super::raft::state_machine::StateMachine;
 use super::raft::{Json, Member, NodeId, Raft};
@@ -96,12 +96,6 @@ fn snapshot_due(since: u64, snapshot_len: u64) -> bool {
 
 /// How often a request follows "not the leader" before giving up.
 const LEADER_ATTEMPTS: usize = 20;
-
-/// Locks `m`, also after a panic elsewhere poisoned it (the guarded
-/// value is a plain instant).
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn wall_ms() -> u64 {
     SystemTime::now()
@@ -502,18 +496,17 @@ impl RaftStore {
     /// leader; a leader change that outlasts the watchdog client timeout
     /// fences every node holding services.
     ///
-    /// Nor while the member it takes for the leader answers that it leads
-    /// and commits ([`RaftStore::spawn_peer_checks`]): openraft 0.9 has
-    /// no pre-vote, and a follower that missed heartbeats (a member just
-    /// restarted, whose leader's replication to it is still backing off;
-    /// a loaded machine) would otherwise raise the term, make the working
-    /// leader step down and cost the cluster an election, again and again
-    /// while its log is behind and it cannot win (seen in the container
-    /// soak: healthy nodes fenced).
+    /// Nor while a voter answers that it leads and commits: a follower
+    /// that missed heartbeats (a member just restarted, whose leader's
+    /// replication to it is still backing off; a loaded machine) would
+    /// otherwise raise the term, make the working leader step down and
+    /// cost the cluster an election, again and again while its log is
+    /// behind and it cannot win (seen in the container soak: healthy
+    /// nodes fenced).
     ///
-    /// Nor while it has just granted its vote to another candidate that it
-    /// can reach (for at most four election timeouts): that candidate is about to lead,
-    /// and a loaded machine may take longer than an election timeout to
+    /// Nor while it has just granted its vote to another candidate that
+    /// answers it (for at most four election timeouts): that candidate is
+    /// about to lead, and a loaded machine may take longer than an election timeout to
     /// deliver its first heartbeat. Campaigning then raises the term past
     /// the new leader's, the voter refuses its appends, the leader can
     /// commit nothing, and the voter, its log now the shorter, cannot win
@@ -523,7 +516,8 @@ impl RaftStore {
         let store = self.clone();
         self.keep(tokio::spawn(async move {
             let started = tokio::time::Instant::now();
-            // Twice the longest election timeout: a candidate that won
+            // Twice the longest election timeout (which is twice
+            // `election_min`): a candidate that won
             // has sent its first heartbeat long before, one that lost has
             // given up.
             let backing_hold = store.inner.timing.election_min * 4;
@@ -617,15 +611,11 @@ impl RaftStore {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let peers: Vec<Member> = {
-                    let applied = store.inner.sm.read();
-                    let membership = applied.membership.membership();
-                    membership
-                        .voter_ids()
-                        .filter_map(|id| membership.get_node(&id).cloned())
-                        .filter(|m| m.name != store.inner.node)
-                        .collect()
-                };
+                let peers: Vec<Member> = store
+                    .voters()
+                    .into_iter()
+                    .filter(|m| m.name != store.inner.node)
+                    .collect();
                 let asked = tokio::time::Instant::now();
                 for member in peers {
                     let Ok(addr) = member.addr.parse::<SocketAddr>() else {
@@ -647,6 +637,16 @@ impl RaftStore {
             }
         }));
         checks
+    }
+
+    /// The voting members, as the applied membership has them.
+    fn voters(&self) -> Vec<Member> {
+        let applied = self.inner.sm.read();
+        let membership = applied.membership.membership();
+        membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).cloned())
+            .collect()
     }
 
     /// Connects to every member not connected yet.

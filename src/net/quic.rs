@@ -121,7 +121,7 @@ pub struct Transport {
 /// should take a second outlasts the watchdog.
 const DROP_SILENT_AFTER: Duration = Duration::from_secs(1);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
