@@ -20,12 +20,15 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, SnapshotPolicy};
 
 use super::peer::{ClusterView, LeaderHint, PeerReply, PeerRequest, Refusal};
-use super::quic::{Transport, TransportError, lock};
+use super::quic::{Transport, TransportError};
+use super::raft::log_store::LogStore;
 use super::raft::network::Network;
 use super::raft::state_machine::StateMachine;
 use super::raft::{Json, Member, NodeId, Raft};
 use crate::core::store::{ClusterState, Op, Reply, StoreError};
 use crate::core::types::NodeName;
+
+mod election;
 
 /// Timing of the replicated store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,37 +112,14 @@ struct Inner {
     node: NodeName,
     raft: Raft,
     sm: StateMachine,
+    /// The log, read by the election guard (openraft's log reader is a clone).
+    log: LogStore,
     transport: Transport,
     timing: StoreTiming,
     /// Wall time (ms) of this node's last successful commit.
     last_commit_ms: AtomicU64,
     /// Background tasks (serving, heartbeat, promotion), ended at shutdown.
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-}
-
-/// What the election guard learnt from asking the other voters
-/// ([`RaftStore::spawn_peer_checks`]).
-#[derive(Debug, Default)]
-struct PeerChecks {
-    /// When each voter last answered (the time the question was sent).
-    answered: BTreeMap<String, tokio::time::Instant>,
-    /// A voter that leads and commits said so; valid until then.
-    leader_alive_until: Option<tokio::time::Instant>,
-}
-
-impl PeerChecks {
-    fn record(&mut self, peer: String, asked: tokio::time::Instant, leads: bool, valid: Duration) {
-        let at = self.answered.entry(peer).or_insert(asked);
-        *at = (*at).max(asked);
-        if leads {
-            let until = asked + valid;
-            self.leader_alive_until = Some(self.leader_alive_until.map_or(until, |u| u.max(until)));
-        }
-    }
-
-    fn answered(&self, peer: &str) -> Option<tokio::time::Instant> {
-        self.answered.get(peer).copied()
-    }
 }
 
 /// A handle on the node's replica; clones share it.
@@ -175,7 +155,7 @@ impl RaftStore {
         .validate()
         .map_err(|e| format!("raft configuration: {e}"))?;
         let network = Network::new(transport.clone());
-        let raft = Raft::new(id, Arc::new(config), network, log, sm.clone())
+        let raft = Raft::new(id, Arc::new(config), network, log.clone(), sm.clone())
             .await
             .map_err(|e| format!("starting raft: {e}"))?;
         let store = RaftStore {
@@ -184,6 +164,7 @@ impl RaftStore {
                 node: transport.node().to_string(),
                 raft,
                 sm,
+                log,
                 transport,
                 timing,
                 last_commit_ms: AtomicU64::new(0),
@@ -487,165 +468,24 @@ impl RaftStore {
         }));
     }
 
-    /// Lets this node start elections only while a majority of the voters
-    /// answers it (within an election timeout, see
-    /// [`RaftStore::spawn_peer_checks`]; a crude pre-vote, which openraft
-    /// 0.9 lacks): a node
-    /// cut off, or just restarted and not yet heard from the leader, would
-    /// otherwise keep raising its term and, once back, depose a healthy
-    /// leader; a leader change that outlasts the watchdog client timeout
-    /// fences every node holding services.
-    ///
-    /// Nor while a voter answers that it leads and commits: a follower
-    /// that missed heartbeats (a member just restarted, whose leader's
-    /// replication to it is still backing off; a loaded machine) would
-    /// otherwise raise the term, make the working leader step down and
-    /// cost the cluster an election, again and again while its log is
-    /// behind and it cannot win (seen in the container soak: healthy
-    /// nodes fenced).
-    ///
-    /// Nor while it has just granted its vote to another candidate that
-    /// answers it (for at most four election timeouts): that candidate is
-    /// about to lead, and a loaded machine may take longer than an election timeout to
-    /// deliver its first heartbeat. Campaigning then raises the term past
-    /// the new leader's, the voter refuses its appends, the leader can
-    /// commit nothing, and the voter, its log now the shorter, cannot win
-    /// either: the container soak saw that deadlock outlast the watchdog.
+    /// Starts the election guard ([`election`]): no election without a
+    /// reachable majority, while a voter leads, while backing a viable
+    /// candidate or against a longer log, and retries after a failed
+    /// election on delays drawn afresh each time (openraft 0.9 keeps one
+    /// per member, which can keep two survivors splitting the vote).
+    /// `hold` keeps a member that just (re)started from campaigning
+    /// before the leader could reach it.
     pub fn spawn_election_guard(&self, hold: Duration) {
-        let checks = self.spawn_peer_checks();
-        let store = self.clone();
-        self.keep(tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
-            // Twice the longest election timeout (which is twice
-            // `election_min`): a candidate that won
-            // has sent its first heartbeat long before, one that lost has
-            // given up.
-            let backing_hold = store.inner.timing.election_min * 4;
-            let mut metrics = store.inner.raft.metrics();
-            let mut enabled = None;
-            let mut granted: Option<(openraft::Vote<NodeId>, tokio::time::Instant)> = None;
-            loop {
-                let (voters, candidate) = {
-                    let applied = store.inner.sm.read();
-                    let membership = applied.membership.membership();
-                    let voters: Vec<Member> = membership
-                        .voter_ids()
-                        .filter_map(|id| membership.get_node(&id).cloned())
-                        .collect();
-                    let vote = metrics.borrow().vote;
-                    let candidate = vote
-                        .leader_id()
-                        .voted_for()
-                        .filter(|id| *id != store.inner.id && !vote.is_committed())
-                        .and_then(|id| membership.get_node(&id).map(|m| m.name.clone()));
-                    if candidate.is_none() {
-                        granted = None;
-                    } else if granted.is_none_or(|(v, _)| v != vote) {
-                        granted = Some((vote, tokio::time::Instant::now()));
-                    }
-                    (voters, candidate)
-                };
-                let (reachable, backing_candidate, leader_alive) = {
-                    let checks = lock(&checks);
-                    let now = tokio::time::Instant::now();
-                    let fresh = store.inner.timing.election_min;
-                    let answers = |name: &str| {
-                        name == store.inner.node || checks.answered(name).is_some_and(|at| now - at < fresh)
-                    };
-                    let reachable = voters.iter().filter(|m| answers(&m.name)).count();
-                    let backing = candidate.is_some_and(|name| answers(&name))
-                        && granted.is_some_and(|(_, at)| at.elapsed() < backing_hold);
-                    (
-                        reachable,
-                        backing,
-                        checks.leader_alive_until.is_some_and(|until| until > now),
-                    )
-                };
-                let allow = voters.len() <= 1
-                    || (started.elapsed() >= hold
-                        && 2 * reachable > voters.len()
-                        && !backing_candidate
-                        && !leader_alive);
-                if enabled != Some(allow) {
-                    tracing::debug!(
-                        allow,
-                        reachable,
-                        voters = voters.len(),
-                        backing_candidate,
-                        leader_alive,
-                        "elections"
-                    );
-                    store.inner.raft.runtime_config().elect(allow);
-                    enabled = Some(allow);
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(store.inner.timing.heartbeat) => {}
-                    changed = metrics.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        }));
-    }
-
-    /// Asks every other voter, every half election timeout, whether it
-    /// leads and commits (`LeaderCheck`), and records who answered and
-    /// until when a working leader is known (one election timeout past
-    /// its last yes). The election guard counts as reachable only the
-    /// voters that answered within an election timeout: a cached QUIC
-    /// connection outlives a cut network by its idle timeout (3 s), and a
-    /// member cut off that still counted its peers campaigned, came back
-    /// with a higher term and made the working leader step down. A leader
-    /// that died, lost its majority or stopped committing (a stuck disk)
-    /// stops saying yes well before openraft's leader lease and election
-    /// timeout have passed, so this never delays an election that is due.
-    fn spawn_peer_checks(&self) -> Arc<std::sync::Mutex<PeerChecks>> {
-        let checks = Arc::new(std::sync::Mutex::new(PeerChecks::default()));
-        let store = self.clone();
-        let shared = Arc::clone(&checks);
-        self.keep(tokio::spawn(async move {
-            let every = store.inner.timing.election_min / 2;
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let peers: Vec<Member> = store
-                    .voters()
-                    .into_iter()
-                    .filter(|m| m.name != store.inner.node)
-                    .collect();
-                let asked = tokio::time::Instant::now();
-                for member in peers {
-                    let Ok(addr) = member.addr.parse::<SocketAddr>() else {
-                        continue;
-                    };
-                    let store = store.clone();
-                    let shared = Arc::clone(&shared);
-                    tokio::spawn(async move {
-                        let call = store.inner.transport.call::<PeerRequest, PeerReply>(
-                            &member.name,
-                            addr,
-                            &PeerRequest::LeaderCheck,
-                        );
-                        if let Ok(Ok(PeerReply::LeaderCheck(leads))) = tokio::time::timeout(every, call).await {
-                            lock(&shared).record(member.name, asked, leads, store.inner.timing.election_min);
-                        }
-                    });
-                }
-            }
-        }));
-        checks
+        election::spawn_guard(self, hold);
     }
 
     /// The voting members, as the applied membership has them.
-    fn voters(&self) -> Vec<Member> {
+    fn voters(&self) -> Vec<(NodeId, Member)> {
         let applied = self.inner.sm.read();
         let membership = applied.membership.membership();
         membership
             .voter_ids()
-            .filter_map(|id| membership.get_node(&id).cloned())
+            .filter_map(|id| membership.get_node(&id).map(|m| (id, m.clone())))
             .collect()
     }
 
@@ -828,7 +668,10 @@ impl RaftStore {
             },
             PeerRequest::Status => PeerReply::Status(self.view()),
             PeerRequest::ReadIndex => PeerReply::ReadIndex(self.read_index_local()),
-            PeerRequest::LeaderCheck => PeerReply::LeaderCheck(self.read_index_local().is_ok() && self.quorate()),
+            PeerRequest::LeaderCheck => PeerReply::LeaderCheck {
+                leads: self.read_index_local().is_ok() && self.quorate(),
+                last_log: self.inner.log.bounds().1,
+            },
         })
     }
 

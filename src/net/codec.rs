@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// Version of the wire protocol; peers of another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: `LeaderCheck` answers carry the member's last log id.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame body accepted (a snapshot of a big cluster fits easily).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;

@@ -10,7 +10,7 @@ use openraft::raft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::raft::{NodeId, Outcome, Proposal, TypeConfig};
+use super::raft::{LogId, NodeId, Outcome, Proposal, TypeConfig};
 
 /// A request from one member to another.
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,8 +99,13 @@ pub enum PeerReply {
     Done(Result<(), Refusal>),
     Status(ClusterView),
     ReadIndex(Result<u64, Refusal>),
-    /// Whether the member leads and committed within its quorum window.
-    LeaderCheck(bool),
+    /// Whether the member leads and committed within its quorum window,
+    /// and the last entry of its log (the election guard defers to a
+    /// longer log).
+    LeaderCheck {
+        leads: bool,
+        last_log: Option<LogId>,
+    },
 }
 
 #[cfg(test)]
