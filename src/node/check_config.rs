@@ -58,7 +58,7 @@ pub fn inequalities(t: &Timings) -> Vec<Inequality> {
             name: "a Raft leader change fences nobody",
             figures: format!(
                 "watchdog_client_timeout_ms {} >= round_ms {} + quorum recovery {recovery} \
-                 (6 x raft_election_ms {} + 2 x raft_heartbeat_ms {}) + retry gap {retry} (round_ms / 2 \
+                 (6 x raft_election_ms {} + 3.5 x raft_heartbeat_ms {}) + retry gap {retry} (round_ms / 2 \
                  + round_ms / {QUICK_RETRY_DIVISOR}) + margin_ms {} = {client_needed}",
                 t.watchdog_client_timeout_ms, t.round_ms, t.raft_election_ms, t.raft_heartbeat_ms, t.margin_ms
             ),
@@ -216,11 +216,11 @@ mod tests {
         );
         assert_eq!(
             fast[1].figures,
-            "watchdog_client_timeout_ms 4000 >= round_ms 1000 + quorum recovery 1700 (6 x raft_election_ms 250 \
-             + 2 x raft_heartbeat_ms 100) + retry gap 625 (round_ms / 2 + round_ms / 8) + margin_ms 500 = 3825"
+            "watchdog_client_timeout_ms 4000 >= round_ms 1000 + quorum recovery 1850 (6 x raft_election_ms 250 \
+             + 3.5 x raft_heartbeat_ms 100) + retry gap 625 (round_ms / 2 + round_ms / 8) + margin_ms 500 = 3975"
         );
         let pve = inequalities(&Timings::of(Profile::Pve));
-        assert!(pve[1].figures.ends_with("= 58250"), "{}", pve[1].figures);
+        assert!(pve[1].figures.ends_with("= 59750"), "{}", pve[1].figures);
     }
 
     #[test]
