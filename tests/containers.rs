@@ -21,6 +21,20 @@ mod seeded;
 const HACTOR: &str = env!("CARGO_BIN_EXE_hactor");
 const IMAGE: &str = "hactor-test:local";
 const NODES: usize = 3;
+/// The daemons' log filter unless `HACTOR_LOG` says otherwise: hactor at
+/// info, the election guard at debug, openraft's elections (not its
+/// replication chatter).
+const ELECTION_LOG: &str = "info,openraft=info,openraft::replication=off,\
+    openraft::engine::handler::replication_handler=off,hactor::net::cluster=debug";
+/// Log lines that tell how an election went (for the dump of a failure).
+const ELECTION_LINES: [&str; 6] = [
+    "do trigger election",
+    "a quorum granted my vote",
+    "reject vote-request",
+    "handle vote request result",
+    "starting an election",
+    "elections",
+];
 
 /// The container tests run one at a time (each builds a cluster of its
 /// own; two at once overload a 2-core machine).
@@ -173,10 +187,10 @@ impl Containers {
         ];
         cmd.extend(["--ip".into(), self.ip(i)]);
         // `HACTOR_LOG` (the daemon's log filter) reaches the nodes, to
-        // look closer at a failing seed.
-        if let Ok(filter) = std::env::var("HACTOR_LOG") {
-            cmd.extend(["-e".into(), format!("HACTOR_LOG={filter}")]);
-        }
+        // look closer at a failing seed; by default they log their
+        // elections, so that a failure in CI comes with its story.
+        let filter = std::env::var("HACTOR_LOG").unwrap_or_else(|_| ELECTION_LOG.into());
+        cmd.extend(["-e".into(), format!("HACTOR_LOG={filter}")]);
         cmd.extend(self.volumes(i));
         cmd.extend([IMAGE.into(), "--config".into(), "/etc/hactor/node.toml".into()]);
         docker(&cmd.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
@@ -267,13 +281,19 @@ impl Containers {
     }
 
     fn dump(&self) {
+        let last = |lines: Vec<&str>, n: usize| lines[lines.len().saturating_sub(n)..].join("\n");
         for i in 0..NODES {
             let logs = self.keep_logs(i, "");
-            let lines: Vec<&str> = logs.lines().filter(|l| !l.contains("openraft")).collect();
+            let hactor = logs.lines().filter(|l| !l.contains("openraft")).collect();
+            let elections = logs
+                .lines()
+                .filter(|l| ELECTION_LINES.iter().any(|w| l.contains(w)))
+                .collect();
             eprintln!(
-                "==== {}\n{}",
+                "==== {}\n{}\n---- its last election lines\n{}",
                 self.name(i),
-                lines[lines.len().saturating_sub(40)..].join("\n")
+                last(hactor, 40),
+                last(elections, 25)
             );
         }
     }
