@@ -14,6 +14,7 @@
 //! `core`, `config`; no sockets, no wall clock.
 
 pub mod bench;
+pub mod chaos;
 pub mod fence;
 pub mod rules_check;
 pub mod run;
