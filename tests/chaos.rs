@@ -76,3 +76,43 @@ fn petting_the_watchdog_without_a_renewal_is_caught() {
     println!("sabotage caught at seed {seed}: {what}");
     assert!(what.starts_with("double run: "), "{what}");
 }
+
+fn hactor_sim(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hactor-sim"))
+        .args(args)
+        .output()
+        .expect("hactor-sim runs")
+}
+
+/// The line of a run's outcome and hash (the figures line differs).
+fn outcome_line(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find(|l| l.starts_with("seed "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn the_command_replays_a_seed_in_another_process_and_reports_a_violation() {
+    let first = hactor_sim(&["chaos", "--seed", "3"]);
+    let second = hactor_sim(&["chaos", "--seed", "3"]);
+    assert!(first.status.success(), "{first:?}");
+    let line = outcome_line(&first);
+    assert!(
+        line.contains("settled, no violation") && line.contains("hash "),
+        "{line}"
+    );
+    assert_eq!(line, outcome_line(&second), "same seed, same hash");
+
+    let broken = hactor_sim(&["chaos", "--seed", "1", "--pet-without-renewal"]);
+    let stdout = String::from_utf8_lossy(&broken.stdout);
+    assert!(!broken.status.success(), "a violation fails the command: {stdout}");
+    assert!(stdout.contains("VIOLATION double run: "), "{stdout}");
+    assert!(
+        stdout.contains("replay: hactor-sim chaos --seed 1 --nodes "),
+        "{stdout}"
+    );
+    let tail = stdout.split("last events:\n").nth(1).unwrap_or_default();
+    assert!((10..=30).contains(&tail.lines().count()), "the last events: {tail}");
+}

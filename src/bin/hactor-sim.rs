@@ -121,6 +121,10 @@ enum Command {
         /// Print every event of each run.
         #[arg(long)]
         verbose: bool,
+        /// Break a safety rule on purpose (a cut node keeps petting its
+        /// watchdog), to see the checkers catch it.
+        #[arg(long, hide = true)]
+        pet_without_renewal: bool,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -322,14 +326,17 @@ fn seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     }
 }
 
-fn chaos(
-    seeds: std::ops::Range<u64>,
+/// What `hactor-sim chaos` runs besides the seeds.
+struct ChaosArgs {
     nodes: Option<usize>,
     services: Option<usize>,
     verbose: bool,
-) -> Result<(), String> {
+    pet_without_renewal: bool,
+}
+
+fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
     use hactor::sim::chaos::{self, ChaosConfig, Outcome};
-    if verbose {
+    if args.verbose {
         // The actors' own log (RUST_LOG=info, ...), without wall-clock
         // stamps: the journal lines carry the virtual time.
         tracing_subscriber::fmt()
@@ -340,8 +347,11 @@ fn chaos(
     let started = Instant::now();
     let (mut runs, mut virtual_ms) = (0u64, 0u64);
     for seed in seeds {
-        let mut config = ChaosConfig::for_seed(seed, nodes, services);
-        config.keep_events = verbose;
+        let mut config = ChaosConfig::for_seed(seed, args.nodes, args.services);
+        config.keep_events = args.verbose;
+        if args.pet_without_renewal {
+            config.sabotage = Some(hactor::actors::round::Sabotage::PetWithoutRenewal);
+        }
         let report = chaos::run(config)?;
         runs += 1;
         virtual_ms += report.virtual_ms;
@@ -359,7 +369,12 @@ fn chaos(
             report.hash
         );
         if let Outcome::Violation(_) = &report.outcome {
-            println!("replay: {}", report.replay_command());
+            let flag = if args.pet_without_renewal {
+                " --pet-without-renewal"
+            } else {
+                ""
+            };
+            println!("replay: {}{flag}", report.replay_command());
             println!("last events:");
             for line in &report.tail {
                 println!("  {line}");
@@ -389,14 +404,23 @@ fn main() -> ExitCode {
             nodes,
             services,
             verbose,
-        } => match seeds.as_deref().map(seed_range) {
-            Some(Ok(range)) => chaos(range, nodes, services, verbose),
-            Some(Err(e)) => Err(e),
-            None => {
-                let seed = seed.unwrap_or(1);
-                chaos(seed..seed.saturating_add(1), nodes, services, verbose)
+            pet_without_renewal,
+        } => {
+            let args = ChaosArgs {
+                nodes,
+                services,
+                verbose,
+                pet_without_renewal,
+            };
+            match seeds.as_deref().map(seed_range) {
+                Some(Ok(range)) => chaos(range, &args),
+                Some(Err(e)) => Err(e),
+                None => {
+                    let seed = seed.unwrap_or(1);
+                    chaos(seed..seed.saturating_add(1), &args)
+                }
             }
-        },
+        }
         Command::Serve {
             listen,
             nodes,
