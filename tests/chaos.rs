@@ -116,3 +116,21 @@ fn the_command_replays_a_seed_in_another_process_and_reports_a_violation() {
     let tail = stdout.split("last events:\n").nth(1).unwrap_or_default();
     assert!((10..=30).contains(&tail.lines().count()), "the last events: {tail}");
 }
+
+#[test]
+fn starting_under_an_old_fencing_token_is_caught() {
+    let mut caught = None;
+    for seed in 1..=30 {
+        let config = ChaosConfig {
+            sabotage: Some(Sabotage::KeepFirstEpochs),
+            ..ChaosConfig::for_seed(seed, None, None)
+        };
+        if let Outcome::Violation(what) = run(config).outcome {
+            caught = Some((seed, what));
+            break;
+        }
+    }
+    let (seed, what) = caught.expect("a service placed back on a node starts under its first token");
+    println!("stale tokens caught at seed {seed}: {what}");
+    assert!(what.starts_with("fencing token: "), "{what}");
+}

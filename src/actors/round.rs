@@ -133,6 +133,10 @@ pub enum Sabotage {
     /// Pet the watchdog after every round, renewed lease or not: a node
     /// cut from the quorum is then never fenced.
     PetWithoutRenewal,
+    /// Hand agents the fencing tokens of the actor's first round for
+    /// good: a service that comes back to this node starts under an older
+    /// token than its last placement's.
+    KeepFirstEpochs,
 }
 
 /// The daemon part `NAME` exited (after a shutdown request).
@@ -317,7 +321,10 @@ impl<R: Role> RoundActor<R> {
             core.iterate(&mut env)
         }));
         let RoundEnv { outbox, events, .. } = env;
-        self.epochs = std::mem::take(&mut state.epochs);
+        let epochs: std::collections::BTreeMap<String, u64> = std::mem::take(&mut state.epochs);
+        if self.settings.sabotage != Some(Sabotage::KeepFirstEpochs) || self.epochs.is_empty() {
+            self.epochs = epochs;
+        }
         for event in &events {
             log_event(&self.settings.node, R::NAME, event);
         }
