@@ -326,6 +326,18 @@ fn seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     }
 }
 
+/// Stamps the actors' log lines with the run's virtual time (seconds
+/// since the first line; one seed per `--verbose` run reads best).
+struct VirtualTime(std::sync::OnceLock<tokio::time::Instant>);
+
+impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let start = *self.0.get_or_init(tokio::time::Instant::now);
+        let ms = start.elapsed().as_millis();
+        write!(w, "{:>4}.{:03}", ms / 1000, ms % 1000)
+    }
+}
+
 /// What `hactor-sim chaos` runs besides the seeds.
 struct ChaosArgs {
     nodes: Option<usize>,
@@ -337,11 +349,11 @@ struct ChaosArgs {
 fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
     use hactor::sim::chaos::{self, ChaosConfig, Outcome};
     if args.verbose {
-        // The actors' own log (RUST_LOG=info, ...), without wall-clock
-        // stamps: the journal lines carry the virtual time.
+        // The actors' own log (RUST_LOG=info, ...), on virtual time.
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .without_time()
+            .with_timer(VirtualTime(std::sync::OnceLock::new()))
+            .with_ansi(false)
             .init();
     }
     let started = Instant::now();
