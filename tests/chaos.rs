@@ -134,3 +134,14 @@ fn starting_under_an_old_fencing_token_is_caught() {
     println!("stale tokens caught at seed {seed}: {what}");
     assert!(what.starts_with("fencing token: "), "{what}");
 }
+
+#[test]
+fn a_node_restarted_in_the_last_step_is_dropped_without_a_panic() {
+    // Seed 10189 restarts a node in the step the run ends in: its actors,
+    // never polled, used to run `started` while the runtime was dropped
+    // ("there is no reactor running").
+    let output = hactor_sim(&["chaos", "--seed", "10189"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{output:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -172,9 +172,14 @@ impl Harness {
         };
         let now = self.ledger.now_ms();
         self.ledger.record(&format!("end: {outcome}"));
-        for index in 0..self.slots.len() {
-            if let Some(running) = self.slots[index].running.take() {
+        // Every node's actors go while the runtime still runs: an actor
+        // dropped before its first poll runs `started` in its drop, which
+        // arms timers and needs the runtime (a node restarted in the last
+        // step).
+        for slot in &mut self.slots {
+            if let Some(running) = slot.running.take() {
                 running.task.abort();
+                let _ = running.task.await;
             }
         }
         let ledger = self.ledger.lock();
