@@ -528,6 +528,7 @@ fn start_daemon(state_dir: &Path, sections: &str, sids: &[&str]) -> (NodeConfig,
         agents: Agents::new(),
         exited: Ignore.start().recipient(),
         datacenter: DatacenterSettings::default(),
+        runtime: Default::default(),
     };
     let node = start_node(&config, MemoryStore::volatile(state), options).unwrap();
     (config, node)

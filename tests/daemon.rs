@@ -104,6 +104,7 @@ fn start(
         agents,
         exited: Ignore.start().recipient(),
         datacenter: DatacenterSettings::default(),
+        runtime: Default::default(),
     };
     start_node(config, store, options).unwrap()
 }

@@ -13,6 +13,10 @@
 //! handler is caught ([`guarded`]) and the actor restarts behind the same
 //! address. The WatchdogActor is never restarted from under the device.
 //!
+//! [`NodeRuntime`] says how a node meets time and threads: the daemon's
+//! defaults, or the actor-level simulator's (`sim::chaos`) virtual clock,
+//! watchdog on the current arbiter and inline agent actions.
+//!
 //! Owns: timers, mailboxes and supervision; no decisions (a round's
 //! outcome is `core::store::outcome`'s). May import: `core`, `config`,
 //! `net`, `node`, `agents`, `watchdog`; never `api`, `cli` or `daemon`.
@@ -35,14 +39,15 @@ use crate::agents::guest::GuestAgent;
 use crate::agents::proc::ProcAgent;
 use crate::agents::script::ScriptAgent;
 use crate::core::env::DatacenterSettings;
+use crate::node::clock::Clock;
 use crate::node::cluster_store::ClusterStore;
 use crate::node::config::{NodeConfig, WatchdogBackend};
 use crate::watchdog::Backend;
 
 use self::lock::LockActor;
-use self::round::{CrmActor, Exited, LrmActor, RoundSettings};
+use self::round::{CrmActor, Exited, LrmActor, RoundSettings, Sabotage};
 use self::watchdog::{WatchdogActor, WatchdogCmd};
-use self::worker_pool::{PoolStats, WorkerPool};
+use self::worker_pool::{JobLatency, PoolStats, WorkerPool};
 
 /// Fault injection: make the actor panic inside a handler (tests and
 /// chaos drills). The actor restarts.
@@ -79,6 +84,28 @@ pub struct NodeOptions {
     /// Receives [`Exited`] when the CRM or LRM exits.
     pub exited: Recipient<Exited>,
     pub datacenter: DatacenterSettings,
+    /// Clock and threads: the daemon's by default.
+    pub runtime: NodeRuntime,
+}
+
+/// How a node meets time and threads. The daemon uses the default (the
+/// system clock, the watchdog on a thread of its own, agent actions on
+/// tokio's blocking pool); the actor-level simulator (`sim::chaos`) runs
+/// every node on one paused single-thread runtime, so that virtual time
+/// drives every timer and a seed replays.
+#[derive(Clone, Default)]
+pub struct NodeRuntime {
+    /// The wall clock the rounds stamp leases with.
+    pub clock: Clock,
+    /// Keep the WatchdogActor on the current arbiter instead of a new
+    /// one: a separate thread would have its own, unpaused, clock.
+    pub watchdog_on_current_arbiter: bool,
+    /// Run agent actions inline, each taking the time this says, instead
+    /// of on the blocking pool (whose threads a replay cannot order).
+    pub inline_jobs: Option<JobLatency>,
+    /// A deliberate safety bug (the simulator's checker tests only).
+    #[doc(hidden)]
+    pub sabotage: Option<Sabotage>,
 }
 
 /// The running actors of a node.
@@ -128,14 +155,20 @@ pub fn start_node(
         None => build_backend(config, &options.guard_program, options.fence_kills_daemon)?,
     };
     let timings = config.timings;
-    let watchdog_arbiter = Arbiter::new();
+    let runtime = options.runtime;
     let client_timeout = Duration::from_millis(timings.watchdog_client_timeout_ms);
     let tick = Duration::from_millis(timings.watchdog_tick_ms);
-    let watchdog = WatchdogActor::start_in_arbiter(&watchdog_arbiter.handle(), move |_| {
-        WatchdogActor::new(backend, client_timeout, tick)
-    });
-    // The arbiter lives as long as the system; its handle is kept by actix.
-    std::mem::forget(watchdog_arbiter);
+    let watchdog = if runtime.watchdog_on_current_arbiter {
+        WatchdogActor::new(backend, client_timeout, tick).start()
+    } else {
+        let watchdog_arbiter = Arbiter::new();
+        let watchdog = WatchdogActor::start_in_arbiter(&watchdog_arbiter.handle(), move |_| {
+            WatchdogActor::new(backend, client_timeout, tick)
+        });
+        // The arbiter lives as long as the system; its handle is kept by actix.
+        std::mem::forget(watchdog_arbiter);
+        watchdog
+    };
 
     let node = config.node.clone();
     let lock = {
@@ -174,6 +207,8 @@ pub fn start_node(
         timing: timings.core(),
         max_workers,
         datacenter: options.datacenter.clone(),
+        clock: runtime.clock.clone(),
+        sabotage: runtime.sabotage,
     };
     let slots = Arc::new(Semaphore::new(config.max_worker));
     let pool_stats = Arc::new(PoolStats::default());
@@ -193,7 +228,8 @@ pub fn start_node(
     let pool = {
         let (node, agents, slots, stats) = (node.clone(), agents.clone(), slots.clone(), pool_stats.clone());
         let results = lrm.clone().recipient();
-        Supervisor::start(move |_| WorkerPool::new(node, agents, slots, results, stats))
+        let inline = runtime.inline_jobs.clone();
+        Supervisor::start(move |_| WorkerPool::new(node, agents, slots, results, stats).inline(inline))
     };
     lrm.do_send(round::SetPool(pool.clone()));
     let crm = {

@@ -9,7 +9,7 @@
 
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient, SpawnHandle, Supervised,
@@ -25,6 +25,7 @@ use crate::core::store::{Op, Outgoing, RoundContext, RoundEnv};
 use crate::core::timing::Timing;
 use crate::core::types::{ExitCode, NodeName};
 use crate::core::watchdog::Client;
+use crate::node::clock::Clock;
 
 use super::lock::{ApplyOps, GetManagerWrites, GetRoundSnapshot, LockActor};
 use super::watchdog::{WatchdogActor, WatchdogCmd};
@@ -116,6 +117,26 @@ pub struct RoundSettings {
     pub timing: Timing,
     pub max_workers: usize,
     pub datacenter: DatacenterSettings,
+    /// The wall clock the round stamps leases with (the system's in the
+    /// daemon, virtual time in `sim::chaos`).
+    pub clock: Clock,
+    /// A deliberate safety bug, so that the simulator's checkers can be
+    /// shown to catch one; `None` everywhere but those tests.
+    #[doc(hidden)]
+    pub sabotage: Option<Sabotage>,
+}
+
+/// Safety rules the simulator's tests break on purpose ([`RoundSettings::sabotage`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sabotage {
+    /// Pet the watchdog after every round, renewed lease or not: a node
+    /// cut from the quorum is then never fenced.
+    PetWithoutRenewal,
+    /// Hand agents the fencing tokens of the actor's first round for
+    /// good: a service that comes back to this node starts under an older
+    /// token than its last placement's.
+    KeepFirstEpochs,
 }
 
 /// The daemon part `NAME` exited (after a shutdown request).
@@ -200,13 +221,6 @@ const MANAGER_POLL: Duration = Duration::from_millis(100);
 pub type CrmActor = RoundActor<Crm>;
 pub type LrmActor = RoundActor<Lrm>;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Logs a core event through `tracing`, in upstream's wording.
 pub fn log_event(node: &str, component: &str, event: &Event) {
     let source = format!("{node}/{component}");
@@ -253,7 +267,7 @@ impl<R: Role> RoundActor<R> {
         RoundContext {
             node: self.settings.node.clone(),
             client: R::CLIENT,
-            now_ms: now_ms(),
+            now_ms: self.settings.clock.now_ms(),
             quorate: snapshot.quorate,
             members: snapshot.members.clone(),
             lease_ms: self.settings.lease_ms,
@@ -307,7 +321,10 @@ impl<R: Role> RoundActor<R> {
             core.iterate(&mut env)
         }));
         let RoundEnv { outbox, events, .. } = env;
-        self.epochs = std::mem::take(&mut state.epochs);
+        let epochs: std::collections::BTreeMap<String, u64> = std::mem::take(&mut state.epochs);
+        if self.settings.sabotage != Some(Sabotage::KeepFirstEpochs) || self.epochs.is_empty() {
+            self.epochs = epochs;
+        }
         for event in &events {
             log_event(&self.settings.node, R::NAME, event);
         }
@@ -425,7 +442,7 @@ impl<R: Role> RoundActor<R> {
             };
             let clock = RoundClock {
                 stamp_ms,
-                answered_ms: now_ms(),
+                answered_ms: act.settings.clock.now_ms(),
                 round_ms: act.settings.round.as_millis() as u64,
             };
             let outcome = round_outcome(outbox, &answer, &act.epochs, clock);
@@ -450,6 +467,10 @@ impl<R: Role> RoundActor<R> {
                     R::NAME,
                     clock.answered_ms.saturating_sub(stamp_ms)
                 );
+            }
+            let closed = outcome.watchdog.contains(&WatchdogOp::Close);
+            if act.settings.sabotage == Some(Sabotage::PetWithoutRenewal) && !closed {
+                act.watchdog.do_send(WatchdogCmd::Pet(R::CLIENT));
             }
             for op in outcome.watchdog {
                 act.watchdog.do_send(match op {

@@ -8,7 +8,11 @@
 //! feeding stops, so any failure of this actor (or of the process) ends in
 //! fencing, never in an unprotected node.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock is the system's in the daemon and the paused, virtual
+// one in the actor-level simulator (`sim::chaos`).
+use tokio::time::Instant;
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
 

@@ -6,9 +6,15 @@
 //! with every incarnation of the actor, and each job reports straight to
 //! the LRM: a restart of the pool neither loses an in-flight result nor
 //! lets more than `max_worker` actions run.
+//!
+//! The daemon runs each action on tokio's blocking pool. The actor-level
+//! simulator (`sim::chaos`) runs them inline ([`JobLatency`]): on the one
+//! simulated thread, so that runs replay, with the result held back for
+//! a simulated duration.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message, Recipient, Supervised};
 use tokio::sync::Semaphore;
@@ -48,12 +54,33 @@ pub struct PoolStats {
     pub finished: AtomicUsize,
 }
 
+/// How long an inline job takes (virtual time): asked once per job,
+/// before the agent runs, so a simulated agent can learn the duration it
+/// drew (a stop still under way keeps its service alive that long).
+pub type JobLatency = Arc<dyn Fn(&NodeName, &JobSpec) -> Duration + Send + Sync>;
+
 pub struct WorkerPool {
     node: NodeName,
     agents: Agents,
     slots: Arc<Semaphore>,
     results: Recipient<JobDone>,
     stats: Arc<PoolStats>,
+    /// Run jobs inline with this latency instead of on the blocking pool.
+    inline: Option<JobLatency>,
+}
+
+/// Runs one job through the agents: its exit code, events and where the
+/// service moved.
+fn run_job(node: NodeName, agents: &Agents, job: &RunJob) -> (ExitCode, Vec<Event>, Option<NodeName>) {
+    let mut host = WorkerHost {
+        node,
+        agents,
+        fencing_token: job.fencing_token,
+        events: Vec::new(),
+        moved_to: None,
+    };
+    let code = agent::execute(&mut host, &job.spec);
+    (code, host.events, host.moved_to)
 }
 
 impl WorkerPool {
@@ -70,7 +97,14 @@ impl WorkerPool {
             slots,
             results,
             stats,
+            inline: None,
         }
+    }
+
+    /// Runs jobs inline, each taking `latency` (the simulator).
+    pub fn inline(mut self, latency: Option<JobLatency>) -> WorkerPool {
+        self.inline = latency;
+        self
     }
 }
 
@@ -92,12 +126,13 @@ impl Handler<RunJob> for WorkerPool {
     type Result = ();
 
     fn handle(&mut self, msg: RunJob, _ctx: &mut Context<Self>) {
-        let (node, agents, slots, results, stats) = (
+        let (node, agents, slots, results, stats, inline) = (
             self.node.clone(),
             self.agents.clone(),
             self.slots.clone(),
             self.results.clone(),
             self.stats.clone(),
+            self.inline.clone(),
         );
         actix_rt::spawn(async move {
             let Ok(_permit) = slots.acquire_owned().await else {
@@ -106,18 +141,15 @@ impl Handler<RunJob> for WorkerPool {
             let now_running = stats.running.fetch_add(1, Ordering::SeqCst) + 1;
             stats.max_seen.fetch_max(now_running, Ordering::SeqCst);
             let spec = msg.spec.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let mut host = WorkerHost {
-                    node,
-                    agents: &agents,
-                    fencing_token: msg.fencing_token,
-                    events: Vec::new(),
-                    moved_to: None,
-                };
-                let code = agent::execute(&mut host, &msg.spec);
-                (code, host.events, host.moved_to)
-            })
-            .await;
+            let outcome = match inline {
+                Some(latency) => {
+                    let took = latency(&node, &spec);
+                    let outcome = run_job(node, &agents, &msg);
+                    tokio::time::sleep(took).await;
+                    Ok(outcome)
+                }
+                None => tokio::task::spawn_blocking(move || run_job(node, &agents, &msg)).await,
+            };
             stats.running.fetch_sub(1, Ordering::SeqCst);
             stats.finished.fetch_add(1, Ordering::SeqCst);
             let (code, events, moved_to) = outcome.unwrap_or_else(|panic| {

@@ -11,6 +11,10 @@
 //! - `hactor-sim bench-scenario [--nodes 10] [--services 1000]`: simulate a
 //!   generated scenario at scale (power-on, a node's network fails,
 //!   recovery) and print the wall time.
+//! - `hactor-sim chaos --seed S [--seeds A..B] [--nodes N] [--services M]`:
+//!   the real actor trees of N nodes on virtual time under seeded faults,
+//!   with invariant checkers (see `hactor::sim::chaos`); a violation
+//!   prints the replay command and the last events, and fails.
 //! - `hactor-sim serve [--listen ADDR] [--nodes N --services M | --scenario
 //!   DIR]`: the simulator in the browser (see `hactor::web::sim_console`).
 
@@ -97,6 +101,30 @@ enum Command {
         /// Start with virtual time paused.
         #[arg(long)]
         paused: bool,
+    },
+    /// Run the real actor trees of a simulated cluster under seeded
+    /// faults, with invariant checkers (no double run, fencing tokens,
+    /// liveness).
+    Chaos {
+        /// The seed to run (the default when --seeds is absent: 1).
+        #[arg(long, conflicts_with = "seeds")]
+        seed: Option<u64>,
+        /// A range of seeds, `A..B` (B excluded).
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Nodes (default: drawn from the seed, 3 to 5).
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Services (default: drawn from the seed, 2 to 8).
+        #[arg(long)]
+        services: Option<usize>,
+        /// Print every event of each run.
+        #[arg(long)]
+        verbose: bool,
+        /// Break a safety rule on purpose (a cut node keeps petting its
+        /// watchdog), to see the checkers catch it.
+        #[arg(long, hide = true)]
+        pet_without_renewal: bool,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -287,6 +315,94 @@ fn serve(
     actix_rt::System::new().block_on(hactor::web::sim_console::serve(session, config))
 }
 
+/// `A..B` → the seeds from A up to B (excluded).
+fn seed_range(text: &str) -> Result<std::ops::Range<u64>, String> {
+    let parsed = text
+        .split_once("..")
+        .and_then(|(a, b)| Some(a.trim().parse::<u64>().ok()?..b.trim().parse::<u64>().ok()?));
+    match parsed {
+        Some(range) if !range.is_empty() => Ok(range),
+        _ => Err(format!("invalid seed range '{text}' (expected A..B with A < B)")),
+    }
+}
+
+/// Stamps the actors' log lines with the run's virtual time (seconds
+/// since the first line; one seed per `--verbose` run reads best).
+struct VirtualTime(std::sync::OnceLock<tokio::time::Instant>);
+
+impl tracing_subscriber::fmt::time::FormatTime for VirtualTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let start = *self.0.get_or_init(tokio::time::Instant::now);
+        let ms = start.elapsed().as_millis();
+        write!(w, "{:>4}.{:03}", ms / 1000, ms % 1000)
+    }
+}
+
+/// What `hactor-sim chaos` runs besides the seeds.
+struct ChaosArgs {
+    nodes: Option<usize>,
+    services: Option<usize>,
+    verbose: bool,
+    pet_without_renewal: bool,
+}
+
+fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
+    use hactor::sim::chaos::{self, ChaosConfig, Outcome};
+    if args.verbose {
+        // The actors' own log (RUST_LOG=info, ...), on virtual time.
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_timer(VirtualTime(std::sync::OnceLock::new()))
+            .with_ansi(false)
+            .init();
+    }
+    let started = Instant::now();
+    let (mut runs, mut virtual_ms) = (0u64, 0u64);
+    for seed in seeds {
+        let mut config = ChaosConfig::for_seed(seed, args.nodes, args.services);
+        config.keep_events = args.verbose;
+        if args.pet_without_renewal {
+            config.sabotage = Some(hactor::actors::round::Sabotage::PetWithoutRenewal);
+        }
+        let report = chaos::run(config)?;
+        runs += 1;
+        virtual_ms += report.virtual_ms;
+        for line in report.all.iter().flatten() {
+            println!("{line}");
+        }
+        println!(
+            "seed {} ({} nodes, {} services): {} after {:.1} virtual s, {} events, hash {:016x}",
+            report.seed,
+            report.nodes,
+            report.services,
+            report.outcome,
+            report.virtual_ms as f64 / 1000.0,
+            report.events,
+            report.hash
+        );
+        if let Outcome::Violation(_) = &report.outcome {
+            let flag = if args.pet_without_renewal {
+                " --pet-without-renewal"
+            } else {
+                ""
+            };
+            println!("replay: {}{flag}", report.replay_command());
+            println!("last events:");
+            for line in &report.tail {
+                println!("  {line}");
+            }
+            return Err(format!("seed {seed}: {}", report.outcome));
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    println!(
+        "{runs} seeds in {wall:.2} s wall: {:.0} simulated s per wall s, {:.0} seeds per minute",
+        virtual_ms as f64 / 1000.0 / wall,
+        runs as f64 * 60.0 / wall
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -294,6 +410,29 @@ fn main() -> ExitCode {
         Command::Run { scenario, log } => run(&scenario, log.as_deref()),
         Command::Rules { file, nodes } => rules(&file, &nodes),
         Command::Bench { suite, repeat } => bench(&suite, repeat),
+        Command::Chaos {
+            seed,
+            seeds,
+            nodes,
+            services,
+            verbose,
+            pet_without_renewal,
+        } => {
+            let args = ChaosArgs {
+                nodes,
+                services,
+                verbose,
+                pet_without_renewal,
+            };
+            match seeds.as_deref().map(seed_range) {
+                Some(Ok(range)) => chaos(range, &args),
+                Some(Err(e)) => Err(e),
+                None => {
+                    let seed = seed.unwrap_or(1);
+                    chaos(seed..seed.saturating_add(1), &args)
+                }
+            }
+        }
         Command::Serve {
             listen,
             nodes,

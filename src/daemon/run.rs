@@ -123,6 +123,7 @@ async fn run(config_path: PathBuf, config: NodeConfig) -> Result<(), String> {
             shutdown_policy: config.shutdown_policy,
             ..DatacenterSettings::default()
         },
+        runtime: Default::default(),
     };
     let node = start_node(&config, store, options).map_err(|e| {
         let _ = std::fs::remove_file(&config.socket);

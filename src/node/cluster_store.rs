@@ -1,6 +1,7 @@
 //! The store behind a node's LockActor: the in-process [`MemoryStore`] of
-//! a single node, or the Raft-replicated [`RaftStore`] of a cluster. Both
-//! apply the same [`Op`]s to the same [`ClusterState`].
+//! a single node, the Raft-replicated [`RaftStore`] of a cluster, or the
+//! [`SharedStore`] the actor-level simulator's nodes share. All apply the
+//! same [`Op`]s to the same [`ClusterState`].
 
 use std::collections::BTreeMap;
 
@@ -8,12 +9,15 @@ use crate::core::types::NodeName;
 use crate::net::cluster::RaftStore;
 
 use super::memory_store::MemoryStore;
+use super::shared_store::SharedStore;
 use crate::core::store::{ClusterState, Op, Reply, StoreError};
 
 #[derive(Clone)]
 pub enum ClusterStore {
     Local(MemoryStore),
     Replicated(RaftStore),
+    /// One of several simulated nodes over one store (`sim::chaos`).
+    Shared(SharedStore),
 }
 
 impl ClusterStore {
@@ -22,6 +26,7 @@ impl ClusterStore {
         match self {
             ClusterStore::Local(store) => store.snapshot(),
             ClusterStore::Replicated(store) => store.snapshot(),
+            ClusterStore::Shared(store) => store.snapshot(),
         }
     }
 
@@ -33,6 +38,8 @@ impl ClusterStore {
             ClusterStore::Local(store) if store.quorate() => Ok(()),
             ClusterStore::Local(_) => Err(StoreError::NoQuorum),
             ClusterStore::Replicated(store) => store.read_barrier().await,
+            ClusterStore::Shared(store) if store.quorate() => Ok(()),
+            ClusterStore::Shared(_) => Err(StoreError::NoQuorum),
         }
     }
 
@@ -41,6 +48,7 @@ impl ClusterStore {
         match self {
             ClusterStore::Local(store) => store.quorate(),
             ClusterStore::Replicated(store) => store.quorate(),
+            ClusterStore::Shared(store) => store.quorate(),
         }
     }
 
@@ -50,6 +58,7 @@ impl ClusterStore {
         match self {
             ClusterStore::Local(store) => store.manager_writes(),
             ClusterStore::Replicated(store) => store.manager_writes(),
+            ClusterStore::Shared(store) => store.manager_writes(),
         }
     }
 
@@ -58,6 +67,7 @@ impl ClusterStore {
         match self {
             ClusterStore::Local(store) => BTreeMap::from([(node.to_string(), store.quorate())]),
             ClusterStore::Replicated(store) => store.members(),
+            ClusterStore::Shared(store) => store.members(),
         }
     }
 
@@ -66,7 +76,14 @@ impl ClusterStore {
         match self {
             ClusterStore::Local(store) => store.apply(ops),
             ClusterStore::Replicated(store) => store.apply(ops).await,
+            ClusterStore::Shared(store) => store.apply(ops),
         }
+    }
+}
+
+impl From<SharedStore> for ClusterStore {
+    fn from(store: SharedStore) -> ClusterStore {
+        ClusterStore::Shared(store)
     }
 }
 

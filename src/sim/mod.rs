@@ -11,9 +11,13 @@
 //!
 //! Its store's leases are the core store's and its watchdogs the core's
 //! `WatchdogMux`. Owns: virtual time and simulated hardware. May import:
-//! `core`, `config`; no sockets, no wall clock.
+//! `core`, `config`; no sockets, no wall clock. The exception is
+//! [`chaos`], the actor-level seeded harness: it drives the real actors
+//! (`actors`, over `node`'s shared store, with simulated `agents` and
+//! `watchdog` backends) on a paused runtime.
 
 pub mod bench;
+pub mod chaos;
 pub mod fence;
 pub mod rules_check;
 pub mod run;

@@ -1,0 +1,141 @@
+//! The actor-level seeded harness (`hactor-sim chaos`): the real actor
+//! tree of every node (LockActor, CrmActor, LrmActor, WorkerPool,
+//! WatchdogActor) in one process, on one paused single-thread runtime
+//! whose virtual time jumps to the next timer, under seeded faults, with
+//! invariant checkers after every step. See `README.md` beside this file
+//! for running, replaying and what is (not yet) covered.
+//!
+//! ```text
+//!  seed ─► Rng ─► faults: crash/restart, store cut, agent hang/fail
+//!                    │
+//!   node1..N: start_node(.., NodeRuntime { virtual clock, watchdog on
+//!             this thread, inline jobs }) inside a LocalSet each
+//!                    │ SharedStore (one MemoryStore, a cuttable link per node)
+//!                    ▼
+//!   Ledger: live instances (SimAgent), watchdog feeds (SimWatchdog), journal
+//!                    │
+//!   check: no double run, fencing tokens, liveness ─► Report (hash, tail)
+//! ```
+//!
+//! Why one thread: a replay needs every task to run in the same order,
+//! so nothing may run on another thread (the daemon's watchdog arbiter,
+//! tokio's blocking pool) and nothing may read the wall clock; the
+//! [`crate::actors::NodeRuntime`] switches exist for that.
+//!
+//! May import: `actors`, `node`, `core`, `agents`, `watchdog`; no
+//! sockets, no wall clock (the figures' wall time is the caller's).
+
+pub mod agent;
+pub mod check;
+pub mod harness;
+pub mod journal;
+pub mod ledger;
+pub mod rng;
+pub mod watchdog;
+
+use crate::actors::round::Sabotage;
+
+use self::journal::Journal;
+use self::ledger::SharedLedger;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ChaosConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    pub services: usize,
+    /// A deliberate safety bug the checkers must catch (tests).
+    #[doc(hidden)]
+    pub sabotage: Option<Sabotage>,
+    /// Keep every event line in the report (not just the tail).
+    pub keep_events: bool,
+}
+
+impl ChaosConfig {
+    /// The seed's own cluster: 3 to 5 nodes and 2 to 8 services, unless
+    /// given.
+    pub fn for_seed(seed: u64, nodes: Option<usize>, services: Option<usize>) -> ChaosConfig {
+        let mut rng = rng::Rng::new(seed ^ 0x5eed_c1a5);
+        let drawn_nodes = rng.range(3, 5) as usize;
+        let drawn_services = rng.range(2, 8) as usize;
+        ChaosConfig {
+            seed,
+            nodes: nodes.unwrap_or(drawn_nodes),
+            services: services.unwrap_or(drawn_services),
+            sabotage: None,
+            keep_events: false,
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Faults over, every service running, no violation.
+    Settled,
+    /// A checker failed (its description).
+    Violation(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Settled => f.write_str("settled, no violation"),
+            Outcome::Violation(what) => write!(f, "VIOLATION {what}"),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub seed: u64,
+    pub nodes: usize,
+    pub services: usize,
+    pub outcome: Outcome,
+    /// The journal's hash: equal for two runs of one seed.
+    pub hash: u64,
+    pub events: u64,
+    /// The last [`journal::TAIL`] events.
+    pub tail: Vec<String>,
+    /// Every event, when [`ChaosConfig::keep_events`].
+    pub all: Option<Vec<String>>,
+    /// Virtual time the run covered.
+    pub virtual_ms: u64,
+}
+
+impl Report {
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "hactor-sim chaos --seed {} --nodes {} --services {}",
+            self.seed, self.nodes, self.services
+        )
+    }
+}
+
+/// Runs one seed on a fresh actix System over a paused current-thread
+/// runtime (call it outside any runtime).
+pub fn run(config: ChaosConfig) -> Result<Report, String> {
+    if !(1..=16).contains(&config.nodes) || config.services == 0 {
+        return Err(format!(
+            "chaos needs 1 to 16 nodes and at least one service (got {} and {})",
+            config.nodes, config.services
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("cannot build the runtime: {e}"))?;
+    let system = actix_rt::System::with_tokio_rt(move || runtime);
+    system.block_on(async move {
+        let journal = if config.keep_events {
+            Journal::keeping_all()
+        } else {
+            Journal::default()
+        };
+        let harness = harness::Harness::new(config, SharedLedger::new(journal))?;
+        Ok(harness.run().await)
+    })
+}
