@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler};
+use actix::Actor;
 use hactor::actors::lock::GetSnapshot;
-use hactor::actors::round::Exited;
+use hactor::actors::round::IgnoreExited;
 use hactor::actors::{NodeHandle, NodeOptions, start_node};
 use hactor::agents::guest::GuestAgent;
 use hactor::agents::script::ScriptAgent;
@@ -496,17 +496,6 @@ fn agent_config_errors_name_the_key() {
 
 // ---- through the node daemon -------------------------------------------
 
-struct Ignore;
-
-impl Actor for Ignore {
-    type Context = Context<Self>;
-}
-
-impl Handler<Exited> for Ignore {
-    type Result = ();
-    fn handle(&mut self, _msg: Exited, _ctx: &mut Context<Self>) {}
-}
-
 fn resource() -> ResourceConfig {
     ResourceConfig::new("node1", RequestState::Started)
 }
@@ -526,7 +515,7 @@ fn start_daemon(state_dir: &Path, sections: &str, sids: &[&str]) -> (NodeConfig,
         guard_program: PathBuf::from(env!("CARGO_BIN_EXE_hactor")),
         fence_kills_daemon: false,
         agents: Agents::new(),
-        exited: Ignore.start().recipient(),
+        exited: IgnoreExited.start().recipient(),
         datacenter: DatacenterSettings::default(),
         runtime: Default::default(),
     };

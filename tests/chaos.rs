@@ -58,23 +58,37 @@ fn a_seed_replays_to_the_same_events() {
     assert_ne!(first.hash, other.hash, "another seed, another run");
 }
 
-#[test]
-fn petting_the_watchdog_without_a_renewal_is_caught() {
-    let mut caught = None;
-    for seed in 1..=30 {
+/// The first of seeds 1..=30 whose run with `sabotage` breaks a check,
+/// and what broke.
+fn first_violation(sabotage: Sabotage) -> Option<(u64, String)> {
+    (1..=30).find_map(|seed| {
         let config = ChaosConfig {
-            sabotage: Some(Sabotage::PetWithoutRenewal),
+            sabotage: Some(sabotage),
             ..ChaosConfig::for_seed(seed, None, None)
         };
-        let report = run(config);
-        if let Outcome::Violation(what) = &report.outcome {
-            caught = Some((seed, what.clone()));
-            break;
+        match run(config).outcome {
+            Outcome::Violation(what) => Some((seed, what)),
+            _ => None,
         }
-    }
-    let (seed, what) = caught.expect("a node cut from the store keeps its services and is never fenced");
-    println!("sabotage caught at seed {seed}: {what}");
-    assert!(what.starts_with("double run: "), "{what}");
+    })
+}
+
+/// Asserts that a checker catches `sabotage` within 30 seeds, as a
+/// violation whose text starts with `kind`; `missed` says what went
+/// unnoticed otherwise.
+fn assert_caught(sabotage: Sabotage, kind: &str, missed: &str) {
+    let (seed, what) = first_violation(sabotage).expect(missed);
+    println!("{sabotage:?} caught at seed {seed}: {what}");
+    assert!(what.starts_with(kind), "{what}");
+}
+
+#[test]
+fn petting_the_watchdog_without_a_renewal_is_caught() {
+    assert_caught(
+        Sabotage::PetWithoutRenewal,
+        "double run: ",
+        "a node cut from the store keeps its services and is never fenced",
+    );
 }
 
 fn hactor_sim(args: &[&str]) -> std::process::Output {
@@ -119,20 +133,11 @@ fn the_command_replays_a_seed_in_another_process_and_reports_a_violation() {
 
 #[test]
 fn starting_under_an_old_fencing_token_is_caught() {
-    let mut caught = None;
-    for seed in 1..=30 {
-        let config = ChaosConfig {
-            sabotage: Some(Sabotage::KeepFirstEpochs),
-            ..ChaosConfig::for_seed(seed, None, None)
-        };
-        if let Outcome::Violation(what) = run(config).outcome {
-            caught = Some((seed, what));
-            break;
-        }
-    }
-    let (seed, what) = caught.expect("a service placed back on a node starts under its first token");
-    println!("stale tokens caught at seed {seed}: {what}");
-    assert!(what.starts_with("fencing token: "), "{what}");
+    assert_caught(
+        Sabotage::KeepFirstEpochs,
+        "fencing token: ",
+        "a service placed back on a node starts under its first token",
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Context, Handler};
 use hactor::actors::lock::GetSnapshot;
-use hactor::actors::round::{Exited, GetRoleState};
+use hactor::actors::round::{GetRoleState, IgnoreExited};
 use hactor::actors::watchdog::GetWatchdogState;
 use hactor::actors::{InjectPanic, NodeHandle, NodeOptions, start_node};
 use hactor::agents::{Agent, Agents, StartContext};
@@ -58,17 +58,6 @@ impl Agent for TestAgent {
     }
 }
 
-struct Ignore;
-
-impl Actor for Ignore {
-    type Context = Context<Self>;
-}
-
-impl Handler<Exited> for Ignore {
-    type Result = ();
-    fn handle(&mut self, _msg: Exited, _ctx: &mut Context<Self>) {}
-}
-
 fn config(state_dir: &Path, extra: &str) -> NodeConfig {
     let text = format!(
         "node = \"node1\"\nstate_dir = \"{}\"\nmax_worker = 2\n[watchdog]\nbackend = \"process\"\n{extra}",
@@ -102,7 +91,7 @@ fn start(
         guard_program: PathBuf::from(env!("CARGO_BIN_EXE_hactor")),
         fence_kills_daemon: false,
         agents,
-        exited: Ignore.start().recipient(),
+        exited: IgnoreExited.start().recipient(),
         datacenter: DatacenterSettings::default(),
         runtime: Default::default(),
     };

@@ -144,6 +144,19 @@ pub enum Sabotage {
 #[rtype(result = "()")]
 pub struct Exited(pub Client);
 
+/// Drops [`Exited`]: for hosts of a node that decide its life themselves
+/// (the actor-level simulator, tests).
+pub struct IgnoreExited;
+
+impl Actor for IgnoreExited {
+    type Context = Context<Self>;
+}
+
+impl Handler<Exited> for IgnoreExited {
+    type Result = ();
+    fn handle(&mut self, _msg: Exited, _ctx: &mut Context<Self>) {}
+}
+
 /// SIGTERM, with whether the node itself goes down.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]

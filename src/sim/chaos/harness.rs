@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix::{Actor, Context, Handler, Recipient};
+use actix::{Actor, Recipient};
 use tokio::task::{JoinHandle, LocalSet};
 
-use crate::actors::round::Exited;
+use crate::actors::round::{Exited, IgnoreExited};
 use crate::actors::worker_pool::JobLatency;
 use crate::actors::{NodeOptions, NodeRuntime, start_node};
 use crate::agents::Agents;
@@ -48,18 +48,6 @@ const FAULT_PER_MILLE: u64 = 20;
 const EPOCH_MS: u64 = 1_700_000_000_000;
 /// Each node's clock is off by up to this much (well inside the margin).
 const MAX_CLOCK_OFFSET_MS: u64 = 50;
-
-/// A node's `Exited` goes nowhere: the harness decides node lives.
-struct Ignore;
-
-impl Actor for Ignore {
-    type Context = Context<Self>;
-}
-
-impl Handler<Exited> for Ignore {
-    type Result = ();
-    fn handle(&mut self, _msg: Exited, _ctx: &mut Context<Self>) {}
-}
 
 /// A running node incarnation.
 struct Running {
@@ -128,7 +116,7 @@ impl Harness {
             store: MemoryStore::volatile(state),
             members: names.into(),
             slots,
-            exited: Ignore.start().recipient(),
+            exited: IgnoreExited.start().recipient(),
         })
     }
 
