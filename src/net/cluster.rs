@@ -234,11 +234,7 @@ impl RaftStore {
                 let online = if m.name == self.inner.node {
                     self.quorate()
                 } else {
-                    applied
-                        .state
-                        .heartbeats
-                        .get(&m.name)
-                        .is_some_and(|t| now.saturating_sub(*t) <= window)
+                    applied.state.heard_within(&m.name, now, window)
                 };
                 (m.name.clone(), online)
             })

@@ -118,10 +118,7 @@ impl SharedStore {
                 let online = if *name == self.node {
                     self.quorate()
                 } else {
-                    state
-                        .heartbeats
-                        .get(name)
-                        .is_some_and(|t| now.saturating_sub(*t) <= self.online_window_ms)
+                    state.heard_within(name, now, self.online_window_ms)
                 };
                 (name.clone(), online)
             })

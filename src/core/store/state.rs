@@ -192,6 +192,14 @@ impl Reply {
 }
 
 impl ClusterState {
+    /// Whether `node`'s last committed heartbeat is at most `window_ms`
+    /// old at `now_ms`: how every store tells another member online.
+    pub fn heard_within(&self, node: &str, now_ms: u64, window_ms: u64) -> bool {
+        self.heartbeats
+            .get(node)
+            .is_some_and(|t| now_ms.saturating_sub(*t) <= window_ms)
+    }
+
     /// Whether `holder` may take `lock` at `now_ms`: it is free, expired,
     /// or already theirs.
     pub fn lock_available(&self, lock: &LockName, holder: &str, now_ms: u64) -> bool {
