@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use hactor::core::store::Op;
 use hactor::net::cluster::{RaftStore, StoreTiming, ask};
 use hactor::net::peer::{PeerReply, PeerRequest, Refusal};
-use hactor::net::quic::Transport;
 use hactor::net::tls::{ClusterCa, NodeIdentity};
+use hactor::net::transport::Transport;
 
 fn timing() -> StoreTiming {
     StoreTiming::for_round(

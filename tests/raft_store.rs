@@ -11,8 +11,8 @@ use hactor::core::crm_command::CrmCommand;
 use hactor::core::store::{LockName, Op, Reply, StoreError};
 use hactor::net::cluster::{RaftStore, StoreTiming, ask};
 use hactor::net::peer::{PeerReply, PeerRequest, Refusal};
-use hactor::net::quic::Transport;
 use hactor::net::tls::{ClusterCa, NodeIdentity};
+use hactor::net::transport::Transport;
 
 fn timing() -> StoreTiming {
     StoreTiming::for_round(

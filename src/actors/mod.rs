@@ -39,7 +39,7 @@ use crate::agents::guest::GuestAgent;
 use crate::agents::proc::ProcAgent;
 use crate::agents::script::ScriptAgent;
 use crate::core::env::DatacenterSettings;
-use crate::node::clock::Clock;
+use crate::net::clock::Clock;
 use crate::node::cluster_store::ClusterStore;
 use crate::node::config::{NodeConfig, WatchdogBackend};
 use crate::watchdog::Backend;

@@ -25,7 +25,7 @@ use crate::core::store::{Op, Outgoing, RoundContext, RoundEnv};
 use crate::core::timing::Timing;
 use crate::core::types::{ExitCode, NodeName};
 use crate::core::watchdog::Client;
-use crate::node::clock::Clock;
+use crate::net::clock::Clock;
 
 use super::lock::{ApplyOps, GetManagerWrites, GetRoundSnapshot, LockActor};
 use super::watchdog::{WatchdogActor, WatchdogCmd};

@@ -121,6 +121,10 @@ enum Command {
         /// Print every event of each run.
         #[arg(long)]
         verbose: bool,
+        /// The nodes' store: `raft` (a real Raft member per node over an
+        /// in-process network) or `shared` (one in-process store, faster).
+        #[arg(long, default_value = "raft")]
+        store: hactor::sim::chaos::StoreKind,
         /// Break a safety rule on purpose (a cut node keeps petting its
         /// watchdog), to see the checkers catch it.
         #[arg(long, hide = true)]
@@ -343,6 +347,7 @@ struct ChaosArgs {
     nodes: Option<usize>,
     services: Option<usize>,
     verbose: bool,
+    store: hactor::sim::chaos::StoreKind,
     pet_without_renewal: bool,
 }
 
@@ -361,6 +366,7 @@ fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
     for seed in seeds {
         let mut config = ChaosConfig::for_seed(seed, args.nodes, args.services);
         config.keep_events = args.verbose;
+        config.store = args.store;
         if args.pet_without_renewal {
             config.sabotage = Some(hactor::actors::round::Sabotage::PetWithoutRenewal);
         }
@@ -416,12 +422,14 @@ fn main() -> ExitCode {
             nodes,
             services,
             verbose,
+            store,
             pet_without_renewal,
         } => {
             let args = ChaosArgs {
                 nodes,
                 services,
                 verbose,
+                store,
                 pet_without_renewal,
             };
             match seeds.as_deref().map(seed_range) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::LOG_TARGET;
 use crate::net::cluster::RaftStore;
-use crate::net::quic::Transport;
 use crate::net::raft::log_store::FAULT_DISK_FULL;
+use crate::net::transport::Transport;
 
 /// Testing only: `<state_dir>/fault-block` cuts this node off from the
 /// peers it lists; `<state_dir>/fault-elect` (removed when seen) makes this

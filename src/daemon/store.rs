@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::LOG_TARGET;
 use super::fault_injection;
 use crate::core::store::Op;
-use crate::net::cluster::{RaftStore, StoreTiming};
-use crate::net::quic::Transport;
+use crate::net::cluster::RaftStore;
+use crate::net::transport::Transport;
 use crate::node::cluster_store::ClusterStore;
 use crate::node::config::NodeConfig;
 use crate::node::membership;
@@ -53,14 +53,7 @@ pub async fn open_store(config: &NodeConfig) -> Result<(ClusterStore, Option<Raf
     let listen = membership::listen_addr(config)?;
     let transport = Transport::bind(listen, &identity).map_err(|e| format!("listen {listen}: {e}"))?;
     let t = &config.timings;
-    let timing = StoreTiming {
-        online_window: Duration::from_millis(t.online_window_ms),
-        ..StoreTiming::for_round(
-            t.round(),
-            Duration::from_millis(t.raft_heartbeat_ms),
-            Duration::from_millis(t.raft_election_ms),
-        )
-    };
+    let timing = t.store();
     membership::check_raft_state(config)?;
     let raft = RaftStore::start(&info.cluster, info.id, &config.state_dir, transport.clone(), timing).await?;
     raft.serve();

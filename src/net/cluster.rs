@@ -19,12 +19,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, SnapshotPolicy};
 
+use super::clock::Clock;
 use super::peer::{ClusterView, LeaderHint, PeerReply, PeerRequest, Refusal};
-use super::quic::{Transport, TransportError};
+use super::quic::TransportError;
 use super::raft::log_store::LogStore;
 use super::raft::network::Network;
 use super::raft::state_machine::StateMachine;
 use super::raft::{Json, Member, NodeId, Raft};
+use super::transport::Transport;
 use crate::core::store::{ClusterState, Op, Reply, StoreError};
 use crate::core::types::NodeName;
 
@@ -97,14 +99,43 @@ fn snapshot_due(since: u64, snapshot_len: u64) -> bool {
     since >= MIN_SNAPSHOT_ENTRIES.max(snapshot_len / ENTRY_BYTES)
 }
 
+/// splitmix64 of `x`: one well-spread draw from a seed.
+pub(crate) fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// How often a request follows "not the leader" before giving up.
 const LEADER_ATTEMPTS: usize = 20;
 
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// Where a member reads the time and draws its chances: the system's (the
+/// daemon), or the seeded harness's, which replays a run exactly.
+#[derive(Debug, Clone, Default)]
+pub struct RaftRuntime {
+    /// Stamps heartbeats and commits (lease stamps must agree with the
+    /// node's rounds, which read the same clock).
+    pub clock: Clock,
+    /// Draw openraft's election timeout and the election guard's retry
+    /// delays from a generator seeded by the clock and the member id,
+    /// instead of from the system (openraft's own timeout is then fixed
+    /// per member start, as openraft 0.9 draws it once anyway).
+    pub seeded: bool,
+}
+
+impl RaftRuntime {
+    /// The seed of this member's draws.
+    fn seed(&self, id: NodeId) -> u64 {
+        let base = if self.seeded {
+            self.clock.now_ms()
+        } else {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        base ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
 }
 
 struct Inner {
@@ -116,6 +147,9 @@ struct Inner {
     log: LogStore,
     transport: Transport,
     timing: StoreTiming,
+    clock: Clock,
+    /// Seeds the election guard's retry delays ([`RaftRuntime::seed`]).
+    jitter_seed: u64,
     /// Wall time (ms) of this node's last successful commit.
     last_commit_ms: AtomicU64,
     /// Background tasks (serving, heartbeat, promotion), ended at shutdown.
@@ -138,15 +172,36 @@ impl RaftStore {
         transport: Transport,
         timing: StoreTiming,
     ) -> Result<RaftStore, String> {
+        Self::start_with(cluster, id, dir, transport, timing, RaftRuntime::default()).await
+    }
+
+    /// [`RaftStore::start`] with the clock and chances of `runtime`.
+    pub async fn start_with(
+        cluster: &str,
+        id: NodeId,
+        dir: &std::path::Path,
+        transport: Transport,
+        timing: StoreTiming,
+        runtime: RaftRuntime,
+    ) -> Result<RaftStore, String> {
         let raft_dir = dir.join("raft");
         let (log, sm) = super::raft::open_storage(&raft_dir)?;
         let heartbeat = timing.heartbeat.as_millis() as u64;
         let election = timing.election_min.as_millis() as u64;
+        let jitter_seed = runtime.seed(id);
+        // openraft draws its timeout in [min, max) from the thread's
+        // generator; a seeded member narrows that to one value drawn here.
+        let (election_min, election_max) = if runtime.seeded {
+            let min = election + splitmix(jitter_seed) % election.max(1);
+            (min, min + 1)
+        } else {
+            (election, election * 2)
+        };
         let config = openraft::Config {
             cluster_name: cluster.to_string(),
             heartbeat_interval: heartbeat,
-            election_timeout_min: election,
-            election_timeout_max: election * 2,
+            election_timeout_min: election_min,
+            election_timeout_max: election_max,
             // Snapshots are triggered by `spawn_snapshots`, sized to the state.
             snapshot_policy: SnapshotPolicy::Never,
             max_in_snapshot_log_to_keep: 200,
@@ -167,6 +222,8 @@ impl RaftStore {
                 log,
                 transport,
                 timing,
+                clock: runtime.clock,
+                jitter_seed,
                 last_commit_ms: AtomicU64::new(0),
                 tasks: std::sync::Mutex::new(Vec::new()),
             }),
@@ -178,14 +235,20 @@ impl RaftStore {
     /// Makes this node the first member of a new cluster (once; later
     /// starts find the membership in the log).
     pub async fn bootstrap(&self, addr: SocketAddr) -> Result<(), String> {
-        if self.inner.raft.is_initialized().await.map_err(|e| e.to_string())? {
-            return Ok(());
-        }
         let member = Member {
             name: self.inner.node.clone(),
             addr: addr.to_string(),
         };
-        let members = BTreeMap::from([(self.inner.id, member)]);
+        self.bootstrap_voters(BTreeMap::from([(self.inner.id, member)])).await
+    }
+
+    /// Makes `voters` (this node among them) a new cluster at once, as the
+    /// seeded harness starts its clusters; the daemon's members join one
+    /// by one instead ([`RaftStore::bootstrap`], then `cluster join`).
+    pub async fn bootstrap_voters(&self, members: BTreeMap<NodeId, Member>) -> Result<(), String> {
+        if self.inner.raft.is_initialized().await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
         self.inner
             .raft
             .initialize(members)
@@ -217,13 +280,13 @@ impl RaftStore {
     /// Whether this node committed something within the quorum window.
     pub fn quorate(&self) -> bool {
         let last = self.inner.last_commit_ms.load(Ordering::Relaxed);
-        last > 0 && wall_ms().saturating_sub(last) <= self.inner.timing.quorum_window.as_millis() as u64
+        last > 0 && self.inner.clock.now_ms().saturating_sub(last) <= self.inner.timing.quorum_window.as_millis() as u64
     }
 
     /// Every member (voters and learners) and whether it is online: this
     /// node while quorate, the others while their heartbeats are fresh.
     pub fn members(&self) -> BTreeMap<NodeName, bool> {
-        let now = wall_ms();
+        let now = self.inner.clock.now_ms();
         let window = self.inner.timing.online_window.as_millis() as u64;
         let applied = self.inner.sm.read();
         applied
@@ -396,7 +459,7 @@ impl RaftStore {
         if ops.is_empty() {
             return Ok(Vec::new());
         }
-        let started = wall_ms();
+        let started = self.inner.clock.now_ms();
         match tokio::time::timeout(self.inner.timing.write_timeout, self.propose(ops)).await {
             Ok(Ok(replies)) => {
                 self.inner.last_commit_ms.fetch_max(started, Ordering::Relaxed);
@@ -419,7 +482,7 @@ impl RaftStore {
                 store.warm_connections();
                 let op = Op::Heartbeat {
                     node: store.inner.node.clone(),
-                    now_ms: wall_ms(),
+                    now_ms: store.inner.clock.now_ms(),
                 };
                 if let Err(e) = store.apply(vec![op]).await {
                     tracing::debug!("heartbeat not committed: {e}");

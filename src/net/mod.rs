@@ -1,4 +1,5 @@
-//! Node-to-node networking: QUIC with mutual TLS from a cluster CA, and
+//! Node-to-node networking: QUIC with mutual TLS from a cluster CA (or an
+//! in-process network for the seeded harness, [`memory`]), and
 //! versioned, size-limited bincode frames. Nothing here decides anything.
 //!
 //! On top of them, [`cluster`]: the replicated cluster store (openraft
@@ -11,11 +12,14 @@
 /// node configuration says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/hactor/hactor.sock";
 
+pub mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod log_limit;
+pub mod memory;
 pub mod peer;
 pub mod quic;
 pub mod raft;
 pub mod record;
 pub mod tls;
+pub mod transport;

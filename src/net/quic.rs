@@ -9,7 +9,7 @@
 //! keeps serving. Warnings that a peer (or anybody who can send UDP to
 //! the port) can trigger at will are rate-limited ([`super::log_limit`]):
 //! a few per interval, then one line with the count left out. A
-//! fault-injection switch ([`Transport::block`]) drops
+//! fault-injection switch ([`QuicTransport::block`]) drops
 //! traffic to and from chosen peers, for partition tests across processes.
 
 use std::collections::{BTreeSet, HashMap};
@@ -62,9 +62,9 @@ impl Noise {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct RequestEnvelope<Req> {
-    from: String,
-    body: Req,
+pub(super) struct RequestEnvelope<Req> {
+    pub(super) from: String,
+    pub(super) body: Req,
 }
 
 /// Why the remote side did not answer a request with a value.
@@ -99,7 +99,7 @@ pub enum TransportError {
 
 /// One node's QUIC endpoint (server and client).
 #[derive(Clone)]
-pub struct Transport {
+pub struct QuicTransport {
     node: String,
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
@@ -134,16 +134,16 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     Arc::new(config)
 }
 
-impl Transport {
+impl QuicTransport {
     /// Binds the endpoint (inside a tokio runtime, e.g. an actix arbiter
     /// that lives as long as the node: connections die with their runtime).
-    pub fn bind(addr: SocketAddr, identity: &NodeIdentity) -> Result<Transport, TransportError> {
+    pub fn bind(addr: SocketAddr, identity: &NodeIdentity) -> Result<QuicTransport, TransportError> {
         let mut server = tls::server_config(identity)?;
         server.transport_config(transport_config());
         let mut client = tls::client_config(identity)?;
         client.transport_config(transport_config());
         let endpoint = quinn::Endpoint::server(server, addr).map_err(|e| TransportError::Endpoint(e.to_string()))?;
-        Ok(Transport {
+        Ok(QuicTransport {
             node: identity.node.clone(),
             endpoint,
             client,
@@ -465,7 +465,7 @@ impl Transport {
 
 /// Forgets a cached connection unless disarmed (see [`Transport::call`]).
 struct DropOnCancel<'a> {
-    transport: &'a Transport,
+    transport: &'a QuicTransport,
     peer: &'a str,
     id: usize,
     armed: bool,

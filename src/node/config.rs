@@ -235,6 +235,19 @@ impl Timings {
     pub fn round(&self) -> Duration {
         Duration::from_millis(self.round_ms)
     }
+
+    /// The replicated store's timing under these node timings (the
+    /// daemon's and the seeded harness's Raft members).
+    pub fn store(&self) -> crate::net::cluster::StoreTiming {
+        crate::net::cluster::StoreTiming {
+            online_window: Duration::from_millis(self.online_window_ms),
+            ..crate::net::cluster::StoreTiming::for_round(
+                self.round(),
+                Duration::from_millis(self.raft_heartbeat_ms),
+                Duration::from_millis(self.raft_election_ms),
+            )
+        }
+    }
 }
 
 /// The refusal of a `[timing]` value above [`MAX_TIMING_MS`].

@@ -32,10 +32,11 @@ use serde::{Deserialize, Serialize};
 use super::config::NodeConfig;
 use crate::net::cluster::ask;
 use crate::net::peer::{ClusterView, PeerReply, PeerRequest, Refusal};
-use crate::net::quic::{Transport, TransportError};
+use crate::net::quic::TransportError;
 use crate::net::raft::log_store::LogStore;
 use crate::net::raft::{NodeId, RESET_HINT};
 use crate::net::tls::{ClusterCa, NodeIdentity};
+use crate::net::transport::Transport;
 
 /// This node's membership record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,8 @@
 //! The node daemon's glue: its configuration file, the in-process store
 //! of a single node ([`memory_store`], a snapshot with a [`journal`]), the
 //! replicated store's membership files and lifecycle commands, the
-//! state-directory lock, the planned shutdown, the injectable wall clock
-//! ([`clock`]) and the simulator's [`shared_store`], and the local cluster of
+//! state-directory lock, the planned shutdown, the simulator's
+//! [`shared_store`], and the local cluster of
 //! daemons that `hactor local-cluster`, the benchmarks (`daemon::bench`)
 //! and the tests run ([`local_cluster`], [`local_fence`]). The store's
 //! state machine and the rounds' environment are the core's
@@ -12,7 +12,6 @@
 //! `actors`, `api` or `cli`.
 
 pub mod check_config;
-pub mod clock;
 pub mod cluster_store;
 pub mod config;
 pub mod journal;

@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::core::store::{ClusterState, Op, Reply, StoreError};
 use crate::core::types::NodeName;
 
-use super::clock::Clock;
 use super::memory_store::MemoryStore;
+use crate::net::clock::Clock;
 
 /// One node's handle on the shared store. Clones share the link: cutting
 /// one cuts them all (the node's LockActor holds one, the simulator

@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use openraft::ServerState;
 use tokio::time::Instant;
@@ -132,19 +132,15 @@ impl PeerChecks {
 struct Jitter(u64);
 
 impl Jitter {
-    fn seeded(id: u64) -> Jitter {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Jitter(nanos ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    /// From the member's seed ([`super::RaftRuntime`]: the system's time
+    /// in the daemon, the virtual clock in the harness).
+    fn seeded(seed: u64) -> Jitter {
+        Jitter(seed)
     }
 
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        super::splitmix(self.0)
     }
 
     /// A duration in `[low, 2 × low)`, to the millisecond.
@@ -190,7 +186,7 @@ pub(super) fn spawn_guard(store: &RaftStore, hold: Duration) {
         // (one that answers but cannot campaign, say on a stuck disk, must
         // not block the others for good).
         let defer_hold = timing.election_min * 4;
-        let mut jitter = Jitter::seeded(store.inner.id);
+        let mut jitter = Jitter::seeded(store.inner.jitter_seed);
         let mut metrics = store.inner.raft.metrics();
         let now = Instant::now();
         let mut retry = Retry {

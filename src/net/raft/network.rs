@@ -27,11 +27,15 @@ use openraft::raft::{
 
 use super::{Member, NodeId, TypeConfig};
 use crate::net::peer::{PeerReply, PeerRequest};
-use crate::net::quic::{Transport, TransportError};
+use crate::net::quic::TransportError;
+use crate::net::transport::Transport;
 
 /// RPCs to one member still running after openraft stopped waiting, at
 /// most: past it a member that does not answer gets no new task.
 const MAX_DETACHED: usize = 8;
+
+/// How long a call refused for [`MAX_DETACHED`] waits before it fails.
+const PILED_UP_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Builds a client per target member.
 #[derive(Clone)]
@@ -114,6 +118,10 @@ impl Peer {
             // Calls pile up: the connection is likely dead. Closing it ends
             // the calls waiting on it, and the next one connects afresh.
             self.transport.drop_if_silent(&self.member.name);
+            // openraft retries a failed append at once: without a pause
+            // here that is a busy loop (on virtual time, one that never
+            // lets the clock advance).
+            tokio::time::sleep(option.hard_ttl().min(PILED_UP_PAUSE)).await;
             return Err(network_error(TransportError::Timeout(self.member.name.clone())));
         }
         let running = Running(self.running.clone());

@@ -3,8 +3,8 @@
 //! checkers after every step.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{Actor, Recipient};
@@ -18,7 +18,8 @@ use crate::core::env::DatacenterSettings;
 use crate::core::status::ResourceConfig;
 use crate::core::store::{ClusterState, Op};
 use crate::core::types::{NodeName, RequestState};
-use crate::node::clock::Clock;
+use crate::net::clock::Clock;
+use crate::node::cluster_store::ClusterStore;
 use crate::node::config::NodeConfig;
 use crate::node::memory_store::MemoryStore;
 use crate::node::shared_store::SharedStore;
@@ -26,9 +27,10 @@ use crate::node::shared_store::SharedStore;
 use super::agent::{KIND, SimAgent};
 use super::check;
 use super::ledger::{AgentFault, SharedLedger};
+use super::replicas::{self, Agreement, ReplicaSlot, Replicas};
 use super::rng::Rng;
 use super::watchdog::{SimWatchdog, WatchdogProbe};
-use super::{ChaosConfig, Outcome, Report};
+use super::{ChaosConfig, Outcome, Report, StoreKind};
 
 /// Virtual time between two looks of the harness (faults, watchdogs,
 /// checkers): well inside the 500 ms safety margin of the timings.
@@ -54,9 +56,16 @@ struct Running {
     /// The LocalSet task holding every actor and task of the node: aborting
     /// it drops them all at once.
     task: JoinHandle<()>,
-    store: SharedStore,
+    store: NodeStore,
     watchdog: WatchdogProbe,
     alive: Arc<AtomicBool>,
+}
+
+/// A node incarnation's store.
+enum NodeStore {
+    Shared(SharedStore),
+    /// Its Raft member, once open.
+    Raft(ReplicaSlot),
 }
 
 /// One simulated node across its incarnations.
@@ -70,6 +79,9 @@ struct Slot {
     restart_at_ms: Option<u64>,
     /// Its store link is cut until then.
     cut_until_ms: Option<u64>,
+    /// The shutdown of its last incarnation's Raft member (Raft mode):
+    /// the next one opens the files after it.
+    shutdown: Option<JoinHandle<()>>,
 }
 
 pub struct Harness {
@@ -80,6 +92,9 @@ pub struct Harness {
     members: Arc<[NodeName]>,
     slots: Vec<Slot>,
     exited: Recipient<Exited>,
+    /// The Raft members' network and files ([`StoreKind::Raft`]).
+    replicas: Option<Arc<Replicas>>,
+    agreement: std::cell::RefCell<Agreement>,
 }
 
 impl Harness {
@@ -107,9 +122,16 @@ impl Harness {
                 running: None,
                 restart_at_ms: None,
                 cut_until_ms: None,
+                shutdown: None,
             });
         }
+        let replicas = match config.store {
+            StoreKind::Raft => Some(Arc::new(Replicas::new(config.seed, &names)?)),
+            StoreKind::Shared => None,
+        };
         Ok(Harness {
+            replicas,
+            agreement: std::cell::RefCell::new(Agreement::default()),
             config,
             rng,
             ledger,
@@ -145,7 +167,7 @@ impl Harness {
                 break Outcome::Violation(violation);
             }
             if faults_over {
-                let missing = check::not_running(&self.ledger.lock(), &self.store.snapshot());
+                let missing = check::not_running(&self.ledger.lock(), &self.cluster_state());
                 if missing.is_empty() {
                     break Outcome::Settled;
                 }
@@ -164,10 +186,18 @@ impl Harness {
         // dropped before its first poll runs `started` in its drop, which
         // arms timers and needs the runtime (a node restarted in the last
         // step).
-        for slot in &mut self.slots {
-            if let Some(running) = slot.running.take() {
+        for index in 0..self.slots.len() {
+            if let Some(running) = self.slots[index].running.take() {
                 running.task.abort();
                 let _ = running.task.await;
+                if let NodeStore::Raft(replica) = running.store
+                    && let Some(raft) = replica.lock().unwrap_or_else(|p| p.into_inner()).take()
+                {
+                    self.slots[index].shutdown = Some(replicas::crash(raft));
+                }
+            }
+            if let Some(shutdown) = self.slots[index].shutdown.take() {
+                let _ = shutdown.await;
             }
         }
         let ledger = self.ledger.lock();
@@ -175,6 +205,7 @@ impl Harness {
             seed: self.config.seed,
             nodes: self.config.nodes,
             services: self.config.services,
+            store: self.config.store,
             outcome,
             hash: ledger.journal.hash(),
             events: ledger.journal.count(),
@@ -196,20 +227,12 @@ impl Harness {
         let clock = self.clock(index);
         let now = self.ledger.now_ms();
         let agent_rng = self.rng.fork();
+        let initial = self.store.snapshot();
         let slot = &mut self.slots[index];
         slot.incarnation += 1;
         slot.restart_at_ms = None;
         let timings = slot.config.timings;
-        let store = SharedStore::new(
-            self.store.clone(),
-            &slot.name,
-            self.members.clone(),
-            clock.clone(),
-            timings.online_window_ms,
-        );
-        if slot.cut_until_ms.is_some_and(|until| until > now) {
-            store.cut();
-        }
+        let cut = slot.cut_until_ms.is_some_and(|until| until > now);
         let alive = Arc::new(AtomicBool::new(true));
         let agent = Arc::new(SimAgent::new(&slot.name, self.ledger.clone(), agent_rng, alive.clone()));
         let device = SimWatchdog::new(self.ledger.clone());
@@ -232,16 +255,50 @@ impl Harness {
             },
         };
         let local = LocalSet::new();
-        let started = {
-            let _inside = local.enter();
-            let started = start_node(&slot.config, store.clone(), options);
-            tokio::task::spawn_local(heartbeat(store.clone(), slot.name.clone(), clock, timings));
-            started
-        };
-        let what = match started {
-            Ok(_) => format!("{} up (incarnation {})", slot.name, slot.incarnation),
-            // Cannot happen with a backend given; recorded, not hidden.
-            Err(e) => format!("{} failed to start - {e}", slot.name),
+        let up = format!("{} up (incarnation {})", slot.name, slot.incarnation);
+        let store = if let Some(replicas) = self.replicas.clone() {
+            // The member's links stay cut across a restart (the fault
+            // is in the network, not the node).
+            let replica: ReplicaSlot = Arc::new(Mutex::new(None));
+            let (config, previous, ledger) = (slot.config.clone(), slot.shutdown.take(), self.ledger.clone());
+            let opened = replica.clone();
+            local.spawn_local(async move {
+                let what = match replicas.open(index, clock, &timings, previous, &initial).await {
+                    Ok(raft) => {
+                        *opened.lock().unwrap_or_else(|p| p.into_inner()) = Some(raft.clone());
+                        match start_node(&config, ClusterStore::Replicated(raft), options) {
+                            Ok(_) => up,
+                            Err(e) => format!("{} failed to start - {e}", config.node),
+                        }
+                    }
+                    Err(e) => format!("{} failed to open its replica - {e}", config.node),
+                };
+                ledger.record(&what);
+            });
+            NodeStore::Raft(replica)
+        } else {
+            let store = SharedStore::new(
+                self.store.clone(),
+                &slot.name,
+                self.members.clone(),
+                clock.clone(),
+                timings.online_window_ms,
+            );
+            if cut {
+                store.cut();
+            }
+            let started = {
+                let _inside = local.enter();
+                let started = start_node(&slot.config, store.clone(), options);
+                tokio::task::spawn_local(heartbeat(store.clone(), slot.name.clone(), clock, timings));
+                started
+            };
+            self.ledger.record(&match started {
+                Ok(_) => up,
+                // Cannot happen with a backend given; recorded, not hidden.
+                Err(e) => format!("{} failed to start - {e}", slot.name),
+            });
+            NodeStore::Shared(store)
         };
         slot.running = Some(Running {
             task: tokio::task::spawn_local(local),
@@ -249,7 +306,49 @@ impl Harness {
             watchdog,
             alive,
         });
-        self.ledger.record(&what);
+    }
+
+    /// Node `index`'s link to the store (the others, in Raft mode) cut or
+    /// healed.
+    fn set_cut(&self, index: usize, cut: bool) {
+        let slot = &self.slots[index];
+        if let Some(replicas) = &self.replicas {
+            replicas.isolate(&slot.name, cut);
+        } else if let Some(Running {
+            store: NodeStore::Shared(store),
+            ..
+        }) = &slot.running
+        {
+            if cut {
+                store.cut();
+            } else {
+                store.heal();
+            }
+        }
+    }
+
+    /// The cluster's state as the checkers read it: the shared store, or
+    /// the most advanced open replica.
+    fn cluster_state(&self) -> ClusterState {
+        if self.replicas.is_none() {
+            return self.store.snapshot();
+        }
+        replicas::freshest(self.open_replicas().map(|(_, r)| r)).unwrap_or_default()
+    }
+
+    /// The open Raft members, with their node's name.
+    fn open_replicas(&self) -> impl Iterator<Item = (&str, crate::net::cluster::RaftStore)> + '_ {
+        self.slots.iter().filter_map(|slot| match &slot.running {
+            Some(Running {
+                store: NodeStore::Raft(replica),
+                ..
+            }) => replica
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .map(|r| (slot.name.as_str(), r)),
+            _ => None,
+        })
     }
 
     /// Node `index` goes down at once (crash or watchdog reset): its actors
@@ -262,7 +361,14 @@ impl Harness {
             return;
         };
         running.alive.store(false, Ordering::SeqCst);
-        running.store.cut();
+        match running.store {
+            NodeStore::Shared(store) => store.cut(),
+            NodeStore::Raft(replica) => {
+                if let Some(raft) = replica.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    slot.shutdown = Some(replicas::crash(raft));
+                }
+            }
+        }
         running.task.abort();
         slot.restart_at_ms = Some(now + delay);
         let mut ledger = self.ledger.lock();
@@ -293,13 +399,12 @@ impl Harness {
     }
 
     fn heal_due(&mut self, now: u64) {
-        for slot in &mut self.slots {
-            if slot.cut_until_ms.is_some_and(|until| until <= now) {
-                slot.cut_until_ms = None;
-                if let Some(running) = &slot.running {
-                    running.store.heal();
-                }
-                self.ledger.record(&format!("{} store link healed", slot.name));
+        for index in 0..self.slots.len() {
+            if self.slots[index].cut_until_ms.is_some_and(|until| until <= now) {
+                self.slots[index].cut_until_ms = None;
+                self.set_cut(index, false);
+                self.ledger
+                    .record(&format!("{} store link healed", self.slots[index].name));
             }
         }
     }
@@ -326,12 +431,9 @@ impl Harness {
             0 if may_impair && healthy => self.take_down(index, "crash"),
             1 if may_impair && healthy => {
                 let until = now + self.rng.range(CUT_MS.0, CUT_MS.1);
-                let slot = &mut self.slots[index];
-                slot.cut_until_ms = Some(until);
-                if let Some(running) = &slot.running {
-                    running.store.cut();
-                }
-                let line = format!("{} store link cut for {} ms", slot.name, until - now);
+                self.slots[index].cut_until_ms = Some(until);
+                self.set_cut(index, true);
+                let line = format!("{} store link cut for {} ms", self.slots[index].name, until - now);
                 self.ledger.record(&line);
             }
             2 | 3 => {
@@ -350,11 +452,9 @@ impl Harness {
     /// The liveness phase: every link healed, every agent fault over
     /// (downed nodes come back at their time).
     fn end_faults(&mut self, now: u64) {
-        for slot in &mut self.slots {
-            if slot.cut_until_ms.take().is_some()
-                && let Some(running) = &slot.running
-            {
-                running.store.heal();
+        for index in 0..self.slots.len() {
+            if self.slots[index].cut_until_ms.take().is_some() {
+                self.set_cut(index, false);
             }
         }
         self.ledger.lock().agent_faults.clear();
@@ -368,6 +468,15 @@ impl Harness {
         if let Some(violation) = ledger.violations.first() {
             return Some(format!("fencing token: {violation}"));
         }
+        drop(ledger);
+        let mut agreement = self.agreement.borrow_mut();
+        for (node, replica) in self.open_replicas() {
+            if let Some(violation) = agreement.check(node, &replica) {
+                return Some(violation);
+            }
+        }
+        drop(agreement);
+        let ledger = self.ledger.lock();
         check::double_runs(&ledger)
             .into_iter()
             .next()

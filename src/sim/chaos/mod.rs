@@ -30,6 +30,7 @@ pub mod check;
 pub mod harness;
 pub mod journal;
 pub mod ledger;
+pub mod replicas;
 pub mod rng;
 pub mod watchdog;
 
@@ -49,6 +50,32 @@ pub struct ChaosConfig {
     pub sabotage: Option<Sabotage>,
     /// Keep every event line in the report (not just the tail).
     pub keep_events: bool,
+    /// Which store the nodes share.
+    pub store: StoreKind,
+}
+
+/// The store under the nodes' LockActors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The daemon's replicated store: a real Raft member per node
+    /// (openraft, log and state machine on files) over an in-process
+    /// network ([`replicas`]).
+    Raft,
+    /// One in-process store with a cuttable link per node
+    /// (`node::shared_store`): faster, but no consensus under test.
+    Shared,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StoreKind, String> {
+        match text {
+            "raft" => Ok(StoreKind::Raft),
+            "shared" => Ok(StoreKind::Shared),
+            _ => Err(format!("unknown store '{text}' (expected raft or shared)")),
+        }
+    }
 }
 
 impl ChaosConfig {
@@ -64,6 +91,7 @@ impl ChaosConfig {
             services: services.unwrap_or(drawn_services),
             sabotage: None,
             keep_events: false,
+            store: StoreKind::Raft,
         }
     }
 }
@@ -92,6 +120,7 @@ pub struct Report {
     pub seed: u64,
     pub nodes: usize,
     pub services: usize,
+    pub store: StoreKind,
     pub outcome: Outcome,
     /// The journal's hash: equal for two runs of one seed.
     pub hash: u64,
@@ -107,8 +136,12 @@ pub struct Report {
 impl Report {
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
+        let store = match self.store {
+            StoreKind::Raft => "",
+            StoreKind::Shared => " --store shared",
+        };
         format!(
-            "hactor-sim chaos --seed {} --nodes {} --services {}",
+            "hactor-sim chaos --seed {} --nodes {} --services {}{store}",
             self.seed, self.nodes, self.services
         )
     }

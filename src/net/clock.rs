@@ -1,6 +1,8 @@
-//! The wall clock a node's rounds stamp leases with, injected so that the
-//! actor-level simulator (`sim::chaos`) can run every node on virtual
-//! time. The daemon always uses [`Clock::system`].
+//! The wall clock a node's rounds stamp leases with and its replica
+//! stamps heartbeats and commits with, injected so that the actor-level
+//! simulator (`sim::chaos`) can run every node on virtual time. The
+//! daemon always uses [`Clock::system`]. It lives in `net` because the
+//! replicated store (here) and the node's rounds (above) both read it.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};

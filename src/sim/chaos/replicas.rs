@@ -1,0 +1,201 @@
+//! The harness's Raft mode: every node's store is the daemon's own
+//! replicated store ([`RaftStore`]: openraft, the log and the state
+//! machine on files, the heartbeat and the election guard), its members
+//! talking over one seeded in-process [`MemoryNet`] instead of QUIC.
+//!
+//! The files of a run live in a directory of their own (on `/dev/shm`
+//! where there is one: the log's fsyncs cost nothing there), removed when
+//! the run ends. A crash closes the member's endpoint at once (nothing
+//! it sends any more arrives) and shuts its core down in the background;
+//! the next incarnation waits for that before it opens the same files,
+//! as a rebooted machine finds its disk.
+//!
+//! Seeded: openraft's election timeout and the guard's retry delays are
+//! drawn from the virtual clock and the member id
+//! ([`RaftRuntime::seeded`]), so a seed replays exactly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::core::store::{ClusterState, Op};
+use crate::core::types::NodeName;
+use crate::net::clock::Clock;
+use crate::net::cluster::{RaftRuntime, RaftStore};
+use crate::net::memory::MemoryNet;
+use crate::net::raft::{Member, NodeId};
+use crate::net::transport::Transport;
+use crate::node::config::Timings;
+
+/// The cluster name the members share.
+const CLUSTER: &str = "chaos";
+
+/// A run's directory, removed with it.
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The replicated stores of one run.
+pub struct Replicas {
+    net: MemoryNet,
+    dir: RunDir,
+    voters: BTreeMap<NodeId, Member>,
+    names: Vec<NodeName>,
+}
+
+/// A node incarnation's replica, set once its store is open (the node's
+/// actors start after that, inside the node's task).
+pub type ReplicaSlot = Arc<Mutex<Option<RaftStore>>>;
+
+impl Replicas {
+    /// A run's network (its delays and losses drawn from `seed`) and its
+    /// directory, for the nodes `names` (member ids 1..).
+    pub fn new(seed: u64, names: &[NodeName]) -> Result<Replicas, String> {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("hactor-chaos-{}-{seed}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let net = MemoryNet::new(seed ^ 0x6e65_7477_6f72_6b);
+        let voters = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let addr = net.endpoint(name).addr();
+                (
+                    member_id(index),
+                    Member {
+                        name: name.clone(),
+                        addr: addr.to_string(),
+                    },
+                )
+            })
+            .collect();
+        Ok(Replicas {
+            net,
+            dir: RunDir(dir),
+            voters,
+            names: names.to_vec(),
+        })
+    }
+
+    pub fn net(&self) -> &MemoryNet {
+        &self.net
+    }
+
+    /// Opens node `index`'s replica from its files, first waiting for the
+    /// shutdown of its previous incarnation (`previous`), and starts its
+    /// background tasks as the daemon does. The first incarnation of the
+    /// first node makes the cluster, with every node a voter, and seeds
+    /// the resources of `initial`.
+    pub async fn open(
+        &self,
+        index: usize,
+        clock: Clock,
+        timings: &Timings,
+        previous: Option<JoinHandle<()>>,
+        initial: &ClusterState,
+    ) -> Result<RaftStore, String> {
+        if let Some(shutdown) = previous {
+            let _ = shutdown.await;
+        }
+        let name = &self.names[index];
+        let transport = Transport::Memory(self.net.endpoint(name));
+        let runtime = RaftRuntime { clock, seeded: true };
+        let dir = self.dir.0.join(name);
+        let raft = RaftStore::start_with(CLUSTER, member_id(index), &dir, transport, timings.store(), runtime).await?;
+        raft.serve();
+        if index == 0 {
+            raft.bootstrap_voters(self.voters.clone()).await?;
+        }
+        raft.spawn_heartbeat();
+        raft.spawn_election_guard(Duration::from_millis(timings.raft_election_ms.saturating_mul(4)));
+        if index == 0 && raft.snapshot().resources.is_empty() {
+            tokio::spawn(seed_resources(raft.clone(), initial.clone()));
+        }
+        Ok(raft)
+    }
+
+    /// Node `name`'s links to every other node cut (both ways) or healed.
+    pub fn isolate(&self, name: &str, cut: bool) {
+        for other in self.names.iter().filter(|o| *o != name) {
+            for (from, to) in [(name, other.as_str()), (other.as_str(), name)] {
+                if cut {
+                    self.net.cut(from, to);
+                } else {
+                    self.net.heal(from, to);
+                }
+            }
+        }
+    }
+}
+
+/// Node `index`'s member id.
+fn member_id(index: usize) -> NodeId {
+    index as NodeId + 1
+}
+
+/// The node crashed: its endpoint closes now (nothing more arrives from
+/// it or reaches it) and its core stops in the background; the handle
+/// ends when it has.
+pub fn crash(replica: RaftStore) -> JoinHandle<()> {
+    replica.transport().close();
+    tokio::spawn(async move { replica.shutdown().await })
+}
+
+/// Writes the run's resources once the new cluster has a leader.
+async fn seed_resources(raft: RaftStore, initial: ClusterState) {
+    let ops: Vec<Op> = initial
+        .resources
+        .iter()
+        .map(|(sid, resource)| Op::PutResource {
+            sid: sid.clone(),
+            resource: resource.clone(),
+        })
+        .collect();
+    while raft.apply(ops.clone()).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The most advanced replica's state among `replicas` (the cluster's
+/// view for the liveness checker), if any is open.
+pub fn freshest(replicas: impl Iterator<Item = RaftStore>) -> Option<ClusterState> {
+    replicas.max_by_key(|r| r.applied_digest().0).map(|r| r.snapshot())
+}
+
+/// Every committed index seen so far, with the digest of the state the
+/// first replica seen there had: two replicas at one index must agree.
+#[derive(Default)]
+pub struct Agreement {
+    seen: BTreeMap<u64, (NodeName, String)>,
+}
+
+impl Agreement {
+    /// Records `node`'s replica; describes a disagreement, if any.
+    pub fn check(&mut self, node: &str, replica: &RaftStore) -> Option<String> {
+        let (Some(index), digest) = replica.applied_digest() else {
+            return None;
+        };
+        match self.seen.get(&index) {
+            Some((first, known)) if *known != digest => Some(format!(
+                "replicas disagree at index {index}: {first} has {known}, {node} has {digest}"
+            )),
+            Some(_) => None,
+            None => {
+                self.seen.insert(index, (node.to_string(), digest));
+                None
+            }
+        }
+    }
+}
