@@ -25,8 +25,11 @@ use crate::node::shared_store::SharedStore;
 
 use super::agent::{KIND, SimAgent};
 use super::check;
+use super::freeze::Freeze;
 use super::ledger::{AgentFault, SharedLedger};
+use super::master::MasterLog;
 use super::rng::Rng;
+use super::starts;
 use super::watchdog::{SimWatchdog, WatchdogProbe};
 use super::{ChaosConfig, Outcome, Report};
 
@@ -41,8 +44,13 @@ pub const RESTART_MS: (u64, u64) = (1_000, 8_000);
 pub const CUT_MS: (u64, u64) = (1_000, 15_000);
 /// An agent fault lasts this long.
 pub const AGENT_FAULT_MS: (u64, u64) = (2_000, 10_000);
+/// A node stays frozen this long, in tenths of its watchdog device
+/// timeout: thaws just before and well after the device fires.
+pub const FREEZE_TENTHS: (u64, u64) = (2, 30);
 /// Chance per step (per mille) that a fault starts: one every ~2.5 s.
 const FAULT_PER_MILLE: u64 = 20;
+/// The kinds of fault [`Harness::maybe_inject`] draws from.
+const FAULT_KINDS: u64 = 5;
 /// Lease stamps are virtual ms from this (2023-11-14), so they look like
 /// wall-clock times.
 const EPOCH_MS: u64 = 1_700_000_000_000;
@@ -57,6 +65,10 @@ struct Running {
     store: SharedStore,
     watchdog: WatchdogProbe,
     alive: Arc<AtomicBool>,
+    /// Stops the node's LocalSet from being polled ([`super::freeze`]).
+    freeze: Freeze,
+    /// When a frozen node thaws.
+    thaw_at_ms: Option<u64>,
 }
 
 /// One simulated node across its incarnations.
@@ -80,11 +92,20 @@ pub struct Harness {
     members: Arc<[NodeName]>,
     slots: Vec<Slot>,
     exited: Recipient<Exited>,
+    /// Draws the faults only, a fixed number of draws per fault, so that
+    /// skipping one ([`ChaosConfig::skip_faults`]) leaves the others.
+    fault_rng: Rng,
+    /// Fault opportunities so far: the index of the next one.
+    fault_index: u32,
+    /// Faults injected: index and what.
+    faults: Vec<(u32, String)>,
+    master: MasterLog,
 }
 
 impl Harness {
     pub fn new(config: ChaosConfig, ledger: SharedLedger) -> Result<Harness, String> {
         let mut rng = Rng::new(config.seed);
+        let fault_rng = rng.fork();
         let names: Vec<NodeName> = (1..=config.nodes).map(|i| format!("node{i}")).collect();
         let mut state = ClusterState::default();
         for s in 0..config.services {
@@ -117,6 +138,10 @@ impl Harness {
             members: names.into(),
             slots,
             exited: IgnoreExited.start().recipient(),
+            fault_rng,
+            fault_index: 0,
+            faults: Vec::new(),
+            master: MasterLog::default(),
         })
     }
 
@@ -135,13 +160,14 @@ impl Harness {
             self.fire_watchdogs(now);
             self.restart_due(now);
             self.heal_due(now);
+            self.thaw_due(now);
             if now < FAULT_PHASE_MS {
                 self.maybe_inject(now);
             } else if !faults_over {
                 faults_over = true;
                 self.end_faults(now);
             }
-            if let Some(violation) = self.check() {
+            if let Some(violation) = self.check().or_else(|| self.check_master()) {
                 break Outcome::Violation(violation);
             }
             if faults_over {
@@ -181,6 +207,9 @@ impl Harness {
             tail: ledger.journal.tail(),
             all: ledger.journal.all().map(<[String]>::to_vec),
             virtual_ms: now,
+            faults: std::mem::take(&mut self.faults),
+            skip_faults: self.config.skip_faults.clone(),
+            sabotage: self.config.sabotage,
         }
     }
 
@@ -211,9 +240,11 @@ impl Harness {
             store.cut();
         }
         let alive = Arc::new(AtomicBool::new(true));
-        let agent = Arc::new(SimAgent::new(&slot.name, self.ledger.clone(), agent_rng, alive.clone()));
         let device = SimWatchdog::new(self.ledger.clone());
         let watchdog = device.probe();
+        let agent = Arc::new(
+            SimAgent::new(&slot.name, self.ledger.clone(), agent_rng, alive.clone()).with_watchdog(watchdog.clone()),
+        );
         let mut agents = Agents::new();
         agents.register(KIND, agent.clone());
         let latency: JobLatency = Arc::new(move |_node, spec| agent.latency(spec));
@@ -243,11 +274,14 @@ impl Harness {
             // Cannot happen with a backend given; recorded, not hidden.
             Err(e) => format!("{} failed to start - {e}", slot.name),
         };
+        let freeze = Freeze::default();
         slot.running = Some(Running {
-            task: tokio::task::spawn_local(local),
+            task: tokio::task::spawn_local(freeze.wrap(local)),
             store,
             watchdog,
             alive,
+            freeze,
+            thaw_at_ms: None,
         });
         self.ledger.record(&what);
     }
@@ -256,6 +290,11 @@ impl Harness {
     /// stop, its instances die; it comes back after a random delay.
     fn take_down(&mut self, index: usize, why: &str) {
         let delay = self.rng.range(RESTART_MS.0, RESTART_MS.1);
+        self.take_down_for(index, why, delay);
+    }
+
+    /// [`Harness::take_down`], back after `delay` ms.
+    fn take_down_for(&mut self, index: usize, why: &str, delay: u64) {
         let now = self.ledger.now_ms();
         let slot = &mut self.slots[index];
         let Some(running) = slot.running.take() else {
@@ -309,47 +348,101 @@ impl Harness {
     fn impaired(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| s.running.is_none() || s.cut_until_ms.is_some())
+            .filter(|s| {
+                s.running.is_none()
+                    || s.cut_until_ms.is_some()
+                    || s.running.as_ref().is_some_and(|r| r.freeze.is_frozen())
+            })
             .count()
     }
 
+    /// Thaws the frozen nodes whose time is up.
+    fn thaw_due(&mut self, now: u64) {
+        for slot in &mut self.slots {
+            if let Some(running) = &mut slot.running
+                && running.thaw_at_ms.is_some_and(|at| at <= now)
+            {
+                running.thaw_at_ms = None;
+                running.freeze.thaw();
+                self.ledger.record(&format!("{} thawed", slot.name));
+            }
+        }
+    }
+
+    /// Maybe starts a fault. Every opportunity gets an index and takes
+    /// the same draws from [`Harness::fault_rng`], whether or not its
+    /// fault applies or is skipped, so that dropping one fault
+    /// (`--skip-faults`, shrinking) leaves the later ones as they were.
     fn maybe_inject(&mut self, now: u64) {
-        if !self.rng.chance(FAULT_PER_MILLE) {
+        if !self.fault_rng.chance(FAULT_PER_MILLE) {
             return;
         }
-        let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
-        let kind = self.rng.range(0, 3);
+        let fault = self.fault_index;
+        self.fault_index += 1;
+        let index = self.fault_rng.range(0, self.slots.len() as u64 - 1) as usize;
+        let kind = self.fault_rng.range(0, FAULT_KINDS - 1);
+        let draw = self.fault_rng.next_u64();
+        let restart = self.fault_rng.range(RESTART_MS.0, RESTART_MS.1);
+        let within = |(lo, hi): (u64, u64)| lo + draw % (hi - lo + 1);
         let may_impair = self.impaired() < (self.slots.len() - 1) / 2;
         let slot = &self.slots[index];
-        let healthy = slot.running.is_some() && slot.cut_until_ms.is_none();
-        match kind {
-            0 if may_impair && healthy => self.take_down(index, "crash"),
-            1 if may_impair && healthy => {
-                let until = now + self.rng.range(CUT_MS.0, CUT_MS.1);
+        let healthy = slot.running.as_ref().is_some_and(|r| !r.freeze.is_frozen()) && slot.cut_until_ms.is_none();
+        let applies = match kind {
+            0 | 1 | 4 => may_impair && healthy,
+            _ => true,
+        };
+        if !applies {
+            return;
+        }
+        if self.config.skip_faults.contains(&fault) {
+            self.ledger.record(&format!("fault #{fault} skipped"));
+            return;
+        }
+        let name = self.slots[index].name.clone();
+        let what = match kind {
+            0 => {
+                self.take_down_for(index, &format!("crash (fault #{fault})"), restart);
+                format!("{name} crash")
+            }
+            1 => {
+                let until = now + within(CUT_MS);
                 let slot = &mut self.slots[index];
                 slot.cut_until_ms = Some(until);
                 if let Some(running) = &slot.running {
                     running.store.cut();
                 }
-                let line = format!("{} store link cut for {} ms", slot.name, until - now);
-                self.ledger.record(&line);
+                let line = format!("{name} store link cut for {} ms", until - now);
+                self.ledger.record(&format!("{line} (fault #{fault})"));
+                line
             }
             2 | 3 => {
-                let fault = if kind == 2 { AgentFault::Hang } else { AgentFault::Fail };
-                let until = now + self.rng.range(AGENT_FAULT_MS.0, AGENT_FAULT_MS.1);
-                let name = self.slots[index].name.clone();
+                let agent_fault = if kind == 2 { AgentFault::Hang } else { AgentFault::Fail };
+                let until = now + within(AGENT_FAULT_MS);
                 let mut ledger = self.ledger.lock();
-                ledger.agent_faults.insert(name.clone(), (fault, until));
-                let line = format!("{name} agent {fault:?} for {} ms", until - now);
-                ledger.journal.record(now, &line);
+                ledger.agent_faults.insert(name.clone(), (agent_fault, until));
+                let line = format!("{name} agent {agent_fault:?} for {} ms", until - now);
+                ledger.journal.record(now, &format!("{line} (fault #{fault})"));
+                line
             }
-            _ => {}
-        }
+            _ => {
+                let device_ms = self.slots[index].config.timings.watchdog_device_timeout_ms;
+                let ms = within(FREEZE_TENTHS) * device_ms / 10;
+                if let Some(running) = &mut self.slots[index].running {
+                    running.freeze.freeze();
+                    running.thaw_at_ms = Some(now + ms);
+                }
+                let line = format!("{name} frozen for {ms} ms");
+                self.ledger.record(&format!("{line} (fault #{fault})"));
+                line
+            }
+        };
+        self.faults.push((fault, what));
     }
 
     /// The liveness phase: every link healed, every agent fault over
     /// (downed nodes come back at their time).
     fn end_faults(&mut self, now: u64) {
+        self.thaw_due(u64::MAX);
         for slot in &mut self.slots {
             if slot.cut_until_ms.take().is_some()
                 && let Some(running) = &slot.running
@@ -368,10 +461,28 @@ impl Harness {
         if let Some(violation) = ledger.violations.first() {
             return Some(format!("fencing token: {violation}"));
         }
+        let new_starts = std::mem::take(&mut ledger.starts);
+        if let Some(violation) = starts::unfenced_starts(&new_starts).into_iter().next() {
+            return Some(format!("fence before recover: {violation}"));
+        }
+        let device_ms = self.slots[0].config.timings.watchdog_device_timeout_ms;
+        if let Some(violation) = starts::unarmed_starts(&new_starts, device_ms).into_iter().next() {
+            return Some(format!("run only while armed: {violation}"));
+        }
         check::double_runs(&ledger)
             .into_iter()
             .next()
             .map(|d| format!("double run: {d}"))
+    }
+}
+
+impl Harness {
+    /// Samples the manager lock and status ([`MasterLog`]).
+    fn check_master(&mut self) -> Option<String> {
+        let lease_ms = self.slots[0].config.timings.lease_ms;
+        self.master
+            .sample(&self.store.snapshot(), lease_ms)
+            .map(|v| format!("single master: {v}"))
     }
 }
 
