@@ -143,13 +143,23 @@ fn starting_under_an_old_fencing_token_is_caught() {
 
 #[test]
 fn a_node_restarted_in_the_last_step_is_dropped_without_a_panic() {
-    // Seed 10189 restarts a node in the step the run ends in: its actors,
-    // never polled, used to run `started` while the runtime was dropped
-    // ("there is no reactor running").
-    let output = hactor_sim(&["chaos", "--seed", "10189"]);
+    // Seed 10036 restarts a node in the step the run ends in (seed 10189
+    // did before the fault stream changed): its actors, never polled,
+    // used to run `started` while the runtime was dropped ("there is no
+    // reactor running").
+    let output = hactor_sim(&["chaos", "--seed", "10036", "--verbose"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{output:?}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let time = |line: &str| line.split_whitespace().next().unwrap_or_default().to_string();
+    let end = stdout.lines().find(|l| l.contains(" end: ")).map(time);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" up (incarnation ") && Some(time(l)) == end),
+        "a node comes up in the last step: {stdout}"
+    );
 }
 
 #[test]
@@ -273,4 +283,26 @@ fn the_command_shrinks_a_violation_and_prints_its_replay() {
         !again.status.success() && again_stdout.contains("VIOLATION fence before recover: "),
         "{again_stdout}"
     );
+}
+
+#[test]
+fn operator_edits_during_the_faults_are_undone_for_the_liveness_phase() {
+    let mut stopped = 0;
+    for seed in 1..=3 {
+        let report = run(ChaosConfig {
+            keep_events: true,
+            ..ChaosConfig::for_seed(seed, None, None)
+        });
+        // Settled: every service runs again, those requested stopped
+        // during the faults too.
+        assert_eq!(report.outcome, Outcome::Settled, "{}", report.replay_command());
+        let events = report.all.unwrap_or_default();
+        stopped += events.iter().filter(|e| e.contains(" requested stopped")).count();
+        let moves = events
+            .iter()
+            .filter(|e| e.contains("operator: migrate") || e.contains("operator: relocate"))
+            .count();
+        assert!(moves > 0, "seed {seed} moves a service: {events:?}");
+    }
+    assert!(stopped > 0, "seeds 1-3 request a service stopped");
 }

@@ -30,6 +30,7 @@ use super::ledger::{AgentFault, SharedLedger};
 use super::master::MasterLog;
 use super::rng::Rng;
 use super::starts;
+use super::traffic;
 use super::watchdog::{SimWatchdog, WatchdogProbe};
 use super::{ChaosConfig, Outcome, Report};
 
@@ -47,10 +48,13 @@ pub const AGENT_FAULT_MS: (u64, u64) = (2_000, 10_000);
 /// A node stays frozen this long, in tenths of its watchdog device
 /// timeout: thaws just before and well after the device fires.
 pub const FREEZE_TENTHS: (u64, u64) = (2, 30);
-/// Chance per step (per mille) that a fault starts: one every ~2.5 s.
-const FAULT_PER_MILLE: u64 = 20;
-/// The kinds of fault [`Harness::maybe_inject`] draws from.
-const FAULT_KINDS: u64 = 5;
+/// Chance per step (per mille) that a fault or an operator edit starts:
+/// one every ~1.7 s (a fault proper every ~2.7 s).
+const FAULT_PER_MILLE: u64 = 30;
+/// The kinds of fault [`Harness::maybe_inject`] draws from: crash, cut,
+/// agent hang, agent fail, freeze, and three kinds of operator edit
+/// ([`traffic`]).
+const FAULT_KINDS: u64 = 8;
 /// Lease stamps are virtual ms from this (2023-11-14), so they look like
 /// wall-clock times.
 const EPOCH_MS: u64 = 1_700_000_000_000;
@@ -154,10 +158,19 @@ impl Harness {
         let timings = self.slots[0].config.timings;
         let deadline = FAULT_PHASE_MS + check::liveness_bound_ms(&timings, RESTART_MS.1);
         let mut faults_over = false;
+        let mut next_step = STEP_MS;
         let outcome = loop {
-            tokio::time::sleep(Duration::from_millis(STEP_MS)).await;
+            // A watchdog device resets its node the moment its deadline
+            // passes, not at the next step: the harness wakes then too.
+            let wake = self.next_watchdog_deadline().map_or(next_step, |d| d.min(next_step));
+            let now = self.ledger.now_ms();
+            tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now))).await;
             let now = self.ledger.now_ms();
             self.fire_watchdogs(now);
+            if now < next_step {
+                continue;
+            }
+            next_step += STEP_MS;
             self.restart_due(now);
             self.heal_due(now);
             self.thaw_due(now);
@@ -323,6 +336,19 @@ impl Harness {
         }
     }
 
+    /// The first virtual ms at which a running node's device fires, if
+    /// nothing feeds it before.
+    fn next_watchdog_deadline(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter_map(|slot| {
+                let running = slot.running.as_ref()?;
+                let fed = running.watchdog.last_feed_ms()?;
+                Some(fed + slot.config.timings.watchdog_device_timeout_ms + 1)
+            })
+            .min()
+    }
+
     fn restart_due(&mut self, now: u64) {
         for index in 0..self.slots.len() {
             if self.slots[index].restart_at_ms.is_some_and(|at| at <= now) {
@@ -424,6 +450,15 @@ impl Harness {
                 ledger.journal.record(now, &format!("{line} (fault #{fault})"));
                 line
             }
+            5..=7 => {
+                let (ops, line) = traffic::edit(kind - 5, draw, &self.sids(), &name);
+                let outcome = match self.store.apply(ops) {
+                    Ok(_) => String::new(),
+                    Err(e) => format!(": refused - {e}"),
+                };
+                self.ledger.record(&format!("{line}{outcome} (fault #{fault})"));
+                line
+            }
             _ => {
                 let device_ms = self.slots[index].config.timings.watchdog_device_timeout_ms;
                 let ms = within(FREEZE_TENTHS) * device_ms / 10;
@@ -451,6 +486,7 @@ impl Harness {
             }
         }
         self.ledger.lock().agent_faults.clear();
+        let _ = self.store.apply(traffic::undo_all(&self.sids(), &self.members));
         self.ledger.record(&format!("faults stop at {now} ms: liveness phase"));
     }
 
@@ -477,6 +513,11 @@ impl Harness {
 }
 
 impl Harness {
+    /// Every service's id.
+    fn sids(&self) -> Vec<String> {
+        self.store.snapshot().resources.keys().cloned().collect()
+    }
+
     /// Samples the manager lock and status ([`MasterLog`]).
     fn check_master(&mut self) -> Option<String> {
         let lease_ms = self.slots[0].config.timings.lease_ms;

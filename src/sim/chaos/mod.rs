@@ -6,7 +6,8 @@
 //! for running, replaying and what is (not yet) covered.
 //!
 //! ```text
-//!  seed ─► Rng ─► faults: crash/restart, store cut, agent hang/fail
+//!  seed ─► Rng ─► faults: crash/restart, store cut, agent hang/fail,
+//!                  freeze/thaw, operator edits (skip mask, shrink)
 //!                    │
 //!   node1..N: start_node(.., NodeRuntime { virtual clock, watchdog on
 //!             this thread, inline jobs }) inside a LocalSet each
@@ -14,7 +15,8 @@
 //!                    ▼
 //!   Ledger: live instances (SimAgent), watchdog feeds (SimWatchdog), journal
 //!                    │
-//!   check: no double run, fencing tokens, liveness ─► Report (hash, tail)
+//!   check: fencing tokens, fence before recover, run only while armed,
+//!          no double run, single master, liveness ─► Report (hash, tail)
 //! ```
 //!
 //! Why one thread: a replay needs every task to run in the same order,
@@ -34,6 +36,7 @@ pub mod ledger;
 pub mod master;
 pub mod rng;
 pub mod starts;
+pub mod traffic;
 pub mod watchdog;
 
 use std::collections::BTreeSet;
@@ -183,9 +186,10 @@ fn violation_kind(outcome: &Outcome) -> Option<&str> {
 }
 
 /// Drops `report`'s injected faults one at a time, keeping a drop when
-/// the run still ends in a violation of the same kind: a smaller set of
-/// faults that still breaks the rule (a local minimum: no single fault
-/// left can go). `config` is the run that gave `report`.
+/// the run still ends in a violation of the same kind, pass after pass
+/// until a pass drops nothing: a smaller set of faults that still breaks
+/// the rule (a local minimum: no single fault left can go). `config` is
+/// the run that gave `report`.
 pub fn shrink(config: ChaosConfig, report: Report) -> Result<Shrunk, String> {
     let kind = violation_kind(&report.outcome)
         .ok_or("nothing to shrink: the run had no violation")?
@@ -196,18 +200,38 @@ pub fn shrink(config: ChaosConfig, report: Report) -> Result<Shrunk, String> {
     };
     let mut last = report;
     let mut runs = 0;
-    let candidates: Vec<u32> = last.faults.iter().rev().map(|(index, _)| *index).collect();
-    for index in candidates {
-        if !last.faults.iter().any(|(i, _)| *i == index) {
-            continue;
+    // Passes until one drops nothing: a drop changes what the later
+    // faults meet, so one that had to stay may go in the next pass.
+    let mut tried = BTreeSet::new();
+    loop {
+        let candidates: Vec<u32> = last
+            .faults
+            .iter()
+            .rev()
+            .map(|(index, _)| *index)
+            .filter(|index| !tried.contains(index))
+            .collect();
+        let mut dropped = false;
+        for index in candidates {
+            if !last.faults.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            let mut trial = config.clone();
+            trial.skip_faults.insert(index);
+            let outcome = run(trial.clone())?;
+            runs += 1;
+            if violation_kind(&outcome.outcome) == Some(kind.as_str()) {
+                config = trial;
+                last = outcome;
+                dropped = true;
+                // Kept faults may go once the run has changed.
+                tried.clear();
+            } else {
+                tried.insert(index);
+            }
         }
-        let mut trial = config.clone();
-        trial.skip_faults.insert(index);
-        let outcome = run(trial.clone())?;
-        runs += 1;
-        if violation_kind(&outcome.outcome) == Some(kind.as_str()) {
-            config = trial;
-            last = outcome;
+        if !dropped {
+            break;
         }
     }
     Ok(Shrunk {
