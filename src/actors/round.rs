@@ -137,6 +137,33 @@ pub enum Sabotage {
     /// good: a service that comes back to this node starts under an older
     /// token than its last placement's.
     KeepFirstEpochs,
+    /// Wave 1's hole ("a fenced node restarted 15-60 s later started its
+    /// old services again"): the LRM's first round after a (re)start
+    /// starts every service its own last published status had started,
+    /// from that old view, bypassing the manager's current commands and
+    /// the placement claim.
+    RestartOldServices,
+}
+
+impl Sabotage {
+    pub const ALL: [Sabotage; 3] = [
+        Sabotage::PetWithoutRenewal,
+        Sabotage::KeepFirstEpochs,
+        Sabotage::RestartOldServices,
+    ];
+
+    /// Its name on the simulator's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::PetWithoutRenewal => "pet-without-renewal",
+            Sabotage::KeepFirstEpochs => "keep-first-epochs",
+            Sabotage::RestartOldServices => "restart-old-services",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Sabotage> {
+        Sabotage::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
 
 /// The daemon part `NAME` exited (after a shutdown request).
@@ -210,6 +237,9 @@ pub struct RoundActor<R: Role> {
     finished_jobs: Vec<JobDone>,
     /// Fencing tokens of the last snapshot, handed to started agents.
     epochs: std::collections::BTreeMap<String, u64>,
+    /// [`Sabotage::RestartOldServices`]: the old view was acted on
+    /// (`None`), or the starts it asks for, not yet sent (`Some`).
+    old_view: Option<Option<Vec<RunJob>>>,
     busy: bool,
     done: bool,
     /// Manager status writes seen (for [`Role::FOLLOWS_MANAGER`]).
@@ -265,6 +295,7 @@ impl<R: Role> RoundActor<R> {
             shutting_down: None,
             finished_jobs: Vec::new(),
             epochs: std::collections::BTreeMap::new(),
+            old_view: None,
             busy: false,
             done: false,
             manager_writes: 0,
@@ -315,6 +346,12 @@ impl<R: Role> RoundActor<R> {
             self.schedule_retry(ctx);
         }
         let round_ctx = self.context(&snapshot);
+        if R::CLIENT == Client::Lrm
+            && self.settings.sabotage == Some(Sabotage::RestartOldServices)
+            && self.old_view.is_none()
+        {
+            self.old_view = Some(Some(old_view_starts(&snapshot.state, &self.settings.node)));
+        }
         let mut state = snapshot.state;
         let mut env = RoundEnv::new(&round_ctx, &mut state);
         if let Some(fence) = &self.fence {
@@ -493,6 +530,9 @@ impl<R: Role> RoundActor<R> {
                 });
             }
             if let Some(pool) = act.pool.as_ref() {
+                for job in act.old_view.as_mut().and_then(Option::take).into_iter().flatten() {
+                    pool.do_send(job);
+                }
                 for job in outcome.jobs {
                     pool.do_send(RunJob {
                         spec: job.spec,
@@ -518,6 +558,32 @@ impl<R: Role> RoundActor<R> {
             }
         }));
     }
+}
+
+/// [`Sabotage::RestartOldServices`]: starts of every service `node`'s
+/// last published LRM status reports started, under today's tokens.
+fn old_view_starts(state: &crate::core::store::ClusterState, node: &str) -> Vec<RunJob> {
+    use crate::core::agent::JobSpec;
+    use crate::core::types::ServiceState;
+    let Some(status) = state.lrm_status.get(node) else {
+        return Vec::new();
+    };
+    status
+        .results
+        .iter()
+        .filter(|(_, result)| result.state == ServiceState::Started && result.exit_code == ExitCode::Success)
+        .map(|(uid, result)| RunJob {
+            spec: JobSpec {
+                sid: result.sid.clone(),
+                uid: Some(uid.clone()),
+                command: ServiceState::Started,
+                target: None,
+                timeout: None,
+                config: state.resources.get(&result.sid).cloned(),
+            },
+            fencing_token: state.epochs.get(&result.sid).copied().unwrap_or(0),
+        })
+        .collect()
 }
 
 impl<R: Role> Actor for RoundActor<R> {

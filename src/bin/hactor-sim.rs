@@ -129,6 +129,18 @@ enum Command {
         /// watchdog), to see the checkers catch it.
         #[arg(long, hide = true)]
         pet_without_renewal: bool,
+        /// Break a safety rule on purpose, by name (pet-without-renewal,
+        /// keep-first-epochs, restart-old-services).
+        #[arg(long, hide = true, conflicts_with = "pet_without_renewal")]
+        sabotage: Option<String>,
+        /// Do not inject these faults (indices, as a shrunk run's replay
+        /// command gives them: `1,4,7`).
+        #[arg(long, value_delimiter = ',')]
+        skip_faults: Vec<u32>,
+        /// On a violation, drop the seed's faults one at a time while the
+        /// violation stays, and print the faults left and their replay.
+        #[arg(long)]
+        shrink: bool,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -348,7 +360,9 @@ struct ChaosArgs {
     services: Option<usize>,
     verbose: bool,
     store: hactor::sim::chaos::StoreKind,
-    pet_without_renewal: bool,
+    sabotage: Option<hactor::actors::round::Sabotage>,
+    skip_faults: std::collections::BTreeSet<u32>,
+    shrink: bool,
 }
 
 fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
@@ -366,11 +380,10 @@ fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
     for seed in seeds {
         let mut config = ChaosConfig::for_seed(seed, args.nodes, args.services);
         config.keep_events = args.verbose;
+        config.sabotage = args.sabotage;
         config.store = args.store;
-        if args.pet_without_renewal {
-            config.sabotage = Some(hactor::actors::round::Sabotage::PetWithoutRenewal);
-        }
-        let report = chaos::run(config)?;
+        config.skip_faults = args.skip_faults.clone();
+        let report = chaos::run(config.clone())?;
         runs += 1;
         virtual_ms += report.virtual_ms;
         for line in report.all.iter().flatten() {
@@ -387,15 +400,24 @@ fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
             report.hash
         );
         if let Outcome::Violation(_) = &report.outcome {
-            let flag = if args.pet_without_renewal {
-                " --pet-without-renewal"
-            } else {
-                ""
-            };
-            println!("replay: {}{flag}", report.replay_command());
+            println!("replay: {}", report.replay_command());
             println!("last events:");
             for line in &report.tail {
                 println!("  {line}");
+            }
+            if args.shrink {
+                let shrunk = chaos::shrink(config, report.clone())?;
+                println!(
+                    "shrunk to {} of {} faults in {} runs: {}",
+                    shrunk.faults.len(),
+                    report.faults.len(),
+                    shrunk.runs,
+                    shrunk.last.outcome
+                );
+                for (index, what) in &shrunk.faults {
+                    println!("  fault #{index}: {what}");
+                }
+                println!("replay: {}", shrunk.last.replay_command());
             }
             return Err(format!("seed {seed}: {}", report.outcome));
         }
@@ -407,6 +429,18 @@ fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
         runs as f64 * 60.0 / wall
     );
     Ok(())
+}
+
+/// `hactor-sim chaos`: one seed (the default 1) or a range.
+fn chaos_command(seed: Option<u64>, seeds: Option<&str>, args: &ChaosArgs) -> Result<(), String> {
+    match seeds.map(seed_range) {
+        Some(Ok(range)) => chaos(range, args),
+        Some(Err(e)) => Err(e),
+        None => {
+            let seed = seed.unwrap_or(1);
+            chaos(seed..seed.saturating_add(1), args)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -424,21 +458,29 @@ fn main() -> ExitCode {
             verbose,
             store,
             pet_without_renewal,
+            sabotage,
+            skip_faults,
+            shrink,
         } => {
-            let args = ChaosArgs {
+            let sabotage = match (pet_without_renewal, sabotage.as_deref()) {
+                (true, _) => Ok(Some(hactor::actors::round::Sabotage::PetWithoutRenewal)),
+                (false, None) => Ok(None),
+                (false, Some(name)) => hactor::actors::round::Sabotage::from_name(name)
+                    .map(Some)
+                    .ok_or_else(|| format!("no sabotage named '{name}'")),
+            };
+            let args = sabotage.map(|sabotage| ChaosArgs {
                 nodes,
                 services,
                 verbose,
                 store,
-                pet_without_renewal,
-            };
-            match seeds.as_deref().map(seed_range) {
-                Some(Ok(range)) => chaos(range, &args),
-                Some(Err(e)) => Err(e),
-                None => {
-                    let seed = seed.unwrap_or(1);
-                    chaos(seed..seed.saturating_add(1), &args)
-                }
+                sabotage,
+                skip_faults: skip_faults.into_iter().collect(),
+                shrink,
+            });
+            match args {
+                Err(e) => Err(e),
+                Ok(args) => chaos_command(seed, seeds.as_deref(), &args),
             }
         }
         Command::Serve {

@@ -15,6 +15,8 @@ use crate::core::types::NodeName;
 
 use super::ledger::{AgentFault, Instance, SharedLedger};
 use super::rng::Rng;
+use super::starts::StartRecord;
+use super::watchdog::WatchdogProbe;
 
 /// The service type the simulated agent handles.
 pub const KIND: &str = "sim";
@@ -33,6 +35,8 @@ pub struct SimAgent {
     drawn_ms: Mutex<BTreeMap<String, u64>>,
     /// Cleared when the node crashes or is fenced.
     alive: Arc<AtomicBool>,
+    /// The node's watchdog device, recorded with each start.
+    watchdog: Option<WatchdogProbe>,
 }
 
 impl SimAgent {
@@ -43,7 +47,15 @@ impl SimAgent {
             rng: Mutex::new(rng),
             drawn_ms: Mutex::new(BTreeMap::new()),
             alive,
+            watchdog: None,
         }
+    }
+
+    /// Records the state of `probe`'s device with every start (the
+    /// run-only-while-armed checker).
+    pub fn with_watchdog(mut self, probe: WatchdogProbe) -> SimAgent {
+        self.watchdog = Some(probe);
+        self
     }
 
     fn sid(name: &str) -> String {
@@ -108,6 +120,15 @@ impl Agent for SimAgent {
             ledger.violations.push(violation);
         }
         ledger.start_tokens.insert(sid.clone(), highest.max(ctx.fencing_token));
+        let record = StartRecord {
+            sid: sid.clone(),
+            node: self.node.clone(),
+            at_ms: now,
+            token: ctx.fencing_token,
+            last_feed_ms: self.watchdog.as_ref().map_or(Some(now), WatchdogProbe::last_feed_ms),
+            elsewhere: ledger.elsewhere(&sid, &self.node, now),
+        };
+        ledger.starts.push(record);
         ledger.instances.entry(sid.clone()).or_default().push(Instance {
             node: self.node.clone(),
             token: ctx.fencing_token,

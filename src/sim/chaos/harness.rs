@@ -26,9 +26,13 @@ use crate::node::shared_store::SharedStore;
 
 use super::agent::{KIND, SimAgent};
 use super::check;
+use super::freeze::Freeze;
 use super::ledger::{AgentFault, SharedLedger};
+use super::master::MasterLog;
 use super::replicas::{self, Agreement, ReplicaSlot, Replicas};
 use super::rng::Rng;
+use super::starts;
+use super::traffic;
 use super::watchdog::{SimWatchdog, WatchdogProbe};
 use super::{ChaosConfig, Outcome, Report, StoreKind};
 
@@ -43,8 +47,16 @@ pub const RESTART_MS: (u64, u64) = (1_000, 8_000);
 pub const CUT_MS: (u64, u64) = (1_000, 15_000);
 /// An agent fault lasts this long.
 pub const AGENT_FAULT_MS: (u64, u64) = (2_000, 10_000);
-/// Chance per step (per mille) that a fault starts: one every ~2.5 s.
-const FAULT_PER_MILLE: u64 = 20;
+/// A node stays frozen this long, in tenths of its watchdog device
+/// timeout: thaws just before and well after the device fires.
+pub const FREEZE_TENTHS: (u64, u64) = (2, 30);
+/// Chance per step (per mille) that a fault or an operator edit starts:
+/// one every ~1.7 s (a fault proper every ~2.7 s).
+const FAULT_PER_MILLE: u64 = 30;
+/// The kinds of fault [`Harness::maybe_inject`] draws from: crash, cut,
+/// agent hang, agent fail, freeze, and three kinds of operator edit
+/// ([`traffic`]).
+const FAULT_KINDS: u64 = 8;
 /// Lease stamps are virtual ms from this (2023-11-14), so they look like
 /// wall-clock times.
 const EPOCH_MS: u64 = 1_700_000_000_000;
@@ -59,6 +71,10 @@ struct Running {
     store: NodeStore,
     watchdog: WatchdogProbe,
     alive: Arc<AtomicBool>,
+    /// Stops the node's LocalSet from being polled ([`super::freeze`]).
+    freeze: Freeze,
+    /// When a frozen node thaws.
+    thaw_at_ms: Option<u64>,
 }
 
 /// A node incarnation's store.
@@ -92,6 +108,14 @@ pub struct Harness {
     members: Arc<[NodeName]>,
     slots: Vec<Slot>,
     exited: Recipient<Exited>,
+    /// Draws the faults only, a fixed number of draws per fault, so that
+    /// skipping one ([`ChaosConfig::skip_faults`]) leaves the others.
+    fault_rng: Rng,
+    /// Fault opportunities so far: the index of the next one.
+    fault_index: u32,
+    /// Faults injected: index and what.
+    faults: Vec<(u32, String)>,
+    master: MasterLog,
     /// The Raft members' network and files ([`StoreKind::Raft`]).
     replicas: Option<Arc<Replicas>>,
     agreement: std::cell::RefCell<Agreement>,
@@ -100,6 +124,7 @@ pub struct Harness {
 impl Harness {
     pub fn new(config: ChaosConfig, ledger: SharedLedger) -> Result<Harness, String> {
         let mut rng = Rng::new(config.seed);
+        let fault_rng = rng.fork();
         let names: Vec<NodeName> = (1..=config.nodes).map(|i| format!("node{i}")).collect();
         let mut state = ClusterState::default();
         for s in 0..config.services {
@@ -139,6 +164,10 @@ impl Harness {
             members: names.into(),
             slots,
             exited: IgnoreExited.start().recipient(),
+            fault_rng,
+            fault_index: 0,
+            faults: Vec::new(),
+            master: MasterLog::default(),
         })
     }
 
@@ -151,19 +180,29 @@ impl Harness {
         let timings = self.slots[0].config.timings;
         let deadline = FAULT_PHASE_MS + check::liveness_bound_ms(&timings, RESTART_MS.1);
         let mut faults_over = false;
+        let mut next_step = STEP_MS;
         let outcome = loop {
-            tokio::time::sleep(Duration::from_millis(STEP_MS)).await;
+            // A watchdog device resets its node the moment its deadline
+            // passes, not at the next step: the harness wakes then too.
+            let wake = self.next_watchdog_deadline().map_or(next_step, |d| d.min(next_step));
+            let now = self.ledger.now_ms();
+            tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now))).await;
             let now = self.ledger.now_ms();
             self.fire_watchdogs(now);
+            if now < next_step {
+                continue;
+            }
+            next_step += STEP_MS;
             self.restart_due(now);
             self.heal_due(now);
+            self.thaw_due(now);
             if now < FAULT_PHASE_MS {
                 self.maybe_inject(now);
             } else if !faults_over {
                 faults_over = true;
                 self.end_faults(now);
             }
-            if let Some(violation) = self.check() {
+            if let Some(violation) = self.check().or_else(|| self.check_master()) {
                 break Outcome::Violation(violation);
             }
             if faults_over {
@@ -212,6 +251,9 @@ impl Harness {
             tail: ledger.journal.tail(),
             all: ledger.journal.all().map(<[String]>::to_vec),
             virtual_ms: now,
+            faults: std::mem::take(&mut self.faults),
+            skip_faults: self.config.skip_faults.clone(),
+            sabotage: self.config.sabotage,
         }
     }
 
@@ -234,9 +276,11 @@ impl Harness {
         let timings = slot.config.timings;
         let cut = slot.cut_until_ms.is_some_and(|until| until > now);
         let alive = Arc::new(AtomicBool::new(true));
-        let agent = Arc::new(SimAgent::new(&slot.name, self.ledger.clone(), agent_rng, alive.clone()));
         let device = SimWatchdog::new(self.ledger.clone());
         let watchdog = device.probe();
+        let agent = Arc::new(
+            SimAgent::new(&slot.name, self.ledger.clone(), agent_rng, alive.clone()).with_watchdog(watchdog.clone()),
+        );
         let mut agents = Agents::new();
         agents.register(KIND, agent.clone());
         let latency: JobLatency = Arc::new(move |_node, spec| agent.latency(spec));
@@ -300,11 +344,14 @@ impl Harness {
             });
             NodeStore::Shared(store)
         };
+        let freeze = Freeze::default();
         slot.running = Some(Running {
-            task: tokio::task::spawn_local(local),
+            task: tokio::task::spawn_local(freeze.wrap(local)),
             store,
             watchdog,
             alive,
+            freeze,
+            thaw_at_ms: None,
         });
     }
 
@@ -351,10 +398,46 @@ impl Harness {
         })
     }
 
+    /// Applies an operator's edit as the CLI would: to the shared store,
+    /// or through an open Raft member (retried until it commits when
+    /// `until_done`, as the liveness phase's undo must); the outcome is
+    /// journaled as `line`.
+    fn apply_edit(&self, ops: Vec<Op>, line: String, until_done: bool) {
+        if self.replicas.is_none() {
+            let outcome = match self.store.apply(ops) {
+                Ok(_) => String::new(),
+                Err(e) => format!(": refused - {e}"),
+            };
+            self.ledger.record(&format!("{line}{outcome}"));
+            return;
+        }
+        let members: Vec<_> = self.open_replicas().map(|(_, r)| r).collect();
+        let ledger = self.ledger.clone();
+        tokio::spawn(async move {
+            let outcome = match members.first() {
+                None => ": refused - no member open".to_string(),
+                Some(raft) if until_done => {
+                    replicas::apply_until_done(raft, ops).await;
+                    String::new()
+                }
+                Some(raft) => match raft.apply(ops).await {
+                    Ok(_) => String::new(),
+                    Err(e) => format!(": refused - {e}"),
+                },
+            };
+            ledger.record(&format!("{line}{outcome}"));
+        });
+    }
+
     /// Node `index` goes down at once (crash or watchdog reset): its actors
     /// stop, its instances die; it comes back after a random delay.
     fn take_down(&mut self, index: usize, why: &str) {
         let delay = self.rng.range(RESTART_MS.0, RESTART_MS.1);
+        self.take_down_for(index, why, delay);
+    }
+
+    /// [`Harness::take_down`], back after `delay` ms.
+    fn take_down_for(&mut self, index: usize, why: &str, delay: u64) {
         let now = self.ledger.now_ms();
         let slot = &mut self.slots[index];
         let Some(running) = slot.running.take() else {
@@ -366,6 +449,10 @@ impl Harness {
             NodeStore::Raft(replica) => {
                 if let Some(raft) = replica.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     slot.shutdown = Some(replicas::crash(raft));
+                }
+                // A reset ends a freeze: the next incarnation starts thawed.
+                if let Some(replicas) = &self.replicas {
+                    replicas.net().thaw(&slot.name);
                 }
             }
         }
@@ -388,6 +475,19 @@ impl Harness {
                 self.take_down(index, "watchdog fired");
             }
         }
+    }
+
+    /// The first virtual ms at which a running node's device fires, if
+    /// nothing feeds it before.
+    fn next_watchdog_deadline(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter_map(|slot| {
+                let running = slot.running.as_ref()?;
+                let fed = running.watchdog.last_feed_ms()?;
+                Some(fed + slot.config.timings.watchdog_device_timeout_ms + 1)
+            })
+            .min()
     }
 
     fn restart_due(&mut self, now: u64) {
@@ -414,50 +514,117 @@ impl Harness {
     fn impaired(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| s.running.is_none() || s.cut_until_ms.is_some())
+            .filter(|s| {
+                s.running.is_none()
+                    || s.cut_until_ms.is_some()
+                    || s.running.as_ref().is_some_and(|r| r.freeze.is_frozen())
+            })
             .count()
     }
 
+    /// Thaws the frozen nodes whose time is up.
+    fn thaw_due(&mut self, now: u64) {
+        for slot in &mut self.slots {
+            if let Some(running) = &mut slot.running
+                && running.thaw_at_ms.is_some_and(|at| at <= now)
+            {
+                running.thaw_at_ms = None;
+                running.freeze.thaw();
+                if let Some(replicas) = &self.replicas {
+                    replicas.net().thaw(&slot.name);
+                }
+                self.ledger.record(&format!("{} thawed", slot.name));
+            }
+        }
+    }
+
+    /// Maybe starts a fault. Every opportunity gets an index and takes
+    /// the same draws from [`Harness::fault_rng`], whether or not its
+    /// fault applies or is skipped, so that dropping one fault
+    /// (`--skip-faults`, shrinking) leaves the later ones as they were.
     fn maybe_inject(&mut self, now: u64) {
-        if !self.rng.chance(FAULT_PER_MILLE) {
+        if !self.fault_rng.chance(FAULT_PER_MILLE) {
             return;
         }
-        let index = self.rng.range(0, self.slots.len() as u64 - 1) as usize;
-        let kind = self.rng.range(0, 3);
+        let fault = self.fault_index;
+        self.fault_index += 1;
+        let index = self.fault_rng.range(0, self.slots.len() as u64 - 1) as usize;
+        let kind = self.fault_rng.range(0, FAULT_KINDS - 1);
+        let draw = self.fault_rng.next_u64();
+        let restart = self.fault_rng.range(RESTART_MS.0, RESTART_MS.1);
+        let within = |(lo, hi): (u64, u64)| lo + draw % (hi - lo + 1);
         let may_impair = self.impaired() < (self.slots.len() - 1) / 2;
         let slot = &self.slots[index];
-        let healthy = slot.running.is_some() && slot.cut_until_ms.is_none();
-        match kind {
-            0 if may_impair && healthy => self.take_down(index, "crash"),
-            1 if may_impair && healthy => {
-                let until = now + self.rng.range(CUT_MS.0, CUT_MS.1);
+        let healthy = slot.running.as_ref().is_some_and(|r| !r.freeze.is_frozen()) && slot.cut_until_ms.is_none();
+        let applies = match kind {
+            0 | 1 | 4 => may_impair && healthy,
+            _ => true,
+        };
+        if !applies {
+            return;
+        }
+        if self.config.skip_faults.contains(&fault) {
+            self.ledger.record(&format!("fault #{fault} skipped"));
+            return;
+        }
+        let name = self.slots[index].name.clone();
+        let what = match kind {
+            0 => {
+                self.take_down_for(index, &format!("crash (fault #{fault})"), restart);
+                format!("{name} crash")
+            }
+            1 => {
+                let until = now + within(CUT_MS);
                 self.slots[index].cut_until_ms = Some(until);
                 self.set_cut(index, true);
-                let line = format!("{} store link cut for {} ms", self.slots[index].name, until - now);
-                self.ledger.record(&line);
+                let line = format!("{name} store link cut for {} ms", until - now);
+                self.ledger.record(&format!("{line} (fault #{fault})"));
+                line
             }
             2 | 3 => {
-                let fault = if kind == 2 { AgentFault::Hang } else { AgentFault::Fail };
-                let until = now + self.rng.range(AGENT_FAULT_MS.0, AGENT_FAULT_MS.1);
-                let name = self.slots[index].name.clone();
+                let agent_fault = if kind == 2 { AgentFault::Hang } else { AgentFault::Fail };
+                let until = now + within(AGENT_FAULT_MS);
                 let mut ledger = self.ledger.lock();
-                ledger.agent_faults.insert(name.clone(), (fault, until));
-                let line = format!("{name} agent {fault:?} for {} ms", until - now);
-                ledger.journal.record(now, &line);
+                ledger.agent_faults.insert(name.clone(), (agent_fault, until));
+                let line = format!("{name} agent {agent_fault:?} for {} ms", until - now);
+                ledger.journal.record(now, &format!("{line} (fault #{fault})"));
+                line
             }
-            _ => {}
-        }
+            5..=7 => {
+                let (ops, line) = traffic::edit(kind - 5, draw, &self.sids(), &name);
+                self.apply_edit(ops, format!("{line} (fault #{fault})"), false);
+                line
+            }
+            _ => {
+                let device_ms = self.slots[index].config.timings.watchdog_device_timeout_ms;
+                let ms = within(FREEZE_TENTHS) * device_ms / 10;
+                if let Some(running) = &mut self.slots[index].running {
+                    running.freeze.freeze();
+                    running.thaw_at_ms = Some(now + ms);
+                }
+                if let Some(replicas) = &self.replicas {
+                    replicas.net().freeze(&name);
+                }
+                let line = format!("{name} frozen for {ms} ms");
+                self.ledger.record(&format!("{line} (fault #{fault})"));
+                line
+            }
+        };
+        self.faults.push((fault, what));
     }
 
     /// The liveness phase: every link healed, every agent fault over
     /// (downed nodes come back at their time).
     fn end_faults(&mut self, now: u64) {
+        self.thaw_due(u64::MAX);
         for index in 0..self.slots.len() {
             if self.slots[index].cut_until_ms.take().is_some() {
                 self.set_cut(index, false);
             }
         }
         self.ledger.lock().agent_faults.clear();
+        let undo = traffic::undo_all(&self.sids(), &self.members);
+        self.apply_edit(undo, "operator edits undone".into(), true);
         self.ledger.record(&format!("faults stop at {now} ms: liveness phase"));
     }
 
@@ -476,11 +643,34 @@ impl Harness {
             }
         }
         drop(agreement);
-        let ledger = self.ledger.lock();
+        let mut ledger = self.ledger.lock();
+        let new_starts = std::mem::take(&mut ledger.starts);
+        if let Some(violation) = starts::unfenced_starts(&new_starts).into_iter().next() {
+            return Some(format!("fence before recover: {violation}"));
+        }
+        let device_ms = self.slots[0].config.timings.watchdog_device_timeout_ms;
+        if let Some(violation) = starts::unarmed_starts(&new_starts, device_ms).into_iter().next() {
+            return Some(format!("run only while armed: {violation}"));
+        }
         check::double_runs(&ledger)
             .into_iter()
             .next()
             .map(|d| format!("double run: {d}"))
+    }
+}
+
+impl Harness {
+    /// Every service's id.
+    fn sids(&self) -> Vec<String> {
+        self.store.snapshot().resources.keys().cloned().collect()
+    }
+
+    /// Samples the manager lock and status ([`MasterLog`]).
+    fn check_master(&mut self) -> Option<String> {
+        let lease_ms = self.slots[0].config.timings.lease_ms;
+        self.master
+            .sample(&self.cluster_state(), lease_ms)
+            .map(|v| format!("single master: {v}"))
     }
 }
 

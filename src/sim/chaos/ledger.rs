@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::core::types::NodeName;
 
 use super::journal::Journal;
+use super::starts::StartRecord;
 
 /// One instance of a service on a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct Ledger {
     /// Safety violations seen as they happened (a start under a token
     /// older than an earlier start's).
     pub violations: Vec<String>,
+    /// Starts since the checkers last looked ([`super::starts`]).
+    pub starts: Vec<StartRecord>,
     pub journal: Journal,
 }
 
@@ -95,6 +98,18 @@ impl Ledger {
             list.retain(|i| i.stopping_until.is_none_or(|until| until > now_ms));
         }
         self.instances.retain(|_, list| !list.is_empty());
+    }
+
+    /// Instances of `sid` live at `now_ms` on nodes other than `node`:
+    /// node and token.
+    pub fn elsewhere(&self, sid: &str, node: &str, now_ms: u64) -> Vec<(NodeName, u64)> {
+        self.instances
+            .get(sid)
+            .into_iter()
+            .flatten()
+            .filter(|i| i.node != node && i.stopping_until.is_none_or(|until| until > now_ms))
+            .map(|i| (i.node.clone(), i.token))
+            .collect()
     }
 
     /// Every instance on `node` dies at once (a crash or a watchdog reset).

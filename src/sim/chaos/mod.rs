@@ -6,7 +6,8 @@
 //! for running, replaying and what is (not yet) covered.
 //!
 //! ```text
-//!  seed ─► Rng ─► faults: crash/restart, store cut, agent hang/fail
+//!  seed ─► Rng ─► faults: crash/restart, store cut, agent hang/fail,
+//!                  freeze/thaw, operator edits (skip mask, shrink)
 //!                    │
 //!   node1..N: start_node(.., NodeRuntime { virtual clock, watchdog on
 //!             this thread, inline jobs }) inside a LocalSet each
@@ -14,7 +15,8 @@
 //!                    ▼
 //!   Ledger: live instances (SimAgent), watchdog feeds (SimWatchdog), journal
 //!                    │
-//!   check: no double run, fencing tokens, liveness ─► Report (hash, tail)
+//!   check: fencing tokens, fence before recover, run only while armed,
+//!          no double run, single master, liveness ─► Report (hash, tail)
 //! ```
 //!
 //! Why one thread: a replay needs every task to run in the same order,
@@ -27,12 +29,18 @@
 
 pub mod agent;
 pub mod check;
+pub mod freeze;
 pub mod harness;
 pub mod journal;
 pub mod ledger;
+pub mod master;
 pub mod replicas;
 pub mod rng;
+pub mod starts;
+pub mod traffic;
 pub mod watchdog;
+
+use std::collections::BTreeSet;
 
 use crate::actors::round::Sabotage;
 
@@ -50,6 +58,9 @@ pub struct ChaosConfig {
     pub sabotage: Option<Sabotage>,
     /// Keep every event line in the report (not just the tail).
     pub keep_events: bool,
+    /// Fault opportunities not to inject, by index (shrinking, replays of
+    /// a shrunk run): the other faults stay as they were.
+    pub skip_faults: BTreeSet<u32>,
     /// Which store the nodes share.
     pub store: StoreKind,
 }
@@ -92,6 +103,7 @@ impl ChaosConfig {
             sabotage: None,
             keep_events: false,
             store: StoreKind::Raft,
+            skip_faults: BTreeSet::new(),
         }
     }
 }
@@ -131,19 +143,31 @@ pub struct Report {
     pub all: Option<Vec<String>>,
     /// Virtual time the run covered.
     pub virtual_ms: u64,
+    /// The faults injected: index and what.
+    pub faults: Vec<(u32, String)>,
+    /// The faults skipped ([`ChaosConfig::skip_faults`]).
+    pub skip_faults: BTreeSet<u32>,
+    pub sabotage: Option<Sabotage>,
 }
 
 impl Report {
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
-        let store = match self.store {
-            StoreKind::Raft => "",
-            StoreKind::Shared => " --store shared",
-        };
-        format!(
-            "hactor-sim chaos --seed {} --nodes {} --services {}{store}",
+        let mut command = format!(
+            "hactor-sim chaos --seed {} --nodes {} --services {}",
             self.seed, self.nodes, self.services
-        )
+        );
+        if let Some(sabotage) = self.sabotage {
+            command.push_str(&format!(" --sabotage {}", sabotage.name()));
+        }
+        if !self.skip_faults.is_empty() {
+            let list: Vec<String> = self.skip_faults.iter().map(u32::to_string).collect();
+            command.push_str(&format!(" --skip-faults {}", list.join(",")));
+        }
+        if self.store == StoreKind::Shared {
+            command.push_str(" --store shared");
+        }
+        command
     }
 }
 
@@ -170,5 +194,81 @@ pub fn run(config: ChaosConfig) -> Result<Report, String> {
         };
         let harness = harness::Harness::new(config, SharedLedger::new(journal))?;
         Ok(harness.run().await)
+    })
+}
+
+/// A violation with fewer faults ([`shrink`]).
+#[derive(Debug, Clone)]
+pub struct Shrunk {
+    /// The faults still injected: index and what.
+    pub faults: Vec<(u32, String)>,
+    /// The last violating run (its replay command carries the mask).
+    pub last: Report,
+    /// Runs it took.
+    pub runs: u32,
+}
+
+/// The kind of a violation (`double run`, `liveness`, ...): what a
+/// shrunk run must still break.
+fn violation_kind(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::Violation(what) => Some(what.split(':').next().unwrap_or(what)),
+        Outcome::Settled => None,
+    }
+}
+
+/// Drops `report`'s injected faults one at a time, keeping a drop when
+/// the run still ends in a violation of the same kind, pass after pass
+/// until a pass drops nothing: a smaller set of faults that still breaks
+/// the rule (a local minimum: no single fault left can go). `config` is
+/// the run that gave `report`.
+pub fn shrink(config: ChaosConfig, report: Report) -> Result<Shrunk, String> {
+    let kind = violation_kind(&report.outcome)
+        .ok_or("nothing to shrink: the run had no violation")?
+        .to_string();
+    let mut config = ChaosConfig {
+        keep_events: false,
+        ..config
+    };
+    let mut last = report;
+    let mut runs = 0;
+    // Passes until one drops nothing: a drop changes what the later
+    // faults meet, so one that had to stay may go in the next pass.
+    let mut tried = BTreeSet::new();
+    loop {
+        let candidates: Vec<u32> = last
+            .faults
+            .iter()
+            .rev()
+            .map(|(index, _)| *index)
+            .filter(|index| !tried.contains(index))
+            .collect();
+        let mut dropped = false;
+        for index in candidates {
+            if !last.faults.iter().any(|(i, _)| *i == index) {
+                continue;
+            }
+            let mut trial = config.clone();
+            trial.skip_faults.insert(index);
+            let outcome = run(trial.clone())?;
+            runs += 1;
+            if violation_kind(&outcome.outcome) == Some(kind.as_str()) {
+                config = trial;
+                last = outcome;
+                dropped = true;
+                // Kept faults may go once the run has changed.
+                tried.clear();
+            } else {
+                tried.insert(index);
+            }
+        }
+        if !dropped {
+            break;
+        }
+    }
+    Ok(Shrunk {
+        faults: last.faults.clone(),
+        last,
+        runs,
     })
 }

@@ -155,7 +155,7 @@ pub fn crash(replica: RaftStore) -> JoinHandle<()> {
 
 /// Writes the run's resources once the new cluster has a leader.
 async fn seed_resources(raft: RaftStore, initial: ClusterState) {
-    let ops: Vec<Op> = initial
+    let ops = initial
         .resources
         .iter()
         .map(|(sid, resource)| Op::PutResource {
@@ -163,6 +163,11 @@ async fn seed_resources(raft: RaftStore, initial: ClusterState) {
             resource: resource.clone(),
         })
         .collect();
+    apply_until_done(&raft, ops).await;
+}
+
+/// Applies `ops` through `raft`, retrying until they commit.
+pub async fn apply_until_done(raft: &RaftStore, ops: Vec<Op>) {
     while raft.apply(ops.clone()).await.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -46,6 +46,13 @@ impl WatchdogProbe {
     }
 }
 
+impl WatchdogProbe {
+    /// The last feed (virtual ms), or `None` once the device was closed.
+    pub fn last_feed_ms(&self) -> Option<u64> {
+        (!self.disarmed.load(Ordering::SeqCst)).then(|| self.last_feed_ms.load(Ordering::SeqCst))
+    }
+}
+
 impl Backend for SimWatchdog {
     fn keepalive(&mut self) -> std::io::Result<()> {
         self.probe.last_feed_ms.store(self.ledger.now_ms(), Ordering::SeqCst);
