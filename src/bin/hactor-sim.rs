@@ -121,9 +121,10 @@ enum Command {
         /// Print every event of each run.
         #[arg(long)]
         verbose: bool,
-        /// The nodes' store: `raft` (a real Raft member per node over an
-        /// in-process network) or `shared` (one in-process store, faster).
-        #[arg(long, default_value = "raft")]
+        /// The nodes' store: `shared` (one in-process store with a
+        /// cuttable link per node) or `raft` (the daemon's Raft member per
+        /// node, over an in-process network: slower, consensus under test).
+        #[arg(long, default_value = "shared")]
         store: hactor::sim::chaos::StoreKind,
         /// Break a safety rule on purpose (a cut node keeps petting its
         /// watchdog), to see the checkers catch it.

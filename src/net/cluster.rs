@@ -796,6 +796,11 @@ impl RaftStore {
 
     /// The applied log index and the digest of the applied state, read
     /// together (replicas at one index must agree).
+    /// The index of the last applied entry (cheap: no digest).
+    pub fn applied_index(&self) -> Option<u64> {
+        self.inner.sm.read().last_applied.map(|l| l.index)
+    }
+
     pub fn applied_digest(&self) -> (Option<u64>, String) {
         let applied = self.inner.sm.read();
         (applied.last_applied.map(|l| l.index), applied.digest())

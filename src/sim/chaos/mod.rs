@@ -102,7 +102,7 @@ impl ChaosConfig {
             services: services.unwrap_or(drawn_services),
             sabotage: None,
             keep_events: false,
-            store: StoreKind::Raft,
+            store: StoreKind::Shared,
             skip_faults: BTreeSet::new(),
         }
     }
@@ -164,8 +164,8 @@ impl Report {
             let list: Vec<String> = self.skip_faults.iter().map(u32::to_string).collect();
             command.push_str(&format!(" --skip-faults {}", list.join(",")));
         }
-        if self.store == StoreKind::Shared {
-            command.push_str(" --store shared");
+        if self.store == StoreKind::Raft {
+            command.push_str(" --store raft");
         }
         command
     }

@@ -66,7 +66,7 @@ impl Replicas {
         let dir = base.join(format!("hactor-chaos-{}-{seed}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let net = MemoryNet::new(seed ^ 0x6e65_7477_6f72_6b);
+        let net = MemoryNet::new(seed ^ 0x006e_6574_776f_726b);
         let voters = names
             .iter()
             .enumerate()
@@ -176,7 +176,7 @@ pub async fn apply_until_done(raft: &RaftStore, ops: Vec<Op>) {
 /// The most advanced replica's state among `replicas` (the cluster's
 /// view for the liveness checker), if any is open.
 pub fn freshest(replicas: impl Iterator<Item = RaftStore>) -> Option<ClusterState> {
-    replicas.max_by_key(|r| r.applied_digest().0).map(|r| r.snapshot())
+    replicas.max_by_key(RaftStore::applied_index).map(|r| r.snapshot())
 }
 
 /// Every committed index seen so far, with the digest of the state the
@@ -184,11 +184,18 @@ pub fn freshest(replicas: impl Iterator<Item = RaftStore>) -> Option<ClusterStat
 #[derive(Default)]
 pub struct Agreement {
     seen: BTreeMap<u64, (NodeName, String)>,
+    /// Each node's applied index at its last look: the digest (a hash of
+    /// the whole state) is taken only when it moved.
+    last: BTreeMap<NodeName, u64>,
 }
 
 impl Agreement {
     /// Records `node`'s replica; describes a disagreement, if any.
     pub fn check(&mut self, node: &str, replica: &RaftStore) -> Option<String> {
+        let index = replica.applied_index()?;
+        if self.last.insert(node.to_string(), index) == Some(index) {
+            return None;
+        }
         let (Some(index), digest) = replica.applied_digest() else {
             return None;
         };
