@@ -368,7 +368,9 @@ impl RaftStore {
             // ask again at once: the first round after a leader change
             // must not wait out a call to the old one, its watchdog client
             // is running out.
+            // `biased`: no random branch order, so a seeded run replays.
             let reply = tokio::select! {
+                biased;
                 reply = call => reply.map_err(|e| Refusal::Failed(e.to_string()))?,
                 () = self.leader_changed_from(&leader.name) => {
                     hint = self.leader_hint();

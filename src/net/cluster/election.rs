@@ -248,7 +248,9 @@ pub(super) fn spawn_guard(store: &RaftStore, hold: Duration) {
                 .due
                 .saturating_duration_since(Instant::now())
                 .clamp(Duration::from_millis(1), timing.heartbeat);
+            // `biased`: no random branch order, so a seeded run replays.
             tokio::select! {
+                biased;
                 () = tokio::time::sleep(wake) => {}
                 changed = metrics.changed() => {
                     if changed.is_err() {

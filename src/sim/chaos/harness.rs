@@ -576,8 +576,19 @@ impl Harness {
             1 => {
                 let until = now + within(CUT_MS);
                 self.slots[index].cut_until_ms = Some(until);
-                self.set_cut(index, true);
-                let line = format!("{name} store link cut for {} ms", until - now);
+                // Over Raft a cut may be one-way (an asymmetric partition).
+                let way = match &self.replicas {
+                    Some(replicas) => {
+                        let way = replicas::Way::drawn(draw / 7);
+                        replicas.partition(&name, way);
+                        way.describe()
+                    }
+                    None => {
+                        self.set_cut(index, true);
+                        ""
+                    }
+                };
+                let line = format!("{name} store link cut{way} for {} ms", until - now);
                 self.ledger.record(&format!("{line} (fault #{fault})"));
                 line
             }

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,7 +64,10 @@ impl Replicas {
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!("hactor-chaos-{}-{seed}", std::process::id()));
+        // Unique per run: runs of one seed may go on at once (tests).
+        static RUNS: AtomicU64 = AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        let dir = base.join(format!("hactor-chaos-{}-{run}-{seed}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let net = MemoryNet::new(seed ^ 0x006e_6574_776f_726b);
@@ -128,14 +132,56 @@ impl Replicas {
 
     /// Node `name`'s links to every other node cut (both ways) or healed.
     pub fn isolate(&self, name: &str, cut: bool) {
-        for other in self.names.iter().filter(|o| *o != name) {
-            for (from, to) in [(name, other.as_str()), (other.as_str(), name)] {
-                if cut {
-                    self.net.cut(from, to);
-                } else {
-                    self.net.heal(from, to);
-                }
+        if cut {
+            self.partition(name, Way::Both);
+        } else {
+            for other in self.names.iter().filter(|o| *o != name) {
+                self.net.heal(name, other);
+                self.net.heal(other, name);
             }
+        }
+    }
+
+    /// Node `name` cut off from every other node `way` (healed by
+    /// [`Replicas::isolate`]).
+    pub fn partition(&self, name: &str, way: Way) {
+        for other in self.names.iter().filter(|o| *o != name) {
+            if way != Way::Inbound {
+                self.net.cut(name, other);
+            }
+            if way != Way::Outbound {
+                self.net.cut(other, name);
+            }
+        }
+    }
+}
+
+/// Which of a node's frames a partition drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Way {
+    Both,
+    /// What it sends is lost; it still hears the others.
+    Outbound,
+    /// What is sent to it is lost; the others still hear it.
+    Inbound,
+}
+
+impl Way {
+    /// One of the three, from a draw (both ways half the time).
+    pub fn drawn(draw: u64) -> Way {
+        match draw % 4 {
+            0 => Way::Outbound,
+            1 => Way::Inbound,
+            _ => Way::Both,
+        }
+    }
+
+    /// How the journal names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Way::Both => "",
+            Way::Outbound => " (outbound only)",
+            Way::Inbound => " (inbound only)",
         }
     }
 }
