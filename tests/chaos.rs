@@ -173,16 +173,21 @@ fn a_fenced_node_restarting_its_old_services_is_caught() {
     );
 }
 
+/// Every event of `seed`'s run, which must settle.
+fn settled_events(seed: u64) -> Vec<String> {
+    let report = run(ChaosConfig {
+        keep_events: true,
+        ..ChaosConfig::for_seed(seed, None, None)
+    });
+    assert_eq!(report.outcome, Outcome::Settled, "{}", report.replay_command());
+    report.all.unwrap_or_default()
+}
+
 #[test]
 fn frozen_nodes_thaw_or_are_reset_by_their_watchdog() {
     let (mut thawed, mut reset) = (0, 0);
     for seed in 1..=3 {
-        let report = run(ChaosConfig {
-            keep_events: true,
-            ..ChaosConfig::for_seed(seed, None, None)
-        });
-        assert_eq!(report.outcome, Outcome::Settled, "{}", report.replay_command());
-        let events = report.all.unwrap_or_default();
+        let events = settled_events(seed);
         for (at, line) in events.iter().enumerate() {
             let Some((node, rest)) = line.trim_start().split_once(' ').and_then(|(_, l)| l.split_once(' ')) else {
                 continue;
@@ -289,14 +294,9 @@ fn the_command_shrinks_a_violation_and_prints_its_replay() {
 fn operator_edits_during_the_faults_are_undone_for_the_liveness_phase() {
     let mut stopped = 0;
     for seed in 1..=3 {
-        let report = run(ChaosConfig {
-            keep_events: true,
-            ..ChaosConfig::for_seed(seed, None, None)
-        });
         // Settled: every service runs again, those requested stopped
         // during the faults too.
-        assert_eq!(report.outcome, Outcome::Settled, "{}", report.replay_command());
-        let events = report.all.unwrap_or_default();
+        let events = settled_events(seed);
         stopped += events.iter().filter(|e| e.contains(" requested stopped")).count();
         let moves = events
             .iter()

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::codec;
-use super::quic::{CALL_TIMEOUT, RemoteError, RequestEnvelope, TransportError, lock};
+use super::quic::{CALL_TIMEOUT, RemoteError, RequestEnvelope, TransportError, answer_of, lock, request_frame};
 
 type Reply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 type Handler = Arc<dyn Fn(Vec<u8>) -> Reply + Send + Sync>;
@@ -285,28 +285,14 @@ impl MemoryTransport {
         if !self.open.load(Ordering::SeqCst) {
             return Err(TransportError::Endpoint(format!("{} is closed", self.node)));
         }
-        let frame = codec::encode(&RequestEnvelope {
-            from: self.node.clone(),
-            body: request,
-        })
-        .map_err(|error| TransportError::Codec {
-            peer: peer.to_string(),
-            error,
-        })?;
+        let frame = request_frame(&self.node, peer, request)?;
         let bytes = tokio::time::timeout(CALL_TIMEOUT, self.net.exchange(&self.node, peer, frame))
             .await
             .map_err(|_| TransportError::Timeout(peer.to_string()))??;
         if !self.open.load(Ordering::SeqCst) {
             return Err(TransportError::Endpoint(format!("{} is closed", self.node)));
         }
-        let answer: Result<Resp, RemoteError> = codec::decode(&bytes).map_err(|error| TransportError::Codec {
-            peer: peer.to_string(),
-            error,
-        })?;
-        answer.map_err(|error| TransportError::Remote {
-            peer: peer.to_string(),
-            error,
-        })
+        answer_of(peer, &bytes)
     }
 
     /// Answers requests with `handler` until [`MemoryTransport::close`];

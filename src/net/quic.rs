@@ -67,6 +67,31 @@ pub(super) struct RequestEnvelope<Req> {
     pub(super) body: Req,
 }
 
+/// The frame of `request` from `node` to `peer` (both transports).
+pub(super) fn request_frame<Req: Serialize>(node: &str, peer: &str, request: &Req) -> Result<Vec<u8>, TransportError> {
+    codec::encode(&RequestEnvelope {
+        from: node.to_string(),
+        body: request,
+    })
+    .map_err(|error| TransportError::Codec {
+        peer: peer.to_string(),
+        error,
+    })
+}
+
+/// The value of `peer`'s answer frame, or why there is none (both
+/// transports).
+pub(super) fn answer_of<Resp: DeserializeOwned>(peer: &str, bytes: &[u8]) -> Result<Resp, TransportError> {
+    let answer: Result<Resp, RemoteError> = codec::decode(bytes).map_err(|error| TransportError::Codec {
+        peer: peer.to_string(),
+        error,
+    })?;
+    answer.map_err(|error| TransportError::Remote {
+        peer: peer.to_string(),
+        error,
+    })
+}
+
 /// Why the remote side did not answer a request with a value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RemoteError {
@@ -276,14 +301,7 @@ impl QuicTransport {
         if self.is_blocked(peer) {
             return Err(TransportError::Blocked(peer.to_string()));
         }
-        let frame = codec::encode(&RequestEnvelope {
-            from: self.node.clone(),
-            body: request,
-        })
-        .map_err(|error| TransportError::Codec {
-            peer: peer.to_string(),
-            error,
-        })?;
+        let frame = request_frame(&self.node, peer, request)?;
         let attempt = async {
             // One reconnect: a cached connection may have died quietly.
             let mut last = None;
@@ -320,14 +338,7 @@ impl QuicTransport {
         let bytes = tokio::time::timeout(CALL_TIMEOUT, attempt)
             .await
             .map_err(|_| TransportError::Timeout(peer.to_string()))??;
-        let answer: Result<Resp, RemoteError> = codec::decode(&bytes).map_err(|error| TransportError::Codec {
-            peer: peer.to_string(),
-            error,
-        })?;
-        answer.map_err(|error| TransportError::Remote {
-            peer: peer.to_string(),
-            error,
-        })
+        answer_of(peer, &bytes)
     }
 
     /// Sends `bytes` as they are as one request and returns the raw answer
