@@ -23,6 +23,7 @@
 
 pub mod lock;
 pub mod round;
+mod sabotage;
 pub mod watchdog;
 pub mod worker_pool;
 

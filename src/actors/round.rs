@@ -27,7 +27,7 @@ use crate::core::types::{ExitCode, NodeName};
 use crate::core::watchdog::Client;
 use crate::net::clock::Clock;
 
-use super::lock::{ApplyOps, GetManagerWrites, GetRoundSnapshot, LockActor};
+use super::lock::{ApplyOps, GetManagerWrites, GetRoundSnapshot, GetSnapshot, LockActor};
 use super::watchdog::{WatchdogActor, WatchdogCmd};
 use super::worker_pool::{JobDone, RunJob, WorkerPool};
 use super::{InjectPanic, guarded};
@@ -43,7 +43,7 @@ pub trait Role: Unpin + 'static {
     /// One iteration; `false` when the daemon part exited.
     fn iterate(&mut self, env: &mut RoundEnv<'_>) -> bool;
     fn shutdown_request(&mut self, env: &mut RoundEnv<'_>);
-    fn job_finished(&mut self, _env: &mut RoundEnv<'_>, _sid: &str, _code: ExitCode) {}
+    fn job_finished(&mut self, _env: &mut RoundEnv<'_>, _sid: &str, _uid: Option<&str>, _code: ExitCode) {}
     fn describe(&self) -> &'static str;
     /// Run again after this, if sooner than the next regular round.
     fn eager(&self) -> Option<Duration> {
@@ -99,8 +99,8 @@ impl Role for Lrm {
         Lrm::shutdown_request(self, env);
     }
 
-    fn job_finished(&mut self, env: &mut RoundEnv<'_>, sid: &str, code: ExitCode) {
-        Lrm::job_finished(self, env, sid, code);
+    fn job_finished(&mut self, env: &mut RoundEnv<'_>, sid: &str, uid: Option<&str>, code: ExitCode) {
+        Lrm::job_finished(self, env, sid, uid, code);
     }
 
     fn describe(&self) -> &'static str {
@@ -143,13 +143,23 @@ pub enum Sabotage {
     /// from that old view, bypassing the manager's current commands and
     /// the placement claim.
     RestartOldServices,
+    /// The master takes a node's agent lock a lease early: as soon as it
+    /// sees the node offline, while the node may still run its services
+    /// under its lease ([`super::sabotage::bend_view`]).
+    TakeLockEarly,
+    /// Rounds decide from the local replica as it is, without a read
+    /// barrier, and propose without the guards that make the store refuse
+    /// a decision taken from an old view ([`super::sabotage::bend_outbox`]).
+    StaleReplica,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 3] = [
+    pub const ALL: [Sabotage; 5] = [
         Sabotage::PetWithoutRenewal,
         Sabotage::KeepFirstEpochs,
         Sabotage::RestartOldServices,
+        Sabotage::TakeLockEarly,
+        Sabotage::StaleReplica,
     ];
 
     /// Its name on the simulator's command line.
@@ -158,6 +168,8 @@ impl Sabotage {
             Sabotage::PetWithoutRenewal => "pet-without-renewal",
             Sabotage::KeepFirstEpochs => "keep-first-epochs",
             Sabotage::RestartOldServices => "restart-old-services",
+            Sabotage::TakeLockEarly => "take-lock-early",
+            Sabotage::StaleReplica => "stale-replica",
         }
     }
 
@@ -327,7 +339,12 @@ impl<R: Role> RoundActor<R> {
             return;
         }
         self.busy = true;
-        let snapshot = self.lock.send(GetRoundSnapshot);
+        let snapshot: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> =
+            if self.settings.sabotage == Some(Sabotage::StaleReplica) {
+                Box::pin(self.lock.send(GetSnapshot))
+            } else {
+                Box::pin(self.lock.send(GetRoundSnapshot))
+            };
         ctx.spawn(snapshot.into_actor(self).map(|snapshot, act, ctx| match snapshot {
             Ok(snapshot) => act.run_core(snapshot, ctx),
             Err(e) => {
@@ -353,6 +370,8 @@ impl<R: Role> RoundActor<R> {
             self.old_view = Some(Some(old_view_starts(&snapshot.state, &self.settings.node)));
         }
         let mut state = snapshot.state;
+        let (sabotage, me, lease_ms) = (self.settings.sabotage, &self.settings.node, round_ctx.lease_ms);
+        super::sabotage::bend_view(sabotage, R::CLIENT, me, lease_ms, &mut state);
         let mut env = RoundEnv::new(&round_ctx, &mut state);
         if let Some(fence) = &self.fence {
             env.fence = fence.view(round_ctx.members.keys().cloned());
@@ -363,14 +382,15 @@ impl<R: Role> RoundActor<R> {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let core = role.get_or_insert_with(|| R::create(&mut env));
             for job in &finished {
-                core.job_finished(&mut env, &job.sid, job.code);
+                core.job_finished(&mut env, &job.sid, job.uid.as_deref(), job.code);
             }
             if pending_shutdown.is_some() {
                 core.shutdown_request(&mut env);
             }
             core.iterate(&mut env)
         }));
-        let RoundEnv { outbox, events, .. } = env;
+        let RoundEnv { mut outbox, events, .. } = env;
+        super::sabotage::bend_outbox(sabotage, R::CLIENT, me, lease_ms, &mut outbox);
         let epochs: std::collections::BTreeMap<String, u64> = std::mem::take(&mut state.epochs);
         if self.settings.sabotage != Some(Sabotage::KeepFirstEpochs) || self.epochs.is_empty() {
             self.epochs = epochs;

@@ -7,14 +7,24 @@
 //! the LRM: a restart of the pool neither loses an in-flight result nor
 //! lets more than `max_worker` actions run.
 //!
+//! Jobs of one service run one at a time, in the order they came: a
+//! restarted LRM (an actor panic) knows nothing of the jobs its previous
+//! incarnation started, and may ask again for an action still under way
+//! (a stop of a guest that is still shutting down). The second job waits
+//! for the first to finish, so it cannot report the service stopped while
+//! the first stop still runs, and nothing may start it elsewhere before
+//! (found by `sim::chaos`, seed 10211).
+//!
 //! The daemon runs each action on tokio's blocking pool. The actor-level
 //! simulator (`sim::chaos`) runs them inline ([`JobLatency`]): on the one
 //! simulated thread, so that runs replay, with the result held back for
 //! a simulated duration.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use std::sync::{Arc, Mutex};
 
 use actix::{Actor, Context, Handler, Message, Recipient, Supervised};
 use tokio::sync::Semaphore;
@@ -67,6 +77,9 @@ pub struct WorkerPool {
     stats: Arc<PoolStats>,
     /// Run jobs inline with this latency instead of on the blocking pool.
     inline: Option<JobLatency>,
+    /// One turn per service with a job queued or running: its jobs run
+    /// one at a time (module doc). Kept across restarts of the actor.
+    turns: Arc<Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Runs one job through the agents: its exit code, events and where the
@@ -98,6 +111,7 @@ impl WorkerPool {
             results,
             stats,
             inline: None,
+            turns: Arc::default(),
         }
     }
 
@@ -134,7 +148,12 @@ impl Handler<RunJob> for WorkerPool {
             self.stats.clone(),
             self.inline.clone(),
         );
+        let turns = self.turns.clone();
+        let turn = lock(&turns).entry(msg.spec.sid.clone()).or_default().clone();
         actix_rt::spawn(async move {
+            // Wait for the service's earlier jobs before taking a slot, so
+            // that a waiting job holds no worker.
+            let turn = turn.lock_owned().await;
             let Ok(_permit) = slots.acquire_owned().await else {
                 return;
             };
@@ -157,6 +176,15 @@ impl Handler<RunJob> for WorkerPool {
                 tracing::error!("resource agent of {} panicked: {panic}", spec.sid);
                 (ExitCode::Other(-1), vec![event], None)
             });
+            {
+                // Nobody else waits for this service (the map and this
+                // guard hold the only references): forget its turn.
+                let mut turns = lock(&turns);
+                if turns.get(&spec.sid).is_some_and(|t| Arc::strong_count(t) <= 2) {
+                    turns.remove(&spec.sid);
+                }
+            }
+            drop(turn);
             results.do_send(JobDone {
                 sid: spec.sid,
                 uid: spec.uid,
@@ -166,6 +194,10 @@ impl Handler<RunJob> for WorkerPool {
             });
         });
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Handler<InjectPanic> for WorkerPool {

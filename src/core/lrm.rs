@@ -614,7 +614,7 @@ impl Lrm {
             if max_workers == 0 {
                 // Inline, as upstream's test environment: done at once.
                 let code = agent::execute(env, &spec);
-                self.finish_job(env, &sid, code);
+                self.finish_job(env, &sid, spec.uid.as_deref(), code);
                 finished = true;
             } else {
                 if let Some(job) = self.jobs.get_mut(&sid) {
@@ -630,18 +630,28 @@ impl Lrm {
         self.jobs.len()
     }
 
-    /// A worker finished `sid`'s job with `code` (the shell calls this for
-    /// jobs it got through [`Env::spawn_job`]). Applies the restart policy
-    /// and records the result for the master.
-    pub fn job_finished(&mut self, env: &mut dyn Env, sid: &str, code: ExitCode) {
-        self.finish_job(env, sid, code);
+    /// A worker finished `sid`'s job `uid` with `code` (the shell calls
+    /// this for jobs it got through [`Env::spawn_job`]). Applies the
+    /// restart policy and records the result for the master.
+    ///
+    /// A result for another uid than the service's current job is
+    /// dropped: it belongs to an earlier command, from a job started
+    /// before this LRM was restarted (an actor panic) and asked again.
+    /// Taken for the current one it would report, say, a relocation done
+    /// when only a start had finished, and the master would move a service
+    /// still running here (`sim::chaos`, seed 15827).
+    pub fn job_finished(&mut self, env: &mut dyn Env, sid: &str, uid: Option<&str>, code: ExitCode) {
+        self.finish_job(env, sid, uid, code);
         self.prune_results();
     }
 
     /// [`Lrm::job_finished`] without pruning the results: inline jobs
     /// prune once after the batch (the master's table does not change in
     /// between), not once per job.
-    fn finish_job(&mut self, env: &mut dyn Env, sid: &str, code: ExitCode) {
+    fn finish_job(&mut self, env: &mut dyn Env, sid: &str, uid: Option<&str>, code: ExitCode) {
+        if self.jobs.get(sid).is_none_or(|job| job.uid.as_deref() != uid) {
+            return;
+        }
         let Some(job) = self.jobs.remove(sid) else { return };
         match job.uid.clone() {
             Some(uid) => self.command_finished(env, sid, uid, &job, code),

@@ -304,6 +304,11 @@ impl RaftStore {
             .collect()
     }
 
+    /// The name of the member this replica takes for the leader, if any.
+    pub fn leader_name(&self) -> Option<String> {
+        self.leader_hint().map(|hint| hint.name)
+    }
+
     fn leader_hint(&self) -> Option<LeaderHint> {
         let metrics = self.inner.raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;

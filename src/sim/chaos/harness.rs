@@ -12,7 +12,7 @@ use tokio::task::{JoinHandle, LocalSet};
 
 use crate::actors::round::{Exited, IgnoreExited};
 use crate::actors::worker_pool::JobLatency;
-use crate::actors::{NodeOptions, NodeRuntime, start_node};
+use crate::actors::{InjectPanic, NodeHandle, NodeOptions, NodeRuntime, start_node};
 use crate::agents::Agents;
 use crate::core::env::DatacenterSettings;
 use crate::core::status::ResourceConfig;
@@ -35,6 +35,7 @@ use super::starts;
 use super::traffic;
 use super::watchdog::{SimWatchdog, WatchdogProbe};
 use super::{ChaosConfig, Outcome, Report, StoreKind};
+use crate::net::memory::LinkFaults;
 
 /// Virtual time between two looks of the harness (faults, watchdogs,
 /// checkers): well inside the 500 ms safety margin of the timings.
@@ -54,9 +55,9 @@ pub const FREEZE_TENTHS: (u64, u64) = (2, 30);
 /// one every ~1.7 s (a fault proper every ~2.7 s).
 const FAULT_PER_MILLE: u64 = 30;
 /// The kinds of fault [`Harness::maybe_inject`] draws from: crash, cut,
-/// agent hang, agent fail, freeze, and three kinds of operator edit
-/// ([`traffic`]).
-const FAULT_KINDS: u64 = 8;
+/// agent hang, agent fail, freeze, three kinds of operator edit
+/// ([`traffic`]) and an actor panic.
+const FAULT_KINDS: u64 = 9;
 /// Lease stamps are virtual ms from this (2023-11-14), so they look like
 /// wall-clock times.
 const EPOCH_MS: u64 = 1_700_000_000_000;
@@ -75,6 +76,8 @@ struct Running {
     freeze: Freeze,
     /// When a frozen node thaws.
     thaw_at_ms: Option<u64>,
+    /// Its actors, once started (an actor panic is sent to one).
+    actors: Arc<Mutex<Option<NodeHandle>>>,
 }
 
 /// A node incarnation's store.
@@ -174,6 +177,16 @@ impl Harness {
     /// Runs the fault phase and the liveness phase; stops at the first
     /// violation.
     pub async fn run(mut self) -> Report {
+        if let Some(replicas) = &self.replicas {
+            let faults = link_faults(self.config.seed);
+            if faults != LinkFaults::default() {
+                replicas.net().set_faults(faults);
+                self.ledger.record(&format!(
+                    "network: frames delayed {}-{} ms, {} per mille lost, {} per mille of requests delivered twice, until the liveness phase",
+                    faults.delay_ms.0, faults.delay_ms.1, faults.loss_per_mille, faults.duplicate_per_mille
+                ));
+            }
+        }
         for index in 0..self.slots.len() {
             self.start(index);
         }
@@ -299,19 +312,23 @@ impl Harness {
             },
         };
         let local = LocalSet::new();
+        let actors = Arc::new(Mutex::new(None));
         let up = format!("{} up (incarnation {})", slot.name, slot.incarnation);
         let store = if let Some(replicas) = self.replicas.clone() {
             // The member's links stay cut across a restart (the fault
             // is in the network, not the node).
             let replica: ReplicaSlot = Arc::new(Mutex::new(None));
             let (config, previous, ledger) = (slot.config.clone(), slot.shutdown.take(), self.ledger.clone());
-            let opened = replica.clone();
+            let (opened, started) = (replica.clone(), actors.clone());
             local.spawn_local(async move {
                 let what = match replicas.open(index, clock, &timings, previous, &initial).await {
                     Ok(raft) => {
                         *opened.lock().unwrap_or_else(|p| p.into_inner()) = Some(raft.clone());
                         match start_node(&config, ClusterStore::Replicated(raft), options) {
-                            Ok(_) => up,
+                            Ok(handle) => {
+                                *started.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                                up
+                            }
                             Err(e) => format!("{} failed to start - {e}", config.node),
                         }
                     }
@@ -338,7 +355,10 @@ impl Harness {
                 started
             };
             self.ledger.record(&match started {
-                Ok(_) => up,
+                Ok(handle) => {
+                    *actors.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+                    up
+                }
                 // Cannot happen with a backend given; recorded, not hidden.
                 Err(e) => format!("{} failed to start - {e}", slot.name),
             });
@@ -352,6 +372,7 @@ impl Harness {
             alive,
             freeze,
             thaw_at_ms: None,
+            actors,
         });
     }
 
@@ -377,8 +398,16 @@ impl Harness {
     /// The cluster's state as the checkers read it: the shared store, or
     /// the most advanced open replica.
     fn cluster_state(&self) -> ClusterState {
+        self.indexed_cluster_state().1
+    }
+
+    /// [`Harness::cluster_state`] with its position in the log: the
+    /// applied index of the replica read (Raft mode; it may step back
+    /// when the freshest replica closes), 0 for the shared store (never
+    /// behind).
+    fn indexed_cluster_state(&self) -> (u64, ClusterState) {
         if self.replicas.is_none() {
-            return self.store.snapshot();
+            return (0, self.store.snapshot());
         }
         replicas::freshest(self.open_replicas().map(|(_, r)| r)).unwrap_or_default()
     }
@@ -538,6 +567,29 @@ impl Harness {
         }
     }
 
+    /// The node a crash, cut or freeze aims at: a quarter of them at the
+    /// Raft leader (Raft mode; as some replica sees it), a quarter at the
+    /// HA master (the manager lock's holder), the rest at the drawn node;
+    /// the drawn node when there is no such holder. Returns its index and
+    /// a note for the journal.
+    fn aim(&self, drawn: usize, draw: u64) -> (usize, &'static str) {
+        let target = match draw % 4 {
+            0 => self
+                .open_replicas()
+                .find_map(|(name, replica)| (replica.leader_name().as_deref() == Some(name)).then(|| name.to_string()))
+                .map(|name| (name, " (the Raft leader)")),
+            1 => self
+                .cluster_state()
+                .leases
+                .get(&crate::core::store::LockName::Manager)
+                .map(|lease| (lease.holder.to_string(), " (the HA master)")),
+            _ => None,
+        };
+        target
+            .and_then(|(name, note)| Some((self.slots.iter().position(|s| s.name == name)?, note)))
+            .unwrap_or((drawn, ""))
+    }
+
     /// Maybe starts a fault. Every opportunity gets an index and takes
     /// the same draws from [`Harness::fault_rng`], whether or not its
     /// fault applies or is skipped, so that dropping one fault
@@ -554,10 +606,15 @@ impl Harness {
         let restart = self.fault_rng.range(RESTART_MS.0, RESTART_MS.1);
         let within = |(lo, hi): (u64, u64)| lo + draw % (hi - lo + 1);
         let may_impair = self.impaired() < (self.slots.len() - 1) / 2;
+        let (index, aim) = match kind {
+            0 | 1 | 4 => self.aim(index, draw >> 40),
+            _ => (index, ""),
+        };
         let slot = &self.slots[index];
         let healthy = slot.running.as_ref().is_some_and(|r| !r.freeze.is_frozen()) && slot.cut_until_ms.is_none();
         let applies = match kind {
             0 | 1 | 4 => may_impair && healthy,
+            8 => healthy,
             _ => true,
         };
         if !applies {
@@ -570,8 +627,8 @@ impl Harness {
         let name = self.slots[index].name.clone();
         let what = match kind {
             0 => {
-                self.take_down_for(index, &format!("crash (fault #{fault})"), restart);
-                format!("{name} crash")
+                self.take_down_for(index, &format!("crash{aim} (fault #{fault})"), restart);
+                format!("{name} crash{aim}")
             }
             1 => {
                 let until = now + within(CUT_MS);
@@ -588,7 +645,7 @@ impl Harness {
                         ""
                     }
                 };
-                let line = format!("{name} store link cut{way} for {} ms", until - now);
+                let line = format!("{name}{aim} store link cut{way} for {} ms", until - now);
                 self.ledger.record(&format!("{line} (fault #{fault})"));
                 line
             }
@@ -606,6 +663,12 @@ impl Harness {
                 self.apply_edit(ops, format!("{line} (fault #{fault})"), false);
                 line
             }
+            8 => {
+                let actor = panic_actor(&self.slots[index], draw);
+                let line = format!("{name} {actor} panicked");
+                self.ledger.record(&format!("{line} (fault #{fault})"));
+                line
+            }
             _ => {
                 let device_ms = self.slots[index].config.timings.watchdog_device_timeout_ms;
                 let ms = within(FREEZE_TENTHS) * device_ms / 10;
@@ -616,7 +679,7 @@ impl Harness {
                 if let Some(replicas) = &self.replicas {
                     replicas.net().freeze(&name);
                 }
-                let line = format!("{name} frozen for {ms} ms");
+                let line = format!("{name}{aim} frozen for {ms} ms");
                 self.ledger.record(&format!("{line} (fault #{fault})"));
                 line
             }
@@ -634,6 +697,9 @@ impl Harness {
             }
         }
         self.ledger.lock().agent_faults.clear();
+        if let Some(replicas) = &self.replicas {
+            replicas.net().set_faults(LinkFaults::default());
+        }
         let undo = traffic::undo_all(&self.sids(), &self.members);
         self.apply_edit(undo, "operator edits undone".into(), true);
         self.ledger.record(&format!("faults stop at {now} ms: liveness phase"));
@@ -679,9 +745,59 @@ impl Harness {
     /// Samples the manager lock and status ([`MasterLog`]).
     fn check_master(&mut self) -> Option<String> {
         let lease_ms = self.slots[0].config.timings.lease_ms;
+        let (index, state) = self.indexed_cluster_state();
         self.master
-            .sample(&self.cluster_state(), lease_ms)
+            .sample(index, &state, lease_ms)
             .map(|v| format!("single master: {v}"))
+    }
+}
+
+/// Makes one of the node's actors panic inside a handler (`draw` picks
+/// which): its supervisor restarts it, and the watchdog must stay fed
+/// (the WatchdogActor itself is not among them: its loss is a reset, as
+/// watchdog-mux's would be). Returns the actor's name.
+fn panic_actor(slot: &Slot, draw: u64) -> &'static str {
+    let actors = slot
+        .running
+        .as_ref()
+        .map(|r| r.actors.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    let Some(Some(actors)) = actors else {
+        return "(not yet started) actor";
+    };
+    match draw % 4 {
+        0 => {
+            actors.lock.do_send(InjectPanic);
+            "LockActor"
+        }
+        1 => {
+            actors.crm.do_send(InjectPanic);
+            "CrmActor"
+        }
+        2 => {
+            actors.lrm.do_send(InjectPanic);
+            "LrmActor"
+        }
+        _ => {
+            actors.pool.do_send(InjectPanic);
+            "WorkerPool"
+        }
+    }
+}
+
+/// The Raft members' network during the fault phase, from a stream of
+/// its own (the fault stream stays as it was): half of the seeds a clean
+/// network, the others frames delayed up to 30 ms one way, up to 3 % lost
+/// and up to 2 % of requests delivered twice.
+fn link_faults(seed: u64) -> LinkFaults {
+    let mut rng = Rng::new(seed ^ 0x11_4e_fa_u64.wrapping_mul(0x9E37_79B9));
+    if !rng.chance(500) {
+        return LinkFaults::default();
+    }
+    let max_delay = rng.range(0, 30);
+    LinkFaults {
+        delay_ms: (rng.range(0, max_delay), max_delay),
+        loss_per_mille: rng.range(0, 30),
+        duplicate_per_mille: rng.range(0, 20),
     }
 }
 

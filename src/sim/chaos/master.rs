@@ -29,11 +29,21 @@ pub struct MasterLog {
     by_version: BTreeMap<u64, Option<NodeName>>,
     /// Holder changes seen (for the journal and tests).
     pub terms: u64,
+    /// The log position of the last sample.
+    index: u64,
 }
 
 impl MasterLog {
     /// Looks at `state`; a violation described, if any.
-    pub fn sample(&mut self, state: &ClusterState, lease_ms: u64) -> Option<String> {
+    pub fn sample(&mut self, index: u64, state: &ClusterState, lease_ms: u64) -> Option<String> {
+        // An older state than one already sampled (the freshest replica
+        // closed, the next open one is behind) says nothing new: a
+        // holder seen there is an earlier one, not a takeover (seed 236
+        // in Raft mode before this rule).
+        if index < self.index {
+            return None;
+        }
+        self.index = index;
         let mut violation = None;
         if let Some(lease) = state.leases.get(&LockName::Manager) {
             match &self.lease {
@@ -90,17 +100,38 @@ mod tests {
     #[test]
     fn a_takeover_after_the_lease_ran_out_is_one_master_per_term() {
         let mut log = MasterLog::default();
-        assert_eq!(log.sample(&state("node1", 10_000, 1, "node1"), 6_500), None);
-        assert_eq!(log.sample(&state("node1", 11_000, 2, "node1"), 6_500), None, "renewal");
-        assert_eq!(log.sample(&state("node2", 17_501, 3, "node2"), 6_500), None);
+        assert_eq!(log.sample(0, &state("node1", 10_000, 1, "node1"), 6_500), None);
+        assert_eq!(
+            log.sample(0, &state("node1", 11_000, 2, "node1"), 6_500),
+            None,
+            "renewal"
+        );
+        assert_eq!(log.sample(0, &state("node2", 17_501, 3, "node2"), 6_500), None);
         assert_eq!(log.terms, 1);
+    }
+
+    #[test]
+    fn an_older_replica_read_after_a_newer_one_is_no_takeover() {
+        let mut log = MasterLog::default();
+        assert_eq!(log.sample(40, &state("node1", 30_510, 9, "node1"), 6_500), None);
+        assert_eq!(
+            log.sample(12, &state("node2", 17_493, 3, "node2"), 6_500),
+            None,
+            "a step back"
+        );
+        assert_eq!(log.terms, 0);
+        let violation = log.sample(41, &state("node2", 30_000, 10, "node2"), 6_500);
+        assert!(
+            violation.is_some(),
+            "a takeover inside the lease further on still counts"
+        );
     }
 
     #[test]
     fn a_takeover_inside_the_old_lease_is_two_masters() {
         let mut log = MasterLog::default();
-        log.sample(&state("node1", 10_000, 1, "node1"), 6_500);
-        let violation = log.sample(&state("node2", 16_000, 2, "node2"), 6_500);
+        log.sample(0, &state("node1", 10_000, 1, "node1"), 6_500);
+        let violation = log.sample(0, &state("node2", 16_000, 2, "node2"), 6_500);
         assert_eq!(
             violation.as_deref(),
             Some("node2 took the manager lock at 9500 while node1's lease ran until 10000")
@@ -110,8 +141,8 @@ mod tests {
     #[test]
     fn one_status_version_with_two_masters_is_caught() {
         let mut log = MasterLog::default();
-        log.sample(&state("node1", 10_000, 4, "node1"), 6_500);
-        let violation = log.sample(&state("node1", 10_000, 4, "node3"), 6_500);
+        log.sample(0, &state("node1", 10_000, 4, "node1"), 6_500);
+        let violation = log.sample(0, &state("node1", 10_000, 4, "node3"), 6_500);
         assert!(violation.is_some_and(|v| v.starts_with("manager status version 4 names")));
     }
 }

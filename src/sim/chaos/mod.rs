@@ -28,6 +28,7 @@
 //! sockets, no wall clock (the figures' wall time is the caller's).
 
 pub mod agent;
+pub mod batch;
 pub mod check;
 pub mod freeze;
 pub mod harness;
@@ -171,6 +172,11 @@ impl Report {
     }
 }
 
+/// Whether this build seeds tokio's RNG (`--cfg tokio_unstable`, set in
+/// .cargo/config.toml): without it a Raft-mode seed may not replay to
+/// the same hash (the shared-store mode replays either way).
+pub const REPLAY_EXACT: bool = cfg!(tokio_unstable);
+
 /// Runs one seed on a fresh actix System over a paused current-thread
 /// runtime (call it outside any runtime).
 pub fn run(config: ChaosConfig) -> Result<Report, String> {
@@ -180,11 +186,14 @@ pub fn run(config: ChaosConfig) -> Result<Report, String> {
             config.nodes, config.services
         ));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .map_err(|e| format!("cannot build the runtime: {e}"))?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(true);
+    // Unbiased `select!`s (some inside openraft) draw their branch order
+    // from the runtime's RNG: seeded, a Raft-mode seed replays exactly.
+    // The flag comes from .cargo/config.toml ([`REPLAY_EXACT`]).
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&config.seed.to_le_bytes()));
+    let runtime = builder.build().map_err(|e| format!("cannot build the runtime: {e}"))?;
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     system.block_on(async move {
         let journal = if config.keep_events {

@@ -220,9 +220,13 @@ pub async fn apply_until_done(raft: &RaftStore, ops: Vec<Op>) {
 }
 
 /// The most advanced replica's state among `replicas` (the cluster's
-/// view for the liveness checker), if any is open.
-pub fn freshest(replicas: impl Iterator<Item = RaftStore>) -> Option<ClusterState> {
-    replicas.max_by_key(RaftStore::applied_index).map(|r| r.snapshot())
+/// view for the checkers), with its applied index, if any is open. When
+/// the most advanced replica closes (a crash) the next one may be behind:
+/// the index tells such a step back.
+pub fn freshest(replicas: impl Iterator<Item = RaftStore>) -> Option<(u64, ClusterState)> {
+    replicas
+        .max_by_key(RaftStore::applied_index)
+        .map(|r| (r.applied_index().unwrap_or(0), r.snapshot()))
 }
 
 /// Every committed index seen so far, with the digest of the state the
