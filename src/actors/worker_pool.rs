@@ -22,9 +22,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix::{Actor, Context, Handler, Message, Recipient, Supervised};
 use tokio::sync::Semaphore;
