@@ -430,11 +430,15 @@ fn taking_a_dead_nodes_lock_early_is_caught() {
 ///   that second start's result was taken for the relocation the master
 ///   ordered next, so the master moved a service still running here. A
 ///   result now counts only for the job of its uid.
+///
+/// Both were found under fault model 1 and replay under it (model 2's
+/// own streams change 15827's run so that it no longer meets the bug).
 #[test]
 fn actor_panics_mid_job_regression_seeds_settle() {
     for seed in [10211, 15827] {
         let report = run(ChaosConfig {
             keep_events: true,
+            fault_model: 1,
             ..ChaosConfig::for_seed(seed, None, None)
         });
         assert_settled(&report);
@@ -446,4 +450,71 @@ fn actor_panics_mid_job_regression_seeds_settle() {
             "seed {seed} still panics an actor: {events:?}"
         );
     }
+}
+
+/// The disarm hole the harness found (fault model 2's disarm windows): a
+/// disarmed LRM released its agent lock while its services ran on
+/// unwatched; a node cut off after the `arm-ha`, before it took its lock
+/// back, had its free lock taken by the master, which counted it fenced
+/// and started its services elsewhere while they still ran. The lock is
+/// now held without expiry through the disarm, and a node to be fenced
+/// that holds it so fences itself. Regression seeds: shared 110, Raft 145
+/// (each the first of its mode): caught with the old behaviour
+/// (`release-on-disarm`), settled without it.
+#[test]
+fn releasing_the_agent_lock_on_disarm_is_caught_and_fixed() {
+    let shared = ChaosConfig::for_seed(110, None, None);
+    let raft_145 = ChaosConfig {
+        store: hactor::sim::chaos::StoreKind::Raft,
+        ..ChaosConfig::for_seed(145, None, None)
+    };
+    for config in [shared, raft_145] {
+        let broken = run(ChaosConfig {
+            sabotage: Some(Sabotage::ReleaseOnDisarm),
+            ..config.clone()
+        });
+        match &broken.outcome {
+            Outcome::Violation(what) => assert!(what.starts_with("fence before recover: "), "{what}"),
+            Outcome::Settled => panic!("release-on-disarm not caught: {}", broken.replay_command()),
+        }
+        assert!(
+            broken.tail.iter().any(|e| e.contains("operator: arm-ha")),
+            "{:?}",
+            broken.tail
+        );
+        let fixed = run(ChaosConfig {
+            keep_events: true,
+            ..config
+        });
+        assert_settled(&fixed);
+    }
+}
+
+/// Fault model 2 in Raft mode: a seed with drifting clocks, a disarm
+/// window, a full disk (the member's core stops, the daemon exits, its
+/// watchdog resets the node, the next start fails again until the disk
+/// heals) and torn last writes cut off at the next start settles, and
+/// replays exactly.
+#[test]
+fn raft_mode_survives_drift_disarm_a_full_disk_and_torn_writes() {
+    let config = ChaosConfig {
+        store: hactor::sim::chaos::StoreKind::Raft,
+        keep_events: true,
+        ..ChaosConfig::for_seed(172, None, None)
+    };
+    let report = run(config.clone());
+    assert_settled(&report);
+    let events = report.all.clone().unwrap_or_default();
+    for expected in [
+        "clocks drift: ",
+        "operator: disarm-ha ",
+        "operator: arm-ha",
+        "disk full (ENOSPC, short writes)",
+        "daemon exits: the Raft core stopped",
+        "its log's last write torn",
+        "disk healed",
+    ] {
+        assert!(events.iter().any(|e| e.contains(expected)), "{expected} in {events:#?}");
+    }
+    assert_eq!(run(config).hash, report.hash, "replays exactly");
 }

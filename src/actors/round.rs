@@ -151,15 +151,22 @@ pub enum Sabotage {
     /// barrier, and propose without the guards that make the store refuse
     /// a decision taken from an old view ([`super::sabotage::bend_outbox`]).
     StaleReplica,
+    /// The disarm hole this harness found: a disarmed LRM releases its
+    /// agent lock while its services go on running unwatched, so a master
+    /// that sees the node offline after the `arm-ha` takes the free lock,
+    /// counts the node fenced and starts its services elsewhere
+    /// ([`super::sabotage::bend_outbox`]).
+    ReleaseOnDisarm,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 5] = [
+    pub const ALL: [Sabotage; 6] = [
         Sabotage::PetWithoutRenewal,
         Sabotage::KeepFirstEpochs,
         Sabotage::RestartOldServices,
         Sabotage::TakeLockEarly,
         Sabotage::StaleReplica,
+        Sabotage::ReleaseOnDisarm,
     ];
 
     /// Its name on the simulator's command line.
@@ -170,6 +177,7 @@ impl Sabotage {
             Sabotage::RestartOldServices => "restart-old-services",
             Sabotage::TakeLockEarly => "take-lock-early",
             Sabotage::StaleReplica => "stale-replica",
+            Sabotage::ReleaseOnDisarm => "release-on-disarm",
         }
     }
 
@@ -688,25 +696,106 @@ mod tests {
     use crate::core::store::{ClusterState, Lease};
     use crate::core::types::RequestState;
 
-    /// One CRM iteration on node1 at `now_ms` over `state`; the CRM's
-    /// state name and what it asks of the round timer.
-    fn crm_round(state: &mut ClusterState, now_ms: u64) -> (&'static str, Option<Duration>) {
-        let ctx = RoundContext {
+    /// A quorate node1's round of `client` at `now_ms`, node2 online.
+    fn context(client: Client, now_ms: u64, lease_ms: u64) -> RoundContext {
+        RoundContext {
             node: "node1".into(),
-            client: Client::Crm,
+            client,
             now_ms,
             quorate: true,
             members: BTreeMap::from([("node1".into(), true), ("node2".into(), true)]),
-            lease_ms: 120_000,
+            lease_ms,
             timing: Timing::UPSTREAM,
             max_workers: 1,
             datacenter: DatacenterSettings::default(),
             node_shutdown: NodeShutdown::StaysUp,
-        };
+        }
+    }
+
+    /// One CRM iteration on node1 at `now_ms` over `state`; the CRM's
+    /// state name and what it asks of the round timer.
+    fn crm_round(state: &mut ClusterState, now_ms: u64) -> (&'static str, Option<Duration>) {
+        let ctx = context(Client::Crm, now_ms, 120_000);
         let mut env = RoundEnv::new(&ctx, state);
         let mut crm = <Crm as Role>::create(&mut env);
         assert!(Role::iterate(&mut crm, &mut env));
         (crm.describe(), crm.eager())
+    }
+
+    /// One LRM iteration on node1 at `now_ms` over `state` (a fresh LRM
+    /// unless `lrm` is given); the LRM after it.
+    fn lrm_round(lrm: Option<Lrm>, state: &mut ClusterState, now_ms: u64) -> Lrm {
+        let ctx = context(Client::Lrm, now_ms, 6_500);
+        let mut env = RoundEnv::new(&ctx, state);
+        let mut lrm = lrm.unwrap_or_else(|| <Lrm as Role>::create(&mut env));
+        Role::iterate(&mut lrm, &mut env);
+        lrm
+    }
+
+    /// The disarm hole `sim::chaos` found: a disarmed LRM's services run
+    /// on unwatched, so its lock must stay its own (no time frees it) and,
+    /// when the re-armed master wants it fenced, the node fences itself:
+    /// its lock back under the watchdog with an ordinary lease, then lost.
+    #[test]
+    fn a_disarmed_lrm_holds_its_lock_unwatched_and_fences_itself_when_asked() {
+        use crate::core::status::{Disarm, ManagerStatus, ServiceStatus};
+        use crate::core::store::state::HELD_UNWATCHED;
+        use crate::core::types::{NodeState, ServiceState};
+        let lock = LockName::Agent("node1".into());
+        let mut state = ClusterState::default();
+        state
+            .resources
+            .insert("sim:a".into(), ResourceConfig::new("node1", RequestState::Started));
+        let mut status = ManagerStatus::default();
+        status.node_status.insert("node1".into(), NodeState::Online);
+        status.service_status.insert(
+            "sim:a".into(),
+            ServiceStatus::new(ServiceState::Started, "node1", "u1".into()),
+        );
+        state.manager_status = status.clone().into();
+        let mut lrm = lrm_round(None, &mut state, 1_000_000);
+        for now in [1_001_000, 1_002_000] {
+            if lrm.describe() == "active" {
+                break;
+            }
+            lrm = lrm_round(Some(lrm), &mut state, now);
+        }
+        assert_eq!(lrm.describe(), "active");
+        assert_ne!(state.leases[&lock].expires_ms, HELD_UNWATCHED);
+        // The start it handed to a worker finishes (a disarm waits for
+        // running jobs).
+        assert_eq!(lrm.running_jobs(), vec!["sim:a".to_string()]);
+        {
+            let ctx = context(Client::Lrm, 1_002_500, 6_500);
+            let mut env = RoundEnv::new(&ctx, &mut state);
+            Role::job_finished(&mut lrm, &mut env, "sim:a", Some("u1"), ExitCode::Success);
+        }
+        assert!(lrm.running_jobs().is_empty());
+
+        let mut disarmed = status.clone();
+        disarmed.disarm = Some(Disarm {
+            mode: "freeze".into(),
+            state: Disarm::DISARMING.into(),
+        });
+        state.manager_status = disarmed.into();
+        // The round reads the manager status after its state step: the
+        // second sees the disarm.
+        let mut lrm = lrm_round(Some(lrm), &mut state, 1_003_000);
+        lrm = lrm_round(Some(lrm), &mut state, 1_004_000);
+        assert_eq!(lrm.describe(), "wait_for_agent_lock");
+        assert_eq!(state.leases[&lock].holder, "node1");
+        assert_eq!(state.leases[&lock].expires_ms, HELD_UNWATCHED, "held, not released");
+
+        // Re-armed, and the master wants node1 fenced (it saw it offline).
+        let mut fence = status;
+        fence.node_status.insert("node1".into(), NodeState::Fence);
+        state.manager_status = fence.into();
+        let mut lrm = lrm_round(Some(lrm), &mut state, 1_009_000);
+        assert_eq!(lrm.describe(), "lost_agent_lock");
+        assert_eq!(state.leases[&lock].expires_ms, 1_009_000 + 6_500, "an ordinary lease");
+        lrm = lrm_round(Some(lrm), &mut state, 1_010_000);
+        assert_eq!(lrm.describe(), "lost_agent_lock");
+        assert_eq!(state.leases[&lock].expires_ms, 1_009_000 + 6_500, "left to run out");
     }
 
     #[test]

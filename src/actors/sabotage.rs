@@ -3,6 +3,7 @@
 //! can be shown to catch it (`sim::chaos`, `tests/chaos.rs`). `None`, the
 //! daemon's setting, changes nothing here.
 
+use crate::core::store::state::HELD_UNWATCHED;
 use crate::core::store::{ClusterState, LockName, Op, Outgoing};
 use crate::core::types::NodeName;
 use crate::core::watchdog::Client;
@@ -40,6 +41,9 @@ pub(super) fn bend_view(
 /// - [`Sabotage::StaleReplica`]: the guards that make the store refuse a
 ///   decision taken from an old view (the manager status version read,
 ///   the start claim's placement and fencing epoch) are left out.
+/// - [`Sabotage::ReleaseOnDisarm`]: a disarmed LRM's hold of its lock
+///   without watchdog ([`HELD_UNWATCHED`]) becomes a release, as before
+///   the fix (and upstream).
 pub(super) fn bend_outbox(
     sabotage: Option<Sabotage>,
     client: Client,
@@ -58,6 +62,20 @@ pub(super) fn bend_outbox(
                     && node != me
                 {
                     *now_ms = now_ms.saturating_add(lease_ms);
+                }
+            }
+        }
+        Some(Sabotage::ReleaseOnDisarm) => {
+            for out in outbox.iter_mut() {
+                if let Outgoing::Store(Op::Acquire {
+                    lock, holder, lease_ms, ..
+                }) = out
+                    && *lease_ms == HELD_UNWATCHED
+                {
+                    *out = Outgoing::Store(Op::Release {
+                        lock: lock.clone(),
+                        holder: holder.clone(),
+                    });
                 }
             }
         }

@@ -146,6 +146,11 @@ enum Command {
         /// cores; `--verbose` runs one). Reports come in seed order.
         #[arg(long)]
         jobs: Option<usize>,
+        /// The fault model a seed was found under (a replay command gives
+        /// it): 1 without clock drift, disarm windows and disk faults.
+        #[arg(long, default_value_t = hactor::sim::chaos::FAULT_MODEL,
+              value_parser = clap::value_parser!(u8).range(1..=hactor::sim::chaos::FAULT_MODEL as i64))]
+        fault_model: u8,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -369,6 +374,7 @@ struct ChaosArgs {
     skip_faults: std::collections::BTreeSet<u32>,
     shrink: bool,
     jobs: usize,
+    fault_model: u8,
 }
 
 fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
@@ -394,6 +400,7 @@ fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
         config.sabotage = args.sabotage;
         config.store = args.store;
         config.skip_faults = args.skip_faults.clone();
+        config.fault_model = args.fault_model;
         config
     };
     let jobs = if args.verbose { 1 } else { args.jobs };
@@ -496,6 +503,7 @@ fn main() -> ExitCode {
             skip_faults,
             shrink,
             jobs,
+            fault_model,
         } => {
             let sabotage = match (pet_without_renewal, sabotage.as_deref()) {
                 (true, _) => Ok(Some(hactor::actors::round::Sabotage::PetWithoutRenewal)),
@@ -513,6 +521,7 @@ fn main() -> ExitCode {
                 skip_faults: skip_faults.into_iter().collect(),
                 shrink,
                 jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                fault_model,
             });
             match args {
                 Err(e) => Err(e),

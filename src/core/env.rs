@@ -231,6 +231,22 @@ pub trait Env: AgentHost {
     /// The master passes a dead node's name to acknowledge its fencing.
     fn get_ha_agent_lock(&mut self, node: Option<&str>) -> bool;
     fn release_ha_agent_lock(&mut self) -> bool;
+    /// Gives up the agent lock's watchdog but not the lock itself, for a
+    /// disarm: the node's services go on running with nothing to fence
+    /// them, so its lock must not become free or expire under it (a master
+    /// that took it would count the node fenced and start its services
+    /// elsewhere). The lock stays this node's, without expiry, until its
+    /// own LRM takes it again ([`Env::get_ha_agent_lock`]) under a
+    /// watchdog. A store that cannot hold it so releases it (upstream's
+    /// behaviour, the simulator's).
+    fn hold_ha_agent_lock_unwatched(&mut self) -> bool {
+        self.release_ha_agent_lock()
+    }
+    /// Whether this node's agent lock is held as
+    /// [`Env::hold_ha_agent_lock_unwatched`] left it.
+    fn holds_agent_lock_unwatched(&mut self) -> bool {
+        false
+    }
 
     fn watchdog_open(&mut self) -> WatchdogHandle;
     fn watchdog_update(&mut self, handle: WatchdogHandle);

@@ -334,6 +334,9 @@ pub enum Event {
     // ---- LRM ----
     NodeNeedsFencing,
     NodeNeedsFencingInMaintenance,
+    /// hactor only: a node to be fenced whose lock it held without a
+    /// watchdog since a disarm fences itself.
+    NodeNeedsFencingUnwatched,
     LrmGoingIdle {
         rounds: u32,
     },
@@ -503,6 +506,7 @@ impl Event {
             | NegativeAffinityBlocksCommand { .. }
             | NodeNeedsFencing
             | NodeNeedsFencingInMaintenance
+            | NodeNeedsFencingUnwatched
             | ShutdownInLostLock { .. }
             | LostLockRestartGivingUp
             | UpdateServiceStatusFailed { .. }
@@ -819,6 +823,11 @@ impl fmt::Display for Event {
             NodeNeedsFencingInMaintenance => write!(
                 f,
                 "node needs to be fenced during maintenance mode - releasing agent_lock"
+            ),
+            NodeNeedsFencingUnwatched => write!(
+                f,
+                "node needs to be fenced, but its services ran without watchdog since the disarm - \
+                 taking the agent lock back under the watchdog and letting it expire"
             ),
             LrmGoingIdle { rounds } => {
                 write!(f, "node had no service configured for {rounds} rounds, going idle.")

@@ -348,6 +348,18 @@ impl Lrm {
     /// something to run, the cluster is armed and quorate, and this node
     /// is not to be fenced.
     fn leave_wait_for_lock(&mut self, env: &mut dyn Env, me: &str, fence_request: bool) {
+        // To be fenced while its lock is held unwatched (a disarm): its
+        // services may still run, and nobody else can take the lock, so
+        // this node fences itself: the lock back under the watchdog, then
+        // lost (not renewed, the watchdog not fed), as `check_active`
+        // does with a fence request.
+        if fence_request && self.mode != LrmMode::Disarm && env.holds_agent_lock_unwatched() {
+            if env.quorate() && self.get_protected_agent_lock(env) {
+                env.log(Event::NodeNeedsFencingUnwatched);
+                self.set_state(env, LrmState::LostAgentLock);
+            }
+            return;
+        }
         let wanted = self.active_service_count(me) > 0;
         if self.mode != LrmMode::Disarm
             && !fence_request
@@ -379,7 +391,11 @@ impl Lrm {
         } else if self.mode == LrmMode::Maintenance {
             self.set_state(env, LrmState::Maintenance);
         } else if self.mode == LrmMode::Disarm && self.run_workers(env) == 0 {
-            self.release_agent_lock(env, Event::LrmDisarmReleasing);
+            // Its services run on unwatched: the lock stays held.
+            env.log(Event::LrmDisarmReleasing);
+            env.hold_ha_agent_lock_unwatched();
+            self.give_up_watchdog(env);
+            self.set_state(env, LrmState::WaitForAgentLock);
         } else if !self.has_service_on_node(me) && self.run_workers(env) == 0 {
             self.count_idle_round(env);
         } else {

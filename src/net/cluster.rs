@@ -122,6 +122,9 @@ pub struct RaftRuntime {
     /// instead of from the system (openraft's own timeout is then fixed
     /// per member start, as openraft 0.9 draws it once anyway).
     pub seeded: bool,
+    /// Write failures injected into the member's files (the simulator's
+    /// disk faults; none in the daemon).
+    pub disk: crate::net::raft::log_store::DiskFaults,
 }
 
 impl RaftRuntime {
@@ -185,7 +188,7 @@ impl RaftStore {
         runtime: RaftRuntime,
     ) -> Result<RaftStore, String> {
         let raft_dir = dir.join("raft");
-        let (log, sm) = super::raft::open_storage(&raft_dir)?;
+        let (log, sm) = super::raft::open_storage_with(&raft_dir, runtime.disk.clone())?;
         let heartbeat = timing.heartbeat.as_millis() as u64;
         let election = timing.election_min.as_millis() as u64;
         let jitter_seed = runtime.seed(id);

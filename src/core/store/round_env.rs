@@ -23,7 +23,7 @@ use crate::core::watchdog::Client;
 
 use super::lock_name::LockName;
 use super::shared::Shared;
-use super::state::{ClusterState, Op};
+use super::state::{ClusterState, HELD_UNWATCHED, Op};
 
 /// Something the round wants done, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -301,6 +301,28 @@ impl Env for RoundEnv<'_> {
 
     fn release_ha_agent_lock(&mut self) -> bool {
         self.release(LockName::Agent(self.ctx.node.clone()))
+    }
+
+    fn hold_ha_agent_lock_unwatched(&mut self) -> bool {
+        let lock = LockName::Agent(self.ctx.node.clone());
+        if !self.ctx.quorate || !self.state.lock_available(&lock, &self.ctx.node, self.ctx.now_ms) {
+            return false;
+        }
+        self.apply(Op::Acquire {
+            lock,
+            holder: self.ctx.node.clone(),
+            now_ms: self.ctx.now_ms,
+            lease_ms: HELD_UNWATCHED,
+        });
+        true
+    }
+
+    fn holds_agent_lock_unwatched(&mut self) -> bool {
+        let lock = LockName::Agent(self.ctx.node.clone());
+        self.state
+            .leases
+            .get(&lock)
+            .is_some_and(|l| l.holder == self.ctx.node && l.expires_ms == HELD_UNWATCHED)
     }
 
     fn watchdog_open(&mut self) -> WatchdogHandle {

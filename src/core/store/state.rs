@@ -27,6 +27,12 @@ pub struct Lease {
     pub expires_ms: u64,
 }
 
+/// The expiry of a lock held without a watchdog ([`Op::Acquire`] with
+/// this as its lease): a disarmed node's agent lock, kept while its
+/// services run unfenceable, so nobody else can take it, ever, until the
+/// holder takes it again itself (with a watchdog and an ordinary lease).
+pub const HELD_UNWATCHED: u64 = u64::MAX;
+
 /// Everything the HA stack shares.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
@@ -248,10 +254,12 @@ impl ClusterState {
                 }
                 // A renewal never shortens a lease (a new leader or a slow
                 // clock must not cut somebody's fencing window short).
+                // A hold without watchdog (a disarm) ends here: the holder
+                // takes its lock back with a watchdog and an ordinary lease.
                 let previous = self
                     .leases
                     .get(&lock)
-                    .filter(|l| l.holder == holder)
+                    .filter(|l| l.holder == holder && l.expires_ms != HELD_UNWATCHED)
                     .map(|l| l.expires_ms);
                 let expires_ms = now_ms.saturating_add(lease_ms).max(previous.unwrap_or(0));
                 self.leases.insert(lock, Lease { holder, expires_ms });
@@ -524,6 +532,41 @@ mod tests {
         assert_eq!(
             state.apply(acquire("ha_manager_lock", "a", 1_000)),
             Reply::Granted { expires_ms: 16_000 }
+        );
+    }
+
+    #[test]
+    fn a_lock_held_unwatched_is_nobody_elses_until_its_holder_takes_it_back() {
+        let mut state = ClusterState::default();
+        state.apply(acquire("ha_agent_node1_lock", "node1", 1000));
+        let hold = Op::Acquire {
+            lock: "ha_agent_node1_lock".parse().unwrap(),
+            holder: "node1".into(),
+            now_ms: 2000,
+            lease_ms: HELD_UNWATCHED,
+        };
+        assert_eq!(
+            state.apply(hold),
+            Reply::Granted {
+                expires_ms: HELD_UNWATCHED
+            }
+        );
+        assert_eq!(
+            state.apply(acquire("ha_agent_node1_lock", "node2", 1_000_000_000)),
+            Reply::Held {
+                holder: "node1".into(),
+                expires_ms: HELD_UNWATCHED
+            },
+            "no time frees it"
+        );
+        assert_eq!(
+            state.apply(acquire("ha_agent_node1_lock", "node1", 50_000)),
+            Reply::Granted { expires_ms: 56_000 },
+            "the holder takes it back with an ordinary lease, which then runs out"
+        );
+        assert_eq!(
+            state.apply(acquire("ha_agent_node1_lock", "node2", 56_001)),
+            Reply::Granted { expires_ms: 62_001 }
         );
     }
 

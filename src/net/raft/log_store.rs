@@ -21,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -165,6 +165,7 @@ struct Inner {
     committed: Option<LogId>,
     /// Records in the file (for compaction).
     records: usize,
+    disk: DiskFaults,
 }
 
 /// The persistent log; clones share it (openraft's log reader is a clone).
@@ -211,6 +212,11 @@ impl LogStore {
     /// commit file is an error naming the file (and the byte offset);
     /// only a torn tail is cut off.
     pub fn open(dir: &Path) -> std::io::Result<LogStore> {
+        LogStore::open_with(dir, DiskFaults::default())
+    }
+
+    /// [`LogStore::open`], its later writes failing as `disk` says.
+    pub fn open_with(dir: &Path, disk: DiskFaults) -> std::io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("log");
         let mut bytes = Vec::new();
@@ -260,6 +266,7 @@ impl LogStore {
                 vote,
                 committed,
                 records,
+                disk,
             })),
         })
     }
@@ -323,14 +330,66 @@ impl LogStore {
 /// every log write of this process fails as on a full disk.
 pub static FAULT_DISK_FULL: AtomicBool = AtomicBool::new(false);
 
+/// How one member's disk fails its writes ([`DiskFaults`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFault {
+    /// `ENOSPC`: a write gets half its bytes out, then fails (a short
+    /// write, as a filling disk gives), so the file ends in a torn record.
+    Full,
+    /// `EIO`: a write fails before any byte lands.
+    Broken,
+}
+
+/// Write failures injected into one member's log, vote and commit files
+/// (the simulator's disk faults; one handle per member, kept across its
+/// restarts as its disk is). Clones share the setting. The process-wide
+/// [`FAULT_DISK_FULL`] fails every member's writes besides.
+#[derive(Debug, Clone, Default)]
+pub struct DiskFaults(Arc<AtomicU8>);
+
+impl DiskFaults {
+    pub fn set(&self, fault: Option<DiskFault>) {
+        let code = match fault {
+            None => 0,
+            Some(DiskFault::Full) => 1,
+            Some(DiskFault::Broken) => 2,
+        };
+        self.0.store(code, Ordering::Relaxed);
+    }
+
+    fn current(&self) -> Option<DiskFault> {
+        if FAULT_DISK_FULL.load(Ordering::Relaxed) {
+            return Some(DiskFault::Full);
+        }
+        match self.0.load(Ordering::Relaxed) {
+            1 => Some(DiskFault::Full),
+            2 => Some(DiskFault::Broken),
+            _ => None,
+        }
+    }
+
+    /// Fails a write of a whole small file (written aside and renamed, so
+    /// nothing is torn) while a fault is set.
+    fn check(&self) -> std::io::Result<()> {
+        match self.current() {
+            None => Ok(()),
+            Some(DiskFault::Full) => Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+            Some(DiskFault::Broken) => Err(std::io::Error::from_raw_os_error(libc::EIO)),
+        }
+    }
+}
+
 impl Inner {
     fn write_records(&mut self, records: &[Record]) -> std::io::Result<()> {
-        if FAULT_DISK_FULL.load(Ordering::Relaxed) {
-            return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
-        }
         let mut buf = Vec::new();
         for record in records {
             buf.extend_from_slice(&encode_record(record)?);
+        }
+        if let Some(fault) = self.disk.current() {
+            if fault == DiskFault::Full && !FAULT_DISK_FULL.load(Ordering::Relaxed) {
+                self.file.write_all(&buf[..buf.len() / 2])?;
+            }
+            return self.disk.check();
         }
         self.file.write_all(&buf)?;
         self.file.sync_data()?;
@@ -340,6 +399,7 @@ impl Inner {
 
     /// Rewrites the file with only the live entries.
     fn compact(&mut self) -> std::io::Result<()> {
+        self.disk.check()?;
         let path = self.dir.join("log");
         let mut buf = LOG_MAGIC.to_vec();
         if let Some(purged) = self.last_purged {
@@ -386,6 +446,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let mut inner = self.lock();
+        inner
+            .disk
+            .check()
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         write_small(&inner.dir.join("vote"), vote).map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         inner.vote = Some(*vote);
         Ok(())
@@ -397,6 +461,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let mut inner = self.lock();
+        inner.disk.check().map_err(|e| log_err(ErrorVerb::Write, e))?;
         write_small(&inner.dir.join("committed"), &committed).map_err(|e| log_err(ErrorVerb::Write, e))?;
         inner.committed = committed;
         Ok(())
@@ -466,6 +531,30 @@ mod tests {
 
     fn append(store: &mut LogStore, entries: Vec<Entry>) {
         store.append_for_test(entries);
+    }
+
+    /// The simulator's disk faults: a full disk writes half a record then
+    /// fails (`ENOSPC`), a broken one fails before writing (`EIO`); the
+    /// next open cuts the torn half off and keeps every whole record.
+    #[test]
+    fn injected_write_failures_leave_at_most_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskFaults::default();
+        let store = LogStore::open_with(dir.path(), disk.clone()).unwrap();
+        let write = |index| store.lock().write_records(&[Record::Entry(entry(1, index))]);
+        write(1).unwrap();
+        let len = || std::fs::metadata(dir.path().join("log")).unwrap().len();
+        let whole = len();
+        disk.set(Some(DiskFault::Broken));
+        assert_eq!(write(2).unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert_eq!(len(), whole, "nothing written");
+        disk.set(Some(DiskFault::Full));
+        assert_eq!(write(2).unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+        assert!(len() > whole, "a short write");
+        drop(store);
+        let reopened = LogStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.len(), 1, "the torn half is cut off, the whole record kept");
+        assert_eq!(std::fs::metadata(dir.path().join("log")).unwrap().len(), whole);
     }
 
     #[test]

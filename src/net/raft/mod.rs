@@ -108,8 +108,16 @@ pub const RESET_HINT: &str = "this member cannot trust its Raft state: rebuild i
 /// before what this member knows was committed, means entries are lost.
 /// Every refusal names the file and ends with [`RESET_HINT`].
 pub fn open_storage(dir: &std::path::Path) -> Result<(log_store::LogStore, state_machine::StateMachine), String> {
+    open_storage_with(dir, log_store::DiskFaults::default())
+}
+
+/// [`open_storage`], the log's later writes failing as `disk` says.
+pub fn open_storage_with(
+    dir: &std::path::Path,
+    disk: log_store::DiskFaults,
+) -> Result<(log_store::LogStore, state_machine::StateMachine), String> {
     let refuse = |what: String| format!("{what}; {RESET_HINT}");
-    let log = log_store::LogStore::open(dir).map_err(|e| refuse(e.to_string()))?;
+    let log = log_store::LogStore::open_with(dir, disk).map_err(|e| refuse(e.to_string()))?;
     let sm = state_machine::StateMachine::open(dir).map_err(|e| refuse(e.to_string()))?;
     let snapshot = sm.snapshot_last_log_id().map_err(|e| refuse(e.to_string()))?;
     let (purged, last, committed) = log.bounds();

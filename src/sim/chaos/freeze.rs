@@ -20,6 +20,8 @@ pub struct Freeze(Rc<RefCell<FreezeState>>);
 #[derive(Default)]
 struct FreezeState {
     frozen: bool,
+    /// The daemon exited (fail stop): never polled again, a thaw or not.
+    stopped: bool,
     /// The task's waker seen while frozen: a thaw wakes it.
     waker: Option<Waker>,
 }
@@ -41,7 +43,15 @@ impl Freeze {
     }
 
     pub fn is_frozen(&self) -> bool {
-        self.0.borrow().frozen
+        let state = self.0.borrow();
+        state.frozen || state.stopped
+    }
+
+    /// The daemon is gone for good (it exited: nothing of it runs any
+    /// more, its watchdog device is no longer fed, its services run on
+    /// until the device resets the node).
+    pub fn stop(&self) {
+        self.0.borrow_mut().stopped = true;
     }
 
     /// `local`, polled only while not frozen.
@@ -66,7 +76,7 @@ impl Future for Freezable {
         let this = self.get_mut();
         {
             let mut state = this.freeze.0.borrow_mut();
-            if state.frozen {
+            if state.frozen || state.stopped {
                 state.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }
@@ -108,6 +118,12 @@ mod tests {
                 assert!(ticks.get() > 3, "the overdue timer fired at the thaw");
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 assert!(ticks.get() >= 6);
+                freeze.stop();
+                let stopped_at = ticks.get();
+                freeze.thaw();
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+                assert_eq!(ticks.get(), stopped_at, "a stopped node stays stopped through a thaw");
+                assert!(freeze.is_frozen());
             })
             .await;
     }

@@ -26,6 +26,8 @@ use crate::node::shared_store::SharedStore;
 
 use super::agent::{KIND, SimAgent};
 use super::check;
+use super::clocks::{self, ClockError, MAX_CLOCK_OFFSET_MS};
+use super::disk::DiskFaultPlan;
 use super::freeze::Freeze;
 use super::ledger::{AgentFault, SharedLedger};
 use super::master::MasterLog;
@@ -58,11 +60,6 @@ const FAULT_PER_MILLE: u64 = 30;
 /// agent hang, agent fail, freeze, three kinds of operator edit
 /// ([`traffic`]) and an actor panic.
 const FAULT_KINDS: u64 = 9;
-/// Lease stamps are virtual ms from this (2023-11-14), so they look like
-/// wall-clock times.
-const EPOCH_MS: u64 = 1_700_000_000_000;
-/// Each node's clock is off by up to this much (well inside the margin).
-const MAX_CLOCK_OFFSET_MS: u64 = 50;
 
 /// A running node incarnation.
 struct Running {
@@ -91,7 +88,8 @@ enum NodeStore {
 struct Slot {
     name: NodeName,
     config: NodeConfig,
-    clock_offset_ms: u64,
+    /// Its wall clock's offset and rate error ([`clocks`]).
+    clock: ClockError,
     incarnation: u32,
     running: Option<Running>,
     /// When a downed node comes back.
@@ -101,6 +99,9 @@ struct Slot {
     /// The shutdown of its last incarnation's Raft member (Raft mode):
     /// the next one opens the files after it.
     shutdown: Option<JoinHandle<()>>,
+    /// What its last going down left half written at the end of its Raft
+    /// log ([`disk`]), for the next incarnation to find.
+    torn: Option<Vec<u8>>,
 }
 
 pub struct Harness {
@@ -122,7 +123,35 @@ pub struct Harness {
     /// The Raft members' network and files ([`StoreKind::Raft`]).
     replicas: Option<Arc<Replicas>>,
     agreement: std::cell::RefCell<Agreement>,
+    /// Raft mode's disk faults ([`disk`]) and whether its window of
+    /// failing writes is still to come (`Some(false)`), on (`Some(true)`)
+    /// or over (`None`).
+    disk: Option<(DiskFaultPlan, Option<bool>)>,
+    /// The operator's disarm window ([`traffic::DisarmWindow`]) and how
+    /// many of its two commands went out.
+    disarm: Option<(traffic::DisarmWindow, u8)>,
+    /// Nodes that could not start (Raft mode: a replica that refused its
+    /// own files). The harness's disk faults never damage what was
+    /// synced, so a refusal is a violation: a torn tail not cut off.
+    refusals: std::rc::Rc<std::cell::RefCell<Vec<String>>>,
+    /// Operator edits the store must take (Raft mode), retried each step.
+    pending: Vec<PendingEdit>,
 }
+
+/// An operator edit retried until the store takes it, as an operator
+/// would (the liveness phase's undo, `arm-ha`).
+struct PendingEdit {
+    ops: Vec<Op>,
+    line: String,
+    /// [`EDIT_IDLE`], [`EDIT_TRYING`] or [`EDIT_DONE`].
+    state: Arc<std::sync::atomic::AtomicU8>,
+}
+
+const EDIT_IDLE: u8 = 0;
+const EDIT_TRYING: u8 = 1;
+const EDIT_DONE: u8 = 2;
+/// How long one try of a pending edit may take.
+const EDIT_TRY: Duration = Duration::from_secs(2);
 
 impl Harness {
     pub fn new(config: ChaosConfig, ledger: SharedLedger) -> Result<Harness, String> {
@@ -139,25 +168,47 @@ impl Harness {
             state.resources.insert(format!("{KIND}:svc{s}"), resource);
         }
         let mut slots = Vec::new();
-        for name in &names {
+        let model2 = config.fault_model >= 2;
+        let rates = if model2 {
+            clocks::rates(config.seed, names.len())
+        } else {
+            vec![0; names.len()]
+        };
+        for (name, &rate_ppm) in names.iter().zip(&rates) {
             let text = format!("node = \"{name}\"\nstate_dir = \"/nonexistent/hactor-chaos/{name}\"\n");
             let config = NodeConfig::parse(&text)?;
             slots.push(Slot {
                 name: name.clone(),
                 config,
-                clock_offset_ms: rng.range(0, MAX_CLOCK_OFFSET_MS),
+                clock: ClockError {
+                    offset_ms: rng.range(0, MAX_CLOCK_OFFSET_MS),
+                    rate_ppm,
+                },
                 incarnation: 0,
                 running: None,
                 restart_at_ms: None,
                 cut_until_ms: None,
                 shutdown: None,
+                torn: None,
             });
         }
+        let timings = slots[0].config.timings;
+        clocks::check_bound(&timings, run_bound_ms(&timings), STEP_MS)?;
         let replicas = match config.store {
             StoreKind::Raft => Some(Arc::new(Replicas::new(config.seed, &names)?)),
             StoreKind::Shared => None,
         };
+        let disk = replicas
+            .as_ref()
+            .filter(|_| model2)
+            .map(|_| (DiskFaultPlan::new(config.seed, names.len()), Some(false)));
         Ok(Harness {
+            refusals: Default::default(),
+            pending: Vec::new(),
+            disk,
+            disarm: traffic::DisarmWindow::drawn(config.seed, FAULT_PHASE_MS)
+                .filter(|_| model2)
+                .map(|w| (w, 0)),
             replicas,
             agreement: std::cell::RefCell::new(Agreement::default()),
             config,
@@ -187,11 +238,17 @@ impl Harness {
                 ));
             }
         }
+        let drift: Vec<String> = (self.slots.iter())
+            .filter(|slot| slot.clock.rate_ppm != 0)
+            .map(|slot| format!("{} {:+} ppm", slot.name, slot.clock.rate_ppm))
+            .collect();
+        if !drift.is_empty() {
+            self.ledger.record(&format!("clocks drift: {}", drift.join(", ")));
+        }
         for index in 0..self.slots.len() {
             self.start(index);
         }
-        let timings = self.slots[0].config.timings;
-        let deadline = FAULT_PHASE_MS + check::liveness_bound_ms(&timings, RESTART_MS.1);
+        let deadline = run_bound_ms(&self.slots[0].config.timings);
         let mut faults_over = false;
         let mut next_step = STEP_MS;
         let outcome = loop {
@@ -208,6 +265,9 @@ impl Harness {
             next_step += STEP_MS;
             self.restart_due(now);
             self.heal_due(now);
+            self.disk_due(now);
+            self.disarm_due(now);
+            self.retry_pending();
             self.thaw_due(now);
             if now < FAULT_PHASE_MS {
                 self.maybe_inject(now);
@@ -267,13 +327,12 @@ impl Harness {
             faults: std::mem::take(&mut self.faults),
             skip_faults: self.config.skip_faults.clone(),
             sabotage: self.config.sabotage,
+            fault_model: self.config.fault_model,
         }
     }
 
     fn clock(&self, index: usize) -> Clock {
-        let ledger = self.ledger.clone();
-        let offset = self.slots[index].clock_offset_ms;
-        Clock::from_fn(move || EPOCH_MS + offset + ledger.now_ms())
+        self.slots[index].clock.clock(self.ledger.clone())
     }
 
     /// Starts a fresh incarnation of node `index`: new actors in a
@@ -312,6 +371,7 @@ impl Harness {
             },
         };
         let local = LocalSet::new();
+        let freeze = Freeze::default();
         let actors = Arc::new(Mutex::new(None));
         let up = format!("{} up (incarnation {})", slot.name, slot.incarnation);
         let store = if let Some(replicas) = self.replicas.clone() {
@@ -319,22 +379,41 @@ impl Harness {
             // is in the network, not the node).
             let replica: ReplicaSlot = Arc::new(Mutex::new(None));
             let (config, previous, ledger) = (slot.config.clone(), slot.shutdown.take(), self.ledger.clone());
-            let (opened, started) = (replica.clone(), actors.clone());
+            let torn = slot.torn.take();
+            let (opened, started, fail_stop) = (replica.clone(), actors.clone(), freeze.clone());
+            let refusals = self.refusals.clone();
             local.spawn_local(async move {
-                let what = match replicas.open(index, clock, &timings, previous, &initial).await {
+                let what = match replicas.open(index, clock, &timings, previous, &initial, torn).await {
                     Ok(raft) => {
                         *opened.lock().unwrap_or_else(|p| p.into_inner()) = Some(raft.clone());
-                        match start_node(&config, ClusterStore::Replicated(raft), options) {
+                        match start_node(&config, ClusterStore::Replicated(raft.clone()), options) {
                             Ok(handle) => {
                                 *started.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
-                                up
+                                ledger.record(&up);
+                                // The daemon's fail stop (`daemon::run`): a
+                                // stopped Raft core ends the process, and
+                                // only the watchdog device is left to act.
+                                let reason = raft.core_stopped().await;
+                                format!(
+                                    "{} daemon exits: the Raft core stopped ({reason}); its watchdog device is no longer fed",
+                                    config.node
+                                )
                             }
-                            Err(e) => format!("{} failed to start - {e}", config.node),
+                            Err(e) => {
+                                let what = format!("{} failed to start - {e}", config.node);
+                                refusals.borrow_mut().push(what.clone());
+                                what
+                            }
                         }
                     }
-                    Err(e) => format!("{} failed to open its replica - {e}", config.node),
+                    Err(e) => {
+                        let what = format!("{} failed to open its replica - {e}", config.node);
+                        refusals.borrow_mut().push(what.clone());
+                        what
+                    }
                 };
                 ledger.record(&what);
+                fail_stop.stop();
             });
             NodeStore::Raft(replica)
         } else {
@@ -364,7 +443,6 @@ impl Harness {
             });
             NodeStore::Shared(store)
         };
-        let freeze = Freeze::default();
         slot.running = Some(Running {
             task: tokio::task::spawn_local(freeze.wrap(local)),
             store,
@@ -431,7 +509,7 @@ impl Harness {
     /// or through an open Raft member (retried until it commits when
     /// `until_done`, as the liveness phase's undo must); the outcome is
     /// journaled as `line`.
-    fn apply_edit(&self, ops: Vec<Op>, line: String, until_done: bool) {
+    fn apply_edit(&mut self, ops: Vec<Op>, line: String, until_done: bool) {
         if self.replicas.is_none() {
             let outcome = match self.store.apply(ops) {
                 Ok(_) => String::new(),
@@ -440,15 +518,20 @@ impl Harness {
             self.ledger.record(&format!("{line}{outcome}"));
             return;
         }
-        let members: Vec<_> = self.open_replicas().map(|(_, r)| r).collect();
+        if until_done {
+            self.pending.push(PendingEdit {
+                ops,
+                line,
+                state: Arc::default(),
+            });
+            self.retry_pending();
+            return;
+        }
+        let member = self.open_replicas().map(|(_, r)| r).next();
         let ledger = self.ledger.clone();
         tokio::spawn(async move {
-            let outcome = match members.first() {
+            let outcome = match member {
                 None => ": refused - no member open".to_string(),
-                Some(raft) if until_done => {
-                    replicas::apply_until_done(raft, ops).await;
-                    String::new()
-                }
                 Some(raft) => match raft.apply(ops).await {
                     Ok(_) => String::new(),
                     Err(e) => format!(": refused - {e}"),
@@ -456,6 +539,36 @@ impl Harness {
             };
             ledger.record(&format!("{line}{outcome}"));
         });
+    }
+
+    /// Sends the oldest pending edit, unless a try of it is under way,
+    /// through the first open member (members crash and reopen: each try
+    /// takes the one open now); journaled once one commits. One at a
+    /// time, in order, as an operator waits for each command's answer
+    /// (an `arm-ha` must not overtake its `disarm-ha`).
+    fn retry_pending(&mut self) {
+        self.pending
+            .retain(|edit| edit.state.load(Ordering::SeqCst) != EDIT_DONE);
+        let Some(member) = self.open_replicas().map(|(_, r)| r).next() else {
+            return;
+        };
+        if let Some(edit) = self.pending.first() {
+            if edit.state.load(Ordering::SeqCst) != EDIT_IDLE {
+                return;
+            }
+            edit.state.store(EDIT_TRYING, Ordering::SeqCst);
+            let (raft, ops, line, state) = (member.clone(), edit.ops.clone(), edit.line.clone(), edit.state.clone());
+            let ledger = self.ledger.clone();
+            tokio::spawn(async move {
+                let done = tokio::time::timeout(EDIT_TRY, raft.apply(ops)).await;
+                if matches!(done, Ok(Ok(_))) {
+                    ledger.record(&line);
+                    state.store(EDIT_DONE, Ordering::SeqCst);
+                } else {
+                    state.store(EDIT_IDLE, Ordering::SeqCst);
+                }
+            });
+        }
     }
 
     /// Node `index` goes down at once (crash or watchdog reset): its actors
@@ -472,6 +585,7 @@ impl Harness {
         let Some(running) = slot.running.take() else {
             return;
         };
+        slot.torn = self.disk.as_mut().and_then(|(plan, _)| plan.torn_tail());
         running.alive.store(false, Ordering::SeqCst);
         match running.store {
             NodeStore::Shared(store) => store.cut(),
@@ -489,8 +603,12 @@ impl Harness {
         slot.restart_at_ms = Some(now + delay);
         let mut ledger = self.ledger.lock();
         let killed = ledger.kill_node(&slot.name);
+        let torn = match &slot.torn {
+            Some(torn) => format!(", its log's last write torn ({} bytes)", torn.len()),
+            None => String::new(),
+        };
         let line = format!(
-            "{} {why}: down, {killed} instances killed, back in {delay} ms",
+            "{} {why}: down, {killed} instances killed{torn}, back in {delay} ms",
             slot.name
         );
         ledger.journal.record(now, &line);
@@ -535,6 +653,47 @@ impl Harness {
                 self.ledger
                     .record(&format!("{} store link healed", self.slots[index].name));
             }
+        }
+    }
+
+    /// Starts or ends the window of failing writes (Raft mode).
+    fn disk_due(&mut self, now: u64) {
+        let (Some((plan, Some(on))), Some(replicas)) = (&mut self.disk, &self.replicas) else {
+            return;
+        };
+        let Some(window) = plan.window else {
+            return;
+        };
+        let name = &self.slots[window.node].name;
+        if !*on && now >= window.from_ms {
+            *on = true;
+            replicas.disk(window.node).set(Some(window.fault));
+            self.ledger.record(&format!("{name} {}", window.describe()));
+        } else if *on && now >= window.until_ms {
+            replicas.disk(window.node).set(None);
+            self.ledger.record(&format!("{name} disk healed"));
+            self.end_disk_window();
+        }
+    }
+
+    /// Sends the operator's `disarm-ha` or `arm-ha` when due; both are
+    /// retried until the store takes them.
+    fn disarm_due(&mut self, now: u64) {
+        let Some((window, sent)) = &mut self.disarm else {
+            return;
+        };
+        if let Some((ops, line)) = window.due(now, sent) {
+            self.apply_edit(ops, line, true);
+        }
+    }
+
+    /// No more failing writes (the liveness phase, or the window's end).
+    fn end_disk_window(&mut self) {
+        if let (Some((plan, state)), Some(replicas)) = (&mut self.disk, &self.replicas) {
+            if let Some(window) = plan.window {
+                replicas.disk(window.node).set(None);
+            }
+            *state = None;
         }
     }
 
@@ -697,15 +856,26 @@ impl Harness {
             }
         }
         self.ledger.lock().agent_faults.clear();
+        self.end_disk_window();
+        self.disarm_due(u64::MAX);
         if let Some(replicas) = &self.replicas {
             replicas.net().set_faults(LinkFaults::default());
         }
-        let undo = traffic::undo_all(&self.sids(), &self.members);
+        let mut undo = traffic::undo_all(&self.sids(), &self.members);
+        if self.disarm.is_some() {
+            // In case a late copy of a retried `disarm-ha` landed after
+            // the `arm-ha` (ignored, with a notice, when armed).
+            // First: a disarmed stack ignores maintenance commands.
+            undo.insert(0, Op::QueueCrmCommand(crate::core::crm_command::CrmCommand::ArmHa));
+        }
         self.apply_edit(undo, "operator edits undone".into(), true);
         self.ledger.record(&format!("faults stop at {now} ms: liveness phase"));
     }
 
     fn check(&self) -> Option<String> {
+        if let Some(refusal) = self.refusals.borrow().first() {
+            return Some(format!("start: {refusal}"));
+        }
         let now = self.ledger.now_ms();
         let mut ledger = self.ledger.lock();
         ledger.reap(now);
@@ -782,6 +952,11 @@ fn panic_actor(slot: &Slot, draw: u64) -> &'static str {
             "WorkerPool"
         }
     }
+}
+
+/// The longest a run lasts: the fault phase and the liveness bound.
+fn run_bound_ms(timings: &crate::node::config::Timings) -> u64 {
+    FAULT_PHASE_MS + check::liveness_bound_ms(timings, RESTART_MS.1)
 }
 
 /// The Raft members' network during the fault phase, from a stream of

@@ -27,9 +27,12 @@ use crate::core::types::NodeName;
 use crate::net::clock::Clock;
 use crate::net::cluster::{RaftRuntime, RaftStore};
 use crate::net::memory::MemoryNet;
+use crate::net::raft::log_store::DiskFaults;
 use crate::net::raft::{Member, NodeId};
 use crate::net::transport::Transport;
 use crate::node::config::Timings;
+
+use super::disk;
 
 /// The cluster name the members share.
 const CLUSTER: &str = "chaos";
@@ -49,6 +52,8 @@ pub struct Replicas {
     dir: RunDir,
     voters: BTreeMap<NodeId, Member>,
     names: Vec<NodeName>,
+    /// Each node's disk faults, kept across its incarnations.
+    disks: Vec<DiskFaults>,
 }
 
 /// A node incarnation's replica, set once its store is open (the node's
@@ -90,11 +95,17 @@ impl Replicas {
             dir: RunDir(dir),
             voters,
             names: names.to_vec(),
+            disks: names.iter().map(|_| DiskFaults::default()).collect(),
         })
     }
 
     pub fn net(&self) -> &MemoryNet {
         &self.net
+    }
+
+    /// Node `index`'s disk: its writes fail while a fault is set.
+    pub fn disk(&self, index: usize) -> &DiskFaults {
+        &self.disks[index]
     }
 
     /// Opens node `index`'s replica from its files, first waiting for the
@@ -109,14 +120,22 @@ impl Replicas {
         timings: &Timings,
         previous: Option<JoinHandle<()>>,
         initial: &ClusterState,
+        torn: Option<Vec<u8>>,
     ) -> Result<RaftStore, String> {
         if let Some(shutdown) = previous {
             let _ = shutdown.await;
         }
         let name = &self.names[index];
-        let transport = Transport::Memory(self.net.endpoint(name));
-        let runtime = RaftRuntime { clock, seeded: true };
         let dir = self.dir.0.join(name);
+        if let Some(torn) = torn {
+            disk::append_torn(&dir.join("raft"), &torn).map_err(|e| format!("torn write: {e}"))?;
+        }
+        let transport = Transport::Memory(self.net.endpoint(name));
+        let runtime = RaftRuntime {
+            clock,
+            seeded: true,
+            disk: self.disks[index].clone(),
+        };
         let raft = RaftStore::start_with(CLUSTER, member_id(index), &dir, transport, timings.store(), runtime).await?;
         raft.serve();
         if index == 0 {
@@ -201,7 +220,7 @@ pub fn crash(replica: RaftStore) -> JoinHandle<()> {
 
 /// Writes the run's resources once the new cluster has a leader.
 async fn seed_resources(raft: RaftStore, initial: ClusterState) {
-    let ops = initial
+    let ops: Vec<Op> = initial
         .resources
         .iter()
         .map(|(sid, resource)| Op::PutResource {
@@ -209,11 +228,6 @@ async fn seed_resources(raft: RaftStore, initial: ClusterState) {
             resource: resource.clone(),
         })
         .collect();
-    apply_until_done(&raft, ops).await;
-}
-
-/// Applies `ops` through `raft`, retrying until they commit.
-pub async fn apply_until_done(raft: &RaftStore, ops: Vec<Op>) {
     while raft.apply(ops.clone()).await.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -30,6 +30,11 @@ impl Rng {
         self.next_u64() % 1000 < per_mille
     }
 
+    /// `a` or `b`, half the time each (one draw).
+    pub fn either<T>(&mut self, a: T, b: T) -> T {
+        if self.chance(500) { a } else { b }
+    }
+
     /// An independent stream for one consumer (a node's agent), so that
     /// its draws do not shift everybody else's.
     pub fn fork(&mut self) -> Rng {

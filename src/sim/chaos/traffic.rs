@@ -4,10 +4,14 @@
 //! or relocated to a node, a node's maintenance mode switched on or off.
 //! The liveness phase starts by undoing them (every service requested
 //! started, no node in maintenance), so that liveness still demands every
-//! service. Not drawn yet: `disarm-ha`/`arm-ha` (the simulated watchdog
-//! device has no reopen after a magic close).
+//! service.
+//!
+//! Besides, from a stream of its own (the fault stream stays as it was), a
+//! quarter of the seeds disarm the HA stack for a while ([`DisarmWindow`]):
+//! `disarm-ha freeze` or `disarm-ha ignore`, then `arm-ha` 3-15 s later,
+//! delivered however long the store needs (the operator retries).
 
-use crate::core::crm_command::{CrmCommand, MoveKind};
+use crate::core::crm_command::{CrmCommand, DisarmMode, MoveKind};
 use crate::core::store::Op;
 use crate::core::types::{NodeName, RequestState};
 
@@ -45,6 +49,42 @@ pub fn edit(kind: u64, draw: u64, sids: &[String], node: &NodeName) -> (Vec<Op>,
             };
             (vec![Op::QueueCrmCommand(command)], what)
         }
+    }
+}
+
+/// `disarm-ha MODE` at `at_ms`, `arm-ha` at `arm_at_ms` (virtual ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DisarmWindow {
+    pub at_ms: u64,
+    pub arm_at_ms: u64,
+    pub mode: DisarmMode,
+}
+
+impl DisarmWindow {
+    /// A quarter of the seeds get one, inside the fault phase.
+    pub fn drawn(seed: u64, fault_phase_ms: u64) -> Option<DisarmWindow> {
+        let mut rng = super::rng::Rng::new(seed ^ 0x000d_15a7_u64.wrapping_mul(0x9E37_79B9_7F4B));
+        if !rng.chance(250) {
+            return None;
+        }
+        let at_ms = rng.range(3_000, fault_phase_ms - 20_000);
+        Some(DisarmWindow {
+            at_ms,
+            arm_at_ms: at_ms + rng.range(3_000, 15_000),
+            mode: rng.either(DisarmMode::Freeze, DisarmMode::Ignore),
+        })
+    }
+
+    /// The command due at `now` (the disarm, then the arm), once each.
+    pub fn due(&self, now: u64, sent: &mut u8) -> Option<(Vec<Op>, String)> {
+        let command = match *sent {
+            0 if now >= self.at_ms => CrmCommand::DisarmHa { mode: self.mode },
+            1 if now >= self.arm_at_ms => CrmCommand::ArmHa,
+            _ => return None,
+        };
+        *sent += 1;
+        let line = format!("operator: {command}");
+        Some((vec![Op::QueueCrmCommand(command)], line))
     }
 }
 
@@ -91,6 +131,24 @@ mod tests {
                 state: RequestState::Stopped
             }]
         );
+    }
+
+    #[test]
+    fn a_quarter_of_the_seeds_disarm_then_arm_inside_the_fault_phase() {
+        let windows: Vec<DisarmWindow> = (0..2000).filter_map(|seed| DisarmWindow::drawn(seed, 60_000)).collect();
+        assert!((400..600).contains(&windows.len()), "{}", windows.len());
+        assert!(windows.iter().all(|w| w.at_ms < w.arm_at_ms && w.arm_at_ms < 60_000));
+        assert!(windows.iter().any(|w| w.mode == DisarmMode::Ignore));
+        let window = windows[0];
+        let mut sent = 0;
+        assert_eq!(window.due(window.at_ms - 1, &mut sent), None);
+        let (ops, line) = window.due(window.at_ms, &mut sent).unwrap();
+        assert!(line.starts_with("operator: disarm-ha "), "{line}");
+        assert!(matches!(&ops[0], Op::QueueCrmCommand(CrmCommand::DisarmHa { .. })));
+        assert_eq!(window.due(window.at_ms + 1, &mut sent), None, "once");
+        let (_, line) = window.due(window.arm_at_ms, &mut sent).unwrap();
+        assert_eq!(line, "operator: arm-ha");
+        assert_eq!(window.due(u64::MAX, &mut sent), None);
     }
 
     #[test]
