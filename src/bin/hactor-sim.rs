@@ -147,10 +147,15 @@ enum Command {
         #[arg(long)]
         jobs: Option<usize>,
         /// The fault model a seed was found under (a replay command gives
-        /// it): 1 without clock drift, disarm windows and disk faults.
+        /// it): 1 without clock drift, disarm windows and disk faults; 2
+        /// without the `pve` profile.
         #[arg(long, default_value_t = hactor::sim::chaos::FAULT_MODEL,
               value_parser = clap::value_parser!(u8).range(1..=hactor::sim::chaos::FAULT_MODEL as i64))]
         fault_model: u8,
+        /// Run every seed under this timing profile (`fast` or `pve`)
+        /// instead of its own (fault model 3 draws `pve` for a fifth).
+        #[arg(long, value_parser = parse_profile)]
+        profile: Option<hactor::node::config::Profile>,
     },
     /// Run every scenario below a folder and print the wall time.
     Bench {
@@ -375,6 +380,15 @@ struct ChaosArgs {
     shrink: bool,
     jobs: usize,
     fault_model: u8,
+    profile: Option<hactor::node::config::Profile>,
+}
+
+fn parse_profile(text: &str) -> Result<hactor::node::config::Profile, String> {
+    match text {
+        "fast" => Ok(hactor::node::config::Profile::Fast),
+        "pve" => Ok(hactor::node::config::Profile::Pve),
+        _ => Err(format!("unknown profile '{text}' (expected fast or pve)")),
+    }
 }
 
 fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
@@ -401,6 +415,7 @@ fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
         config.store = args.store;
         config.skip_faults = args.skip_faults.clone();
         config.fault_model = args.fault_model;
+        config.profile = args.profile;
         config
     };
     let jobs = if args.verbose { 1 } else { args.jobs };
@@ -417,10 +432,11 @@ fn chaos(seeds: std::ops::Range<u64>, args: &ChaosArgs) -> Result<(), String> {
             println!("{line}");
         }
         println!(
-            "seed {} ({} nodes, {} services): {} after {:.1} virtual s, {} events, hash {:016x}",
+            "seed {} ({} nodes, {} services, {}): {} after {:.1} virtual s, {} events, hash {:016x}",
             report.seed,
             report.nodes,
             report.services,
+            chaos::pace::Pace::of(report.profile).name(),
             report.outcome,
             report.virtual_ms as f64 / 1000.0,
             report.events,
@@ -504,6 +520,7 @@ fn main() -> ExitCode {
             shrink,
             jobs,
             fault_model,
+            profile,
         } => {
             let sabotage = match (pet_without_renewal, sabotage.as_deref()) {
                 (true, _) => Ok(Some(hactor::actors::round::Sabotage::PetWithoutRenewal)),
@@ -522,6 +539,7 @@ fn main() -> ExitCode {
                 shrink,
                 jobs: jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 fault_model,
+                profile,
             });
             match args {
                 Err(e) => Err(e),

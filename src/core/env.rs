@@ -174,6 +174,12 @@ pub trait Env: AgentHost {
     /// The current time (virtual in the simulator).
     fn now(&self) -> Time;
 
+    /// The current time in milliseconds, where the world has them (the
+    /// daemon's rounds); whole seconds otherwise.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.now()).unwrap_or(0).saturating_mul(1000)
+    }
+
     /// Whether this node is in the quorate partition.
     fn quorate(&mut self) -> bool;
     /// Membership and quorum.

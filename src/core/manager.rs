@@ -69,6 +69,8 @@ pub struct Manager {
     /// Uid sequence of this manager; combined with node and time it makes
     /// every uid unique, which is all the LRM protocol needs.
     uid_seq: u64,
+    /// When this manager took over (ms): part of every uid ([`Manager::new_uid`]).
+    uid_term: u64,
 }
 
 /// What compiled rules depend on: rules, groups, and the group of each
@@ -121,6 +123,7 @@ impl Manager {
             sustained_imbalance_rounds: 0,
             group_migration: GroupMigration::default(),
             uid_seq: 0,
+            uid_term: env.now_ms(),
         };
         manager.update_crs_mode(env, true);
         manager
@@ -149,9 +152,16 @@ impl Manager {
         self.disarm.as_ref().is_some_and(Disarm::is_disarmed)
     }
 
+    /// A uid no other command has had: the master, the time, this
+    /// manager's creation (ms) and a sequence number. The creation stamp
+    /// keeps two terms of one master apart: without it a master that lost
+    /// its lock and took it again within a second numbered its commands
+    /// from 1 again, and an LRM's result for another service's command of
+    /// the earlier term was taken for the new one (chaos Raft seed 336: a
+    /// relocation counted done that never ran, then a double run).
     fn new_uid(&mut self, now: Time) -> String {
         self.uid_seq += 1;
-        format!("{}-{}-{}", self.master_node, now, self.uid_seq)
+        format!("{}-{}-{}-{}", self.master_node, now, self.uid_term, self.uid_seq)
     }
 
     fn status(&self, now: Time) -> ManagerStatus {
@@ -823,7 +833,9 @@ impl Manager {
                     continue;
                 };
                 let last = sd.state;
-                let result = lrm.result(&sd.uid).cloned();
+                // A result is this service's only if it names it: uids are
+                // unique (`new_uid`), this is the second guard.
+                let result = lrm.result(&sd.uid).filter(|r| r.sid == *sid).cloned();
                 let cd = config.get(sid).unwrap_or(&disabled);
                 match last {
                     ServiceState::Stopped => self.next_state_stopped(env, sid, cd),
@@ -1451,5 +1463,29 @@ fn move_task(cmd: &ServiceCommand) -> (&'static str, ServiceState) {
     match cmd {
         ServiceCommand::Relocate(_) => ("relocate", ServiceState::Relocate),
         _ => ("migrate", ServiceState::Migrate),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::store::{ClusterState, RoundContext, RoundEnv};
+
+    fn manager_at(now_ms: u64) -> Manager {
+        let ctx = RoundContext::quorate("node1", crate::core::watchdog::Client::Crm, now_ms);
+        let mut state = ClusterState::default();
+        let mut env = RoundEnv::new(&ctx, &mut state);
+        Manager::new(&mut env, ManagerStatus::default())
+    }
+
+    #[test]
+    fn two_terms_of_one_master_within_a_second_never_share_a_uid() {
+        // Chaos Raft seed 336: node1 master at 36.213 s, lost its lock,
+        // master again at 36.858 s; both numbered their commands from 1.
+        let (mut first, mut second) = (manager_at(36_213), manager_at(36_858));
+        let earlier: Vec<String> = (0..5).map(|_| first.new_uid(36)).collect();
+        let later: Vec<String> = (0..5).map(|_| second.new_uid(36)).collect();
+        assert!(later.iter().all(|uid| !earlier.contains(uid)), "{earlier:?} {later:?}");
+        assert_eq!(earlier[0], "node1-36-36213-1");
     }
 }

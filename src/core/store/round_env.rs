@@ -71,6 +71,26 @@ pub struct RoundEnv<'a> {
     pub fence: BTreeMap<NodeName, Option<FenceDeviceState>>,
 }
 
+#[cfg(test)]
+impl RoundContext {
+    /// A quorate round of `node`'s `client` at `now_ms`, upstream's
+    /// timing, no members (tests).
+    pub fn quorate(node: &str, client: Client, now_ms: u64) -> RoundContext {
+        RoundContext {
+            node: node.into(),
+            client,
+            now_ms,
+            quorate: true,
+            members: BTreeMap::new(),
+            lease_ms: 6500,
+            timing: Timing::UPSTREAM,
+            max_workers: 0,
+            datacenter: DatacenterSettings::default(),
+            node_shutdown: NodeShutdown::StaysUp,
+        }
+    }
+}
+
 impl<'a> RoundEnv<'a> {
     pub fn new(ctx: &'a RoundContext, state: &'a mut ClusterState) -> RoundEnv<'a> {
         RoundEnv {
@@ -88,6 +108,24 @@ impl<'a> RoundEnv<'a> {
         self.outbox.push(Outgoing::Store(op));
     }
 
+    /// Takes or renews `lock` for this node with a lease of `lease_ms`
+    /// (or [`HELD_UNWATCHED`]) when the store is quorate and nobody else
+    /// holds it: `Some(first)`, whether this node did not hold it before;
+    /// `None` when it could not.
+    fn take_lease(&mut self, lock: &LockName, lease_ms: u64) -> Option<bool> {
+        if !self.ctx.quorate || !self.state.lock_available(lock, &self.ctx.node, self.ctx.now_ms) {
+            return None;
+        }
+        let first = self.state.leases.get(lock).is_none_or(|l| l.holder != self.ctx.node);
+        self.apply(Op::Acquire {
+            lock: lock.clone(),
+            holder: self.ctx.node.clone(),
+            now_ms: self.ctx.now_ms,
+            lease_ms,
+        });
+        Some(first)
+    }
+
     fn write(&mut self, op: Op) -> Result<(), EnvError> {
         if !self.ctx.quorate {
             return Err(EnvError("cluster not quorate - store is read-only".into()));
@@ -97,17 +135,9 @@ impl<'a> RoundEnv<'a> {
     }
 
     fn acquire(&mut self, lock: LockName) -> bool {
-        if !self.ctx.quorate || !self.state.lock_available(&lock, &self.ctx.node, self.ctx.now_ms) {
+        let Some(first) = self.take_lease(&lock, self.ctx.lease_ms) else {
             return false;
-        }
-        let first = self.state.leases.get(&lock).is_none_or(|l| l.holder != self.ctx.node);
-        let op = Op::Acquire {
-            lock: lock.clone(),
-            holder: self.ctx.node.clone(),
-            now_ms: self.ctx.now_ms,
-            lease_ms: self.ctx.lease_ms,
         };
-        self.apply(op);
         if first {
             self.events.push(Event::GotLock { lock: lock.to_string() });
         }
@@ -157,6 +187,10 @@ impl AgentHost for RoundEnv<'_> {
 impl Env for RoundEnv<'_> {
     fn now(&self) -> Time {
         i64::try_from(self.ctx.now_ms / 1000).unwrap_or(i64::MAX)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.ctx.now_ms
     }
 
     fn quorate(&mut self) -> bool {
@@ -305,16 +339,7 @@ impl Env for RoundEnv<'_> {
 
     fn hold_ha_agent_lock_unwatched(&mut self) -> bool {
         let lock = LockName::Agent(self.ctx.node.clone());
-        if !self.ctx.quorate || !self.state.lock_available(&lock, &self.ctx.node, self.ctx.now_ms) {
-            return false;
-        }
-        self.apply(Op::Acquire {
-            lock,
-            holder: self.ctx.node.clone(),
-            now_ms: self.ctx.now_ms,
-            lease_ms: HELD_UNWATCHED,
-        });
-        true
+        self.take_lease(&lock, HELD_UNWATCHED).is_some()
     }
 
     fn holds_agent_lock_unwatched(&mut self) -> bool {
@@ -436,18 +461,7 @@ mod tests {
 
     #[test]
     fn a_fence_device_run_is_asked_once_and_reset_after_the_acknowledgement() {
-        let ctx = RoundContext {
-            node: "node1".into(),
-            client: Client::Crm,
-            now_ms: 1000,
-            quorate: true,
-            members: BTreeMap::new(),
-            lease_ms: 6500,
-            timing: Timing::UPSTREAM,
-            max_workers: 0,
-            datacenter: DatacenterSettings::default(),
-            node_shutdown: NodeShutdown::StaysUp,
-        };
+        let ctx = RoundContext::quorate("node1", Client::Crm, 1000);
         let mut state = ClusterState::default();
         let mut env = RoundEnv::new(&ctx, &mut state);
         assert_eq!(

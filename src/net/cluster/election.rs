@@ -214,12 +214,14 @@ pub(super) fn spawn_guard(store: &RaftStore, hold: Duration) {
                 retry_due: now >= retry.due,
                 ..Look::default()
             };
+            let leader_alive_until;
             {
                 let checks = lock(&checks);
                 let fresh = |m: &Member| checks.fresh(&m.name, now, timing.election_min);
                 let others = voters.iter().filter(|(id, _)| *id != store.inner.id).map(|(_, m)| m);
                 look.reachable = usize::from(look.is_voter) + others.clone().filter(|m| fresh(m).is_some()).count();
-                look.leader_alive = checks.leader_alive_until.is_some_and(|until| until > now);
+                leader_alive_until = checks.leader_alive_until;
+                look.leader_alive = leader_alive_until.is_some_and(|until| until > now);
                 let longer = others.clone().any(|m| fresh(m).is_some_and(|a| a.last_log > own_log));
                 deferring_since = if longer { deferring_since.or(Some(now)) } else { None };
                 look.longer_log_reachable = deferring_since.is_some_and(|at| now - at < defer_hold);
@@ -244,10 +246,15 @@ pub(super) fn spawn_guard(store: &RaftStore, hold: Duration) {
                 }
                 retry.due = Instant::now() + jitter.once_to_twice(timing.election_min);
             }
-            let wake = retry
-                .due
-                .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(1), timing.heartbeat);
+            // Every time at which the verdict could change by itself.
+            let deadlines = [
+                Some(retry.due),
+                leader_alive_until,
+                Some(started + hold),
+                deferring_since.map(|at| at + defer_hold),
+                Some(retry.since + backing_hold),
+            ];
+            let wake = next_look(deadlines.into_iter().flatten(), Instant::now(), timing.heartbeat);
             // `biased`: no random branch order, so a seeded run replays.
             tokio::select! {
                 biased;
@@ -261,6 +268,21 @@ pub(super) fn spawn_guard(store: &RaftStore, hold: Duration) {
         }
     });
     store.keep(task);
+}
+
+/// How long the guard sleeps before its next look, unless the metrics
+/// change first: until the next of `deadlines` still ahead (its retry
+/// timer, the leader's last yes running out, its holds ending), at most
+/// one heartbeat, the grain of what else changes with time (answers going
+/// stale). A deadline already passed stays so (a retry timer until the
+/// vote changes: with a stable leader, for good), so it must not set the
+/// pace: the retry timer once did, with a floor of 1 ms, and every member
+/// looked a thousand times a second while idle.
+fn next_look(deadlines: impl IntoIterator<Item = Instant>, now: Instant, heartbeat: Duration) -> Duration {
+    deadlines
+        .into_iter()
+        .filter_map(|deadline| deadline.checked_duration_since(now).filter(|left| !left.is_zero()))
+        .fold(heartbeat, Duration::min)
 }
 
 /// Asks every other voter, every half election timeout, whether it leads
@@ -324,6 +346,20 @@ mod tests {
             leader_known: true,
             ..Look::default()
         }
+    }
+
+    #[test]
+    fn the_guard_looks_again_at_its_retry_time_or_after_a_heartbeat_never_sooner_once_due() {
+        let now = Instant::now();
+        let beat = Duration::from_millis(100);
+        let ms = Duration::from_millis;
+        assert_eq!(next_look([now + ms(30), now + ms(70)], now, beat), ms(30));
+        assert_eq!(next_look([now + Duration::from_secs(3)], now, beat), beat);
+        // A retry timer that ran out long ago (a stable leader): one look
+        // a heartbeat, not a busy loop; a later deadline still counts.
+        assert_eq!(next_look([now], now, beat), beat);
+        assert_eq!(next_look([now, now + ms(40)], now + ms(10), beat), ms(30));
+        assert_eq!(next_look([now], now + Duration::from_secs(60), beat), beat);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use crate::net::raft::log_store::DiskFault;
 
-use super::harness::FAULT_PHASE_MS;
+use super::pace::{FAULT_PHASE_MS, Pace};
 use super::rng::Rng;
 
 /// A window of failing writes on one node's disk.
@@ -47,14 +47,15 @@ pub struct DiskFaultPlan {
 }
 
 impl DiskFaultPlan {
-    pub fn new(seed: u64, nodes: usize) -> DiskFaultPlan {
+    /// The seed's plan, its window's times at the run's pace.
+    pub fn new(seed: u64, nodes: usize, pace: Pace) -> DiskFaultPlan {
         let mut rng = Rng::new(seed ^ 0x0000_d15c_u64.wrapping_mul(0x9E37_79B9_7F4A));
         let window = rng.chance(500).then(|| {
-            let from_ms = rng.range(2_000, FAULT_PHASE_MS - 15_000);
+            let from_ms = pace.ms(rng.range(2_000, FAULT_PHASE_MS - 15_000));
             DiskWindow {
                 node: rng.range(0, nodes as u64 - 1) as usize,
                 from_ms,
-                until_ms: from_ms + rng.range(1_000, 12_000),
+                until_ms: from_ms + pace.ms(rng.range(1_000, 12_000)),
                 fault: rng.either(DiskFault::Full, DiskFault::Broken),
             }
         });
@@ -93,11 +94,17 @@ pub fn append_torn(dir: &Path, torn: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::config::Profile;
+
+    const FAST: Pace = Pace {
+        profile: Profile::Fast,
+        scale: 1,
+    };
 
     #[test]
     fn half_of_the_seeds_get_a_window_inside_the_fault_phase() {
         let windows: Vec<DiskWindow> = (0..1000)
-            .filter_map(|seed| DiskFaultPlan::new(seed, 3).window)
+            .filter_map(|seed| DiskFaultPlan::new(seed, 3, FAST).window)
             .collect();
         assert!((400..600).contains(&windows.len()), "{}", windows.len());
         assert!(
@@ -107,12 +114,24 @@ mod tests {
         );
         assert!(windows.iter().any(|w| w.fault == DiskFault::Full));
         assert!(windows.iter().any(|w| w.fault == DiskFault::Broken));
-        assert_eq!(DiskFaultPlan::new(9, 3).window, DiskFaultPlan::new(9, 3).window);
+        assert_eq!(
+            DiskFaultPlan::new(9, 3, FAST).window,
+            DiskFaultPlan::new(9, 3, FAST).window
+        );
+        // At pve's pace, the same window ten times as late and as long.
+        let seed = (0..)
+            .find(|&s| DiskFaultPlan::new(s, 3, FAST).window.is_some())
+            .unwrap();
+        let (fast, pve) = (
+            DiskFaultPlan::new(seed, 3, FAST).window.unwrap(),
+            DiskFaultPlan::new(seed, 3, Pace::of(Profile::Pve)).window.unwrap(),
+        );
+        assert_eq!((pve.from_ms, pve.until_ms), (10 * fast.from_ms, 10 * fast.until_ms));
     }
 
     #[test]
     fn torn_tails_are_never_whole_records() {
-        let mut plan = DiskFaultPlan::new(1, 3);
+        let mut plan = DiskFaultPlan::new(1, 3, FAST);
         let tails: Vec<Vec<u8>> = (0..400).filter_map(|_| plan.torn_tail()).collect();
         assert!((150..250).contains(&tails.len()), "{}", tails.len());
         for tail in &tails {

@@ -28,9 +28,11 @@ use super::agent::{KIND, SimAgent};
 use super::check;
 use super::clocks::{self, ClockError, MAX_CLOCK_OFFSET_MS};
 use super::disk::DiskFaultPlan;
+use super::fencing::FenceLog;
 use super::freeze::Freeze;
 use super::ledger::{AgentFault, SharedLedger};
 use super::master::MasterLog;
+use super::pace::Pace;
 use super::replicas::{self, Agreement, ReplicaSlot, Replicas};
 use super::rng::Rng;
 use super::starts;
@@ -39,22 +41,11 @@ use super::watchdog::{SimWatchdog, WatchdogProbe};
 use super::{ChaosConfig, Outcome, Report, StoreKind};
 use crate::net::memory::LinkFaults;
 
-/// Virtual time between two looks of the harness (faults, watchdogs,
-/// checkers): well inside the 500 ms safety margin of the timings.
-pub const STEP_MS: u64 = 50;
-/// How long faults are injected.
-pub const FAULT_PHASE_MS: u64 = 60_000;
-/// A crashed or fenced node is back after this long (virtual ms).
-pub const RESTART_MS: (u64, u64) = (1_000, 8_000);
-/// A node's store link stays cut this long.
-pub const CUT_MS: (u64, u64) = (1_000, 15_000);
-/// An agent fault lasts this long.
-pub const AGENT_FAULT_MS: (u64, u64) = (2_000, 10_000);
 /// A node stays frozen this long, in tenths of its watchdog device
 /// timeout: thaws just before and well after the device fires.
 pub const FREEZE_TENTHS: (u64, u64) = (2, 30);
 /// Chance per step (per mille) that a fault or an operator edit starts:
-/// one every ~1.7 s (a fault proper every ~2.7 s).
+/// one every ~1.7 s at the `fast` pace (a fault proper every ~2.7 s).
 const FAULT_PER_MILLE: u64 = 30;
 /// The kinds of fault [`Harness::maybe_inject`] draws from: crash, cut,
 /// agent hang, agent fail, freeze, three kinds of operator edit
@@ -106,6 +97,8 @@ struct Slot {
 
 pub struct Harness {
     config: ChaosConfig,
+    /// The run's profile and the pace of its faults ([`pace`]).
+    pace: Pace,
     rng: Rng,
     ledger: SharedLedger,
     store: MemoryStore,
@@ -120,6 +113,7 @@ pub struct Harness {
     /// Faults injected: index and what.
     faults: Vec<(u32, String)>,
     master: MasterLog,
+    fencing: FenceLog,
     /// The Raft members' network and files ([`StoreKind::Raft`]).
     replicas: Option<Arc<Replicas>>,
     agreement: std::cell::RefCell<Agreement>,
@@ -150,8 +144,6 @@ struct PendingEdit {
 const EDIT_IDLE: u8 = 0;
 const EDIT_TRYING: u8 = 1;
 const EDIT_DONE: u8 = 2;
-/// How long one try of a pending edit may take.
-const EDIT_TRY: Duration = Duration::from_secs(2);
 
 impl Harness {
     pub fn new(config: ChaosConfig, ledger: SharedLedger) -> Result<Harness, String> {
@@ -169,13 +161,17 @@ impl Harness {
         }
         let mut slots = Vec::new();
         let model2 = config.fault_model >= 2;
+        let pace = Pace::drawn(config.seed, config.fault_model, config.profile);
         let rates = if model2 {
             clocks::rates(config.seed, names.len())
         } else {
             vec![0; names.len()]
         };
         for (name, &rate_ppm) in names.iter().zip(&rates) {
-            let text = format!("node = \"{name}\"\nstate_dir = \"/nonexistent/hactor-chaos/{name}\"\n");
+            let text = format!(
+                "node = \"{name}\"\nstate_dir = \"/nonexistent/hactor-chaos/{name}\"\nprofile = \"{}\"\n",
+                pace.name()
+            );
             let config = NodeConfig::parse(&text)?;
             slots.push(Slot {
                 name: name.clone(),
@@ -193,7 +189,7 @@ impl Harness {
             });
         }
         let timings = slots[0].config.timings;
-        clocks::check_bound(&timings, run_bound_ms(&timings), STEP_MS)?;
+        clocks::check_bound(&timings, run_bound_ms(&timings, pace), pace.step_ms())?;
         let replicas = match config.store {
             StoreKind::Raft => Some(Arc::new(Replicas::new(config.seed, &names)?)),
             StoreKind::Shared => None,
@@ -201,17 +197,18 @@ impl Harness {
         let disk = replicas
             .as_ref()
             .filter(|_| model2)
-            .map(|_| (DiskFaultPlan::new(config.seed, names.len()), Some(false)));
+            .map(|_| (DiskFaultPlan::new(config.seed, names.len(), pace), Some(false)));
         Ok(Harness {
             refusals: Default::default(),
             pending: Vec::new(),
             disk,
-            disarm: traffic::DisarmWindow::drawn(config.seed, FAULT_PHASE_MS)
+            disarm: traffic::DisarmWindow::drawn(config.seed, pace)
                 .filter(|_| model2)
                 .map(|w| (w, 0)),
             replicas,
             agreement: std::cell::RefCell::new(Agreement::default()),
             config,
+            pace,
             rng,
             ledger,
             store: MemoryStore::volatile(state),
@@ -222,6 +219,7 @@ impl Harness {
             fault_index: 0,
             faults: Vec::new(),
             master: MasterLog::default(),
+            fencing: FenceLog::default(),
         })
     }
 
@@ -248,9 +246,10 @@ impl Harness {
         for index in 0..self.slots.len() {
             self.start(index);
         }
-        let deadline = run_bound_ms(&self.slots[0].config.timings);
+        let deadline = run_bound_ms(&self.slots[0].config.timings, self.pace);
+        let (step_ms, fault_phase_ms) = (self.pace.step_ms(), self.pace.fault_phase_ms());
         let mut faults_over = false;
-        let mut next_step = STEP_MS;
+        let mut next_step = step_ms;
         let outcome = loop {
             // A watchdog device resets its node the moment its deadline
             // passes, not at the next step: the harness wakes then too.
@@ -262,20 +261,20 @@ impl Harness {
             if now < next_step {
                 continue;
             }
-            next_step += STEP_MS;
+            next_step += step_ms;
             self.restart_due(now);
             self.heal_due(now);
             self.disk_due(now);
             self.disarm_due(now);
             self.retry_pending();
             self.thaw_due(now);
-            if now < FAULT_PHASE_MS {
+            if now < fault_phase_ms {
                 self.maybe_inject(now);
             } else if !faults_over {
                 faults_over = true;
                 self.end_faults(now);
             }
-            if let Some(violation) = self.check().or_else(|| self.check_master()) {
+            if let Some(violation) = self.check().or_else(|| self.check_store()) {
                 break Outcome::Violation(violation);
             }
             if faults_over {
@@ -287,7 +286,7 @@ impl Harness {
                     break Outcome::Violation(format!(
                         "liveness: {} not running {} ms after the faults stopped",
                         missing.join(", "),
-                        now - FAULT_PHASE_MS
+                        now - fault_phase_ms
                     ));
                 }
             }
@@ -328,6 +327,8 @@ impl Harness {
             skip_faults: self.config.skip_faults.clone(),
             sabotage: self.config.sabotage,
             fault_model: self.config.fault_model,
+            profile: self.pace.profile,
+            profile_forced: self.config.profile.is_some(),
         }
     }
 
@@ -558,9 +559,9 @@ impl Harness {
             }
             edit.state.store(EDIT_TRYING, Ordering::SeqCst);
             let (raft, ops, line, state) = (member.clone(), edit.ops.clone(), edit.line.clone(), edit.state.clone());
-            let ledger = self.ledger.clone();
+            let (ledger, edit_try) = (self.ledger.clone(), self.pace.edit_try());
             tokio::spawn(async move {
-                let done = tokio::time::timeout(EDIT_TRY, raft.apply(ops)).await;
+                let done = tokio::time::timeout(edit_try, raft.apply(ops)).await;
                 if matches!(done, Ok(Ok(_))) {
                     ledger.record(&line);
                     state.store(EDIT_DONE, Ordering::SeqCst);
@@ -574,7 +575,8 @@ impl Harness {
     /// Node `index` goes down at once (crash or watchdog reset): its actors
     /// stop, its instances die; it comes back after a random delay.
     fn take_down(&mut self, index: usize, why: &str) {
-        let delay = self.rng.range(RESTART_MS.0, RESTART_MS.1);
+        let (lo, hi) = self.pace.restart_ms();
+        let delay = self.rng.range(lo, hi);
         self.take_down_for(index, why, delay);
     }
 
@@ -762,7 +764,8 @@ impl Harness {
         let index = self.fault_rng.range(0, self.slots.len() as u64 - 1) as usize;
         let kind = self.fault_rng.range(0, FAULT_KINDS - 1);
         let draw = self.fault_rng.next_u64();
-        let restart = self.fault_rng.range(RESTART_MS.0, RESTART_MS.1);
+        let (lo, hi) = self.pace.restart_ms();
+        let restart = self.fault_rng.range(lo, hi);
         let within = |(lo, hi): (u64, u64)| lo + draw % (hi - lo + 1);
         let may_impair = self.impaired() < (self.slots.len() - 1) / 2;
         let (index, aim) = match kind {
@@ -790,7 +793,7 @@ impl Harness {
                 format!("{name} crash{aim}")
             }
             1 => {
-                let until = now + within(CUT_MS);
+                let until = now + within(self.pace.cut_ms());
                 self.slots[index].cut_until_ms = Some(until);
                 // Over Raft a cut may be one-way (an asymmetric partition).
                 let way = match &self.replicas {
@@ -810,7 +813,7 @@ impl Harness {
             }
             2 | 3 => {
                 let agent_fault = if kind == 2 { AgentFault::Hang } else { AgentFault::Fail };
-                let until = now + within(AGENT_FAULT_MS);
+                let until = now + within(self.pace.agent_fault_ms());
                 let mut ledger = self.ledger.lock();
                 ledger.agent_faults.insert(name.clone(), (agent_fault, until));
                 let line = format!("{name} agent {agent_fault:?} for {} ms", until - now);
@@ -912,13 +915,27 @@ impl Harness {
         self.store.snapshot().resources.keys().cloned().collect()
     }
 
-    /// Samples the manager lock and status ([`MasterLog`]).
-    fn check_master(&mut self) -> Option<String> {
+    /// Samples the manager lock and status ([`MasterLog`]) and the
+    /// fencing decisions ([`FenceLog`]) from one read of the store.
+    fn check_store(&mut self) -> Option<String> {
         let lease_ms = self.slots[0].config.timings.lease_ms;
         let (index, state) = self.indexed_cluster_state();
-        self.master
+        let master = self
+            .master
             .sample(index, &state, lease_ms)
-            .map(|v| format!("single master: {v}"))
+            .map(|v| format!("single master: {v}"));
+        let (slots, ledger) = (&self.slots, self.ledger.lock());
+        // A node's live incarnation, and whether services run there.
+        let live = |node: &str| {
+            let slot = slots.iter().find(|slot| slot.name == node && slot.running.is_some())?;
+            let runs = ledger.instances.values().flatten().any(|i| i.node == node);
+            Some((slot.incarnation, runs))
+        };
+        let fencing = self
+            .fencing
+            .sample(index, &state, live)
+            .map(|v| format!("fence acknowledged: {v}"));
+        master.or(fencing)
     }
 }
 
@@ -955,8 +972,8 @@ fn panic_actor(slot: &Slot, draw: u64) -> &'static str {
 }
 
 /// The longest a run lasts: the fault phase and the liveness bound.
-fn run_bound_ms(timings: &crate::node::config::Timings) -> u64 {
-    FAULT_PHASE_MS + check::liveness_bound_ms(timings, RESTART_MS.1)
+fn run_bound_ms(timings: &crate::node::config::Timings, pace: Pace) -> u64 {
+    pace.fault_phase_ms() + check::liveness_bound_ms(timings, pace.restart_ms().1)
 }
 
 /// The Raft members' network during the fault phase, from a stream of

@@ -32,11 +32,13 @@ pub mod batch;
 pub mod check;
 pub mod clocks;
 pub mod disk;
+pub mod fencing;
 pub mod freeze;
 pub mod harness;
 pub mod journal;
 pub mod ledger;
 pub mod master;
+pub mod pace;
 pub mod replicas;
 pub mod rng;
 pub mod starts;
@@ -46,6 +48,7 @@ pub mod watchdog;
 use std::collections::BTreeSet;
 
 use crate::actors::round::Sabotage;
+use crate::node::config::Profile;
 
 use self::journal::Journal;
 use self::ledger::SharedLedger;
@@ -69,13 +72,17 @@ pub struct ChaosConfig {
     /// The fault model's version ([`FAULT_MODEL`]): a seed found under an
     /// older model (a regression seed) replays under it.
     pub fault_model: u8,
+    /// The timing profile, when not the seed's own ([`pace::Pace::drawn`]).
+    pub profile: Option<Profile>,
 }
 
 /// The fault model: 1, the fault stream, the lossy network and the aimed
-/// faults; 2 (now), also clock rate errors, an operator's disarm window
-/// and, in Raft mode, disk write failures and torn last writes, each from
-/// a stream of its own (so model 1's seeds keep their faults).
-pub const FAULT_MODEL: u8 = 2;
+/// faults; 2, also clock rate errors, an operator's disarm window and, in
+/// Raft mode, disk write failures and torn last writes; 3 (now), also the
+/// `pve` timing profile for a fifth of the seeds, its faults at its pace
+/// ([`pace`]). Each addition draws from a stream of its own, so an older
+/// model's seeds keep their faults.
+pub const FAULT_MODEL: u8 = 3;
 
 /// The store under the nodes' LockActors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +124,7 @@ impl ChaosConfig {
             store: StoreKind::Shared,
             skip_faults: BTreeSet::new(),
             fault_model: FAULT_MODEL,
+            profile: None,
         }
     }
 }
@@ -162,6 +170,10 @@ pub struct Report {
     pub skip_faults: BTreeSet<u32>,
     pub sabotage: Option<Sabotage>,
     pub fault_model: u8,
+    /// The timing profile the run had, and whether it was forced
+    /// ([`ChaosConfig::profile`]) rather than the seed's own.
+    pub profile: Profile,
+    pub profile_forced: bool,
 }
 
 impl Report {
@@ -183,6 +195,9 @@ impl Report {
         }
         if self.fault_model != FAULT_MODEL {
             command.push_str(&format!(" --fault-model {}", self.fault_model));
+        }
+        if self.profile_forced {
+            command.push_str(&format!(" --profile {}", pace::Pace::of(self.profile).name()));
         }
         command
     }

@@ -61,16 +61,17 @@ pub struct DisarmWindow {
 }
 
 impl DisarmWindow {
-    /// A quarter of the seeds get one, inside the fault phase.
-    pub fn drawn(seed: u64, fault_phase_ms: u64) -> Option<DisarmWindow> {
+    /// A quarter of the seeds get one, inside the fault phase (times at
+    /// the run's pace).
+    pub fn drawn(seed: u64, pace: super::pace::Pace) -> Option<DisarmWindow> {
         let mut rng = super::rng::Rng::new(seed ^ 0x000d_15a7_u64.wrapping_mul(0x9E37_79B9_7F4B));
         if !rng.chance(250) {
             return None;
         }
-        let at_ms = rng.range(3_000, fault_phase_ms - 20_000);
+        let at_ms = pace.ms(rng.range(3_000, super::pace::FAULT_PHASE_MS - 20_000));
         Some(DisarmWindow {
             at_ms,
-            arm_at_ms: at_ms + rng.range(3_000, 15_000),
+            arm_at_ms: at_ms + pace.ms(rng.range(3_000, 15_000)),
             mode: rng.either(DisarmMode::Freeze, DisarmMode::Ignore),
         })
     }
@@ -104,6 +105,8 @@ pub fn undo_all(sids: &[String], nodes: &[NodeName]) -> Vec<Op> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::node::config::Profile;
+    use crate::sim::chaos::pace::Pace;
 
     #[test]
     fn edits_cover_request_states_moves_and_maintenance() {
@@ -135,9 +138,18 @@ mod tests {
 
     #[test]
     fn a_quarter_of_the_seeds_disarm_then_arm_inside_the_fault_phase() {
-        let windows: Vec<DisarmWindow> = (0..2000).filter_map(|seed| DisarmWindow::drawn(seed, 60_000)).collect();
+        let fast = Pace::of(Profile::Fast);
+        let windows: Vec<DisarmWindow> = (0..2000).filter_map(|seed| DisarmWindow::drawn(seed, fast)).collect();
         assert!((400..600).contains(&windows.len()), "{}", windows.len());
         assert!(windows.iter().all(|w| w.at_ms < w.arm_at_ms && w.arm_at_ms < 60_000));
+        let pve: Vec<DisarmWindow> = (0..2000)
+            .filter_map(|seed| DisarmWindow::drawn(seed, Pace::of(Profile::Pve)))
+            .collect();
+        assert!(
+            pve.iter()
+                .zip(&windows)
+                .all(|(p, f)| p.at_ms == 10 * f.at_ms && p.arm_at_ms == 10 * f.arm_at_ms && p.mode == f.mode)
+        );
         assert!(windows.iter().any(|w| w.mode == DisarmMode::Ignore));
         let window = windows[0];
         let mut sent = 0;
