@@ -6,8 +6,9 @@
 //! for running, replaying and what is (not yet) covered.
 //!
 //! ```text
-//!  seed ─► Rng ─► faults: crash/restart, store cut, agent hang/fail,
-//!                  freeze/thaw, operator edits (skip mask, shrink)
+//!  seed ─► Rng ─► profile (fast/pve, its pace), faults: crash/restart,
+//!                  store cut, agent hang/fail, freeze/thaw, operator
+//!                  edits (skip mask, shrink)
 //!                    │
 //!   node1..N: start_node(.., NodeRuntime { virtual clock, watchdog on
 //!             this thread, inline jobs }) inside a LocalSet each
@@ -15,8 +16,9 @@
 //!                    ▼
 //!   Ledger: live instances (SimAgent), watchdog feeds (SimWatchdog), journal
 //!                    │
-//!   check: fencing tokens, fence before recover, run only while armed,
-//!          no double run, single master, liveness ─► Report (hash, tail)
+//!   check: fencing tokens, fence before recover, fence acknowledged,
+//!          run only while armed, no double run, single master, liveness
+//!          ─► Report (hash, tail)
 //! ```
 //!
 //! Why one thread: a replay needs every task to run in the same order,
