@@ -22,6 +22,7 @@ use openraft::{ChangeMembers, SnapshotPolicy};
 use super::clock::Clock;
 use super::peer::{ClusterView, LeaderHint, PeerReply, PeerRequest, Refusal};
 use super::quic::TransportError;
+use super::raft::Proposal;
 use super::raft::log_store::LogStore;
 use super::raft::network::Network;
 use super::raft::state_machine::StateMachine;
@@ -338,8 +339,8 @@ impl RaftStore {
     }
 
     /// Commits `ops` here if leader; otherwise refuses with a hint.
-    async fn commit_local(&self, ops: Vec<Op>) -> Result<Vec<Reply>, Refusal> {
-        match self.inner.raft.client_write(Json(ops)).await {
+    async fn commit_local(&self, ops: Proposal) -> Result<Vec<Reply>, Refusal> {
+        match self.inner.raft.client_write(ops).await {
             Ok(response) => Ok(response.data.0),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 let hint = f.leader_node.map(|m| LeaderHint {
@@ -400,11 +401,12 @@ impl RaftStore {
     }
 
     async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Reply>, Refusal> {
+        let ops = Proposal::new(ops);
         match self.commit_local(ops.clone()).await {
             Err(Refusal::NotLeader(_)) => {}
             other => return other,
         }
-        let proposal = Json(ops);
+        let proposal = ops;
         match self.to_leader(|| PeerRequest::Write(proposal.clone())).await? {
             PeerReply::Written(result) => result.map(|o| o.0),
             _ => Err(Refusal::Failed("unexpected reply to a write".into())),
@@ -713,7 +715,7 @@ impl RaftStore {
             PeerRequest::Snapshot(rpc) => PeerReply::Snapshot(raft.install_snapshot(rpc).await),
             PeerRequest::Write(proposal) => {
                 let timeout = self.inner.timing.write_timeout;
-                match tokio::time::timeout(timeout, self.commit_local(proposal.0)).await {
+                match tokio::time::timeout(timeout, self.commit_local(proposal)).await {
                     Ok(result) => PeerReply::Written(result.map(Json)),
                     Err(_) => PeerReply::Written(Err(Refusal::Failed("commit timed out".into()))),
                 }

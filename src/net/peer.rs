@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn mangled_peer_frames_never_panic() {
         let samples = [
-            PeerRequest::Write(Json(vec![Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap())])),
+            PeerRequest::Write(vec![Op::QueueCrmCommand("migrate vm:100 node2".parse().unwrap())].into()),
             PeerRequest::Join {
                 name: "node4".into(),
                 addr: "127.0.0.1:7400".into(),
@@ -199,7 +199,7 @@ mod tests {
         fn arb_entry() -> impl Strategy<Value = Entry> {
             let payload = prop_oneof![
                 Just(EntryPayload::Blank),
-                proptest::collection::vec(arb_op(), 0..3).prop_map(|ops| EntryPayload::Normal(Json(ops))),
+                proptest::collection::vec(arb_op(), 0..3).prop_map(|ops| EntryPayload::Normal(ops.into())),
                 (1u64..4, "[a-z0-9]{1,6}").prop_map(|(id, name)| {
                     let member = Member {
                         name,
@@ -217,7 +217,7 @@ mod tests {
         fn arb_request() -> impl Strategy<Value = PeerRequest> {
             let vote = (any::<u64>(), 0u64..5).prop_map(|(t, n)| Vote::new(t, n));
             prop_oneof![
-                proptest::collection::vec(arb_op(), 0..4).prop_map(|ops| PeerRequest::Write(Json(ops))),
+                proptest::collection::vec(arb_op(), 0..4).prop_map(|ops| PeerRequest::Write(ops.into())),
                 ("[a-z0-9]{1,8}", ".{0,21}").prop_map(|(name, addr)| PeerRequest::Join { name, addr }),
                 any::<u64>().prop_map(|id| PeerRequest::Promote { id }),
                 ".{0,8}".prop_map(|name| PeerRequest::Remove { name }),

@@ -187,7 +187,11 @@ pub(super) fn spawn_guard(store: &RaftStore, hold: Duration) {
         // not block the others for good).
         let defer_hold = timing.election_min * 4;
         let mut jitter = Jitter::seeded(store.inner.jitter_seed);
-        let mut metrics = store.inner.raft.metrics();
+        // The server metrics (vote, role, leader, membership) change only
+        // when an election or a membership change happens; the full
+        // metrics change at every commit, which woke every member's guard
+        // for nothing. The own log's growth is seen at the next look.
+        let mut metrics = store.inner.raft.server_metrics();
         let now = Instant::now();
         let mut retry = Retry {
             vote: None,

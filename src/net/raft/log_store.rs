@@ -12,8 +12,19 @@
 //!   a bad record with valid records after it is corruption, and the log
 //!   is refused with the file and byte offset named, never truncated.
 //!   After purges the file is rewritten with only what remains.
-//! - `vote`, `committed`: small files replaced atomically, each a crc32c
-//!   then a codec frame.
+//! - `vote`: a small file replaced atomically, a crc32c then a codec
+//!   frame.
+//! - The commit index is a record of the log (`Record::Committed`,
+//!   appended after the entries it covers): openraft saves it at every
+//!   commit, and an append to the open log costs one write and one
+//!   `fdatasync` where replacing a file costs a create, a rename and two
+//!   syncs. A torn one is cut off with the tail, leaving the previous
+//!   (lower, so safe) value.
+//! - `committed`: a checkpoint of the commit index, replaced atomically
+//!   every [`COMMITTED_CHECKPOINT`] indexes. It survives the log file, so
+//!   a log lost or replaced by an older copy is still noticed at start
+//!   (`super::open_storage`); the index used is the higher of the two.
+//!   A log file missing while a `vote` file exists is refused outright.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -40,6 +51,9 @@ pub(crate) enum Record {
     Truncate(u64),
     /// Every entry up to this log id is gone (it is in a snapshot).
     Purge(LogId),
+    /// The commit index openraft saved (the last such record counts).
+    /// Last of the variants, so logs written before it decode as before.
+    Committed(Option<LogId>),
 }
 
 /// First bytes of a log file of this format (version 2: checksummed
@@ -49,6 +63,10 @@ pub const LOG_MAGIC: &[u8; 8] = b"HACTLOG3";
 
 /// Largest record body (a codec frame).
 const MAX_RECORD: usize = codec::MAX_FRAME_BYTES + 6;
+
+/// How far the commit index moves before its checkpoint file is
+/// rewritten (the first commit always writes it).
+pub const COMMITTED_CHECKPOINT: u64 = 256;
 
 /// Rewrite the log file once it holds this many records more than live
 /// entries.
@@ -163,6 +181,8 @@ struct Inner {
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
+    /// What the `committed` checkpoint file holds.
+    checkpoint: Option<LogId>,
     /// Records in the file (for compaction).
     records: usize,
     disk: DiskFaults,
@@ -222,10 +242,17 @@ impl LogStore {
         let mut bytes = Vec::new();
         if path.exists() {
             File::open(&path)?.read_to_end(&mut bytes)?;
+        } else if dir.join("vote").exists() {
+            return Err(std::io::Error::other(format!(
+                "{}: missing, but this member has voted ({} exists): the entries it held are lost",
+                path.display(),
+                dir.join("vote").display()
+            )));
         }
         let replayed = replay(&bytes).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
         let mut entries = BTreeMap::new();
         let mut last_purged = None;
+        let mut committed_in_log = None;
         let records = replayed.records.len();
         for record in replayed.records {
             match record {
@@ -239,6 +266,7 @@ impl LogStore {
                     entries = entries.split_off(&(log_id.index + 1));
                     last_purged = Some(log_id);
                 }
+                Record::Committed(log_id) => committed_in_log = Some(log_id),
             }
         }
         if replayed.fresh {
@@ -256,7 +284,10 @@ impl LogStore {
         }
         let file = OpenOptions::new().append(true).open(&path)?;
         let vote = read_small(&dir.join("vote"))?;
-        let committed = read_small::<Option<LogId>>(&dir.join("committed"))?.flatten();
+        let checkpoint = read_small::<Option<LogId>>(&dir.join("committed"))?.flatten();
+        let committed = (committed_in_log.flatten().into_iter())
+            .chain(checkpoint)
+            .max_by_key(|l| l.index);
         Ok(LogStore {
             inner: Arc::new(Mutex::new(Inner {
                 dir: dir.to_path_buf(),
@@ -265,6 +296,7 @@ impl LogStore {
                 last_purged,
                 vote,
                 committed,
+                checkpoint,
                 records,
                 disk,
             })),
@@ -388,6 +420,16 @@ impl DiskFaults {
 
 impl Inner {
     fn write_records(&mut self, records: &[Record]) -> std::io::Result<()> {
+        // Appends to a log file someone deleted would succeed and vanish
+        // with the process: refuse them (the core stops, the daemon fails
+        // stop). Replacing the commit file at every commit used to notice
+        // a lost directory; one `fstat` notices it now.
+        if std::os::unix::fs::MetadataExt::nlink(&self.file.metadata()?) == 0 {
+            return Err(std::io::Error::other(format!(
+                "{}: deleted while in use (was the Raft state directory removed?)",
+                self.dir.join("log").display()
+            )));
+        }
         let mut buf = Vec::new();
         for record in records {
             buf.extend_from_slice(&encode_record(record)?);
@@ -415,9 +457,10 @@ impl Inner {
         for entry in self.entries.values() {
             buf.extend_from_slice(&encode_record(&Record::Entry(entry.clone()))?);
         }
+        buf.extend_from_slice(&encode_record(&Record::Committed(self.committed))?);
         write_atomic(&path, &buf)?;
         self.file = OpenOptions::new().append(true).open(&path)?;
-        self.records = self.entries.len() + usize::from(self.last_purged.is_some());
+        self.records = self.entries.len() + usize::from(self.last_purged.is_some()) + 1;
         Ok(())
     }
 }
@@ -468,9 +511,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let mut inner = self.lock();
-        inner.disk.check().map_err(|e| log_err(ErrorVerb::Write, e))?;
-        write_small(&inner.dir.join("committed"), &committed).map_err(|e| log_err(ErrorVerb::Write, e))?;
+        inner
+            .write_records(&[Record::Committed(committed)])
+            .map_err(|e| log_err(ErrorVerb::Write, e))?;
         inner.committed = committed;
+        let stale = |c: LogId| (inner.checkpoint).is_none_or(|p| c.index >= p.index + COMMITTED_CHECKPOINT);
+        if let Some(c) = committed.filter(|c| stale(*c)) {
+            write_small(&inner.dir.join("committed"), &committed).map_err(|e| log_err(ErrorVerb::Write, e))?;
+            inner.checkpoint = Some(c);
+        }
         Ok(())
     }
 
@@ -562,6 +611,83 @@ mod tests {
         let reopened = LogStore::open(dir.path()).unwrap();
         assert_eq!(reopened.len(), 1, "the torn half is cut off, the whole record kept");
         assert_eq!(std::fs::metadata(dir.path().join("log")).unwrap().len(), whole);
+    }
+
+    /// The commit index lives in the log: the last record counts, a torn
+    /// one leaves the previous value, compaction keeps it, and a
+    /// `committed` file of an earlier version is read while the log holds
+    /// none.
+    #[test]
+    fn the_commit_index_is_a_log_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let id = |index| Some(LogId::new(CommittedLeaderId::new(1, 1), index));
+        let committed = || LogStore::open(dir.path()).unwrap().bounds().2;
+        // An earlier version's file, and a log without the record.
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            append(&mut store, (1..=6).map(|i| entry(1, i)).collect());
+        }
+        write_small(&dir.path().join("committed"), &id(2)).unwrap();
+        assert_eq!(committed(), id(2));
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            rt.block_on(store.save_committed(id(4))).unwrap();
+            rt.block_on(store.save_committed(id(5))).unwrap();
+        }
+        assert_eq!(committed(), id(5), "the last record counts, not the old file");
+        let whole = std::fs::metadata(dir.path().join("log")).unwrap().len();
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            store.lock().disk.set(Some(DiskFault::Full));
+            assert!(rt.block_on(store.save_committed(id(6))).is_err());
+        }
+        assert!(std::fs::metadata(dir.path().join("log")).unwrap().len() > whole);
+        assert_eq!(committed(), id(5), "a torn record leaves the previous value");
+        {
+            let store = LogStore::open(dir.path()).unwrap();
+            store.lock().compact().unwrap();
+        }
+        assert_eq!(committed(), id(5), "compaction keeps it");
+        assert_eq!(LogStore::open(dir.path()).unwrap().len(), 6);
+        // The checkpoint file: rewritten once the index moved far enough,
+        // and what counts if the log goes back to an older copy.
+        let checkpoint = || {
+            read_small::<Option<LogId>>(&dir.path().join("committed"))
+                .unwrap()
+                .flatten()
+        };
+        assert_eq!(checkpoint(), id(2), "not rewritten for a small step");
+        let older_log = std::fs::read(dir.path().join("log")).unwrap();
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            rt.block_on(store.save_committed(id(2 + COMMITTED_CHECKPOINT))).unwrap();
+        }
+        assert_eq!(checkpoint(), id(2 + COMMITTED_CHECKPOINT));
+        std::fs::write(dir.path().join("log"), older_log).unwrap();
+        assert_eq!(
+            committed(),
+            id(2 + COMMITTED_CHECKPOINT),
+            "the higher of log and checkpoint"
+        );
+        // A log lost while a vote exists is refused, not started afresh.
+        {
+            let mut store = LogStore::open(dir.path()).unwrap();
+            rt.block_on(store.save_vote(&Vote::new(2, 1))).unwrap();
+        }
+        std::fs::remove_file(dir.path().join("log")).unwrap();
+        let err = LogStore::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("missing, but this member has voted"), "{err}");
+    }
+
+    #[test]
+    fn writes_to_a_deleted_log_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(dir.path()).unwrap();
+        store.lock().write_records(&[Record::Entry(entry(1, 1))]).unwrap();
+        std::fs::remove_file(dir.path().join("log")).unwrap();
+        let err = store.lock().write_records(&[Record::Entry(entry(1, 2))]).unwrap_err();
+        assert!(err.to_string().contains("deleted while in use"), "{err}");
     }
 
     #[test]
@@ -711,7 +837,7 @@ mod tests {
         use std::collections::{BTreeMap, BTreeSet};
 
         use crate::core::store::Op;
-        use crate::net::raft::{Json, Member};
+        use crate::net::raft::Member;
 
         fn arb_log_id() -> impl Strategy<Value = LogId> {
             (0u64..50, 0u64..5, 0u64..10_000).prop_map(|(t, n, i)| LogId::new(CommittedLeaderId::new(t, n), i))
@@ -721,7 +847,7 @@ mod tests {
             let payload = prop_oneof![
                 Just(EntryPayload::Blank),
                 crate::core::crm_command::any_command()
-                    .prop_map(|c| EntryPayload::Normal(Json(vec![Op::QueueCrmCommand(c)]))),
+                    .prop_map(|c| EntryPayload::Normal(vec![Op::QueueCrmCommand(c)].into())),
                 (1u64..4, "[a-z0-9]{1,8}").prop_map(|(id, name)| {
                     let nodes = BTreeMap::from([(
                         id,
@@ -737,6 +863,7 @@ mod tests {
                 (arb_log_id(), payload).prop_map(|(log_id, payload)| Record::Entry(Entry { log_id, payload })),
                 any::<u64>().prop_map(Record::Truncate),
                 arb_log_id().prop_map(Record::Purge),
+                proptest::option::of(arb_log_id()).prop_map(Record::Committed),
             ]
         }
 

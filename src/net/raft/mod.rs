@@ -11,7 +11,6 @@ pub mod state_machine;
 
 use std::fmt;
 use std::io::Cursor;
-use std::marker::PhantomData;
 
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -48,31 +47,115 @@ impl<T: Serialize> Serialize for Json<T> {
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Json<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Bytes<T>(PhantomData<T>);
-        impl<'de, T: DeserializeOwned> Visitor<'de> for Bytes<T> {
-            type Value = Json<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("JSON bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Json<T>, E> {
-                serde_json::from_slice(v).map(Json).map_err(E::custom)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<T>, A::Error> {
-                let mut bytes = Vec::new();
-                while let Some(b) = seq.next_element::<u8>()? {
-                    bytes.push(b);
-                }
-                serde_json::from_slice(&bytes)
-                    .map(Json)
-                    .map_err(serde::de::Error::custom)
-            }
-        }
-        deserializer.deserialize_byte_buf(Bytes(PhantomData))
+        let bytes = serde_bytes_of(deserializer)?;
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(serde::de::Error::custom)
     }
 }
 
 /// A proposal: operations applied in order, atomically, on every replica.
-pub type Proposal = Json<Vec<Op>>;
+/// It travels and is logged as JSON bytes, like [`Json`]. Clones share
+/// one copy of the operations and of their JSON, encoded once, when first
+/// needed: openraft clones an entry for every follower and every retry,
+/// and the leader writes it to its log besides. A proposal decoded from
+/// the wire keeps the bytes it came in, so a follower logs them as they
+/// are.
+#[derive(Clone)]
+pub struct Proposal(std::sync::Arc<Encoded<Vec<Op>>>);
+
+struct Encoded<T> {
+    value: T,
+    json: std::sync::OnceLock<Vec<u8>>,
+}
+
+impl Proposal {
+    pub fn new(ops: Vec<Op>) -> Proposal {
+        Proposal(std::sync::Arc::new(Encoded {
+            value: ops,
+            json: std::sync::OnceLock::new(),
+        }))
+    }
+
+    pub fn ops(&self) -> &[Op] {
+        &self.0.value
+    }
+
+    /// The operations, copied only if the proposal is still shared.
+    pub fn into_ops(self) -> Vec<Op> {
+        match std::sync::Arc::try_unwrap(self.0) {
+            Ok(encoded) => encoded.value,
+            Err(shared) => shared.value.clone(),
+        }
+    }
+}
+
+impl From<Vec<Op>> for Proposal {
+    fn from(ops: Vec<Op>) -> Proposal {
+        Proposal::new(ops)
+    }
+}
+
+impl fmt::Debug for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Proposal").field(&self.0.value).finish()
+    }
+}
+
+impl PartialEq for Proposal {
+    fn eq(&self, other: &Proposal) -> bool {
+        self.0.value == other.0.value
+    }
+}
+
+impl Serialize for Proposal {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let json = match self.0.json.get() {
+            Some(json) => json,
+            None => {
+                let bytes = serde_json::to_vec(&self.0.value).map_err(serde::ser::Error::custom)?;
+                self.0.json.get_or_init(|| bytes)
+            }
+        };
+        serializer.serialize_bytes(json)
+    }
+}
+
+impl<'de> Deserialize<'de> for Proposal {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes_of(deserializer)?;
+        let ops = serde_json::from_slice(&bytes).map_err(serde::de::Error::custom)?;
+        let json = std::sync::OnceLock::new();
+        let _ = json.set(bytes);
+        Ok(Proposal(std::sync::Arc::new(Encoded { value: ops, json })))
+    }
+}
+
+/// The bytes of a `serialize_bytes` value, whichever way the format hands
+/// them over (bincode as bytes, self-describing formats as a sequence).
+fn serde_bytes_of<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
+    struct Bytes;
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("JSON bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut bytes = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                bytes.push(b);
+            }
+            Ok(bytes)
+        }
+    }
+    deserializer.deserialize_byte_buf(Bytes)
+}
 /// What applying a proposal gave, one reply per operation.
 pub type Outcome = Json<Vec<Reply>>;
 
@@ -222,9 +305,18 @@ mod tests {
                 holder: "node1".into(),
             },
         ];
-        let frame = codec::encode(&Json(ops.clone())).unwrap();
+        let proposal = Proposal::new(ops.clone());
+        let frame = codec::encode(&proposal).unwrap();
+        assert_eq!(codec::encode(&proposal).unwrap(), frame, "encoded once, the same bytes");
         let back: Proposal = codec::decode(&frame).unwrap();
-        assert_eq!(back.0, ops);
+        assert_eq!(back.ops(), ops);
+        assert_eq!(
+            codec::encode(&back).unwrap(),
+            frame,
+            "a decoded proposal sends the bytes it came in"
+        );
+        let legacy: Json<Vec<Op>> = codec::decode(&frame).unwrap();
+        assert_eq!(legacy.0, ops, "the wire format is the JSON one");
     }
 
     fn blank(index: u64) -> Entry {

@@ -30,12 +30,27 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// SHA-256 (hex) of the applied state: replicas at the same applied
-    /// log id must have the same digest.
+    /// A digest (hex) of the applied state: replicas at the same applied
+    /// log id must have the same one (the simulator checks it after every
+    /// step, on every replica, so it must be cheap). The state's bincode
+    /// encoding is fed straight into a 64-bit SipHash with fixed keys: no
+    /// buffer, no JSON; the same in every process of one build.
     pub fn digest(&self) -> String {
-        let bytes = serde_json::to_vec(&self.state).unwrap_or_default();
-        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        struct Feed(std::hash::DefaultHasher);
+        impl std::io::Write for Feed {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                std::hash::Hasher::write(&mut self.0, bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut feed = Feed(std::hash::DefaultHasher::new());
+        if let Err(e) = bincode::serde::encode_into_std_write(&self.state, &mut feed, bincode::config::standard()) {
+            return format!("unencodable state: {e}");
+        }
+        format!("{:016x}", std::hash::Hasher::finish(&feed.0))
     }
 }
 
@@ -231,8 +246,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied.last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => outcomes.push(Json(Vec::new())),
-                EntryPayload::Normal(Json(ops)) => {
-                    let replies = applied.state.apply_proposal(ops);
+                EntryPayload::Normal(proposal) => {
+                    let replies = applied.state.apply_proposal(proposal.into_ops());
                     outcomes.push(Json(replies));
                 }
                 EntryPayload::Membership(membership) => {
@@ -280,7 +295,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 mod tests {
     use super::*;
     use crate::core::store::{Op, Reply};
+    use crate::net::raft::Proposal;
     use openraft::{CommittedLeaderId, EntryPayload};
+
+    /// The agreement checker's digest: equal states agree, any change
+    /// (here one lease) shows, and a real state encodes.
+    #[test]
+    fn digests_tell_states_apart() {
+        let mut one = Applied::default();
+        one.state.apply_proposal(vec![Op::Acquire {
+            lock: crate::core::store::LockName::Manager,
+            holder: "node1".into(),
+            now_ms: 1000,
+            lease_ms: 6000,
+        }]);
+        let two = one.clone();
+        assert_eq!(one.digest(), two.digest());
+        assert_eq!(one.digest().len(), 16, "{}", one.digest());
+        let mut three = one.clone();
+        three.state.apply_proposal(vec![Op::Acquire {
+            lock: crate::core::store::LockName::Manager,
+            holder: "node1".into(),
+            now_ms: 2000,
+            lease_ms: 6000,
+        }]);
+        assert_ne!(one.digest(), three.digest());
+        assert_ne!(one.digest(), Applied::default().digest());
+    }
 
     #[test]
     fn applies_proposals_and_restores_from_its_snapshot() {
@@ -289,7 +330,7 @@ mod tests {
         let mut sm = StateMachine::open(dir.path()).unwrap();
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-            payload: EntryPayload::Normal(Json(vec![Op::Acquire {
+            payload: EntryPayload::Normal(Proposal::new(vec![Op::Acquire {
                 lock: crate::core::store::LockName::Manager,
                 holder: "node1".into(),
                 now_ms: 1000,
@@ -345,7 +386,7 @@ mod tests {
         resource.group = Some("gone".into());
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-            payload: EntryPayload::Normal(Json(vec![Op::PutResource {
+            payload: EntryPayload::Normal(Proposal::new(vec![Op::PutResource {
                 sid: "vm:100".into(),
                 resource,
             }])),

@@ -9,8 +9,11 @@
 //!   lock runs nothing any more: it is gone (crashed, or reset by its
 //!   watchdog), or no instance lives on it (an LRM whose services had all
 //!   stopped is not reset when it loses its lock, and starts nothing
-//!   without it: `starts.rs` would catch a start). A node that gave its
-//!   lock up (released it) may have it taken at once.
+//!   without it: `starts.rs` would catch a start). The same holds for a
+//!   lock its node gave up (released): an LRM releases it only once
+//!   nothing runs, so the incarnation that released it must still run
+//!   nothing when another node takes it (the disarm hole released it
+//!   with services running).
 //! - **recover only after the acknowledgement**: when a service leaves
 //!   `fence` on node N for `recovery` or another node, N's agent lock is
 //!   held by another node: the master recovers only what it fenced.
@@ -40,6 +43,9 @@ pub struct FenceLog {
     agent: BTreeMap<NodeName, AgentLease>,
     /// Each service's manager state and node at the last sample.
     services: BTreeMap<String, (ServiceState, NodeName)>,
+    /// Agent locks their node released, with the incarnation that held
+    /// them last, until someone takes them.
+    released: BTreeMap<NodeName, u32>,
     index: u64,
 }
 
@@ -69,6 +75,7 @@ impl FenceLog {
                 continue;
             };
             let last = self.agent.get(node);
+            let released = self.released.remove(node);
             let renewed_by = if lease.holder == *node {
                 match last {
                     // Unchanged since the last look: the same renewal.
@@ -85,6 +92,14 @@ impl FenceLog {
                         lease.holder
                     )));
                 }
+                if let Some(incarnation) = released
+                    && live(node) == Some((incarnation, true))
+                {
+                    violation = violation.or(Some(format!(
+                        "{} took {node}'s agent lock (its fence acknowledged) while {node}'s incarnation {incarnation}, which released it, still runs services",
+                        lease.holder
+                    )));
+                }
                 None
             };
             seen.insert(
@@ -97,6 +112,14 @@ impl FenceLog {
             );
         }
         // A lock missing now was released (or never taken).
+        for (node, lease) in &self.agent {
+            if !seen.contains_key(node)
+                && lease.holder == *node
+                && let Some(incarnation) = lease.renewed_by
+            {
+                self.released.insert(node.clone(), incarnation);
+            }
+        }
         self.agent = seen;
         violation
     }
@@ -175,19 +198,39 @@ mod tests {
     }
 
     #[test]
-    fn a_released_lock_may_be_taken_at_once_and_a_stale_sample_says_nothing() {
+    fn a_released_lock_may_be_taken_once_its_holder_runs_nothing_and_a_stale_sample_says_nothing() {
         let mut log = FenceLog::default();
         let mut state = ClusterState::default();
         with_agent_lock(&mut state, "node1", "node1", 10_000);
         log.sample(5, &state, |_| Some((1, true)));
         state.leases.clear();
-        assert_eq!(log.sample(6, &state, |_| Some((1, true))), None, "released");
+        assert_eq!(log.sample(6, &state, |_| Some((1, false))), None, "released");
         with_agent_lock(&mut state, "node1", "node2", 20_000);
         assert_eq!(
-            log.sample(7, &state, |_| Some((1, true))),
+            log.sample(7, &state, |_| Some((1, false))),
             None,
             "taken after the release"
         );
+        // Released while services still ran (the disarm hole), then taken.
+        let mut log = FenceLog::default();
+        with_agent_lock(&mut state, "node1", "node1", 30_000);
+        log.sample(8, &state, |_| Some((1, true)));
+        state.leases.clear();
+        assert_eq!(log.sample(9, &state, |_| Some((1, true))), None);
+        with_agent_lock(&mut state, "node1", "node2", 40_000);
+        let violation = log.sample(10, &state, |_| Some((1, true))).expect("caught");
+        assert!(
+            violation.contains("which released it, still runs services"),
+            "{violation}"
+        );
+        // Released, and the node was reset since: nothing left to fence.
+        let mut log = FenceLog::default();
+        with_agent_lock(&mut state, "node1", "node1", 50_000);
+        log.sample(11, &state, |_| Some((1, true)));
+        state.leases.clear();
+        log.sample(12, &state, |_| Some((1, true)));
+        with_agent_lock(&mut state, "node1", "node2", 60_000);
+        assert_eq!(log.sample(13, &state, |_| Some((2, true))), None);
         // A replica behind the last sample is not looked at.
         let mut behind = ClusterState::default();
         with_agent_lock(&mut behind, "node1", "node1", 10_000);
