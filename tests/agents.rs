@@ -532,9 +532,11 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn pid_file(state_dir: &Path, name: &str) -> Option<i32> {
+    // `<pgid> <identity>`: the leader's pid comes first.
     std::fs::read_to_string(state_dir.join(format!("proc/{name}.pid")))
         .ok()?
-        .trim()
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()
 }

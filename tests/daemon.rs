@@ -220,9 +220,11 @@ fn proc_config(dir: &Path) -> String {
 }
 
 fn pid_of(dir: &Path) -> Option<i32> {
+    // `<pgid> <identity>`: the leader's pid comes first.
     std::fs::read_to_string(dir.join("proc/sleeper.pid"))
         .ok()?
-        .trim()
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()
 }

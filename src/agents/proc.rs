@@ -35,7 +35,12 @@ pub type GroupHook = Arc<dyn Fn(i32, bool) + Send + Sync>;
 ///
 /// Each started group leader's pid goes to `<pid_dir>/<name>.pid`, so a
 /// restarted daemon adopts services that kept running (a restart freezes
-/// services; it must never start a second instance).
+/// services; it must never start a second instance). The file also holds
+/// the leader's [`identity`] (start time and boot id): after a reboot or
+/// a container restart the pid namespace starts over, and the same pid
+/// can belong to another group leader (the fence guard, another
+/// service). A pid without its identity is not adopted; a file of an
+/// older version (a bare pid) still is.
 pub struct ProcAgent {
     services: Mutex<BTreeMap<String, ProcService>>,
     children: Mutex<BTreeMap<String, Child>>,
@@ -127,10 +132,12 @@ impl ProcAgent {
             else {
                 continue;
             };
-            let pid = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|t| t.trim().parse::<i32>().ok());
-            match pid.filter(|pid| group_alive(*pid)) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut fields = text.split_whitespace();
+            let pid = fields.next().and_then(|p| p.parse::<i32>().ok());
+            let recorded = fields.next();
+            let same = |pid: i32| recorded.is_none_or(|r| identity(pid).as_deref() == Some(r));
+            match pid.filter(|pid| group_alive(*pid) && same(*pid)) {
                 Some(pid) => {
                     (self.on_group)(pid, true);
                     lock(&self.adopted).insert(name.to_string(), pid);
@@ -246,7 +253,11 @@ impl Agent for ProcAgent {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let _ = std::fs::write(&path, format!("{pgid}\n"));
+            let line = match identity(pgid) {
+                Some(identity) => format!("{pgid} {identity}\n"),
+                None => format!("{pgid}\n"),
+            };
+            let _ = std::fs::write(&path, line);
         }
         lock(&self.children).insert(name.to_string(), child);
         if !service.health_check.is_empty()
@@ -317,6 +328,19 @@ fn group_alive(group: i32) -> bool {
     nix::sys::signal::kill(pid, None).is_ok()
         && nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g == pid)
         && !zombie(group)
+}
+
+/// What tells process `pid` apart from a later one given the same pid:
+/// its start time (clock ticks after boot, field 22 of
+/// `/proc/<pid>/stat`) and the boot id. `None` where `/proc` says nothing.
+fn identity(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces and
+    // parentheses) start at field 3.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let start = rest.split_whitespace().nth(19)?;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(format!("{start}@{}", boot.trim()))
 }
 
 /// A reaped-by-nobody child of an earlier daemon shows as a zombie.
@@ -409,6 +433,40 @@ mod tests {
                 .unwrap_err()
                 .contains("no proc service 'nothing'")
         );
+    }
+
+    /// A restarted daemon adopts a service that kept running, but not a
+    /// pid that now belongs to another group leader (a container restart
+    /// or a reboot starts pids over; seen in the container soak: a
+    /// service taken for running that was not, so never started). A
+    /// pid file of an older version, without the identity, is adopted.
+    #[test]
+    fn adoption_checks_the_process_identity_not_only_its_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let services = || BTreeMap::from([("sleeper".to_string(), service("sleep", &["30"]))]);
+        let with_dir = || ProcAgent::new(services(), Some(dir.path().to_path_buf()), Arc::new(|_, _| {}));
+        let first = with_dir();
+        first.start("sleeper", &ctx("sleeper")).unwrap();
+        let pid_file = dir.path().join("sleeper.pid");
+        let written = std::fs::read_to_string(&pid_file).unwrap();
+        let pgid: i32 = written.split_whitespace().next().unwrap().parse().unwrap();
+        assert_eq!(
+            written.split_whitespace().nth(1),
+            identity(pgid).as_deref(),
+            "{written}"
+        );
+        // The daemon restarts: the same process is adopted.
+        let second = with_dir();
+        assert!(second.running("sleeper"));
+        // The same pid, but another process (the identity differs).
+        std::fs::write(&pid_file, format!("{pgid} 1@another-boot\n")).unwrap();
+        let third = with_dir();
+        assert!(!third.running("sleeper"), "a reused pid was adopted");
+        assert!(!pid_file.exists(), "the stale pid file is dropped");
+        // An older version's file: a bare pid.
+        std::fs::write(&pid_file, format!("{pgid}\n")).unwrap();
+        assert!(with_dir().running("sleeper"));
+        first.stop("sleeper", Some(Duration::from_secs(2))).unwrap();
     }
 
     /// Issue 11 §2: `crm-command stop <sid> 9223372036854775807` panicked
