@@ -334,24 +334,21 @@ fn group_alive(group: i32) -> bool {
 /// its start time (clock ticks after boot, field 22 of
 /// `/proc/<pid>/stat`) and the boot id. `None` where `/proc` says nothing.
 fn identity(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces and
-    // parentheses) start at field 3.
-    let (_, rest) = stat.rsplit_once(')')?;
-    let start = rest.split_whitespace().nth(19)?;
+    let start = stat_fields(pid)?.split_whitespace().nth(19)?.to_string();
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     Some(format!("{start}@{}", boot.trim()))
 }
 
+/// `/proc/<pid>/stat` from field 3 (the state) on: the command name
+/// before it may hold spaces and parentheses.
+fn stat_fields(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_string())
+}
+
 /// A reaped-by-nobody child of an earlier daemon shows as a zombie.
 fn zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    stat_fields(pid).is_some_and(|rest| rest.starts_with('Z'))
 }
 
 impl Drop for ProcAgent {

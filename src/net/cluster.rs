@@ -401,12 +401,11 @@ impl RaftStore {
     }
 
     async fn propose(&self, ops: Vec<Op>) -> Result<Vec<Reply>, Refusal> {
-        let ops = Proposal::new(ops);
-        match self.commit_local(ops.clone()).await {
+        let proposal = Proposal::new(ops);
+        match self.commit_local(proposal.clone()).await {
             Err(Refusal::NotLeader(_)) => {}
             other => return other,
         }
-        let proposal = ops;
         match self.to_leader(|| PeerRequest::Write(proposal.clone())).await? {
             PeerReply::Written(result) => result.map(|o| o.0),
             _ => Err(Refusal::Failed("unexpected reply to a write".into())),

@@ -62,10 +62,10 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Json<T> {
 /// the wire keeps the bytes it came in, so a follower logs them as they
 /// are.
 #[derive(Clone)]
-pub struct Proposal(std::sync::Arc<Encoded<Vec<Op>>>);
+pub struct Proposal(std::sync::Arc<Encoded>);
 
-struct Encoded<T> {
-    value: T,
+struct Encoded {
+    value: Vec<Op>,
     json: std::sync::OnceLock<Vec<u8>>,
 }
 
