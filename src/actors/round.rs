@@ -553,6 +553,7 @@ impl<R: Role> RoundActor<R> {
             for op in outcome.watchdog {
                 act.watchdog.do_send(match op {
                     WatchdogOp::Arm => WatchdogCmd::Arm(R::CLIENT),
+                    WatchdogOp::ArmAhead => WatchdogCmd::ArmAhead(R::CLIENT),
                     WatchdogOp::Pet => WatchdogCmd::Pet(R::CLIENT),
                     WatchdogOp::Close => WatchdogCmd::Close(R::CLIENT),
                 });
@@ -735,7 +736,8 @@ mod tests {
     /// The disarm hole `sim::chaos` found: a disarmed LRM's services run
     /// on unwatched, so its lock must stay its own (no time frees it) and,
     /// when the re-armed master wants it fenced, the node fences itself:
-    /// its lock back under the watchdog with an ordinary lease, then lost.
+    /// its watchdog armed, then its lock back under an ordinary lease, then
+    /// lost.
     #[test]
     fn a_disarmed_lrm_holds_its_lock_unwatched_and_fences_itself_when_asked() {
         use crate::core::status::{Disarm, ManagerStatus, ServiceStatus};
@@ -790,12 +792,22 @@ mod tests {
         let mut fence = status;
         fence.node_status.insert("node1".into(), NodeState::Fence);
         state.manager_status = fence.into();
-        let mut lrm = lrm_round(Some(lrm), &mut state, 1_009_000);
-        assert_eq!(lrm.describe(), "lost_agent_lock");
-        assert_eq!(state.leases[&lock].expires_ms, 1_009_000 + 6_500, "an ordinary lease");
+        // First the watchdog, armed a round ahead of the take (whatever
+        // the store answers to it), then the take.
+        {
+            let ctx = context(Client::Lrm, 1_009_000, 6_500);
+            let mut env = RoundEnv::new(&ctx, &mut state);
+            Role::iterate(&mut lrm, &mut env);
+            assert!(env.outbox.contains(&Outgoing::WatchdogArmAhead), "{:?}", env.outbox);
+        }
+        assert_eq!(lrm.describe(), "wait_for_agent_lock");
+        assert_eq!(state.leases[&lock].expires_ms, HELD_UNWATCHED, "not yet taken");
         lrm = lrm_round(Some(lrm), &mut state, 1_010_000);
         assert_eq!(lrm.describe(), "lost_agent_lock");
-        assert_eq!(state.leases[&lock].expires_ms, 1_009_000 + 6_500, "left to run out");
+        assert_eq!(state.leases[&lock].expires_ms, 1_010_000 + 6_500, "an ordinary lease");
+        lrm = lrm_round(Some(lrm), &mut state, 1_011_000);
+        assert_eq!(lrm.describe(), "lost_agent_lock");
+        assert_eq!(state.leases[&lock].expires_ms, 1_010_000 + 6_500, "left to run out");
     }
 
     #[test]

@@ -24,6 +24,8 @@ use crate::watchdog::Backend;
 #[rtype(result = "()")]
 pub enum WatchdogCmd {
     Arm(Client),
+    /// [`crate::core::watchdog::WatchdogMux::arm_ahead`].
+    ArmAhead(Client),
     Pet(Client),
     Close(Client),
     Track(i32),
@@ -113,6 +115,12 @@ impl Handler<WatchdogCmd> for WatchdogActor {
                     tracing::info!(client = client.as_str(), "watchdog active");
                 }
                 self.mux.arm(client, now);
+            }
+            WatchdogCmd::ArmAhead(client) => {
+                if !self.mux.armed(client) {
+                    tracing::info!(client = client.as_str(), "watchdog active");
+                }
+                self.mux.arm_ahead(client, now);
             }
             WatchdogCmd::Pet(client) => self.mux.pet(client, now),
             WatchdogCmd::Close(client) => {

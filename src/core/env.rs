@@ -255,6 +255,15 @@ pub trait Env: AgentHost {
     }
 
     fn watchdog_open(&mut self) -> WatchdogHandle;
+    /// Arms the watchdog before the agent lock is taken back from an
+    /// unwatched hold (a disarm), whatever the store answers: a take
+    /// whose answer is lost may still have been committed, and a lease
+    /// this node does not know it holds must run out after its watchdog
+    /// has reset it. An armed client keeps its deadline. Shells that never
+    /// hold unwatched ([`Env::holds_agent_lock_unwatched`]) open as usual.
+    fn watchdog_arm_ahead(&mut self) -> WatchdogHandle {
+        self.watchdog_open()
+    }
     fn watchdog_update(&mut self, handle: WatchdogHandle);
     fn watchdog_close(&mut self, handle: WatchdogHandle);
 

@@ -348,19 +348,39 @@ impl Lrm {
     /// something to run, the cluster is armed and quorate, and this node
     /// is not to be fenced.
     fn leave_wait_for_lock(&mut self, env: &mut dyn Env, me: &str, fence_request: bool) {
-        // To be fenced while its lock is held unwatched (a disarm): its
-        // services may still run, and nobody else can take the lock, so
-        // this node fences itself: the lock back under the watchdog, then
-        // lost (not renewed, the watchdog not fed), as `check_active`
-        // does with a fence request.
-        if fence_request && self.mode != LrmMode::Disarm && env.holds_agent_lock_unwatched() {
+        if self.mode == LrmMode::Disarm && self.watchdog.is_some() && env.quorate() && env.holds_agent_lock_unwatched()
+        {
+            // Disarmed again before the take (a current read says the hold
+            // stands): unwatched, as before the arm.
+            self.give_up_watchdog(env);
+        }
+        let wanted = self.active_service_count(me) > 0;
+        let unwatched = self.mode != LrmMode::Disarm && env.holds_agent_lock_unwatched();
+        // Taking the lock back from an unwatched hold (a disarm), its
+        // services may still run: the watchdog is armed a round ahead,
+        // whatever the store answers. The take's answer can be lost while
+        // the take itself commits (Raft seed 5583: a round refused as not
+        // quorate after its writes went through); the round is then
+        // discarded with the LRM, and a lease this node never learned of
+        // would run out with its services running and nothing to reset
+        // it, and the master would take the lock as a fence acknowledged.
+        if unwatched && (fence_request || wanted) && self.watchdog.is_none() {
+            if env.quorate() {
+                self.watchdog = Some(env.watchdog_arm_ahead());
+            }
+            return;
+        }
+        // To be fenced while its lock is held unwatched: nobody else can
+        // take the lock, so this node fences itself: the lock back under
+        // the watchdog, then lost (not renewed, the watchdog not fed), as
+        // `check_active` does with a fence request.
+        if fence_request && unwatched {
             if env.quorate() && self.get_protected_agent_lock(env) {
                 env.log(Event::NodeNeedsFencingUnwatched);
                 self.set_state(env, LrmState::LostAgentLock);
             }
             return;
         }
-        let wanted = self.active_service_count(me) > 0;
         if self.mode != LrmMode::Disarm
             && !fence_request
             && wanted

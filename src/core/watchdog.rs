@@ -62,6 +62,14 @@ impl WatchdogMux {
         self.clients.insert(client, now_ms);
     }
 
+    /// Arms a client ahead of a lease it may or may not get (see
+    /// [`crate::core::env::Env::watchdog_arm_ahead`]): its time runs from
+    /// now, and a client already armed keeps its own, so arming ahead
+    /// again never moves a deadline that no confirmed renewal moved.
+    pub fn arm_ahead(&mut self, client: Client, now_ms: u64) {
+        self.clients.entry(client).or_insert(now_ms);
+    }
+
     /// A client proves it is alive (right after a successful lease renewal).
     /// Ignored for clients that are not armed.
     pub fn pet(&mut self, client: Client, now_ms: u64) {
@@ -110,6 +118,17 @@ impl WatchdogMux {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arming_ahead_keeps_an_armed_clients_deadline() {
+        let mut mux = WatchdogMux::new(4_000);
+        mux.arm_ahead(Client::Lrm, 1_000);
+        mux.arm_ahead(Client::Lrm, 3_000);
+        assert!(mux.armed(Client::Lrm));
+        assert_eq!(mux.clients[&Client::Lrm], 1_000, "a second arm ahead moved nothing");
+        mux.pet(Client::Lrm, 3_500);
+        assert_eq!(mux.clients[&Client::Lrm], 3_500, "a pet (a confirmed renewal) does");
+    }
 
     #[test]
     fn feeds_only_while_every_armed_client_is_fresh() {

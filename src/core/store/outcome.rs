@@ -22,12 +22,14 @@ use std::collections::BTreeMap;
 use crate::core::agent::JobSpec;
 
 use super::round_env::Outgoing;
-use super::state::{Op, Reply};
+use super::state::{HELD_UNWATCHED, Op, Reply};
 
 /// A watchdog operation that counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchdogOp {
     Arm,
+    /// Arm, keeping an armed client's deadline ([`Outgoing::WatchdogArmAhead`]).
+    ArmAhead,
     Pet,
     Close,
 }
@@ -157,18 +159,27 @@ pub fn round_outcome(
 fn confirmed_watchdog_ops(outbox: &[Outgoing], granted: &[bool]) -> Vec<WatchdogOp> {
     let mut ops = Vec::new();
     let mut store_index = 0;
-    let mut last_acquire_ok = false;
+    let (mut last_acquire_ok, mut last_acquire_unwatched) = (false, false);
     for item in outbox {
         match item {
             Outgoing::Store(op) => {
                 let ok = granted.get(store_index).copied().unwrap_or(false);
-                if matches!(op, Op::Acquire { .. }) {
+                if let Op::Acquire { lease_ms, .. } = op {
                     last_acquire_ok = ok;
+                    last_acquire_unwatched = *lease_ms == HELD_UNWATCHED;
                 }
                 store_index += 1;
             }
             Outgoing::WatchdogArm if last_acquire_ok => ops.push(WatchdogOp::Arm),
+            Outgoing::WatchdogArmAhead => ops.push(WatchdogOp::ArmAhead),
             Outgoing::WatchdogPet if last_acquire_ok => ops.push(WatchdogOp::Pet),
+            // A disarmed LRM closes its watchdog as it holds its lock
+            // unwatched, its services running on: the close stands only if
+            // the hold did. Otherwise the lock may keep its lease, and a
+            // lease nobody watches runs out into a fence acknowledged
+            // while the services run (Raft seed 5577: the hold's round
+            // refused as not quorate). Other closes (nothing runs) stand.
+            Outgoing::WatchdogClose if last_acquire_unwatched && !last_acquire_ok => {}
             Outgoing::WatchdogClose => ops.push(WatchdogOp::Close),
             _ => {}
         }
@@ -375,6 +386,41 @@ mod tests {
         assert!(outcome.confirmed);
         assert_eq!(outcome.watchdog, vec![]);
         assert_eq!(outcome.jobs[0].fencing_token, 0);
+    }
+
+    /// A disarmed LRM's close goes with its unwatched hold: it stands only
+    /// if the hold was granted (its services run on).
+    #[test]
+    fn a_close_with_an_unwatched_hold_stands_only_if_the_hold_did() {
+        let hold = Outgoing::Store(Op::Acquire {
+            lock: crate::core::store::LockName::Agent("node1".into()),
+            holder: "node1".into(),
+            now_ms: 1_000,
+            lease_ms: HELD_UNWATCHED,
+        });
+        let outbox = vec![hold, Outgoing::WatchdogClose];
+        let failed = round_outcome(outbox.clone(), &Answer::Failed, &BTreeMap::new(), ON_TIME);
+        assert_eq!(failed.watchdog, vec![]);
+        let granted = Answer::Replies(vec![Reply::Granted {
+            expires_ms: HELD_UNWATCHED,
+        }]);
+        let held = round_outcome(outbox, &granted, &BTreeMap::new(), ON_TIME);
+        assert_eq!(held.watchdog, vec![WatchdogOp::Close]);
+    }
+
+    /// Arming ahead of a take back from an unwatched hold stands whatever
+    /// the store answers: the take may have committed unanswered.
+    #[test]
+    fn an_arm_ahead_stands_whatever_the_answer() {
+        let outbox = vec![Outgoing::WatchdogArmAhead, acquire(), Outgoing::WatchdogPet];
+        for answer in [
+            Answer::Failed,
+            Answer::Replies(vec![Reply::Granted { expires_ms: 7_500 }]),
+        ] {
+            let outcome = round_outcome(outbox.clone(), &answer, &BTreeMap::new(), ON_TIME);
+            assert_eq!(outcome.watchdog[0], WatchdogOp::ArmAhead, "{answer:?}");
+            assert_eq!(outcome.watchdog.len(), if outcome.confirmed { 2 } else { 1 });
+        }
     }
 
     #[test]

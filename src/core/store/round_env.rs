@@ -31,6 +31,9 @@ pub enum Outgoing {
     Store(Op),
     /// Arm the watchdog client (first lease, or after a restart).
     WatchdogArm,
+    /// Arm it whatever the store answers, keeping an armed client's
+    /// deadline ([`crate::core::env::Env::watchdog_arm_ahead`]).
+    WatchdogArmAhead,
     /// Pet it: valid only if the preceding lease acquisition succeeds.
     WatchdogPet,
     /// Magic close.
@@ -352,6 +355,11 @@ impl Env for RoundEnv<'_> {
 
     fn watchdog_open(&mut self) -> WatchdogHandle {
         self.outbox.push(Outgoing::WatchdogArm);
+        1
+    }
+
+    fn watchdog_arm_ahead(&mut self) -> WatchdogHandle {
+        self.outbox.push(Outgoing::WatchdogArmAhead);
         1
     }
 

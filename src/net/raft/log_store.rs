@@ -389,6 +389,12 @@ impl DiskFaults {
         self.0.store(code, Ordering::Relaxed);
     }
 
+    /// Whether a fault is set (the simulator tells a failure of its
+    /// disk from a refusal of the files).
+    pub fn is_failing(&self) -> bool {
+        self.current().is_some()
+    }
+
     fn current(&self) -> Option<DiskFault> {
         if FAULT_DISK_FULL.load(Ordering::Relaxed) {
             return Some(DiskFault::Full);

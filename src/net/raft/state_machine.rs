@@ -243,18 +243,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut applied = self.write();
         let mut outcomes = Vec::new();
         for entry in entries {
-            applied.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => outcomes.push(Json(Vec::new())),
+            let replies = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(proposal) => {
-                    let replies = applied.state.apply_proposal(proposal.into_ops());
-                    outcomes.push(Json(replies));
+                    let ops = (proposal.into_ops())
+                        .map_err(|e| io_error(ErrorSubject::Apply(entry.log_id), ErrorVerb::Read, e))?;
+                    applied.state.apply_proposal(ops)
                 }
                 EntryPayload::Membership(membership) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    outcomes.push(Json(Vec::new()));
+                    Vec::new()
                 }
-            }
+            };
+            applied.last_applied = Some(entry.log_id);
+            outcomes.push(Json(replies));
         }
         Ok(outcomes)
     }
@@ -347,6 +349,27 @@ mod tests {
             reopened.read().state.leases[&crate::core::store::LockName::Manager].expires_ms,
             7000
         );
+    }
+
+    /// A proposal is decoded when applied; one that does not decode (an
+    /// operation of a newer version) fails the apply with the reason and
+    /// leaves the replica where it was, for openraft to stop the member.
+    #[test]
+    fn a_proposal_that_does_not_decode_fails_the_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut sm = StateMachine::open(dir.path()).unwrap();
+        let unknown: Proposal = serde_json::from_slice(br#"[91,123,34,78,101,119,79,112,34,58,49,125,93]"#).unwrap();
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(unknown),
+        };
+        let err = rt.block_on(sm.apply(vec![entry])).unwrap_err().to_string();
+        assert!(
+            err.contains("a proposal that does not decode") && err.contains("NewOp"),
+            "{err}"
+        );
+        assert_eq!(rt.block_on(sm.applied_state()).unwrap().0, None);
     }
 
     #[test]

@@ -381,6 +381,7 @@ impl Harness {
             let replica: ReplicaSlot = Arc::new(Mutex::new(None));
             let (config, previous, ledger) = (slot.config.clone(), slot.shutdown.take(), self.ledger.clone());
             let torn = slot.torn.take();
+            let disk = replicas.disk(index).clone();
             let (opened, started, fail_stop) = (replica.clone(), actors.clone(), freeze.clone());
             let refusals = self.refusals.clone();
             local.spawn_local(async move {
@@ -407,6 +408,14 @@ impl Harness {
                             }
                         }
                     }
+                    // Opening writes too (openraft cuts a log back at its
+                    // start): under the node's disk fault that is the fail
+                    // stop of a failed write, not a refusal of its files
+                    // (Raft seed 5380, `pve`: a full disk at a restart).
+                    Err(e) if disk.is_failing() => format!(
+                        "{} daemon exits: its replica could not open while its disk fails ({e}); its watchdog device is no longer fed",
+                        config.node
+                    ),
                     Err(e) => {
                         let what = format!("{} failed to open its replica - {e}", config.node);
                         refusals.borrow_mut().push(what.clone());
