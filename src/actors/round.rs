@@ -278,8 +278,12 @@ pub struct RoundActor<R: Role> {
 /// How often a CRM looks whether a fence-device run finished.
 const FENCE_POLL: Duration = Duration::from_millis(50);
 
-/// How often a manager-following role checks for a new manager status.
-const MANAGER_POLL: Duration = Duration::from_millis(100);
+/// How often a manager-following role checks for a new manager status:
+/// ten times a round (100 ms under `fast`, 1 s under `pve`), so a command
+/// of the master is taken up well within the round it was written in.
+fn manager_poll(round: Duration) -> Duration {
+    (round / 10).max(Duration::from_millis(1))
+}
 
 pub type CrmActor = RoundActor<Crm>;
 pub type LrmActor = RoundActor<Lrm>;
@@ -623,7 +627,7 @@ impl<R: Role> Actor for RoundActor<R> {
         self.round(ctx);
         self.start_ticks(ctx);
         if R::FOLLOWS_MANAGER {
-            ctx.run_interval(MANAGER_POLL, |act, ctx| act.follow_manager(ctx));
+            ctx.run_interval(manager_poll(self.settings.round), |act, ctx| act.follow_manager(ctx));
         }
     }
 }

@@ -110,17 +110,15 @@ impl Handler<WatchdogCmd> for WatchdogActor {
     fn handle(&mut self, msg: WatchdogCmd, _ctx: &mut Context<Self>) {
         let now = self.now_ms();
         match msg {
-            WatchdogCmd::Arm(client) => {
+            WatchdogCmd::Arm(client) | WatchdogCmd::ArmAhead(client) => {
                 if !self.mux.armed(client) {
                     tracing::info!(client = client.as_str(), "watchdog active");
                 }
-                self.mux.arm(client, now);
-            }
-            WatchdogCmd::ArmAhead(client) => {
-                if !self.mux.armed(client) {
-                    tracing::info!(client = client.as_str(), "watchdog active");
+                if matches!(msg, WatchdogCmd::Arm(_)) {
+                    self.mux.arm(client, now);
+                } else {
+                    self.mux.arm_ahead(client, now);
                 }
-                self.mux.arm_ahead(client, now);
             }
             WatchdogCmd::Pet(client) => self.mux.pet(client, now),
             WatchdogCmd::Close(client) => {

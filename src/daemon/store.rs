@@ -17,21 +17,22 @@ use crate::node::membership;
 use crate::node::memory_store::MemoryStore;
 
 /// Seeds a fresh store with the resources the configuration declares.
+/// Whether the store is fresh is decided where the seed commits
+/// ([`Op::ExpectNoResources`]), not from this node's replica, which may
+/// be behind: a seed decided from it would undo every change since.
 async fn seed(store: &ClusterStore, config: &NodeConfig) -> Result<(), String> {
     if !store.snapshot().resources.is_empty() {
         return Ok(());
     }
-    let ops = config
-        .resources
-        .iter()
-        .map(|(sid, r)| Op::PutResource {
-            sid: sid.clone(),
-            resource: r.resource(&config.node),
-        })
-        .collect::<Vec<_>>();
-    if ops.is_empty() {
+    let puts = config.resources.iter().map(|(sid, r)| Op::PutResource {
+        sid: sid.clone(),
+        resource: r.resource(&config.node),
+    });
+    let ops = std::iter::once(Op::ExpectNoResources).chain(puts).collect::<Vec<_>>();
+    if ops.len() == 1 {
         return Ok(());
     }
+    // A refused guard means the store was seeded already: nothing to do.
     store.apply(ops).await.map(|_| ()).map_err(|e| e.to_string())
 }
 

@@ -91,8 +91,13 @@ const MIN_SNAPSHOT_ENTRIES: u64 = 1000;
 /// replaces.
 const ENTRY_BYTES: u64 = 200;
 
-/// How often the snapshot policy is checked.
-const SNAPSHOT_CHECK: Duration = Duration::from_millis(100);
+/// How often the snapshot policy is checked: once per Raft heartbeat
+/// (100 ms under `fast`, 1 s under `pve`), about as often as entries can
+/// pile up; a fixed 100 ms poll would wake a `pve` member ten times per
+/// heartbeat for nothing.
+fn snapshot_check(timing: &StoreTiming) -> Duration {
+    timing.heartbeat.max(Duration::from_millis(1))
+}
 
 /// Whether a snapshot is due after `since` entries, the last snapshot's
 /// state having `snapshot_len` bytes.
@@ -507,7 +512,7 @@ impl RaftStore {
     fn spawn_snapshots(&self) {
         let store = self.clone();
         self.keep(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SNAPSHOT_CHECK);
+            let mut tick = tokio::time::interval(snapshot_check(&store.inner.timing));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut requested = None;
             loop {

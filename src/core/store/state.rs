@@ -155,6 +155,15 @@ pub enum Op {
         digest: String,
         ops: Vec<Op>,
     },
+    /// Guard: refused (and the rest of the proposal skipped) unless the
+    /// store holds no resources. Seeding a fresh store with the resources
+    /// a node's configuration declares goes behind it: a node's own
+    /// replica may not have applied the seed yet (a restart whose saved
+    /// commit index is behind, a new member), and a seed decided from it
+    /// would put back every resource as declared, undoing what happened
+    /// since (a recovery's move of a service to another node: Raft seed
+    /// 8681).
+    ExpectNoResources,
 }
 
 /// What applying an operation gave.
@@ -302,6 +311,15 @@ impl ClusterState {
                             "manager status is at version {}, the round read {version}",
                             self.manager_version
                         ),
+                    }
+                }
+            }
+            Op::ExpectNoResources => {
+                if self.resources.is_empty() {
+                    Reply::Done
+                } else {
+                    Reply::Stale {
+                        reason: format!("the store holds {} resources already", self.resources.len()),
                     }
                 }
             }
@@ -767,6 +785,34 @@ mod tests {
                 })
                 .refused()
         );
+    }
+
+    /// Raft seed 8681: a restarted node whose replica had not applied the
+    /// first seed yet seeded again and put a recovered service back on
+    /// its fenced node. The seed now lands only in a store without
+    /// resources, whatever the proposer's replica showed.
+    #[test]
+    fn a_resource_seed_lands_only_in_a_store_without_resources() {
+        let seed = |node: &str| {
+            vec![
+                Op::ExpectNoResources,
+                Op::PutResource {
+                    sid: "vm:100".into(),
+                    resource: ResourceConfig::new(node, RequestState::Started),
+                },
+            ]
+        };
+        let mut state = ClusterState::default();
+        assert_eq!(state.apply_proposal(seed("node1")), vec![Reply::Done, Reply::Done]);
+        state.apply(Op::MoveService {
+            sid: "vm:100".into(),
+            node: "node3".into(),
+        });
+        let before = state.clone();
+        let replies = state.apply_proposal(seed("node1"));
+        assert!(matches!(replies[0], Reply::Stale { .. }), "{replies:?}");
+        assert_eq!(replies[1], Reply::Skipped);
+        assert_eq!(state, before, "the recovery's move stands");
     }
 
     #[test]

@@ -220,14 +220,13 @@ pub fn crash(replica: RaftStore) -> JoinHandle<()> {
 
 /// Writes the run's resources once the new cluster has a leader.
 async fn seed_resources(raft: RaftStore, initial: ClusterState) {
-    let ops: Vec<Op> = initial
-        .resources
-        .iter()
-        .map(|(sid, resource)| Op::PutResource {
-            sid: sid.clone(),
-            resource: resource.clone(),
-        })
-        .collect();
+    // Behind the daemon's guard: the seed commits only into a store that
+    // holds no resources yet, whatever this replica shows.
+    let puts = initial.resources.iter().map(|(sid, resource)| Op::PutResource {
+        sid: sid.clone(),
+        resource: resource.clone(),
+    });
+    let ops: Vec<Op> = std::iter::once(Op::ExpectNoResources).chain(puts).collect();
     while raft.apply(ops.clone()).await.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
