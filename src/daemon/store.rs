@@ -24,12 +24,13 @@ async fn seed(store: &ClusterStore, config: &NodeConfig) -> Result<(), String> {
     if !store.snapshot().resources.is_empty() {
         return Ok(());
     }
-    let puts = config.resources.iter().map(|(sid, r)| Op::PutResource {
-        sid: sid.clone(),
-        resource: r.resource(&config.node),
-    });
-    let ops = std::iter::once(Op::ExpectNoResources).chain(puts).collect::<Vec<_>>();
-    if ops.len() == 1 {
+    let ops = Op::seed(
+        config
+            .resources
+            .iter()
+            .map(|(sid, r)| (sid.clone(), r.resource(&config.node))),
+    );
+    if ops.is_empty() {
         return Ok(());
     }
     // A refused guard means the store was seeded already: nothing to do.

@@ -166,6 +166,21 @@ pub enum Op {
     ExpectNoResources,
 }
 
+impl Op {
+    /// The proposal that seeds a fresh store with `resources`, behind
+    /// [`Op::ExpectNoResources`] (empty if there are none): the daemon's
+    /// seed from its configuration and the chaos harness's.
+    pub fn seed(resources: impl IntoIterator<Item = (String, ResourceConfig)>) -> Vec<Op> {
+        let puts: Vec<Op> = (resources.into_iter())
+            .map(|(sid, resource)| Op::PutResource { sid, resource })
+            .collect();
+        if puts.is_empty() {
+            return puts;
+        }
+        std::iter::once(Op::ExpectNoResources).chain(puts).collect()
+    }
+}
+
 /// What applying an operation gave.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
@@ -793,15 +808,8 @@ mod tests {
     /// resources, whatever the proposer's replica showed.
     #[test]
     fn a_resource_seed_lands_only_in_a_store_without_resources() {
-        let seed = |node: &str| {
-            vec![
-                Op::ExpectNoResources,
-                Op::PutResource {
-                    sid: "vm:100".into(),
-                    resource: ResourceConfig::new(node, RequestState::Started),
-                },
-            ]
-        };
+        let seed = |node: &str| Op::seed([("vm:100".into(), ResourceConfig::new(node, RequestState::Started))]);
+        assert_eq!(Op::seed([]), vec![], "nothing to seed, no proposal");
         let mut state = ClusterState::default();
         assert_eq!(state.apply_proposal(seed("node1")), vec![Reply::Done, Reply::Done]);
         state.apply(Op::MoveService {

@@ -222,11 +222,7 @@ pub fn crash(replica: RaftStore) -> JoinHandle<()> {
 async fn seed_resources(raft: RaftStore, initial: ClusterState) {
     // Behind the daemon's guard: the seed commits only into a store that
     // holds no resources yet, whatever this replica shows.
-    let puts = initial.resources.iter().map(|(sid, resource)| Op::PutResource {
-        sid: sid.clone(),
-        resource: resource.clone(),
-    });
-    let ops: Vec<Op> = std::iter::once(Op::ExpectNoResources).chain(puts).collect();
+    let ops = Op::seed(initial.resources.iter().map(|(sid, r)| (sid.clone(), r.clone())));
     while raft.apply(ops.clone()).await.is_err() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
