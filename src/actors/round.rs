@@ -255,6 +255,14 @@ pub struct RoundActor<R: Role> {
     /// The core was told to shut down (survives restarts).
     shutting_down: Option<NodeShutdown>,
     finished_jobs: Vec<JobDone>,
+    /// Migrations and relocations done whose move of the service's home
+    /// node has not committed yet (survives restarts): their results are
+    /// reported only after it has.
+    unmoved_jobs: Vec<JobDone>,
+    /// A move of `unmoved_jobs` is on its way to the store (its number:
+    /// an answer to a send from before a restart is ignored).
+    moving: Option<u64>,
+    moves_sent: u64,
     /// Fencing tokens of the last snapshot, handed to started agents.
     epochs: std::collections::BTreeMap<String, u64>,
     /// [`Sabotage::RestartOldServices`]: the old view was acted on
@@ -318,6 +326,9 @@ impl<R: Role> RoundActor<R> {
             pending_shutdown: None,
             shutting_down: None,
             finished_jobs: Vec::new(),
+            unmoved_jobs: Vec::new(),
+            moving: None,
+            moves_sent: 0,
             epochs: std::collections::BTreeMap::new(),
             old_view: None,
             busy: false,
@@ -347,6 +358,8 @@ impl<R: Role> RoundActor<R> {
     }
 
     fn round(&mut self, ctx: &mut Context<Self>) {
+        // Moves left over by a restart or a failed send go out again.
+        self.move_services(ctx);
         if self.busy || self.done {
             return;
         }
@@ -640,6 +653,7 @@ impl<R: Role> Supervised for RoundActor<R> {
         self.retry_pending = false;
         self.eager_pending = false;
         self.ticks = None;
+        self.moving = None;
         // A shutdown in progress goes on after the restart.
         self.pending_shutdown = self.shutting_down.or(self.pending_shutdown);
     }
@@ -663,15 +677,67 @@ impl<R: Role> Handler<JobDone> for RoundActor<R> {
         for event in &msg.events {
             log_event(&self.settings.node, R::NAME, event);
         }
-        if let Some(node) = &msg.moved_to {
-            self.lock.do_send(ApplyOps(vec![Op::MoveService {
-                sid: msg.sid.clone(),
-                node: node.clone(),
-            }]));
+        if msg.moved_to.is_some() {
+            self.unmoved_jobs.push(msg);
+            self.move_services(ctx);
+            return;
         }
         self.finished_jobs.push(msg);
         // Report the result and hand out the freed slot now, not a round later.
         self.round(ctx);
+    }
+}
+
+impl<R: Role> RoundActor<R> {
+    /// Commits the home-node moves of the migrations and relocations
+    /// done, then reports their results: the master must not see a
+    /// service moved while the store still puts it on its old node. A
+    /// move sent and forgotten was lost to a refused or unanswered write
+    /// (Raft seed 3510, fault model 4): the master then took the old node
+    /// at `arm-ha` for an edit made while disarmed and started the
+    /// service there while it ran on the new one. Retried until the store
+    /// answers; a move is conditional on the old node
+    /// ([`Op::MoveServiceFrom`]), so a retry of one that had committed
+    /// unanswered changes nothing.
+    fn move_services(&mut self, ctx: &mut Context<Self>) {
+        if self.moving.is_some() || self.unmoved_jobs.is_empty() {
+            return;
+        }
+        self.moves_sent += 1;
+        let sent = self.moves_sent;
+        self.moving = Some(sent);
+        let ops = (self.unmoved_jobs.iter())
+            .filter_map(|job| {
+                Some(Op::MoveServiceFrom {
+                    sid: job.sid.clone(),
+                    from: self.settings.node.clone(),
+                    node: job.moved_to.clone()?,
+                })
+            })
+            .collect();
+        let moving = self.unmoved_jobs.len();
+        ctx.spawn(self.lock.send(ApplyOps(ops)).into_actor(self).map(move |reply, act, ctx| {
+            if act.moving != Some(sent) {
+                return;
+            }
+            act.moving = None;
+            match reply {
+                Ok(Ok(_)) => {
+                    let moved: Vec<JobDone> = act.unmoved_jobs.drain(..moving).collect();
+                    act.finished_jobs.extend(moved);
+                    act.round(ctx);
+                    act.move_services(ctx);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(node = %act.settings.node, "{}: moving a migrated service's home node failed - {e}", R::NAME);
+                    ctx.run_later(manager_poll(act.settings.round), |act, ctx| act.move_services(ctx));
+                }
+                Err(e) => {
+                    tracing::error!(node = %act.settings.node, "{}: store unreachable - {e}", R::NAME);
+                    ctx.run_later(manager_poll(act.settings.round), |act, ctx| act.move_services(ctx));
+                }
+            }
+        }));
     }
 }
 

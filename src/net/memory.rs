@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,6 +125,7 @@ impl MemoryNet {
             net: self.clone(),
             blocked: Arc::new(Mutex::new(BTreeSet::new())),
             open: Arc::new(AtomicBool::new(true)),
+            served: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -161,9 +162,15 @@ impl MemoryNet {
         lock(&self.state).frozen.remove(node);
     }
 
-    /// Member `node` is gone (crashed): its server answers nothing more.
-    pub fn unregister(&self, node: &str) {
-        lock(&self.state).servers.remove(node);
+    /// Member `node` is gone (crashed): its server answers nothing more,
+    /// if it is still the one of registration `generation`. A crashed
+    /// incarnation whose shutdown ends late (its core in a slow write)
+    /// must not take down the server of the next one.
+    fn unregister_generation(&self, node: &str, generation: u64) {
+        let mut state = lock(&self.state);
+        if state.servers.get(node).is_some_and(|s| s.generation == generation) {
+            state.servers.remove(node);
+        }
     }
 
     fn frozen(&self, node: &str) -> bool {
@@ -239,6 +246,9 @@ pub struct MemoryTransport {
     /// Cleared by [`MemoryTransport::close`]: a crashed member's core may
     /// still run until its shutdown ends, but nothing it sends arrives.
     open: Arc<AtomicBool>,
+    /// The generation of the server this endpoint registered (0: none),
+    /// so that its close unregisters that one and no later incarnation's.
+    served: Arc<AtomicU64>,
 }
 
 impl MemoryTransport {
@@ -330,6 +340,7 @@ impl MemoryTransport {
                     generation,
                 },
             );
+            self.served.store(generation, Ordering::SeqCst);
         }
         let (net, node) = (self.net.clone(), self.node.clone());
         tokio::spawn(async move {
@@ -342,7 +353,8 @@ impl MemoryTransport {
     /// Stops answering and sending (the member crashed or shut down).
     pub fn close(&self) {
         self.open.store(false, Ordering::SeqCst);
-        self.net.unregister(&self.node);
+        self.net
+            .unregister_generation(&self.node, self.served.load(Ordering::SeqCst));
     }
 }
 
@@ -393,6 +405,26 @@ mod tests {
         assert_eq!(call.await.unwrap().unwrap(), "b heard late from a");
         let a = net.endpoint("a");
         b.close();
+        let e = a.call::<String, String>("b", &"gone".into()).await.unwrap_err();
+        assert_eq!(e, TransportError::Timeout("b".into()));
+    }
+
+    /// A crashed incarnation's endpoint closed late (its core's shutdown
+    /// ended after the next incarnation served) leaves the new server
+    /// answering: once a late close unregistered the name, and the
+    /// restarted member was unreachable for good.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_close_of_an_earlier_incarnation_leaves_the_next_one_serving() {
+        let net = MemoryNet::new(3);
+        let (a, old) = (net.endpoint("a"), net.endpoint("b"));
+        serve_echo(&old);
+        old.close();
+        let new = net.endpoint("b");
+        serve_echo(&new);
+        old.close();
+        let reply: String = a.call("b", &"again".to_string()).await.unwrap();
+        assert_eq!(reply, "b heard again from a");
+        new.close();
         let e = a.call::<String, String>("b", &"gone".into()).await.unwrap_err();
         assert_eq!(e, TransportError::Timeout("b".into()));
     }

@@ -164,6 +164,15 @@ pub enum Op {
     /// since (a recovery's move of a service to another node: Raft seed
     /// 8681).
     ExpectNoResources,
+    /// Move a service's home node from `from` to `node`, only if it is
+    /// still on `from`: the LRM's move after its migration or relocation,
+    /// retried until it commits (a retry after the master moved the
+    /// service on, a recovery, changes nothing).
+    MoveServiceFrom {
+        sid: String,
+        from: NodeName,
+        node: NodeName,
+    },
 }
 
 impl Op {
@@ -368,6 +377,19 @@ impl ClusterState {
                     resource.node = Some(node);
                     Reply::Done
                 }
+                None => Reply::NotFound,
+            },
+            Op::MoveServiceFrom { sid, from, node } => match self.resources.get_mut(&sid) {
+                Some(resource) if resource.node.as_deref() == Some(from.as_str()) => {
+                    resource.node = Some(node);
+                    Reply::Done
+                }
+                Some(resource) => Reply::Stale {
+                    reason: format!(
+                        "service '{sid}' is on node '{}' now, not '{from}'",
+                        resource.node.as_deref().unwrap_or("")
+                    ),
+                },
                 None => Reply::NotFound,
             },
             Op::PutResource { sid, resource } => {
@@ -799,6 +821,43 @@ mod tests {
                     epoch: 0
                 })
                 .refused()
+        );
+    }
+
+    /// The LRM's move after a migration is retried until the store
+    /// answers (Raft seed 3510): it lands only while the service is still
+    /// on the node it left, so a retry of a move that had committed, or
+    /// one that comes after the master recovered the service elsewhere,
+    /// changes nothing.
+    #[test]
+    fn a_move_from_a_node_lands_only_while_the_service_is_there() {
+        let mut state = ClusterState::default();
+        state.apply(Op::PutResource {
+            sid: "vm:100".into(),
+            resource: ResourceConfig::new("node2", RequestState::Started),
+        });
+        let moved = |from: &str, to: &str| Op::MoveServiceFrom {
+            sid: "vm:100".into(),
+            from: from.into(),
+            node: to.into(),
+        };
+        let node = |state: &ClusterState| state.resources["vm:100"].node.clone();
+        assert_eq!(state.apply(moved("node2", "node4")), Reply::Done);
+        assert_eq!(node(&state).as_deref(), Some("node4"));
+        assert!(state.apply(moved("node2", "node4")).refused(), "a retry");
+        state.apply(Op::MoveService {
+            sid: "vm:100".into(),
+            node: "node1".into(),
+        });
+        assert!(state.apply(moved("node2", "node4")).refused(), "after a recovery");
+        assert_eq!(node(&state).as_deref(), Some("node1"));
+        assert_eq!(
+            state.apply(Op::MoveServiceFrom {
+                sid: "vm:999".into(),
+                from: "node1".into(),
+                node: "node2".into()
+            }),
+            Reply::NotFound
         );
     }
 

@@ -37,7 +37,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -385,8 +385,34 @@ pub enum DiskFault {
 /// (the simulator's disk faults; one handle per member, kept across its
 /// restarts as its disk is). Clones share the setting. The process-wide
 /// [`FAULT_DISK_FULL`] fails every member's writes besides.
+///
+/// A disk can also be slow: every durable write (an append, a vote)
+/// then takes this long before it completes, and the Raft core, which
+/// awaits its storage in line, waits with it, as it would on an
+/// `fdatasync` that takes seconds.
+///
+/// [`DiskFaults::incarnation`] gives one run of the member its own handle
+/// on the same disk, which [`DiskFaults::crash`] ends: a member's core
+/// that is still in a write when the harness crashes its node (a real
+/// crash ends the process) writes nothing more and stops at once.
 #[derive(Debug, Clone, Default)]
-pub struct DiskFaults(Arc<AtomicU8>);
+pub struct DiskFaults {
+    disk: Arc<DiskState>,
+    life: Arc<Life>,
+}
+
+#[derive(Debug, Default)]
+struct DiskState {
+    fault: AtomicU8,
+    slow_ms: AtomicU64,
+}
+
+/// One incarnation's hold on the disk.
+#[derive(Debug, Default)]
+struct Life {
+    crashed: AtomicBool,
+    woken: tokio::sync::Notify,
+}
 
 impl DiskFaults {
     pub fn set(&self, fault: Option<DiskFault>) {
@@ -395,7 +421,53 @@ impl DiskFaults {
             Some(DiskFault::Full) => 1,
             Some(DiskFault::Broken) => 2,
         };
-        self.0.store(code, Ordering::Relaxed);
+        self.disk.fault.store(code, Ordering::Relaxed);
+    }
+
+    /// A handle for one incarnation of the member: the same disk, a life
+    /// of its own.
+    pub fn incarnation(&self) -> DiskFaults {
+        DiskFaults {
+            disk: Arc::clone(&self.disk),
+            life: Arc::default(),
+        }
+    }
+
+    /// The incarnation's process is gone: its writes fail from now on
+    /// (nothing it did not finish lands) and a slow one ends now.
+    pub fn crash(&self) {
+        self.life.crashed.store(true, Ordering::SeqCst);
+        self.life.woken.notify_waiters();
+    }
+
+    /// Makes every durable write take `delay` (none: as fast as the disk
+    /// is).
+    pub fn set_slow(&self, delay: Option<std::time::Duration>) {
+        let ms = delay.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.disk.slow_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Waits as long as a durable write takes on this disk (a slow one's
+    /// delay; nothing otherwise). A crash of the incarnation ends the wait
+    /// with an error: the write is never acknowledged.
+    async fn sync_delay(&self) -> std::io::Result<()> {
+        let ms = self.disk.slow_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            let crashed = self.life.woken.notified();
+            tokio::pin!(crashed);
+            crashed.as_mut().enable();
+            if !self.life.crashed.load(Ordering::SeqCst) {
+                tokio::select! {
+                    biased;
+                    () = crashed => {}
+                    () = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
+                }
+            }
+        }
+        match self.life.crashed.load(Ordering::SeqCst) {
+            true => Err(std::io::Error::from_raw_os_error(libc::EIO)),
+            false => Ok(()),
+        }
     }
 
     /// Whether a fault is set (the simulator tells a failure of its
@@ -408,7 +480,10 @@ impl DiskFaults {
         if FAULT_DISK_FULL.load(Ordering::Relaxed) {
             return Some(DiskFault::Full);
         }
-        match self.0.load(Ordering::Relaxed) {
+        if self.life.crashed.load(Ordering::SeqCst) {
+            return Some(DiskFault::Broken);
+        }
+        match self.disk.fault.load(Ordering::Relaxed) {
             1 => Some(DiskFault::Full),
             2 => Some(DiskFault::Broken),
             _ => None,
@@ -419,7 +494,7 @@ impl DiskFaults {
     /// their bytes out before failing. (The process-wide switch fails them
     /// before any byte lands, as it always did.)
     fn tears_writes(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == 1
+        self.disk.fault.load(Ordering::Relaxed) == 1 && !self.life.crashed.load(Ordering::SeqCst)
     }
 
     /// Fails a write of a whole small file (written aside and renamed, so
@@ -514,14 +589,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let mut inner = self.lock();
-        inner
-            .disk
-            .check()
-            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
-        write_small(&inner.dir.join("vote"), vote).map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
-        inner.vote = Some(*vote);
-        Ok(())
+        let disk = {
+            let mut inner = self.lock();
+            inner
+                .disk
+                .check()
+                .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+            write_small(&inner.dir.join("vote"), vote)
+                .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+            inner.vote = Some(*vote);
+            inner.disk.clone()
+        };
+        disk.sync_delay()
+            .await
+            .map_err(|e| io_error(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -552,15 +633,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
-        let mut inner = self.lock();
         let entries: Vec<Entry> = entries.into_iter().collect();
         let records: Vec<Record> = entries.iter().cloned().map(Record::Entry).collect();
-        let result = inner.write_records(&records);
-        if result.is_ok() {
-            for entry in entries {
-                inner.entries.insert(entry.log_id.index, entry);
+        let (result, disk) = {
+            let mut inner = self.lock();
+            let result = inner.write_records(&records);
+            if result.is_ok() {
+                for entry in entries {
+                    inner.entries.insert(entry.log_id.index, entry);
+                }
             }
-        }
+            (result, inner.disk.clone())
+        };
+        let result = match result {
+            Ok(()) => disk.sync_delay().await,
+            failed => failed,
+        };
         let outcome = result
             .as_ref()
             .map(|_| ())
@@ -631,6 +719,43 @@ mod tests {
         let reopened = LogStore::open(dir.path()).unwrap();
         assert_eq!(reopened.len(), 1, "the torn half is cut off, the whole record kept");
         assert_eq!(std::fs::metadata(dir.path().join("log")).unwrap().len(), whole);
+    }
+
+    /// A slow disk makes every durable write take its delay (on virtual
+    /// time here); a crashed incarnation's slow write ends at once and
+    /// its later writes fail, while the next incarnation on the same
+    /// disk writes as the disk allows.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_disk_delays_writes_until_its_incarnation_crashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskFaults::default();
+        let life = disk.incarnation();
+        let mut store = LogStore::open_with(dir.path(), life.clone()).unwrap();
+        let vote = Vote::new(1, 1);
+        disk.set_slow(Some(std::time::Duration::from_millis(700)));
+        let started = tokio::time::Instant::now();
+        store.save_vote(&vote).await.unwrap();
+        assert_eq!(started.elapsed(), std::time::Duration::from_millis(700));
+        let mut slow = store.clone();
+        let write = tokio::spawn(async move { slow.save_vote(&Vote::new(2, 1)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        life.crash();
+        assert!(write.await.unwrap().is_err(), "never acknowledged");
+        assert_eq!(
+            started.elapsed(),
+            std::time::Duration::from_millis(800),
+            "ended by the crash"
+        );
+        assert!(
+            store.save_vote(&Vote::new(3, 1)).await.is_err(),
+            "nothing lands after the crash"
+        );
+        disk.set_slow(None);
+        let mut next = LogStore::open_with(dir.path(), disk.incarnation()).unwrap();
+        // Written before the crash, never acknowledged: it may be there.
+        assert_eq!(next.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+        next.save_vote(&Vote::new(4, 1)).await.unwrap();
+        assert_eq!(started.elapsed(), std::time::Duration::from_millis(800), "fast again");
     }
 
     /// The commit index lives in the log: the last record counts, a torn

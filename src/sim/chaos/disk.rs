@@ -11,7 +11,14 @@
 //! - **torn last writes**: half of the crashes and watchdog resets leave
 //!   the log ending in part of a record that was being written (never
 //!   acknowledged: every acknowledged record was synced first), which the
-//!   next start must cut off, not refuse or replay.
+//!   next start must cut off, not refuse or replay;
+//! - **a slow disk** (fault model 4, a stream of its own): in a third of
+//!   the seeds, one node's every durable write (an append, a vote) takes
+//!   20 ms to 3 s for 2-15 s of the fault phase (aimed at the Raft
+//!   leader in a quarter of them, at the HA master in another), and its
+//!   Raft core waits
+//!   in line, as on an `fdatasync` that stalls: a slow leader stops
+//!   committing and heartbeating, a slow follower lags.
 
 use std::io::Write;
 use std::path::Path;
@@ -37,6 +44,53 @@ impl DiskWindow {
             DiskFault::Broken => "failing writes (EIO)",
         };
         format!("disk {what} for {} ms", self.until_ms - self.from_ms)
+    }
+}
+
+/// A window in which one node's disk is slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowWindow {
+    pub node: usize,
+    pub from_ms: u64,
+    pub until_ms: u64,
+    /// How long each durable write takes.
+    pub delay_ms: u64,
+    /// Aims the window at the Raft leader or the HA master instead of
+    /// `node`, as the fault stream's draws do (`Harness::aim`).
+    pub aim_draw: u64,
+}
+
+impl SlowWindow {
+    /// The seed's slow-disk window, if it draws one (fault model 4 on),
+    /// its times at the run's pace.
+    pub fn drawn(seed: u64, nodes: usize, pace: Pace) -> Option<SlowWindow> {
+        let mut rng = Rng::new(seed ^ 0x0000_5105_u64.wrapping_mul(0x9E37_79B9_7F4B));
+        if !rng.chance(333) {
+            return None;
+        }
+        let from_ms = pace.ms(rng.range(2_000, FAULT_PHASE_MS - 15_000));
+        let node = rng.range(0, nodes as u64 - 1) as usize;
+        let until_ms = from_ms + pace.ms(rng.range(2_000, 15_000));
+        let delay_ms = pace.ms(if rng.chance(500) {
+            rng.range(20, 300)
+        } else {
+            rng.range(300, 3_000)
+        });
+        Some(SlowWindow {
+            node,
+            from_ms,
+            until_ms,
+            delay_ms,
+            aim_draw: rng.next_u64(),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "disk slow (every write takes {} ms) for {} ms",
+            self.delay_ms,
+            self.until_ms - self.from_ms
+        )
     }
 }
 
@@ -127,6 +181,18 @@ mod tests {
             DiskFaultPlan::new(seed, 3, Pace::of(Profile::Pve)).window.unwrap(),
         );
         assert_eq!((pve.from_ms, pve.until_ms), (10 * fast.from_ms, 10 * fast.until_ms));
+    }
+
+    #[test]
+    fn a_third_of_the_seeds_get_a_slow_disk_inside_the_fault_phase() {
+        let windows: Vec<SlowWindow> = (0..1000).filter_map(|seed| SlowWindow::drawn(seed, 3, FAST)).collect();
+        assert!((250..420).contains(&windows.len()), "{}", windows.len());
+        assert!(windows.iter().all(|w| w.node < 3
+            && w.from_ms < w.until_ms
+            && w.until_ms < FAULT_PHASE_MS
+            && (20..=3_000).contains(&w.delay_ms)));
+        assert!(windows.iter().any(|w| w.delay_ms < 300) && windows.iter().any(|w| w.delay_ms > 1_000));
+        assert_eq!(SlowWindow::drawn(9, 3, FAST), SlowWindow::drawn(9, 3, FAST));
     }
 
     #[test]

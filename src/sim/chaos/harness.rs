@@ -27,7 +27,7 @@ use crate::node::shared_store::SharedStore;
 use super::agent::{KIND, SimAgent};
 use super::check;
 use super::clocks::{self, ClockError, MAX_CLOCK_OFFSET_MS};
-use super::disk::DiskFaultPlan;
+use super::disk::{DiskFaultPlan, SlowWindow};
 use super::fencing::FenceLog;
 use super::freeze::Freeze;
 use super::ledger::{AgentFault, SharedLedger};
@@ -121,6 +121,9 @@ pub struct Harness {
     /// failing writes is still to come (`Some(false)`), on (`Some(true)`)
     /// or over (`None`).
     disk: Option<(DiskFaultPlan, Option<bool>)>,
+    /// Raft mode's slow-disk window (fault model 4), with the same
+    /// states as `disk`'s.
+    slow: Option<(SlowWindow, Option<bool>)>,
     /// The operator's disarm window ([`traffic::DisarmWindow`]) and how
     /// many of its two commands went out.
     disarm: Option<(traffic::DisarmWindow, u8)>,
@@ -198,10 +201,16 @@ impl Harness {
             .as_ref()
             .filter(|_| model2)
             .map(|_| (DiskFaultPlan::new(config.seed, names.len(), pace), Some(false)));
+        let slow = replicas
+            .as_ref()
+            .filter(|_| config.fault_model >= 4)
+            .and_then(|_| SlowWindow::drawn(config.seed, names.len(), pace))
+            .map(|window| (window, Some(false)));
         Ok(Harness {
             refusals: Default::default(),
             pending: Vec::new(),
             disk,
+            slow,
             disarm: traffic::DisarmWindow::drawn(config.seed, pace)
                 .filter(|_| model2)
                 .map(|w| (w, 0)),
@@ -265,6 +274,7 @@ impl Harness {
             self.restart_due(now);
             self.heal_due(now);
             self.disk_due(now);
+            self.slow_due(now);
             self.disarm_due(now);
             self.retry_pending();
             self.thaw_due(now);
@@ -604,8 +614,12 @@ impl Harness {
                 if let Some(raft) = replica.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     slot.shutdown = Some(replicas::crash(raft));
                 }
-                // A reset ends a freeze: the next incarnation starts thawed.
                 if let Some(replicas) = &self.replicas {
+                    if self.config.fault_model >= 4 {
+                        replicas.end_writes(index);
+                    }
+                    // A reset ends a freeze: the next incarnation starts
+                    // thawed.
                     replicas.net().thaw(&slot.name);
                 }
             }
@@ -684,6 +698,37 @@ impl Harness {
             replicas.disk(window.node).set(None);
             self.ledger.record(&format!("{name} disk healed"));
             self.end_disk_window();
+        }
+    }
+
+    /// Starts or ends the slow-disk window (Raft mode, fault model 4).
+    fn slow_due(&mut self, now: u64) {
+        let Some((window, Some(on))) = self.slow else {
+            return;
+        };
+        if !on && now >= window.from_ms {
+            let (node, note) = self.aim(window.node, window.aim_draw);
+            let window = SlowWindow { node, ..window };
+            self.slow = Some((window, Some(true)));
+            if let Some(replicas) = &self.replicas {
+                replicas
+                    .disk(node)
+                    .set_slow(Some(Duration::from_millis(window.delay_ms)));
+            }
+            let name = &self.slots[node].name;
+            self.ledger.record(&format!("{name}{note} {}", window.describe()));
+        } else if on && now >= window.until_ms {
+            let name = &self.slots[window.node].name;
+            self.ledger.record(&format!("{name} disk fast again"));
+            self.end_slow_window();
+        }
+    }
+
+    /// No more slow writes (the liveness phase, or the window's end).
+    fn end_slow_window(&mut self) {
+        if let (Some((window, state)), Some(replicas)) = (&mut self.slow, &self.replicas) {
+            replicas.disk(window.node).set_slow(None);
+            *state = None;
         }
     }
 
@@ -869,6 +914,7 @@ impl Harness {
         }
         self.ledger.lock().agent_faults.clear();
         self.end_disk_window();
+        self.end_slow_window();
         self.disarm_due(u64::MAX);
         if let Some(replicas) = &self.replicas {
             replicas.net().set_faults(LinkFaults::default());

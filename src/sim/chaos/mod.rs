@@ -80,11 +80,12 @@ pub struct ChaosConfig {
 
 /// The fault model: 1, the fault stream, the lossy network and the aimed
 /// faults; 2, also clock rate errors, an operator's disarm window and, in
-/// Raft mode, disk write failures and torn last writes; 3 (now), also the
+/// Raft mode, disk write failures and torn last writes; 3, also the
 /// `pve` timing profile for a fifth of the seeds, its faults at its pace
-/// ([`pace`]). Each addition draws from a stream of its own, so an older
-/// model's seeds keep their faults.
-pub const FAULT_MODEL: u8 = 3;
+/// ([`pace`]); 4 (now), also a slow disk in Raft mode
+/// ([`disk::SlowWindow`]). Each addition draws from a stream of its own,
+/// so an older model's seeds keep their faults.
+pub const FAULT_MODEL: u8 = 4;
 
 /// The store under the nodes' LockActors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

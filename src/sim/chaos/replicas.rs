@@ -54,6 +54,9 @@ pub struct Replicas {
     names: Vec<NodeName>,
     /// Each node's disk faults, kept across its incarnations.
     disks: Vec<DiskFaults>,
+    /// Each node's last incarnation's hold on its disk
+    /// ([`DiskFaults::incarnation`]).
+    lives: Mutex<Vec<DiskFaults>>,
 }
 
 /// A node incarnation's replica, set once its store is open (the node's
@@ -96,6 +99,7 @@ impl Replicas {
             voters,
             names: names.to_vec(),
             disks: names.iter().map(|_| DiskFaults::default()).collect(),
+            lives: Mutex::new(names.iter().map(|_| DiskFaults::default()).collect()),
         })
     }
 
@@ -106,6 +110,14 @@ impl Replicas {
     /// Node `index`'s disk: its writes fail while a fault is set.
     pub fn disk(&self, index: usize) -> &DiskFaults {
         &self.disks[index]
+    }
+
+    /// Node `index`'s last incarnation is gone: a write of its member's
+    /// core still under way ends now, and none lands after (fault model
+    /// 4: on a slow disk such a core went on writing for seconds, and
+    /// its late shutdown overlapped the next incarnation).
+    pub fn end_writes(&self, index: usize) {
+        self.lives.lock().unwrap_or_else(|p| p.into_inner())[index].crash();
     }
 
     /// Opens node `index`'s replica from its files, first waiting for the
@@ -131,10 +143,12 @@ impl Replicas {
             disk::append_torn(&dir.join("raft"), &torn).map_err(|e| format!("torn write: {e}"))?;
         }
         let transport = Transport::Memory(self.net.endpoint(name));
+        let disk = self.disks[index].incarnation();
+        self.lives.lock().unwrap_or_else(|p| p.into_inner())[index] = disk.clone();
         let runtime = RaftRuntime {
             clock,
             seeded: true,
-            disk: self.disks[index].clone(),
+            disk,
         };
         let raft = RaftStore::start_with(CLUSTER, member_id(index), &dir, transport, timings.store(), runtime).await?;
         raft.serve();
