@@ -122,7 +122,8 @@ pub enum Op {
         sid: String,
         state: RequestState,
     },
-    /// Move a service's home node (recovery after fencing, migration).
+    /// Move a service's home node (the master's recovery after fencing;
+    /// an LRM's move after a migration is [`Op::MoveServiceFrom`]).
     MoveService {
         sid: String,
         node: NodeName,

@@ -16,9 +16,8 @@
 //!   the seeds, one node's every durable write (an append, a vote) takes
 //!   20 ms to 3 s for 2-15 s of the fault phase (aimed at the Raft
 //!   leader in a quarter of them, at the HA master in another), and its
-//!   Raft core waits
-//!   in line, as on an `fdatasync` that stalls: a slow leader stops
-//!   committing and heartbeating, a slow follower lags.
+//!   Raft core waits in line, as on an `fdatasync` that stalls: a slow
+//!   leader stops committing and heartbeating, a slow follower lags.
 
 use std::io::Write;
 use std::path::Path;
